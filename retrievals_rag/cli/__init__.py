@@ -1,0 +1,1 @@
+"""The ``retrievals-rag`` command line."""

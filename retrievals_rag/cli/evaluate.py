@@ -1,0 +1,76 @@
+"""``retrievals-rag evaluate``: dense retrieval metrics of an embedder on a BEIR-format dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from retrievals_rag.cli.common import add_model_arguments, load_embedder, positive_int
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate an embedder on a BEIR-format dataset",
+        description="Encode a BEIR-format corpus and its queries, retrieve exactly, and print nDCG, MAP, MRR, "
+        "recall, precision and hit rate at each k.",
+    )
+    add_model_arguments(parser)
+    parser.add_argument(
+        "--data", required=True, help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv"
+    )
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--k", type=positive_int, nargs="+", default=[1, 3, 5, 10, 100], help="cutoffs")
+    parser.add_argument("--score-function", choices=["cos", "dot"], default="cos")
+    parser.add_argument(
+        "--ignore-identical-ids",
+        action="store_true",
+        help="drop retrieved documents whose id is the query id",
+    )
+    parser.add_argument("--output-json", type=Path, default=None, help="also write the results to this file")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from retrievals_rag.evaluation.evaluator import RetrievalEvaluator
+
+    start = time.perf_counter()
+    evaluator = RetrievalEvaluator.from_beir(
+        args.data,
+        args.split,
+        k_values=args.k,
+        score_function=args.score_function,
+        batch_size=args.batch_size,
+        token_budget=args.token_budget,
+        ignore_identical_ids=args.ignore_identical_ids,
+    )
+    model = load_embedder(args)
+    print(
+        f"model: {args.model or 'packaged all-MiniLM-L6-v2'} ({model.pooling_method} pooling, "
+        f"max_length {model.max_length}, {model.device})\n"
+        f"data: {args.data} [{args.split}]: {len(evaluator.query_ids)} queries, "
+        f"{len(evaluator.document_ids)} documents",
+        file=sys.stderr,
+    )
+    result = evaluator.evaluate(model)
+    total = time.perf_counter() - start
+    print(result.table())
+    timings = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.timings.items())
+    print(f"\n{timings}; total {total:.1f}s", file=sys.stderr)
+    if args.output_json is not None:
+        payload = {
+            "model": str(args.model or "packaged all-MiniLM-L6-v2"),
+            "data": str(args.data),
+            "split": args.split,
+            "num_queries": len(evaluator.query_ids),
+            "num_documents": len(evaluator.document_ids),
+            "metrics": result.metrics,
+            "timings": {**result.timings, "total": total},
+        }
+        args.output_json.parent.mkdir(parents=True, exist_ok=True)
+        args.output_json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.output_json}", file=sys.stderr)
+    return 0

@@ -1,0 +1,319 @@
+"""Load retrieval benchmarks stored in the BEIR layout.
+
+A BEIR dataset is a folder holding::
+
+    corpus.jsonl      one {"_id": ..., "title": ..., "text": ...} object per line (title optional)
+    queries.jsonl     one {"_id": ..., "text": ...} object per line
+    qrels/SPLIT.tsv   query-id <TAB> corpus-id <TAB> integer score, with an optional header row
+
+Every file is read as UTF-8, blank lines are skipped, and other fields (such as ``metadata``) are ignored.
+Input is validated strictly: any problem raises :class:`BeirFormatError` naming the file, the 1-based line
+and the field.
+
+Example::
+
+    from retrievals_rag.evaluation.beir import document_text, load_beir
+
+    dataset = load_beir("tests/data/scifact_subset", split="test")
+    texts = [document_text(document) for document in dataset.corpus.values()]
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BeirDataset",
+    "BeirFormatError",
+    "Document",
+    "document_text",
+    "load_beir",
+    "load_corpus",
+    "load_qrels",
+    "load_queries",
+]
+
+_QRELS_HEADER = ("query-id", "corpus-id", "score")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+class BeirFormatError(ValueError):
+    """A BEIR file is missing or malformed.
+
+    Attributes:
+        path: The file (or folder) at fault.
+        line: The 1-based line number, or ``None`` when the problem concerns the whole file.
+        field: The JSON field or TSV column at fault, or ``None``.
+    """
+
+    def __init__(self, path: str | Path, problem: str, line: int | None = None, field: str | None = None):
+        self.path = Path(path)
+        self.line = line
+        self.field = field
+        location = str(path) if line is None else f"{path}, line {line}"
+        where = f"{location}, field {field!r}" if field is not None else location
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One corpus entry.
+
+    Attributes:
+        title: The title; an empty string when the corpus gives none.
+        text: The body text; may be empty.
+    """
+
+    title: str
+    text: str
+
+
+def document_text(document: Document) -> str:
+    """The text of a document that gets encoded: title and body joined by a space, then stripped.
+
+    This is the BEIR / MTEB convention, and the only place in the package that defines it.
+    A document whose title and text are both empty gives an empty string.
+
+    Args:
+        document: The corpus entry.
+
+    Returns:
+        ``(title + " " + text).strip()``.
+
+    Example:
+        >>> document_text(Document(title="Aspirin", text="It thins the blood."))
+        'Aspirin It thins the blood.'
+        >>> document_text(Document(title="", text=" body "))
+        'body'
+    """
+    return (document.title + " " + document.text).strip()
+
+
+@dataclass(frozen=True, slots=True)
+class BeirDataset:
+    """One split of a BEIR dataset.
+
+    Attributes:
+        corpus: Document id -> document, in file order.
+        queries: Query id -> query text, only the queries that appear in the split's qrels, in file order.
+        qrels: Query id -> document id -> graded relevance (an integer; > 0 means relevant), in file order.
+    """
+
+    corpus: dict[str, Document]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+
+def _require_file(path: Path, expected: str) -> None:
+    if not path.is_file():
+        problem = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise BeirFormatError(path, f"{problem}; expected {expected}")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, decoded line) for every non-blank line of a UTF-8 file."""
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise BeirFormatError(path, f"not valid UTF-8 ({error.reason})", line=line_number) from None
+            if line_number == 1:
+                line = line.removeprefix("\ufeff")
+            if line.strip():
+                yield line_number, line
+
+
+def _json_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    for line_number, line in _lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise BeirFormatError(
+                path, f"invalid JSON: {error.msg} (column {error.colno})", line_number
+            ) from None
+        if not isinstance(record, dict):
+            raise BeirFormatError(path, f"expected a JSON object, got {type(record).__name__}", line_number)
+        yield line_number, record
+
+
+def _string_field(record: dict[str, Any], field: str, path: Path, line_number: int) -> str:
+    if field not in record:
+        raise BeirFormatError(path, "missing", line_number, field)
+    value = record[field]
+    if not isinstance(value, str):
+        raise BeirFormatError(
+            path, f"expected a string, got {type(value).__name__} ({value!r:.40})", line_number, field
+        )
+    return value
+
+
+def _record_id(record: dict[str, Any], seen: dict[str, int], path: Path, line_number: int) -> str:
+    record_id = _string_field(record, "_id", path, line_number)
+    if record_id in seen:
+        raise BeirFormatError(
+            path, f"duplicate id {record_id!r} (first seen on line {seen[record_id]})", line_number, "_id"
+        )
+    seen[record_id] = line_number
+    return record_id
+
+
+def load_corpus(path: str | Path) -> dict[str, Document]:
+    """Read a BEIR ``corpus.jsonl``.
+
+    Args:
+        path: The JSONL file; each line an object with a string ``_id``, a string ``text`` (may be empty) and
+            optionally a string ``title``. Other fields are ignored.
+
+    Returns:
+        Document id -> :class:`Document`, in file order.
+
+    Raises:
+        BeirFormatError: The file is missing, holds no documents, or a line is malformed or repeats an id.
+    """
+    path = Path(path)
+    _require_file(path, "a BEIR corpus file (JSONL, one {'_id', 'title', 'text'} object per line)")
+    seen: dict[str, int] = {}
+    corpus: dict[str, Document] = {}
+    for line_number, record in _json_records(path):
+        document_id = _record_id(record, seen, path, line_number)
+        text = _string_field(record, "text", path, line_number)
+        title = _string_field(record, "title", path, line_number) if "title" in record else ""
+        corpus[document_id] = Document(title=title, text=text)
+    if not corpus:
+        raise BeirFormatError(path, "the corpus holds no documents")
+    return corpus
+
+
+def load_queries(path: str | Path) -> dict[str, str]:
+    """Read a BEIR ``queries.jsonl``.
+
+    Args:
+        path: The JSONL file; each line an object with a string ``_id`` and a non-empty string ``text``.
+            Other fields are ignored.
+
+    Returns:
+        Query id -> query text, in file order.
+
+    Raises:
+        BeirFormatError: The file is missing, holds no queries, or a line is malformed, repeats an id or has
+            an empty query text.
+    """
+    path = Path(path)
+    _require_file(path, "a BEIR queries file (JSONL, one {'_id', 'text'} object per line)")
+    seen: dict[str, int] = {}
+    queries: dict[str, str] = {}
+    for line_number, record in _json_records(path):
+        query_id = _record_id(record, seen, path, line_number)
+        text = _string_field(record, "text", path, line_number)
+        if not text.strip():
+            raise BeirFormatError(path, "the query text is empty", line_number, "text")
+        queries[query_id] = text
+    if not queries:
+        raise BeirFormatError(path, "the file holds no queries")
+    return queries
+
+
+def load_qrels(
+    path: str | Path,
+    query_ids: Collection[str] | None = None,
+    document_ids: Collection[str] | None = None,
+) -> dict[str, dict[str, int]]:
+    """Read a BEIR qrels file (``qrels/SPLIT.tsv``).
+
+    Each row is ``query-id <TAB> corpus-id <TAB> score`` with an integer score; a first row reading
+    ``query-id	corpus-id	score`` is taken as the header.
+
+    Args:
+        path: The TSV file.
+        query_ids: When given, every row's query id must be one of these.
+        document_ids: When given, every row's corpus id must be one of these.
+
+    Returns:
+        Query id -> document id -> score, in file order.
+
+    Raises:
+        BeirFormatError: The file is missing or empty, or a row has the wrong number of columns, a
+            non-integer score, a repeated (query, document) pair, or an id outside ``query_ids`` /
+            ``document_ids``.
+    """
+    path = Path(path)
+    _require_file(path, "a BEIR qrels file (TSV: query-id, corpus-id, integer score)")
+    qrels: dict[str, dict[str, int]] = {}
+    first_row = True
+    for line_number, line in _lines(path):
+        fields = line.rstrip("\r\n").split("\t")
+        is_first_row, first_row = first_row, False
+        if is_first_row and tuple(field.strip() for field in fields) == _QRELS_HEADER:
+            continue
+        if len(fields) != 3:
+            raise BeirFormatError(
+                path,
+                f"expected 3 tab-separated columns (query-id, corpus-id, score), got {len(fields)}",
+                line_number,
+            )
+        query_id, document_id, score_text = (field.strip() for field in fields)
+        if not _INTEGER.fullmatch(score_text):
+            hint = " (a header row must read 'query-id<TAB>corpus-id<TAB>score')" if is_first_row else ""
+            raise BeirFormatError(
+                path, f"expected an integer, got {score_text!r}{hint}", line_number, "score"
+            )
+        for column, value, known in (
+            ("query-id", query_id, query_ids),
+            ("corpus-id", document_id, document_ids),
+        ):
+            if not value:
+                raise BeirFormatError(path, "empty id", line_number, column)
+            if known is not None and value not in known:
+                kind = "query" if column == "query-id" else "document"
+                raise BeirFormatError(path, f"unknown {kind} id {value!r}", line_number, column)
+        judgments = qrels.setdefault(query_id, {})
+        if document_id in judgments:
+            raise BeirFormatError(
+                path, f"duplicate judgment for query {query_id!r}, document {document_id!r}", line_number
+            )
+        judgments[document_id] = int(score_text)
+    if not qrels:
+        raise BeirFormatError(path, "the file holds no judgments")
+    return qrels
+
+
+def load_beir(data_dir: str | Path, split: str = "test") -> BeirDataset:
+    """Load one split of a BEIR dataset folder.
+
+    Args:
+        data_dir: The folder holding ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/``.
+        split: The qrels file to use, ``qrels/{split}.tsv``.
+
+    Returns:
+        The corpus, the queries judged in this split, and the split's qrels.
+
+    Raises:
+        BeirFormatError: A file is missing or malformed, the split does not exist (the message lists the
+            splits that do), or the qrels name a query or document that the other files lack.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise BeirFormatError(
+            data_dir, "is not a folder; expected a BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/)"
+        )
+    if not split or Path(split).name != split or split in {".", ".."}:
+        raise ValueError(f"split must be a plain file stem such as 'test', got {split!r}")
+    qrels_dir = data_dir / "qrels"
+    qrels_path = qrels_dir / f"{split}.tsv"
+    if not qrels_path.is_file():
+        available = sorted(path.stem for path in qrels_dir.glob("*.tsv")) if qrels_dir.is_dir() else []
+        listing = ", ".join(repr(name) for name in available) if available else "none"
+        raise BeirFormatError(
+            qrels_path, f"split {split!r} not found; expected qrels/{split}.tsv. Available splits: {listing}"
+        )
+    corpus = load_corpus(data_dir / "corpus.jsonl")
+    all_queries = load_queries(data_dir / "queries.jsonl")
+    qrels = load_qrels(qrels_path, query_ids=all_queries, document_ids=corpus)
+    queries = {query_id: text for query_id, text in all_queries.items() if query_id in qrels}
+    return BeirDataset(corpus=corpus, queries=queries, qrels=qrels)

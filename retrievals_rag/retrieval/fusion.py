@@ -1,0 +1,125 @@
+"""Reciprocal rank fusion (Cormack, Clarke & Büttcher, 2009): merge rankings from several retrievers.
+
+Each document scores ``sum_r w_r / (k + rank_r(d))`` over the rankings ``r`` that contain it, where
+``rank_r(d)`` is its 1-based rank in ``r``; rankings that lack it add nothing. Only ranks matter, so a BM25 run
+and a dense run fuse without calibrating their scores.
+
+Tie rule, the one trec_eval and :func:`retrievals_rag.retrieval.runs.rank_documents` use: equal scores
+are ordered by document id, descending (Python ``str`` order). It applies both when a run's scores are turned
+into ranks and to the fused output, so a fused run is ranked the same way when it is evaluated.
+
+Example:
+    >>> fuse_rankings([["a", "b", "c"], ["b", "c"]], k=60)[0]
+    ('b', 0.03252247488101534)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from retrievals_rag.retrieval.runs import rank_documents
+
+__all__ = ["fuse_rankings", "reciprocal_rank_fusion"]
+
+
+def fuse_rankings(
+    rankings: Sequence[Sequence[str]], k: int = 60, weights: Sequence[float] | None = None
+) -> list[tuple[str, float]]:
+    """Fuse ordered lists of document ids for one query by reciprocal rank fusion.
+
+    Args:
+        rankings: Document ids, best first, one list per retriever; an id may appear once per list.
+        k: The RRF constant (>= 0); 60 in the paper. Larger values flatten the weight of top ranks.
+        weights: One weight (>= 0) per ranking; None weights all rankings 1.
+
+    Returns:
+        ``(doc_id, fused_score)`` for every document in any ranking, by score descending, ties by document id
+        descending.
+
+    Raises:
+        ValueError: On a repeated id within a ranking, ``k < 0``, or weights of the wrong length or negative.
+
+    Example:
+        >>> fuse_rankings([["a", "b"], ["b"]], k=0, weights=[1.0, 2.0])
+        [('b', 2.5), ('a', 1.0)]
+    """
+    if isinstance(rankings, str) or any(isinstance(ranking, str) for ranking in rankings):
+        raise TypeError("rankings must be a sequence of sequences of document ids, not strings")
+    _check_k(k)
+    run_weights = _check_weights(weights, len(rankings))
+    fused: dict[str, float] = {}
+    for ranking_number, (ranking, weight) in enumerate(zip(rankings, run_weights, strict=True)):
+        if len(set(ranking)) != len(ranking):
+            raise ValueError(f"ranking {ranking_number} lists a document id more than once")
+        for rank, doc_id in enumerate(ranking, start=1):
+            fused[doc_id] = fused.get(doc_id, 0.0) + weight / (k + rank)
+    return [(doc_id, fused[doc_id]) for doc_id in rank_documents(fused)]
+
+
+def reciprocal_rank_fusion(
+    runs: Sequence[Mapping[str, Mapping[str, float]]],
+    *,
+    k: int = 60,
+    weights: Sequence[float] | None = None,
+    top_k: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """Fuse runs (query id -> document id -> score) by reciprocal rank fusion.
+
+    Within each run, a query's documents are ranked by score, descending, ties by document id descending
+    (trec_eval's order); the ranks are then fused by :func:`fuse_rankings`.
+
+    Args:
+        runs: The runs to fuse, e.g. from ``BM25Retriever.to_run`` and ``DenseIndex.to_run``.
+        k: The RRF constant (>= 0); 60 in the paper.
+        weights: One weight (>= 0) per run; None weights all runs 1.
+        top_k: Keep only the best ``top_k`` documents per query (>= 1); None keeps all.
+
+    Returns:
+        A run with every query that appears in any run (a query absent from a run gets nothing from it),
+        documents inserted best first.
+
+    Raises:
+        ValueError: On weights of the wrong length or negative, ``k < 0``, ``top_k < 1`` or NaN scores.
+
+    Example:
+        >>> bm25_run = {"q1": {"d1": 12.0, "d2": 9.5}}
+        >>> dense_run = {"q1": {"d2": 0.8, "d3": 0.7}}
+        >>> fused = reciprocal_rank_fusion([bm25_run, dense_run], k=60)
+        >>> list(fused["q1"])
+        ['d2', 'd1', 'd3']
+    """
+    _check_k(k)
+    run_weights = _check_weights(weights, len(runs))
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be an integer >= 1 or None, got {top_k!r}")
+    query_ids: dict[str, None] = {}  # ordered set: queries in order of first appearance
+    for run in runs:
+        query_ids.update(dict.fromkeys(run))
+    fused_run: dict[str, dict[str, float]] = {}
+    for query_id in query_ids:
+        rankings: list[list[str]] = []
+        for run_number, run in enumerate(runs):
+            scores = run.get(query_id, {})
+            if any(math.isnan(score) for score in scores.values()):
+                raise ValueError(f"run {run_number} has a NaN score for query {query_id!r}")
+            rankings.append(rank_documents(scores))
+        fused = fuse_rankings(rankings, k=k, weights=run_weights)
+        fused_run[query_id] = dict(fused if top_k is None else fused[:top_k])
+    return fused_run
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int | float) or not k >= 0:
+        raise ValueError(f"k must be a number >= 0, got {k!r}")
+
+
+def _check_weights(weights: Sequence[float] | None, n_rankings: int) -> list[float]:
+    if weights is None:
+        return [1.0] * n_rankings
+    weights = [float(weight) for weight in weights]
+    if len(weights) != n_rankings:
+        raise ValueError(f"got {len(weights)} weights for {n_rankings} runs; give one weight per run")
+    if any(not (math.isfinite(weight) and weight >= 0) for weight in weights):
+        raise ValueError(f"weights must be finite and >= 0, got {weights}")
+    return weights

@@ -1,0 +1,31 @@
+"""The run format shared by retrieval, fusion and evaluation, and its one ranking rule.
+
+A run maps query id -> document id -> score (the pytrec_eval format), with Python floats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+Run = dict[str, dict[str, float]]
+
+
+def rank_documents(scores: Mapping[str, float]) -> list[str]:
+    """Order one query's retrieved documents as trec_eval does.
+
+    Args:
+        scores: Document id -> retrieval score.
+
+    Returns:
+        Document ids by score, descending; ties by document id, descending (trec_eval's rule, so that
+        metrics computed here equal pytrec_eval's on runs with ties).
+
+    Example:
+        >>> rank_documents({"a": 1.0, "b": 2.0, "c": 1.0})
+        ['b', 'c', 'a']
+    """
+    return [document_id for document_id, _ in sorted(scores.items(), key=_score_then_id, reverse=True)]
+
+
+def _score_then_id(item: tuple[str, float]) -> tuple[float, str]:
+    return item[1], item[0]
