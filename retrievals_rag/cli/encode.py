@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="embed texts or a corpus file",
         description="Embed texts into a float32 matrix. Inputs: --text (repeatable), or --input with a .jsonl file "
         "of {'_id', 'text', optional 'title'} records (BEIR corpus or queries) or a .txt file with one text per "
-        "line. Ids from a .jsonl input are kept: in the .safetensors metadata, or beside a .npy as OUTPUT.ids.json.",
+        "line (blank lines included, as empty texts). Ids from a .jsonl input are kept: in the .safetensors metadata, or beside a .npy as OUTPUT.ids.json.",
     )
     add_model_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -38,7 +38,7 @@ def _read_inputs(args: argparse.Namespace) -> tuple[list[str] | None, list[str]]
         return None, list(args.text)
     path: Path = args.input
     if not path.is_file():
-        raise SystemExit(f"error: input file not found: {path}")
+        raise FileNotFoundError(f"input file not found: {path}")
     if path.suffix == ".jsonl":
         from retrievals_rag.evaluation.beir import document_text, load_corpus
 
@@ -48,15 +48,15 @@ def _read_inputs(args: argparse.Namespace) -> tuple[list[str] | None, list[str]]
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except UnicodeDecodeError as error:
-            raise SystemExit(f"error: {path} is not UTF-8 text ({error})") from error
+            raise ValueError(f"{path} is not UTF-8 text ({error})") from error
         return None, lines
-    raise SystemExit(f"error: {path}: expected a .jsonl or .txt input")
+    raise ValueError(f"{path}: expected a .jsonl or .txt input")
 
 
 def run(args: argparse.Namespace) -> int:
     output: Path = args.output
     if output.suffix not in (".npy", ".safetensors"):
-        raise SystemExit(f"error: --output must end in .npy or .safetensors, got {output}")
+        raise ValueError(f"--output must end in .npy or .safetensors, got {output}")
     ids, texts = _read_inputs(args)
     model = load_embedder(args)
     encode = {"query": model.encode_queries, "document": model.encode_corpus}.get(args.kind)
