@@ -15,8 +15,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from retrievals_rag.data.tokenization import pad_sequences
+
 if TYPE_CHECKING:
     import torch
+
+__all__ = ["TokenBatch", "iter_token_batches", "pad_sequences", "plan_batches"]
 
 Tokenize = Callable[[list[str]], list[list[int]]]
 
@@ -54,27 +58,6 @@ def plan_batches(lengths: Sequence[int], token_budget: int, max_batch_size: int)
         batches.append(order[start : start + size])
         start += size
     return batches
-
-
-def pad_sequences(
-    sequences: Sequence[Sequence[int]], pad_id: int, padding_side: str = "right"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad token id lists to the longest one: ``(input_ids, attention_mask)``, both ``(batch, longest)``."""
-    import torch
-
-    longest = max((len(seq) for seq in sequences), default=0)
-    input_ids = np.full((len(sequences), longest), pad_id, dtype=np.int64)
-    attention_mask = np.zeros((len(sequences), longest), dtype=np.int64)
-    for row, seq in enumerate(sequences):
-        if not seq:
-            continue
-        if padding_side == "left":
-            input_ids[row, longest - len(seq) :] = seq
-            attention_mask[row, longest - len(seq) :] = 1
-        else:
-            input_ids[row, : len(seq)] = seq
-            attention_mask[row, : len(seq)] = 1
-    return torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
 
 
 def _produce_batches(

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from retrievals_rag.data.tokenization import apply_instruction, pad_sequences, tokenize_texts
 from retrievals_rag.models.batching import iter_token_batches
 from retrievals_rag.models.config import EmbeddingSettings, read_settings, save_settings
 from retrievals_rag.models.loading import (
@@ -28,6 +29,16 @@ from retrievals_rag.models.loading import (
     resolve_dtype,
     resolve_model_path,
     tokenizer_appends_eos,
+)
+from retrievals_rag.models.lora import (
+    LoraSettings,
+    adapter_base_model,
+    apply_lora,
+    is_adapter_folder,
+    is_lora_model,
+    load_adapter,
+    load_adapter_weights,
+    merged_copy,
 )
 from retrievals_rag.models.pooling import PoolingMethod, check_pooling_method, pool
 from retrievals_rag.models.st_format import (
@@ -45,15 +56,6 @@ OutputFormat = Literal["numpy", "torch"]
 DEFAULT_TOKEN_BUDGET = {"cpu": 4_096, "cuda": 131_072}
 DEFAULT_MAX_BATCH_SIZE = {"cpu": 256, "cuda": 1024}
 PROGRESS_BAR_MIN_TEXTS = 1_000
-
-
-def apply_instruction(instruction: str | None, text: str) -> str:
-    """Prefix ``text`` with ``instruction``; a ``{}`` in the instruction is a placeholder for the text."""
-    if not instruction:
-        return text
-    if "{}" in instruction:
-        return instruction.replace("{}", text, 1)
-    return instruction + text
 
 
 def _check_texts(texts: Sequence[str]) -> None:
@@ -102,6 +104,7 @@ class AutoModelForEmbedding(nn.Module):
         normalize_embeddings: bool | None = None,
         trust_remote_code: bool = False,
         dtype: DtypeName | None = None,
+        merge_lora: bool = False,
     ) -> AutoModelForEmbedding:
         """Load an embedder from a local folder.
 
@@ -121,14 +124,20 @@ class AutoModelForEmbedding(nn.Module):
             normalize_embeddings: L2-normalise the vectors.
             trust_remote_code: allow custom modelling code from the folder.
             dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``; overrides ``use_fp16``.
+            merge_lora: for a folder holding a LoRA adapter (saved by :meth:`save_pretrained` after LoRA
+                training), fold the adapter into the base weights instead of keeping it as a separate module.
+                Both give the same vectors.
         """
         path = resolve_model_path(model_name_or_path)
         saved = read_settings(path) if Path(path).is_dir() else None
-        layout = read_sentence_transformers_layout(path) if Path(path).is_dir() else None
+        adapter_path = path if is_adapter_folder(path) else None
+        layout = read_sentence_transformers_layout(path) if Path(path).is_dir() and not adapter_path else None
         weights_path = str(layout.transformer_path) if layout is not None else path
+        if adapter_path is not None:
+            weights_path = resolve_model_path(adapter_base_model(adapter_path))
         config = load_config(weights_path, trust_remote_code)
         decoder_only = is_decoder_only(config)
-        tokenizer = load_tokenizer(weights_path, trust_remote_code=trust_remote_code)
+        tokenizer = load_tokenizer(adapter_path or weights_path, trust_remote_code=trust_remote_code)
 
         def pick(name: str, explicit: Any, from_st: Any, fallback: Any) -> Any:
             if explicit is not None:
@@ -182,6 +191,8 @@ class AutoModelForEmbedding(nn.Module):
             device=resolved_device,
             trust_remote_code=trust_remote_code,
         )
+        if adapter_path is not None:
+            model = load_adapter(model, adapter_path, merge=merge_lora)
         return cls(model, tokenizer, settings)
 
     # ------------------------------------------------------------------ properties
@@ -242,29 +253,63 @@ class AutoModelForEmbedding(nn.Module):
             embeddings = torch.nn.functional.normalize(embeddings.float(), dim=-1)
         return embeddings
 
+    # ------------------------------------------------------------------ training support
+    def enable_lora(self, settings: LoraSettings | None = None) -> None:
+        """Wrap the backbone in LoRA adapters (only they train). Save with :meth:`save_pretrained`."""
+        if is_lora_model(self.model):
+            raise ValueError("this model already has a LoRA adapter")
+        self.model = apply_lora(self.model, settings or LoraSettings())
+
+    @property
+    def has_lora(self) -> bool:
+        return is_lora_model(self.model)
+
+    def activation_checkpointing_enable(
+        self,
+        activation_checkpointing_kwargs: dict[str, Any] | None = None,
+        every_n_layers: int = 1,
+        offload: bool = False,
+    ) -> None:
+        """Recompute activations in the backward pass (less memory); called by the HF Trainer."""
+        backbone = self.model.get_base_model() if self.has_lora else self.model
+        if self.has_lora:
+            # inputs of a frozen embedding layer need gradients for checkpointed LoRA layers to get theirs
+            backbone.enable_input_require_grads()
+        backbone.activation_checkpointing_enable(
+            activation_checkpointing_kwargs=activation_checkpointing_kwargs,
+            every_n_layers=every_n_layers,
+            offload=offload,
+        )
+
+    def load_weights(self, directory: str | os.PathLike[str]) -> None:
+        """Load weights saved by :meth:`save_pretrained` into this model (resuming from a checkpoint)."""
+        folder = Path(directory)
+        if self.has_lora:
+            load_adapter_weights(self.model, folder)
+            return
+        index = folder / "model.safetensors.index.json"
+        if index.is_file():
+            from transformers.modeling_utils import load_sharded_checkpoint
+
+            load_sharded_checkpoint(self.model, str(folder), strict=True)
+            return
+        from safetensors.torch import load_file
+
+        state = load_file(str(folder / "model.safetensors"), device=str(self.device))
+        result = self.model.load_state_dict(state, strict=False)
+        if result.unexpected_keys or result.missing_keys:
+            raise ValueError(
+                f"{folder}: the weights do not fit this model (missing {result.missing_keys[:3]}, "
+                f"unexpected {result.unexpected_keys[:3]})"
+            )
+
     # ------------------------------------------------------------------ tokenization
     def tokenize_ids(self, texts: list[str]) -> list[list[int]]:
         """Token ids of ``texts``: truncated to ``max_length``, special tokens added, EOS appended if set."""
-        if not texts:
-            return []
-        limit = self.settings.max_length - (1 if self.settings.append_eos else 0)
-        encoded = self.tokenizer(
-            texts,
-            truncation=True,
-            max_length=limit,
-            padding=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )["input_ids"]
-        if self.settings.append_eos:
-            eos = self.tokenizer.eos_token_id
-            encoded = [[*ids, eos] for ids in encoded]
-        return encoded
+        return tokenize_texts(self.tokenizer, texts, self.settings.max_length, self.settings.append_eos)
 
     def tokenize(self, texts: list[str], padding_side: str | None = None) -> dict[str, torch.Tensor]:
         """Tokenize and pad ``texts`` into model inputs (``input_ids``, ``attention_mask``), padded per batch."""
-        from retrievals_rag.models.batching import pad_sequences
-
         input_ids, attention_mask = pad_sequences(
             self.tokenize_ids(texts),
             self.tokenizer.pad_token_id,
@@ -411,18 +456,24 @@ class AutoModelForEmbedding(nn.Module):
         )
 
     # ------------------------------------------------------------------ saving
-    def save_pretrained(self, save_directory: str | os.PathLike[str]) -> None:
+    def save_pretrained(self, save_directory: str | os.PathLike[str], merge_lora: bool = False) -> None:
         """Write weights (safetensors), tokenizer, settings and the sentence-transformers layout.
 
         The folder loads here with the same settings, and in ``SentenceTransformer(folder)`` with the same
-        vectors (``encode_query`` / ``encode_document`` apply the instructions as prompts).
+        vectors (``encode_query`` / ``encode_document`` apply the instructions as prompts). A model with a LoRA
+        adapter saves the adapter alone (small; reload it with :meth:`from_pretrained`, which finds the base
+        model), or with ``merge_lora=True`` a full merged model.
         """
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(directory)
         settings = self.settings
         self.tokenizer.save_pretrained(directory)
         save_settings(directory, settings)
+        if self.has_lora and not merge_lora:
+            self.model.save_pretrained(directory)  # adapter_config.json + adapter_model.safetensors
+            return
+        backbone = merged_copy(self.model) if self.has_lora else self.model
+        backbone.save_pretrained(directory)
         skipped = write_sentence_transformers_layout(
             directory,
             pooling_method=settings.pooling_method,

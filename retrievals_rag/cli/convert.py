@@ -1,0 +1,91 @@
+"""``retrievals-rag convert``: public training sets (T2Ranking, DPR) to our training records (JSON Lines)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from retrievals_rag.cli.common import positive_int
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("convert", help="convert public training sets to training records")
+    sources = parser.add_subparsers(dest="source", metavar="SOURCE", required=True)
+
+    t2ranking = sources.add_parser(
+        "t2ranking",
+        help="T2Ranking (collection, queries, retrieval qrels[, negatives]) to pair or triplet records",
+        description="Convert T2Ranking retrieval training data to pair records {query, positive, query_id, "
+        "positive_ids}, or, with --negatives (train.mined.tsv or train.bm25.tsv), to triplet records that add "
+        "negative and negative_ids: NUM_NEGATIVES drawn (reproducibly, per query) from each query's rows at "
+        "0-based positions START <= position < END, positives excluded.",
+    )
+    t2ranking.add_argument("--collection", type=Path, required=True, help="collection.tsv (pid, passage)")
+    t2ranking.add_argument("--queries", type=Path, required=True, help="queries.train.tsv (qid, query)")
+    t2ranking.add_argument("--qrels", type=Path, required=True, help="qrels.retrieval.train.tsv (qid, pid)")
+    t2ranking.add_argument(
+        "--negatives", type=Path, default=None, help="ranked negatives: train.mined.tsv or train.bm25.tsv"
+    )
+    t2ranking.add_argument("--num-negatives", type=positive_int, default=8, help="negatives per query")
+    t2ranking.add_argument(
+        "--rank-range",
+        type=int,
+        nargs=2,
+        default=[0, 200],
+        metavar=("START", "END"),
+        help="positions in each query's negatives to draw from, END excluded (default: 0 200)",
+    )
+    t2ranking.add_argument("--seed", type=int, default=0)
+    t2ranking.add_argument("--output", type=Path, required=True, help="the .jsonl file to write")
+    t2ranking.set_defaults(handler=run_t2ranking)
+
+    dpr = sources.add_parser(
+        "dpr",
+        help="DPR bi-encoder data (biencoder-nq-train.json) to triplet records",
+        description="Convert DPR bi-encoder training data (a JSON list, or JSON Lines; .gz allowed) to triplet "
+        "records {query, positive, negative} with {title, text} passages. Negatives are hard_negative_ctxs "
+        "(plus negative_ctxs with --include-negative-ctxs), never a positive. Items without positives or "
+        "without negatives are skipped and counted.",
+    )
+    dpr.add_argument("--input", type=Path, required=True, help="biencoder-*.json")
+    dpr.add_argument(
+        "--num-negatives",
+        type=positive_int,
+        default=None,
+        help="draw this many negatives per item (reproducibly); default: keep all",
+    )
+    dpr.add_argument("--include-negative-ctxs", action="store_true", help="also use negative_ctxs")
+    dpr.add_argument("--seed", type=int, default=0)
+    dpr.add_argument("--output", type=Path, required=True, help="the .jsonl file to write")
+    dpr.set_defaults(handler=run_dpr)
+
+
+def run_t2ranking(args: argparse.Namespace) -> int:
+    from retrievals_rag.data.converters import convert_t2ranking
+
+    stats = convert_t2ranking(
+        args.collection,
+        args.queries,
+        args.qrels,
+        args.output,
+        negatives=args.negatives,
+        num_negatives=args.num_negatives,
+        rank_range=tuple(args.rank_range),
+        seed=args.seed,
+    )
+    print(stats.summary())
+    return 0
+
+
+def run_dpr(args: argparse.Namespace) -> int:
+    from retrievals_rag.data.converters import convert_dpr
+
+    stats = convert_dpr(
+        args.input,
+        args.output,
+        num_negatives=args.num_negatives,
+        include_negative_ctxs=args.include_negative_ctxs,
+        seed=args.seed,
+    )
+    print(stats.summary())
+    return 0

@@ -1,0 +1,40 @@
+"""Training data: record formats and their validation, datasets, collators, converters.
+
+This is the only place that tokenizes for training. Names resolve lazily, so importing it loads no torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY_NAMES: dict[str, str] = {
+    "RetrievalTrainDataset": "retrievals_rag.data.datasets",
+    "EmbeddingCollator": "retrievals_rag.data.collators",
+    "load_records": "retrievals_rag.data.records",
+    "DataFormatError": "retrievals_rag.data.records",
+    "apply_instruction": "retrievals_rag.data.tokenization",
+}
+
+__all__ = [
+    "DataFormatError",
+    "EmbeddingCollator",
+    "RetrievalTrainDataset",
+    "apply_instruction",
+    "load_records",
+]
+
+if TYPE_CHECKING:
+    from retrievals_rag.data.collators import EmbeddingCollator
+    from retrievals_rag.data.datasets import RetrievalTrainDataset
+    from retrievals_rag.data.records import DataFormatError, load_records
+    from retrievals_rag.data.tokenization import apply_instruction
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_NAMES.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'retrievals_rag.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value

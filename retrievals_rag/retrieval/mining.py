@@ -1,0 +1,305 @@
+"""Hard-negative mining with an embedder, and atomic JSONL output.
+
+:func:`mine_hard_negatives` encodes a corpus and a set of queries, retrieves the top documents of each query
+exactly (:func:`~retrievals_rag.retrieval.dense.dense_search`, cosine), and samples negatives from a band of
+ranks below the top, never a positive. The band skips the very top on purpose: the best-ranked unjudged
+documents are often relevant documents that the judges missed (false negatives).
+
+Sampling is reproducible and per query: the random generator of a query is derived from ``seed`` and the
+query id (:func:`sample_in_order`), so a query gets the same negatives whatever other queries are mined with
+it and in whatever order.
+
+Example::
+
+    from retrievals_rag import AutoModelForEmbedding
+    from retrievals_rag.retrieval.mining import mine_hard_negatives, write_jsonl
+
+    records = mine_hard_negatives(
+        AutoModelForEmbedding.from_pretrained("path/to/model"),
+        corpus_ids=["d1", "d2", ...],
+        corpus_texts=["Aspirin It thins the blood.", ...],
+        queries={"q1": "what thins the blood?"},
+        positives={"q1": ["d1"]},
+        rank_range=(10, 100),
+        num_negatives=8,
+    )
+    write_jsonl(records, "triplets.jsonl")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import secrets
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+__all__ = ["QueryCorpusEncoder", "mine_hard_negatives", "sample_in_order", "write_jsonl"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_SHOWN_IDS = 10  # ids quoted in an error message before "... and N more"
+
+
+class QueryCorpusEncoder(Protocol):
+    """What mining needs from a model: :class:`~retrievals_rag.models.embedding.AutoModelForEmbedding` fits."""
+
+    def encode_queries(
+        self,
+        queries: Sequence[str],
+        *,
+        batch_size: int | None = ...,
+        token_budget: int | None = ...,
+        show_progress_bar: bool | None = ...,
+    ) -> Any: ...
+
+    def encode_corpus(
+        self,
+        documents: Sequence[str],
+        *,
+        batch_size: int | None = ...,
+        token_budget: int | None = ...,
+        show_progress_bar: bool | None = ...,
+    ) -> Any: ...
+
+
+def sample_in_order(items: Sequence[_T], count: int, *, seed: int, key: str) -> list[_T]:
+    """``count`` items drawn without replacement, returned in their original order.
+
+    The draw depends only on ``seed``, ``key`` and ``items`` (a SHA-256 of ``seed`` and ``key`` seeds a
+    :class:`random.Random`), not on the hash seed of the process or on anything drawn before.
+
+    Args:
+        items: The candidates, e.g. best-ranked first.
+        count: How many to draw; when ``len(items) <= count`` all of them are returned.
+        seed: The run's seed.
+        key: What the draw belongs to, e.g. a query id.
+
+    Returns:
+        A new list.
+
+    Example:
+        >>> sample_in_order(["a", "b", "c"], 5, seed=0, key="q1")
+        ['a', 'b', 'c']
+        >>> picked = sample_in_order(list("abcdefgh"), 3, seed=0, key="q1")
+        >>> picked == sample_in_order(list("abcdefgh"), 3, seed=0, key="q1"), len(picked)
+        (True, 3)
+    """
+    if len(items) <= count:
+        return list(items)
+    digest = hashlib.sha256(f"{seed}\x00{key}".encode()).digest()
+    rng = random.Random(int.from_bytes(digest[:8], "big"))
+    return [items[index] for index in sorted(rng.sample(range(len(items)), count))]
+
+
+def _quote_ids(ids: Sequence[str]) -> str:
+    shown = ", ".join(repr(value) for value in ids[:_SHOWN_IDS])
+    more = len(ids) - _SHOWN_IDS
+    return f"{shown} ... and {more} more" if more > 0 else shown
+
+
+def _check_arguments(
+    corpus_ids: Sequence[str],
+    corpus_texts: Sequence[str],
+    rank_range: tuple[int, int],
+    num_negatives: int,
+) -> dict[str, int]:
+    """Validate the arguments; return document id -> corpus position."""
+    if len(rank_range) != 2 or not all(
+        isinstance(value, int) and not isinstance(value, bool) for value in rank_range
+    ):
+        raise ValueError(f"rank_range must be two integers (start, end), got {rank_range!r}")
+    start, end = rank_range
+    if start < 0 or start >= end:
+        raise ValueError(f"rank_range must satisfy 0 <= start < end, got ({start}, {end})")
+    if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives < 1:
+        raise ValueError(f"num_negatives must be a positive integer, got {num_negatives!r}")
+    if len(corpus_ids) != len(corpus_texts):
+        raise ValueError(f"got {len(corpus_ids)} corpus ids but {len(corpus_texts)} corpus texts")
+    position: dict[str, int] = {}
+    duplicates: list[str] = []
+    for index, document_id in enumerate(corpus_ids):
+        if document_id in position:
+            duplicates.append(document_id)
+        else:
+            position[document_id] = index
+    if duplicates:
+        raise ValueError(f"corpus_ids must be unique; repeated: {_quote_ids(duplicates)}")
+    return position
+
+
+def mine_hard_negatives(
+    encoder: QueryCorpusEncoder,
+    corpus_ids: Sequence[str],
+    corpus_texts: Sequence[str],
+    queries: Mapping[str, str],
+    positives: Mapping[str, Collection[str]],
+    *,
+    rank_range: tuple[int, int] = (10, 100),
+    num_negatives: int = 8,
+    seed: int = 0,
+    exclude_query_id: bool = True,
+    batch_size: int | None = None,
+    token_budget: int | None = None,
+    show_progress_bar: bool | None = None,
+) -> list[dict[str, Any]]:
+    """Mine hard negatives for each query from a band of the encoder's own ranking.
+
+    Each query (that has positives) is ranked against the whole corpus by cosine similarity; the candidates
+    are the documents at 0-based ranks ``start <= rank < end`` (``rank_range = (10, 100)`` skips the best ten
+    and stops at the hundredth), minus the query's positives, minus any document whose text equals a
+    positive's text (a duplicate of a positive is not a negative), and minus the document whose id is the
+    query id when ``exclude_query_id`` is set (corpora where queries are documents too, e.g. ArguAna, Quora).
+    Positives are removed *after* the band is cut, so a band of ``end - start`` ranks may hold fewer
+    candidates. ``num_negatives`` of them are drawn without replacement with :func:`sample_in_order`
+    (keyed by ``seed`` and the query id) and kept in rank order, best first; when fewer remain, all are kept.
+
+    Queries are skipped, and the numbers logged at INFO level, in two cases: no positives (missing from
+    ``positives`` or an empty collection), or no candidate left in the band (e.g. a corpus smaller than
+    ``start``). Every returned record has at least one negative. Positives of queries that are not in
+    ``queries`` are ignored, so a subset of the queries can be mined with the full judgments.
+
+    Args:
+        encoder: Anything with ``encode_queries`` and ``encode_corpus`` taking a list of texts and the
+            keyword arguments ``batch_size``, ``token_budget`` and ``show_progress_bar`` and returning a
+            ``(n, dim)`` array, e.g. :class:`~retrievals_rag.models.embedding.AutoModelForEmbedding`.
+        corpus_ids: Unique document ids.
+        corpus_texts: The text to encode for each id (for BEIR data, ``document_text``: title + " " + text).
+        queries: Query id -> query text; records come out in this order.
+        positives: Query id -> ids of its relevant documents (every id must be in ``corpus_ids``).
+        rank_range: ``(start, end)``, 0-based, end excluded; ``0 <= start < end``.
+        num_negatives: Negatives per query, at least 1.
+        seed: Seed of the per-query draws.
+        exclude_query_id: Never take the document whose id equals the query id.
+        batch_size: Passed to the encoder.
+        token_budget: Passed to the encoder.
+        show_progress_bar: Passed to the encoder (None: its default).
+
+    Returns:
+        One record per mined query: ``{"query": text, "positive": [texts], "negative": [texts],
+        "query_id": id, "positive_ids": [ids], "negative_ids": [ids]}``, positives in corpus order. The first
+        three keys are the training triplet format; the ids are extra keys that trainers ignore.
+
+    Raises:
+        ValueError: On a bad ``rank_range`` or ``num_negatives``, ids and texts of different lengths,
+            repeated corpus ids, or positives naming ids that are not in the corpus (the message lists them).
+    """
+    import numpy as np
+
+    from retrievals_rag.retrieval.dense import dense_search
+
+    position = _check_arguments(corpus_ids, corpus_texts, rank_range, num_negatives)
+    start, end = rank_range
+    unknown = sorted(
+        {
+            document_id
+            for query_id in queries
+            for document_id in positives.get(query_id, ())
+            if document_id not in position
+        }
+    )
+    if unknown:
+        raise ValueError(
+            f"positives name {len(unknown)} document ids that the corpus lacks: {_quote_ids(unknown)}"
+        )
+
+    # Positives in corpus order: reproducible even when the caller passes sets.
+    query_positives = {
+        query_id: sorted({position[document_id] for document_id in positives.get(query_id, ())})
+        for query_id in queries
+    }
+    mined_ids = [query_id for query_id, rows in query_positives.items() if rows]
+    skipped_no_positives = len(queries) - len(mined_ids)
+    if not mined_ids or not corpus_ids:
+        logger.info("mining: no query to mine (%d without positives)", skipped_no_positives)
+        return []
+
+    options: dict[str, Any] = {
+        "batch_size": batch_size,
+        "token_budget": token_budget,
+        "show_progress_bar": show_progress_bar,
+    }
+    corpus_embeddings = np.asarray(encoder.encode_corpus(list(corpus_texts), **options))
+    query_embeddings = np.asarray(
+        encoder.encode_queries([queries[query_id] for query_id in mined_ids], **options)
+    )
+    _, ranked = dense_search(query_embeddings, corpus_embeddings, top_k=end, score_function="cos")
+    # (n_mined, min(end, n_corpus)): corpus rows, best first
+
+    records: list[dict[str, Any]] = []
+    skipped_no_candidates = 0
+    for query_id, rows in zip(mined_ids, ranked.tolist(), strict=True):
+        positive_rows = query_positives[query_id]
+        excluded = set(positive_rows)
+        positive_texts = {corpus_texts[row] for row in positive_rows}
+        candidates = [
+            row
+            for row in rows[start:end]
+            if row not in excluded
+            and corpus_texts[row] not in positive_texts
+            and not (exclude_query_id and corpus_ids[row] == query_id)
+        ]
+        if not candidates:
+            skipped_no_candidates += 1
+            continue
+        negative_rows = sample_in_order(candidates, num_negatives, seed=seed, key=query_id)
+        records.append(
+            {
+                "query": queries[query_id],
+                "positive": [corpus_texts[row] for row in positive_rows],
+                "negative": [corpus_texts[row] for row in negative_rows],
+                "query_id": query_id,
+                "positive_ids": [corpus_ids[row] for row in positive_rows],
+                "negative_ids": [corpus_ids[row] for row in negative_rows],
+            }
+        )
+    logger.info(
+        "mining: %d queries mined, %d skipped without positives, %d skipped without candidates in ranks [%d, %d)",
+        len(records),
+        skipped_no_positives,
+        skipped_no_candidates,
+        start,
+        end,
+    )
+    return records
+
+
+def write_jsonl(records: Iterable[Mapping[str, Any]], path: str | os.PathLike[str]) -> int:
+    """Write records as JSON Lines, atomically: all of them or, on any error, nothing.
+
+    Records go to a temporary file beside ``path`` (the parent folder is created) that replaces ``path`` only
+    once every record is written and flushed to disk. If writing fails or is interrupted (an exception, a
+    KeyboardInterrupt), the temporary file is removed and an existing ``path`` is left as it was. Text is
+    written as UTF-8 without ASCII escapes (``ensure_ascii=False``), one object per line.
+
+    Args:
+        records: JSON-serialisable mappings; an iterator is consumed once, so records may be streamed.
+        path: The output file.
+
+    Returns:
+        The number of records written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # os.open with 0o666 lets the umask decide the mode, as for any new file (NamedTemporaryFile gives 0600).
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    count = 0
+    try:
+        with open(descriptor, "w", encoding="utf-8", newline="\n") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False))
+                handle.write("\n")
+                count += 1
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return count

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from retrievals_rag.data.records import DataFormatError, RecordKeys, load_records
+
+
+def _write_jsonl(path: Path, rows: list[object]) -> Path:
+    path.write_text("\n".join(row if isinstance(row, str) else json.dumps(row) for row in rows) + "\n")
+    return path
+
+
+GOOD = {"query": "q", "positive": ["p"], "negative": ["n1", "n2"]}
+
+
+def test_three_formats_and_passage_objects(tmp_path: Path) -> None:
+    records = load_records(
+        [
+            {"query": "q1", "positive": ["p1", {"title": "T", "text": "body"}]},
+            {"query": "q2", "positive": ["p2"], "negative": [{"text": "no title"}], "query_id": "ignored"},
+        ]
+    )
+    assert records[0].format == "pair"
+    assert records[0].positives == ("p1", "T body")
+    assert records[1].format == "triplet"
+    assert records[1].negatives == ("no title",)
+    scored = load_records([{"query": "q", "document": {"title": "A", "text": "b"}, "label": 1}])
+    assert scored[0].format == "scored"
+    assert scored[0].document == "A b"
+    assert scored[0].label == 1.0
+
+
+def test_json_file_folder_and_custom_keys(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    _write_jsonl(folder / "a.jsonl", [GOOD, "", GOOD])  # a blank line is skipped
+    (folder / "b.json").write_text(json.dumps([GOOD]))
+    (folder / "notes.txt").write_text("not data")
+    assert len(load_records(folder)) == 3
+    renamed = load_records([{"question": "q", "pos": ["p"]}], RecordKeys(query="question", positive="pos"))
+    assert renamed[0].query == "q"
+
+
+def test_hf_dataset_is_accepted() -> None:
+    datasets = pytest.importorskip("datasets")
+    dataset = datasets.Dataset.from_list([GOOD, GOOD])
+    assert [record.negatives for record in load_records(dataset)] == [("n1", "n2")] * 2
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "problem"),
+    [
+        ({"query": "q"}, "positive", "missing"),
+        ({"positive": ["p"]}, "query", "missing"),
+        ({"query": "q", "positive": []}, "positive", "empty list"),
+        ({"query": "q", "positive": ["p"], "negative": []}, "negative", "empty list"),
+        ({"query": 3, "positive": ["p"]}, "query", "expected a string"),
+        ({"query": "q", "positive": ["p", 7]}, "positive[1]", "expected a string"),
+        ({"query": "q", "positive": [{"title": "t"}]}, "positive[0]", "needs a string 'text'"),
+        ({"query": "q", "positive": "p", "negative": {"a": 1}}, "negative[0]", "needs a string 'text'"),
+        ({"query": "q", "document": "d", "label": "high"}, "label", "expected a finite number"),
+        ({"query": "q", "document": "d", "label": True}, "label", "expected a finite number"),
+        ({"query": "q", "document": "d"}, "label", "missing"),
+        ({"query": "q", "document": "d", "label": float("nan")}, "label", "finite"),
+    ],
+)
+def test_bad_record_names_file_line_and_field(tmp_path: Path, row: dict, field: str, problem: str) -> None:
+    path = _write_jsonl(tmp_path / "train.jsonl", [GOOD, row])
+    with pytest.raises(DataFormatError, match=problem) as raised:
+        load_records(path)
+    assert raised.value.source == str(path)
+    assert raised.value.line == 2
+    assert raised.value.field == field
+    assert f"{path}, line 2, field {field!r}" in str(raised.value)
+
+
+def test_invalid_json_names_the_line(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "train.jsonl", [GOOD, GOOD, '{"query": "q", "positive": ['])
+    with pytest.raises(DataFormatError, match=r"line 3: invalid JSON"):
+        load_records(path)
+
+
+def test_not_an_object_and_not_utf8(tmp_path: Path) -> None:
+    with pytest.raises(DataFormatError, match="line 1: expected a JSON object"):
+        load_records(_write_jsonl(tmp_path / "a.jsonl", ["[1, 2]"]))
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(b'{"query": "\xff\xfe", "positive": ["p"]}\n')
+    with pytest.raises(DataFormatError, match="not UTF-8"):
+        load_records(path)
+
+
+def test_in_memory_records_are_numbered(tmp_path: Path) -> None:
+    with pytest.raises(DataFormatError, match=r"records, line 2, field 'positive'"):
+        load_records([GOOD, {"query": "q"}])
+
+
+def test_empty_missing_and_mixed_inputs(tmp_path: Path) -> None:
+    with pytest.raises(DataFormatError, match="no records"):
+        load_records(_write_jsonl(tmp_path / "empty.jsonl", [""]))
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_records(tmp_path / "missing.jsonl")
+    with pytest.raises(DataFormatError, match="cannot be mixed"):
+        load_records([GOOD, {"query": "q", "document": "d", "label": 0.5}])
+    with pytest.raises(DataFormatError, match=r"expected a \.jsonl or \.json file"):
+        load_records(_write_jsonl(tmp_path / "train.csv", ["a,b"]))
