@@ -89,6 +89,7 @@ class AutoModelForEmbedding(nn.Module):
         self.tokenizer = tokenizer
         self.settings = settings
         self._decoder_only = is_decoder_only(model.config)
+        self.eval()  # inference mode until a trainer (or the caller) asks for train()
 
     # ------------------------------------------------------------------ loading
     @classmethod

@@ -61,6 +61,17 @@ def test_batching_does_not_change_the_vectors(tiny_bert: AutoModelForEmbedding) 
     np.testing.assert_allclose(large, one_by_one, atol=1e-5)
 
 
+def test_model_is_in_eval_mode_and_encode_keeps_the_callers_mode(tiny_bert_path: Path) -> None:
+    model = AutoModelForEmbedding.from_pretrained(tiny_bert_path)
+    assert not model.training and not model.model.training
+    first = model.encode(TEXTS)
+    assert not model.model.training  # dropout stays off after encoding
+    np.testing.assert_array_equal(model.encode(TEXTS), first)
+    model.train()
+    model.encode(TEXTS[:1])
+    assert model.training and model.model.training  # a training caller gets its mode back
+
+
 def test_long_text_is_truncated_not_dropped(tiny_bert: AutoModelForEmbedding) -> None:
     ids = tiny_bert.tokenize_ids(["cell " * 1000])[0]
     assert len(ids) == tiny_bert.max_length

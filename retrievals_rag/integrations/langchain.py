@@ -1,0 +1,386 @@
+"""LangChain adapters (extra ``langchain``, langchain-core only): an ``Embeddings`` and a ``BaseRetriever``.
+
+:class:`LangchainEmbedding` puts an :class:`~retrievals_rag.models.embedding.AutoModelForEmbedding` behind
+LangChain's ``Embeddings`` interface, so any LangChain vector store (langchain-chroma's ``Chroma``, FAISS,
+...) can use it. :class:`LangchainRetriever` answers queries over a corpus of texts (exact dense search,
+optionally fused with BM25 by reciprocal rank fusion) or over any LangChain ``VectorStore``, and returns new
+documents whose metadata carries the retrieval score as a Python float.
+
+Importing this module loads langchain-core, not torch: the model is loaded when an adapter is built.
+
+Example:
+    >>> from retrievals_rag.integrations.langchain import LangchainEmbedding, LangchainRetriever
+    >>> embeddings = LangchainEmbedding(device="cpu")  # the packaged all-MiniLM-L6-v2  # doctest: +SKIP
+    >>> retriever = LangchainRetriever(
+    ...     texts=["BM25 ranks documents by shared terms.", "Dense retrieval maps text to vectors."],
+    ...     embeddings=embeddings,
+    ...     use_bm25=True,
+    ...     k=1,
+    ... )  # doctest: +SKIP
+    >>> retriever.invoke("what is dense retrieval?")[0].metadata["retrieval_score"]  # doctest: +SKIP
+    0.032...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, Self
+
+import numpy as np
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+
+from retrievals_rag.integrations._embedding import EmbedderOptions, missing_extra_error
+from retrievals_rag.retrieval.bm25 import BM25Retriever
+from retrievals_rag.retrieval.dense import DenseIndex
+from retrievals_rag.retrieval.fusion import fuse_rankings
+from retrievals_rag.similarity import ScoreFunction
+
+try:
+    from langchain_core.callbacks import (
+        AsyncCallbackManagerForRetrieverRun,
+        CallbackManagerForRetrieverRun,
+    )
+    from langchain_core.documents import Document
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.retrievers import BaseRetriever
+    from langchain_core.vectorstores import VectorStore
+except ImportError as error:  # pragma: no cover - exercised only without the extra
+    raise missing_extra_error(__name__, "langchain", error) from error
+
+__all__ = [
+    "BM25_SCORE_KEY",
+    "DENSE_SCORE_KEY",
+    "RETRIEVAL_SCORE_KEY",
+    "LangchainEmbedding",
+    "LangchainRetriever",
+]
+
+RETRIEVAL_SCORE_KEY = "retrieval_score"
+"""Metadata key of the score the retriever ranked by (the fused score when fusing)."""
+DENSE_SCORE_KEY = "dense_score"
+"""Metadata key of the dense score when fusing with BM25 (absent if dense search did not return the document)."""
+BM25_SCORE_KEY = "bm25_score"
+"""Metadata key of the BM25 score when fusing (absent if BM25 did not return the document)."""
+
+
+class LangchainEmbedding(EmbedderOptions, Embeddings):
+    """A LangChain ``Embeddings`` over an ``AutoModelForEmbedding``.
+
+    ``embed_documents`` applies the document instruction and ``embed_query`` the query instruction; both use
+    the same normalisation and batching options and return lists of Python floats. The async methods run the
+    encode in a worker thread, so the event loop keeps running meanwhile.
+
+    Args:
+        model_name_or_path: Model folder (or hub id) to load; None (and no ``model``): the packaged
+            all-MiniLM-L6-v2.
+        model: An already loaded ``AutoModelForEmbedding`` to use instead; it cannot be combined with
+            ``model_name_or_path``, ``device``, ``use_fp16`` or ``model_kwargs``, which apply when loading.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; None: CUDA when available.
+        use_fp16: Half precision on a GPU (the CPU falls back to float32 with a warning).
+        model_kwargs: Other ``from_pretrained`` options: ``pooling_method``, ``max_length``,
+            ``trust_remote_code``, ``dtype``.
+        query_instruction: Prefix for queries (``{}`` is a placeholder for the text); None: the model's own,
+            ``""``: none.
+        document_instruction: Prefix for documents, same rules.
+        normalize_embeddings: L2-normalise queries and documents alike; None: the model's setting.
+        batch_size: Most texts per forward pass; None: the model's default.
+        token_budget: Most padded tokens per forward pass; None: the model's default.
+        show_progress_bar: None: a progress bar for 1,000 texts or more, on a terminal.
+
+    Raises:
+        ValueError: On an unknown option, or a loaded ``model`` given with loading options.
+        TypeError: When ``model`` is not an ``AutoModelForEmbedding``.
+
+    Example:
+        >>> embeddings = LangchainEmbedding(query_instruction="query: ", document_instruction="passage: ")  # doctest: +SKIP
+        >>> len(embeddings.embed_query("what is BM25?"))  # doctest: +SKIP
+        384
+    """
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed documents with the document instruction.
+
+        Args:
+            texts: The documents.
+
+        Returns:
+            One list of Python floats per document, in input order.
+        """
+        return self._encode(texts, "document").tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one query with the query instruction.
+
+        Args:
+            text: The query.
+
+        Returns:
+            The embedding as a list of Python floats.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        return self._encode([text], "query")[0].tolist()
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """:meth:`embed_documents` in a worker thread."""
+        return await asyncio.to_thread(self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """:meth:`embed_query` in a worker thread."""
+        return await asyncio.to_thread(self.embed_query, text)
+
+
+class LangchainRetriever(BaseRetriever):
+    """A LangChain retriever over a corpus (dense, optionally fused with BM25) or over a ``VectorStore``.
+
+    Over a corpus, the texts are embedded once, when the retriever is built, with ``embeddings`` (any
+    LangChain ``Embeddings``; None: a :class:`LangchainEmbedding` of the packaged MiniLM), and searched
+    exactly with :class:`~retrievals_rag.retrieval.dense.DenseIndex`. With ``use_bm25=True`` the best
+    ``max(k, fetch_k)`` documents of dense search and of BM25 are fused by reciprocal rank fusion.
+
+    Over a ``vectorstore``, the store's own search is called: ``similarity_search_with_relevance_scores``
+    (``vectorstore_score="relevance"``: higher is better, normalised by the store; langchain-chroma in cosine
+    space gives ``1 - cosine distance``, the cosine similarity, which LangChain warns about when it is below 0)
+    or ``similarity_search_with_score`` (``"raw"``: the store's own score, e.g. a distance, lower is better).
+
+    The number of documents is ``k``, or ``k`` given per call: ``retriever.invoke(query, k=2)``. Results are
+    new ``Document`` objects: the id and a deep copy of the metadata of the original, plus
+    ``metadata["retrieval_score"]`` (a Python float; the fused score when fusing) and, when fusing,
+    ``metadata["dense_score"]`` and ``metadata["bm25_score"]`` for the retrievers that returned the document.
+    The caller's texts, metadata and documents are never modified.
+
+    Args:
+        texts: The corpus; give this or ``vectorstore``.
+        ids: One unique id per text; None: ``"0"``, ``"1"``, ...
+        metadatas: One metadata dict per text; None: empty metadata.
+        vectorstore: A LangChain vector store to search instead of a corpus.
+        embeddings: Embeddings for the corpus and the queries (corpus only).
+        k: Documents returned per query (at least 1).
+        use_bm25: Fuse dense search with BM25 (corpus only).
+        rrf_k: The reciprocal rank fusion constant (60 in Cormack et al., 2009).
+        fetch_k: Candidates taken from each retriever before fusion (at least ``k`` are taken).
+        score_function: ``"cos"`` or ``"dot"`` for dense search over the corpus.
+        vectorstore_score: ``"relevance"`` or ``"raw"`` (see above).
+        search_kwargs: Passed to the vector store's search (for example ``{"filter": {...}}``).
+
+    Raises:
+        ValueError: On neither or both of ``texts`` and ``vectorstore``, corpus options given with a vector
+            store (or store options with a corpus), ids or metadatas of the wrong length, duplicate ids, or
+            ``k`` inside ``search_kwargs``.
+
+    Example:
+        >>> retriever = LangchainRetriever(texts=["a cat", "a dog"], ids=["c", "d"], k=1)  # doctest: +SKIP
+        >>> [document.id for document in retriever.invoke("kitten")]  # doctest: +SKIP
+        ['c']
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    texts: list[str] | None = Field(default=None, description="The corpus (or give vectorstore).")
+    ids: list[str] | None = Field(default=None, description="One unique id per text.")
+    metadatas: list[dict[str, Any]] | None = Field(default=None, description="One metadata dict per text.")
+    vectorstore: VectorStore | None = Field(default=None, description="A vector store to search instead.")
+    embeddings: Embeddings | None = Field(default=None, description="Embeddings for a corpus.")
+    k: int = Field(default=4, ge=1, description="Documents returned per query.")
+    use_bm25: bool = Field(default=False, description="Fuse dense search with BM25 (corpus only).")
+    rrf_k: int = Field(default=60, ge=0, description="Reciprocal rank fusion constant.")
+    fetch_k: int = Field(default=20, ge=1, description="Candidates per retriever before fusion.")
+    score_function: ScoreFunction = Field(default="cos", description="Dense score over a corpus.")
+    vectorstore_score: Literal["relevance", "raw"] = Field(
+        default="relevance", description="Which vector store search to call."
+    )
+    search_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Passed to the vector store's search."
+    )
+
+    _documents: list[Document] = PrivateAttr(default_factory=list)
+    _embeddings: Embeddings | None = PrivateAttr(default=None)
+    _dense_index: DenseIndex | None = PrivateAttr(default=None)
+    _bm25: BM25Retriever | None = PrivateAttr(default=None)
+    _positions: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def from_documents(
+        cls,
+        documents: Sequence[Document],
+        *,
+        embeddings: Embeddings | None = None,
+        k: int = 4,
+        use_bm25: bool = False,
+        rrf_k: int = 60,
+        fetch_k: int = 20,
+        score_function: ScoreFunction = "cos",
+    ) -> LangchainRetriever:
+        """A retriever over LangChain documents: their text, metadata and ids (their position where None).
+
+        The arguments after ``documents`` are those of the class.
+        """
+        return cls(
+            texts=[document.page_content for document in documents],
+            ids=[
+                str(position) if document.id is None else document.id
+                for position, document in enumerate(documents)
+            ],
+            metadatas=[document.metadata for document in documents],
+            embeddings=embeddings,
+            k=k,
+            use_bm25=use_bm25,
+            rrf_k=rrf_k,
+            fetch_k=fetch_k,
+            score_function=score_function,
+        )
+
+    @model_validator(mode="after")
+    def _build(self) -> Self:
+        if self.vectorstore is not None:
+            self._check_vectorstore_options()
+            return self
+        if self.texts is None:
+            raise ValueError("LangchainRetriever needs texts (a corpus) or a vectorstore")
+        store_options = [
+            name
+            for name, given in (
+                ("search_kwargs", bool(self.search_kwargs)),
+                ("vectorstore_score", self.vectorstore_score != "relevance"),
+            )
+            if given
+        ]
+        if store_options:
+            raise ValueError(f"{', '.join(store_options)} apply to a vectorstore, not to a corpus")
+        self._index_corpus(self.texts)
+        return self
+
+    def _check_vectorstore_options(self) -> None:
+        corpus_options = [
+            name
+            for name, given in (
+                ("texts", self.texts is not None),
+                ("ids", self.ids is not None),
+                ("metadatas", self.metadatas is not None),
+                ("embeddings", self.embeddings is not None),
+                ("use_bm25", self.use_bm25),
+                ("score_function", self.score_function != "cos"),
+            )
+            if given
+        ]
+        if corpus_options:
+            raise ValueError(
+                f"{', '.join(corpus_options)} apply to a corpus, not to a vectorstore, which searches its own "
+                "documents with its own embeddings"
+            )
+        if "k" in self.search_kwargs:
+            raise ValueError("give the number of documents as the retriever's k, not in search_kwargs")
+
+    def _index_corpus(self, texts: list[str]) -> None:
+        n_texts = len(texts)
+        ids = [str(position) for position in range(n_texts)] if self.ids is None else self.ids
+        metadatas = [{} for _ in range(n_texts)] if self.metadatas is None else self.metadatas
+        for name, values in (("ids", ids), ("metadatas", metadatas)):
+            if len(values) != n_texts:
+                raise ValueError(f"got {len(values)} {name} for {n_texts} texts")
+        self._embeddings = self.embeddings if self.embeddings is not None else LangchainEmbedding()
+        self._dense_index = DenseIndex(score_function=self.score_function)
+        self._documents = [
+            Document(page_content=text, metadata=copy.deepcopy(metadata), id=doc_id)
+            for text, metadata, doc_id in zip(texts, metadatas, ids, strict=True)
+        ]
+        self._positions = {doc_id: position for position, doc_id in enumerate(ids)}
+        if len(self._positions) != n_texts:
+            raise ValueError("ids must be unique")
+        if n_texts == 0:
+            return
+        embeddings = np.asarray(self._embeddings.embed_documents(texts), dtype=np.float32)
+        if embeddings.ndim != 2 or embeddings.shape[0] != n_texts:
+            raise ValueError(f"embed_documents returned shape {embeddings.shape} for {n_texts} texts")
+        self._dense_index.add(ids, embeddings)  # (n_texts, dim)
+        if self.use_bm25:
+            self._bm25 = BM25Retriever(texts, ids=ids)
+
+    # ------------------------------------------------------------------ retrieval
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
+    ) -> list[Document]:
+        top_k = self._top_k(k)
+        if self.vectorstore is not None:
+            with _relevance_scores_supported(self.vectorstore):
+                if self.vectorstore_score == "relevance":
+                    pairs = self.vectorstore.similarity_search_with_relevance_scores(
+                        query, k=top_k, **self.search_kwargs
+                    )
+                else:
+                    pairs = self.vectorstore.similarity_search_with_score(
+                        query, k=top_k, **self.search_kwargs
+                    )
+            return [_copy_with_scores(document, {RETRIEVAL_SCORE_KEY: score}) for document, score in pairs]
+        if not self._documents:
+            return []
+        return self._search_corpus(query, self._embeddings.embed_query(query), top_k)
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, k: int | None = None
+    ) -> list[Document]:
+        top_k = self._top_k(k)
+        if self.vectorstore is not None:
+            with _relevance_scores_supported(self.vectorstore):
+                if self.vectorstore_score == "relevance":
+                    pairs = await self.vectorstore.asimilarity_search_with_relevance_scores(
+                        query, k=top_k, **self.search_kwargs
+                    )
+                else:
+                    pairs = await self.vectorstore.asimilarity_search_with_score(
+                        query, k=top_k, **self.search_kwargs
+                    )
+            return [_copy_with_scores(document, {RETRIEVAL_SCORE_KEY: score}) for document, score in pairs]
+        if not self._documents:
+            return []
+        query_embedding = await self._embeddings.aembed_query(query)
+        return await asyncio.to_thread(self._search_corpus, query, query_embedding, top_k)
+
+    def _top_k(self, k: int | None) -> int:
+        top_k = self.k if k is None else k
+        if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {top_k!r}")
+        return int(top_k)
+
+    def _search_corpus(self, query: str, query_embedding: Sequence[float], top_k: int) -> list[Document]:
+        query_matrix = np.asarray([query_embedding], dtype=np.float32)  # (1, dim)
+        if self._bm25 is None:
+            hits = self._dense_index.search(query_matrix, top_k)[0]
+            return [self._result(doc_id, {RETRIEVAL_SCORE_KEY: score}) for doc_id, score in hits]
+        candidates = max(top_k, self.fetch_k)
+        dense_scores = dict(self._dense_index.search(query_matrix, candidates)[0])
+        bm25_scores = dict(self._bm25.search([query], candidates)[0])
+        fused = fuse_rankings([list(dense_scores), list(bm25_scores)], k=self.rrf_k)[:top_k]
+        results = []
+        for doc_id, fused_score in fused:
+            scores = {RETRIEVAL_SCORE_KEY: fused_score}
+            if doc_id in dense_scores:
+                scores[DENSE_SCORE_KEY] = dense_scores[doc_id]
+            if doc_id in bm25_scores:
+                scores[BM25_SCORE_KEY] = bm25_scores[doc_id]
+            results.append(self._result(doc_id, scores))
+        return results
+
+    def _result(self, doc_id: str, scores: dict[str, float]) -> Document:
+        return _copy_with_scores(self._documents[self._positions[doc_id]], scores)
+
+
+@contextlib.contextmanager
+def _relevance_scores_supported(vectorstore: VectorStore) -> Iterator[None]:
+    """Turn LangChain's bare NotImplementedError for a store without relevance scores into advice."""
+    try:
+        yield
+    except NotImplementedError as error:
+        raise NotImplementedError(
+            f"{type(vectorstore).__name__} gives no relevance scores: use vectorstore_score='raw' (its own score)"
+        ) from error
+
+
+def _copy_with_scores(document: Document, scores: dict[str, Any]) -> Document:
+    """A new document: ``document``'s fields with a deep copy of its metadata, plus ``scores`` as floats."""
+    metadata = copy.deepcopy(document.metadata)
+    metadata.update({key: float(score) for key, score in scores.items()})
+    return document.model_copy(update={"metadata": metadata})
