@@ -18,6 +18,9 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY_NAMES: dict[str, str] = {
     "AutoModelForEmbedding": "retrievals_rag.models.embedding",
+    "AutoModelForRanking": "retrievals_rag.models.ranking",
+    "LLMRanker": "retrievals_rag.models.llm_ranking",
+    "ColBERT": "retrievals_rag.models.colbert",
     "default_embedding_model_path": "retrievals_rag.models.loading",
     "RetrievalEvaluator": "retrievals_rag.evaluation.evaluator",
     "load_beir": "retrievals_rag.evaluation.beir",
@@ -29,7 +32,10 @@ _LAZY_NAMES: dict[str, str] = {
 
 __all__ = [
     "AutoModelForEmbedding",
+    "AutoModelForRanking",
     "BM25Retriever",
+    "ColBERT",
+    "LLMRanker",
     "RetrievalEvaluator",
     "__version__",
     "default_embedding_model_path",
@@ -43,8 +49,11 @@ if TYPE_CHECKING:
     from retrievals_rag.evaluation.beir import load_beir
     from retrievals_rag.evaluation.evaluator import RetrievalEvaluator
     from retrievals_rag.evaluation.metrics import evaluate_run
+    from retrievals_rag.models.colbert import ColBERT
     from retrievals_rag.models.embedding import AutoModelForEmbedding
+    from retrievals_rag.models.llm_ranking import LLMRanker
     from retrievals_rag.models.loading import default_embedding_model_path
+    from retrievals_rag.models.ranking import AutoModelForRanking
     from retrievals_rag.retrieval.bm25 import BM25Retriever
     from retrievals_rag.retrieval.dense import dense_search
     from retrievals_rag.retrieval.fusion import reciprocal_rank_fusion

@@ -31,15 +31,13 @@ def minilm_path() -> Path:
     return default_embedding_model_path()
 
 
-@pytest.fixture(scope="session")
-def tiny_bert_path(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path) -> Path:
-    """A 2-layer, 32-wide random BERT with MiniLM's (real WordPiece) tokenizer; a bare transformers folder."""
+def build_tiny_bert(path: Path, tokenizer_source: Path, dropout: float = 0.1) -> Path:
+    """Save a 2-layer, 32-wide random BERT with the tokenizer of ``tokenizer_source`` into ``path``."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
         hidden_size=32,
@@ -47,11 +45,19 @@ def tiny_bert_path(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path) 
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=128,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     BertModel(config).save_pretrained(path)
     tokenizer.model_max_length = 128
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_path(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path) -> Path:
+    """A tiny random BERT with MiniLM's (real WordPiece) tokenizer; a bare transformers folder."""
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), minilm_path)
 
 
 def build_word_tokenizer(bos: bool = True):  # -> PreTrainedTokenizerFast

@@ -14,7 +14,10 @@ HEAVY_MODULES = ("torch", "transformers", "sentence_transformers", "faiss", "bm2
 
 EXPECTED_ALL = [
     "AutoModelForEmbedding",
+    "AutoModelForRanking",
     "BM25Retriever",
+    "ColBERT",
+    "LLMRanker",
     "RetrievalEvaluator",
     "__version__",
     "default_embedding_model_path",

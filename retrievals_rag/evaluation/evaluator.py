@@ -7,36 +7,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 from retrievals_rag.evaluation.beir import Document, document_text, load_beir
 from retrievals_rag.evaluation.metrics import evaluate_run, format_metrics_table
-from retrievals_rag.retrieval.runs import Run
+from retrievals_rag.retrieval.runs import QueryCorpusEncoder, Run
 from retrievals_rag.similarity import ScoreFunction
 
 logger = logging.getLogger(__name__)
-
-
-class Encoder(Protocol):
-    """What the evaluator needs from a model: the public encode interface of ``AutoModelForEmbedding``."""
-
-    def encode_queries(
-        self,
-        queries: Sequence[str],
-        *,
-        batch_size: int | None = ...,
-        token_budget: int | None = ...,
-        show_progress_bar: bool | None = ...,
-    ) -> Any: ...
-
-    def encode_corpus(
-        self,
-        documents: Sequence[str],
-        *,
-        batch_size: int | None = ...,
-        token_budget: int | None = ...,
-        show_progress_bar: bool | None = ...,
-    ) -> Any: ...
 
 
 @dataclass
@@ -133,7 +110,7 @@ class RetrievalEvaluator:
             ignore_identical_ids=ignore_identical_ids,
         )
 
-    def retrieve(self, model: Encoder) -> tuple[Run, dict[str, float]]:
+    def retrieve(self, model: QueryCorpusEncoder) -> tuple[Run, dict[str, float]]:
         """Encode, search exactly, and return the run (top ``max(k_values)`` per query) with timings."""
         from retrievals_rag.retrieval.dense import dense_search
 
@@ -167,7 +144,7 @@ class RetrievalEvaluator:
         logger.info("encoded %d documents and %d queries", len(self.document_ids), len(self.query_ids))
         return run, timings
 
-    def evaluate(self, model: Encoder) -> EvaluationResult:
+    def evaluate(self, model: QueryCorpusEncoder) -> EvaluationResult:
         """Retrieve with ``model`` and compute nDCG, MAP, MRR, recall, precision and hit rate at each k."""
         run, timings = self.retrieve(model)
         metrics = evaluate_run(self.qrels, run, k_values=self.k_values)

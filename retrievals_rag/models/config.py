@@ -14,7 +14,14 @@ from typing import Any, Literal
 from retrievals_rag.models.pooling import PoolingMethod, check_pooling_method
 
 CONFIG_FILE_NAME = "retrievals_rag_config.json"
-ModelKind = Literal["embedding"]
+ModelKind = Literal["embedding", "cross_encoder", "llm_ranker", "colbert"]
+ScoreReduction = Literal["sum", "mean"]
+# Windows per document when a ranker splits a long document (see ``retrievals_rag.models.windows``).
+DEFAULT_MAX_WINDOWS = 8
+DEFAULT_LLM_RANKING_PROMPT = (
+    "Given a query with a relevant body, determine whether the document is pertinent to the query by "
+    "providing a prediction of either 'Yes' or 'No'."
+)
 
 
 @dataclass(frozen=True)
@@ -48,9 +55,159 @@ class EmbeddingSettings:
                 raise TypeError(f"{name} must be a string or None, got {type(value).__name__}")
 
 
-def save_settings(
-    directory: str | Path, settings: EmbeddingSettings, model_kind: ModelKind = "embedding"
-) -> None:
+def _check_max_length(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+        raise ValueError(f"{name} must be an int >= 2, got {value!r}")
+
+
+def _check_instructions(settings: object, *names: str) -> None:
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name} must be a string or None, got {type(value).__name__}")
+
+
+def check_window_settings(window_stride: int | None, max_windows: int) -> None:
+    """Validate the long-document window options shared by every ranker."""
+    if window_stride is not None and (
+        not isinstance(window_stride, int) or isinstance(window_stride, bool) or window_stride < 1
+    ):
+        raise ValueError(f"window_stride must be None or an int >= 1, got {window_stride!r}")
+    if not isinstance(max_windows, int) or isinstance(max_windows, bool) or max_windows < 1:
+        raise ValueError(f"max_windows must be an int >= 1, got {max_windows!r}")
+
+
+@dataclass(frozen=True)
+class CrossEncoderSettings:
+    """How a cross-encoder scores (query, document) pairs.
+
+    Attributes:
+        max_length: tokens per (query, document) input, special tokens included.
+        num_labels: 1 (the logit is the score) or 2 (the score is ``logit[1] - logit[0]``, whose sigmoid is
+            the softmax probability of label 1).
+        query_instruction: prefix for queries; ``{}`` in it is a placeholder for the text.
+        document_instruction: prefix for documents, same rules; repeated in every window.
+        window_stride: tokens between the starts of consecutive windows of a long document; None: half a
+            window.
+        max_windows: most windows per document (1: plain truncation, as sentence-transformers does).
+    """
+
+    max_length: int
+    num_labels: int = 1
+    query_instruction: str | None = None
+    document_instruction: str | None = None
+    window_stride: int | None = None
+    max_windows: int = DEFAULT_MAX_WINDOWS
+
+    def __post_init__(self) -> None:
+        _check_max_length("max_length", self.max_length)
+        if self.num_labels not in (1, 2):
+            raise ValueError(f"a ranking model needs num_labels 1 or 2, got {self.num_labels!r}")
+        _check_instructions(self, "query_instruction", "document_instruction")
+        check_window_settings(self.window_stride, self.max_windows)
+
+
+@dataclass(frozen=True)
+class LLMRankerSettings:
+    """How a decoder LLM scores (query, document) pairs by the logit of its answer token.
+
+    The input is ``[BOS] query_instruction+query SEP document_instruction+document SEP prompt`` and the
+    score is the logit of ``target_token`` at its last position (see ``retrievals_rag.models.llm_ranking``).
+
+    Attributes:
+        max_length: tokens per input, prompt and special tokens included.
+        query_instruction: prefix for the query (``{}`` is a placeholder for the text).
+        document_instruction: prefix for the document, repeated in every window.
+        prompt: the task prompt that ends every input.
+        separator: text between query, document and prompt.
+        target_token: the answer whose first token's logit is the score.
+        window_stride: see :class:`CrossEncoderSettings`.
+        max_windows: see :class:`CrossEncoderSettings`.
+    """
+
+    max_length: int
+    query_instruction: str | None = "A: "
+    document_instruction: str | None = "B: "
+    prompt: str = DEFAULT_LLM_RANKING_PROMPT
+    separator: str = "\n"
+    target_token: str = "Yes"
+    window_stride: int | None = None
+    max_windows: int = DEFAULT_MAX_WINDOWS
+
+    def __post_init__(self) -> None:
+        _check_max_length("max_length", self.max_length)
+        _check_instructions(self, "query_instruction", "document_instruction")
+        for name in ("prompt", "separator", "target_token"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a string, got {type(getattr(self, name)).__name__}")
+        if not self.target_token:
+            raise ValueError("target_token must not be empty")
+        check_window_settings(self.window_stride, self.max_windows)
+
+
+@dataclass(frozen=True)
+class ColBERTSettings:
+    """How a ColBERT (late-interaction) model turns texts into token vectors and scores them.
+
+    Attributes:
+        colbert_dim: size of the projected token vectors.
+        max_length: tokens per document (window), special tokens and marker included.
+        query_max_length: tokens per query, special tokens and marker included; with ``query_augmentation``
+            every query is padded to exactly this length with mask tokens.
+        query_marker: inserted after the tokenizer's leading special tokens of a query: a vocabulary token
+            (``"[unused0]"``) or text (``"[Q] "``); None: no marker.
+        document_marker: the same for documents.
+        query_augmentation: pad queries with the tokenizer's mask token up to ``query_max_length``; the mask
+            tokens are attended to and count in the score (Khattab & Zaharia, 2020).
+        mask_punctuation: document tokens that are punctuation never match.
+        skip_first_token: the first token (CLS / BOS) of every text neither matches nor counts (bge-m3).
+        score_reduction: ``"sum"`` of the per-query-token maxima (ColBERT) or their ``"mean"`` (bge-m3).
+        window_stride: see :class:`CrossEncoderSettings`.
+        max_windows: see :class:`CrossEncoderSettings`.
+    """
+
+    colbert_dim: int
+    max_length: int
+    query_max_length: int = 32
+    query_marker: str | None = None
+    document_marker: str | None = None
+    query_augmentation: bool = True
+    mask_punctuation: bool = True
+    skip_first_token: bool = False
+    score_reduction: ScoreReduction = "sum"
+    window_stride: int | None = None
+    max_windows: int = DEFAULT_MAX_WINDOWS
+
+    def __post_init__(self) -> None:
+        if (
+            not isinstance(self.colbert_dim, int)
+            or isinstance(self.colbert_dim, bool)
+            or self.colbert_dim < 1
+        ):
+            raise ValueError(f"colbert_dim must be an int >= 1, got {self.colbert_dim!r}")
+        _check_max_length("max_length", self.max_length)
+        _check_max_length("query_max_length", self.query_max_length)
+        _check_instructions(self, "query_marker", "document_marker")
+        if self.score_reduction not in ("sum", "mean"):
+            raise ValueError(f"score_reduction must be 'sum' or 'mean', got {self.score_reduction!r}")
+        check_window_settings(self.window_stride, self.max_windows)
+
+
+AnySettings = EmbeddingSettings | CrossEncoderSettings | LLMRankerSettings | ColBERTSettings
+
+
+def merge_settings(
+    settings_class: type[AnySettings],
+    explicit: dict[str, Any],
+    saved: dict[str, Any] | None,
+    defaults: dict[str, Any],
+) -> Any:
+    """Build ``settings_class``: arguments given (not None) win over saved settings, which win over defaults."""
+    given = {name: value for name, value in explicit.items() if value is not None}
+    return settings_class(**{**defaults, **(saved or {}), **given})
+
+
+def save_settings(directory: str | Path, settings: AnySettings, model_kind: ModelKind = "embedding") -> None:
     """Write ``settings`` into ``directory/retrievals_rag_config.json``."""
     from retrievals_rag import __version__
 
@@ -59,8 +216,7 @@ def save_settings(
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def read_settings(directory: str | Path) -> dict[str, Any] | None:
-    """Read the saved settings of a folder as a dict of ``EmbeddingSettings`` fields, or None if it has none."""
+def _read_payload(directory: str | Path) -> dict[str, Any] | None:
     path = Path(directory) / CONFIG_FILE_NAME
     if not path.is_file():
         return None
@@ -70,5 +226,24 @@ def read_settings(directory: str | Path) -> dict[str, Any] | None:
         raise ValueError(f"{path}: invalid JSON ({error})") from error
     if not isinstance(payload, dict):
         raise ValueError(f"{path}: expected a JSON object")
-    known = {field.name for field in fields(EmbeddingSettings)}
+    return payload
+
+
+def read_settings(
+    directory: str | Path, settings_class: type[AnySettings] = EmbeddingSettings
+) -> dict[str, Any] | None:
+    """Read the saved settings of a folder as a dict of ``settings_class`` fields, or None if it has none."""
+    payload = _read_payload(directory)
+    if payload is None:
+        return None
+    known = {field.name for field in fields(settings_class)}
     return {key: value for key, value in payload.items() if key in known}
+
+
+def read_model_kind(directory: str | Path) -> str | None:
+    """The ``model_kind`` a folder was saved as (``"embedding"``, ``"cross_encoder"``, ...), or None."""
+    payload = _read_payload(directory)
+    if payload is None:
+        return None
+    kind = payload.get("model_kind", "embedding")
+    return kind if isinstance(kind, str) else None

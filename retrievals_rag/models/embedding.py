@@ -16,7 +16,7 @@ from torch import nn
 
 from retrievals_rag.data.tokenization import apply_instruction, pad_sequences, tokenize_texts
 from retrievals_rag.models.batching import iter_token_batches
-from retrievals_rag.models.config import EmbeddingSettings, read_settings, save_settings
+from retrievals_rag.models.config import EmbeddingSettings, read_model_kind, read_settings, save_settings
 from retrievals_rag.models.loading import (
     DtypeName,
     default_max_length,
@@ -130,6 +130,12 @@ class AutoModelForEmbedding(nn.Module):
                 Both give the same vectors.
         """
         path = resolve_model_path(model_name_or_path)
+        kind = read_model_kind(path) if Path(path).is_dir() else None
+        if kind not in (None, "embedding"):
+            raise ValueError(
+                f"{path} holds a {kind} model, not an embedding model: load it with "
+                f"{'ColBERT' if kind == 'colbert' else 'AutoModelForRanking'}.from_pretrained"
+            )
         saved = read_settings(path) if Path(path).is_dir() else None
         adapter_path = path if is_adapter_folder(path) else None
         layout = read_sentence_transformers_layout(path) if Path(path).is_dir() and not adapter_path else None

@@ -109,19 +109,63 @@ def is_decoder_only(config: Any) -> bool:
     )
 
 
+ModelTask = Literal["base", "sequence_classification", "causal_lm"]
+
+
 def load_backbone(
     name_or_path: str, *, dtype: torch.dtype, device: torch.device, trust_remote_code: bool
 ) -> PreTrainedModel:
     """The bare transformer (no task head), with SDPA attention where the architecture has it."""
-    from transformers import AutoModel
+    return load_model(
+        name_or_path,
+        task="base",
+        dtype=dtype,
+        device=device,
+        trust_remote_code=trust_remote_code,
+        warning_stacklevel=4,
+    )
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    task: ModelTask,
+    dtype: torch.dtype,
+    device: torch.device,
+    trust_remote_code: bool,
+    num_labels: int | None = None,
+    warning_stacklevel: int = 3,
+) -> PreTrainedModel:
+    """A transformer for ``task`` from safetensors weights, with SDPA attention where the architecture has it.
+
+    Args:
+        name_or_path: a model folder or hub id.
+        task: ``"base"`` (the bare transformer, ``AutoModel``), ``"sequence_classification"``
+            (``AutoModelForSequenceClassification``) or ``"causal_lm"`` (``AutoModelForCausalLM``).
+        dtype: the weights' dtype.
+        device: where the model goes (in eval mode).
+        trust_remote_code: allow custom modelling code from the folder.
+        num_labels: outputs of a sequence-classification head.
+        warning_stacklevel: frames between this function and the user's call, for the warning below.
+
+    Weights missing from the checkpoint (a fresh task head) are reported in one warning.
+    """
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
     from transformers.utils import logging as transformers_logging
 
+    auto_class = {
+        "base": AutoModel,
+        "sequence_classification": AutoModelForSequenceClassification,
+        "causal_lm": AutoModelForCausalLM,
+    }[task]
     options: dict[str, Any] = {
         "dtype": dtype,
         "trust_remote_code": trust_remote_code,
         "use_safetensors": True,
         "output_loading_info": True,
     }
+    if num_labels is not None:
+        options["num_labels"] = num_labels
     # transformers reports a task head left unused (an LM head when the bare model is loaded) as a warning
     # table; that is expected here. Missing weights are not, and are reported below.
     verbosity = transformers_logging.get_verbosity()
@@ -130,11 +174,11 @@ def load_backbone(
     transformers_logging.disable_progress_bar()
     try:
         try:
-            model, info = AutoModel.from_pretrained(name_or_path, attn_implementation="sdpa", **options)
+            model, info = auto_class.from_pretrained(name_or_path, attn_implementation="sdpa", **options)
         except ValueError as error:
             if "sdpa" not in str(error).lower() and "scaled_dot_product" not in str(error).lower():
                 raise
-            model, info = AutoModel.from_pretrained(name_or_path, **options)
+            model, info = auto_class.from_pretrained(name_or_path, **options)
     except OSError as error:
         if Path(name_or_path).is_dir():
             has_pickle = any(Path(name_or_path).glob("*.bin"))
@@ -151,7 +195,7 @@ def load_backbone(
             f"{name_or_path}: {len(missing)} weights were not in the checkpoint and are randomly initialised "
             f"(e.g. {missing[:3]}); fine-tune before use",
             UserWarning,
-            stacklevel=3,
+            stacklevel=warning_stacklevel,
         )
     return model.to(device).eval()
 

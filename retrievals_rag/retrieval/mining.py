@@ -36,7 +36,9 @@ import random
 import secrets
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
+
+from retrievals_rag.retrieval.runs import QueryCorpusEncoder
 
 __all__ = ["QueryCorpusEncoder", "mine_hard_negatives", "sample_in_order", "write_jsonl"]
 
@@ -44,28 +46,6 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _SHOWN_IDS = 10  # ids quoted in an error message before "... and N more"
-
-
-class QueryCorpusEncoder(Protocol):
-    """What mining needs from a model: :class:`~retrievals_rag.models.embedding.AutoModelForEmbedding` fits."""
-
-    def encode_queries(
-        self,
-        queries: Sequence[str],
-        *,
-        batch_size: int | None = ...,
-        token_budget: int | None = ...,
-        show_progress_bar: bool | None = ...,
-    ) -> Any: ...
-
-    def encode_corpus(
-        self,
-        documents: Sequence[str],
-        *,
-        batch_size: int | None = ...,
-        token_budget: int | None = ...,
-        show_progress_bar: bool | None = ...,
-    ) -> Any: ...
 
 
 def sample_in_order(items: Sequence[_T], count: int, *, seed: int, key: str) -> list[_T]:

@@ -1,13 +1,38 @@
-"""The run format shared by retrieval, fusion and evaluation, and its one ranking rule.
+"""The run format shared by retrieval, fusion and evaluation, its one ranking rule, and the encoder protocol.
 
 A run maps query id -> document id -> score (the pytrec_eval format), with Python floats.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 Run = dict[str, dict[str, float]]
+
+
+class QueryCorpusEncoder(Protocol):
+    """What dense retrieval needs from a model: the public encode interface of
+    :class:`~retrievals_rag.models.embedding.AutoModelForEmbedding` (queries and documents get their own
+    instructions)."""
+
+    def encode_queries(
+        self,
+        queries: Sequence[str],
+        *,
+        batch_size: int | None = ...,
+        token_budget: int | None = ...,
+        show_progress_bar: bool | None = ...,
+    ) -> Any: ...
+
+    def encode_corpus(
+        self,
+        documents: Sequence[str],
+        *,
+        batch_size: int | None = ...,
+        token_budget: int | None = ...,
+        show_progress_bar: bool | None = ...,
+    ) -> Any: ...
 
 
 def rank_documents(scores: Mapping[str, float]) -> list[str]:

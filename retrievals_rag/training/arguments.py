@@ -108,6 +108,8 @@ class RetrievalTrainingArguments(TrainingArguments):
     def __post_init__(self) -> None:
         if self.bf16 is None:
             self.bf16 = _gpu_supports_bf16() and not self.fp16 and not getattr(self, "use_cpu", False)
+        if self.dataloader_pin_memory and not _has_gpu():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns on every epoch otherwise
         super().__post_init__()
 
     def loss_options(self) -> dict[str, object]:
@@ -124,6 +126,12 @@ class RetrievalTrainingArguments(TrainingArguments):
             "kl": {"temperature": self.temperature},
         }
         return options[self.loss]
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def _gpu_supports_bf16() -> bool:

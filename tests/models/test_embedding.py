@@ -204,6 +204,14 @@ def test_unsupported_sentence_transformers_module_is_named(tiny_bert_path: Path,
         AutoModelForEmbedding.from_pretrained(folder)
 
 
+def test_a_reranker_folder_is_not_loaded_as_an_embedder(tiny_bert_path: Path, tmp_path: Path) -> None:
+    from retrievals_rag import AutoModelForRanking
+
+    AutoModelForRanking.from_pretrained(tiny_bert_path).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="cross_encoder model, not an embedding model.*AutoModelForRanking"):
+        AutoModelForEmbedding.from_pretrained(tmp_path)
+
+
 def test_missing_folder_and_unreachable_hub_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="model folder not found"):
         AutoModelForEmbedding.from_pretrained(tmp_path / "nope")

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import build_tiny_bert
+
 WORDS = "cell gene protein brain cancer study risk patients treatment human".split()
 
 
@@ -26,23 +28,4 @@ def make_records(count: int = 40) -> list[dict]:
 @pytest.fixture(scope="session")
 def no_dropout_bert_path(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path) -> Path:
     """A tiny BERT without dropout, so that runs in different processes are bit-comparable."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-bert-no-dropout")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
-    BertModel(config).save_pretrained(path)
-    tokenizer.model_max_length = 128
-    tokenizer.save_pretrained(path)
-    return path
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert-no-dropout"), minilm_path, dropout=0.0)

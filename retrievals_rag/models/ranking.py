@@ -1,0 +1,592 @@
+"""Rerankers: the scoring API they share (``compute_score``, ``rerank``), and the cross-encoder.
+
+The cross-encoder, :class:`AutoModelForRanking`, reads a query and a document together through a transformer
+with a sequence-classification head; its logit is the score. ``AutoModelForRanking.from_pretrained(path,
+causal_lm=True)`` gives the LLM ranker (``retrievals_rag.models.llm_ranking``); ColBERT lives in
+``retrievals_rag.models.colbert``. Every ranker batches by tokens and splits long documents into windows
+(``retrievals_rag.models.windows``); ``forward`` returns scores with gradients, for training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from abc import ABCMeta, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from retrievals_rag.models.batching import pad_sequences
+from retrievals_rag.models.config import (
+    CrossEncoderSettings,
+    LLMRankerSettings,
+    merge_settings,
+    read_model_kind,
+    read_settings,
+    save_settings,
+)
+from retrievals_rag.models.embedding import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_TOKEN_BUDGET,
+    PROGRESS_BAR_MIN_TEXTS,
+)
+from retrievals_rag.models.loading import (
+    DtypeName,
+    default_max_length,
+    is_decoder_only,
+    load_config,
+    load_model,
+    load_tokenizer,
+    resolve_device,
+    resolve_dtype,
+    resolve_model_path,
+)
+from retrievals_rag.models.windows import (
+    best_per_owner,
+    find_token_frame,
+    fit_query,
+    instruction_ids,
+    iter_row_batches,
+    plan_windows,
+    tokenize_content,
+)
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from retrievals_rag.models.llm_ranking import LLMRanker
+
+# Pairs tokenized and windowed together: bounds memory on very large inputs.
+PAIRS_PER_CHUNK = 4_096
+# What sentence-transformers' CrossEncoder applies to the logits of a folder saved here: nothing, so that
+# CrossEncoder(folder).predict gives the raw logits, as compute_score does.
+_ST_IDENTITY = "torch.nn.modules.linear.Identity"
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    """One document of a :meth:`Ranker.rerank` result.
+
+    Attributes:
+        index: the document's position in the list given to ``rerank``.
+        document: the document text.
+        score: its score (a Python float); higher is more relevant.
+    """
+
+    index: int
+    document: str
+    score: float
+
+
+def check_pairs(pairs: Any) -> tuple[list[str], list[str], bool]:
+    """Split ``pairs`` into queries and documents; the flag says a single ``(query, document)`` was given.
+
+    Raises:
+        TypeError: naming the first item that is not a pair of strings.
+    """
+    if isinstance(pairs, str) or not isinstance(pairs, Sequence):
+        raise TypeError(
+            f"pairs must be a (query, document) pair or a list of them, got {type(pairs).__name__}"
+        )
+    if len(pairs) == 2 and isinstance(pairs[0], str) and isinstance(pairs[1], str):
+        return [pairs[0]], [pairs[1]], True
+    queries: list[str] = []
+    documents: list[str] = []
+    for index, pair in enumerate(pairs):
+        if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise TypeError(f"pairs[{index}] must be a (query, document) pair, got {type(pair).__name__}")
+        for side in (0, 1):
+            if not isinstance(pair[side], str):
+                raise TypeError(f"pairs[{index}][{side}] is {type(pair[side]).__name__}, expected str")
+        queries.append(pair[0])
+        documents.append(pair[1])
+    return queries, documents, False
+
+
+class Ranker(nn.Module, metaclass=ABCMeta):
+    """The scoring API shared by every ranker: :meth:`compute_score` and :meth:`rerank`.
+
+    Subclasses implement ``_score_pairs``, which scores each (query, document) pair as a float64 array.
+    """
+
+    tokenizer: PreTrainedTokenizerBase
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def compute_score(
+        self,
+        pairs: Sequence[tuple[str, str]] | tuple[str, str],
+        *,
+        batch_size: int | None = None,
+        token_budget: int | None = None,
+        normalize: bool = False,
+        show_progress_bar: bool | None = None,
+    ) -> list[float] | float:
+        """Score (query, document) pairs; long documents are scored by their best window.
+
+        Args:
+            pairs: one ``(query, document)`` pair (gives one float) or a list of pairs (gives a list).
+            batch_size: most inputs per batch (default 256 on CPU, 1024 on GPU).
+            token_budget: most padded tokens per batch (default 4,096 on CPU, 131,072 on GPU).
+            normalize: map scores to (0, 1) with a sigmoid.
+            show_progress_bar: None shows one for 1,000 inputs or more (on a terminal).
+
+        Returns:
+            Python floats, in input order.
+
+        Raises:
+            TypeError: an item is not a pair of strings (its index is named).
+        """
+        queries, documents, single = check_pairs(pairs)
+        values = self._python_scores(
+            queries,
+            documents,
+            batch_size=batch_size,
+            token_budget=token_budget,
+            normalize=normalize,
+            show_progress_bar=show_progress_bar,
+        )
+        return values[0] if single else values
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_k: int | None = None,
+        *,
+        batch_size: int | None = None,
+        token_budget: int | None = None,
+        normalize: bool = False,
+        show_progress_bar: bool | None = None,
+    ) -> list[RerankResult]:
+        """Order ``documents`` by relevance to ``query``, best first.
+
+        Args:
+            query: the query.
+            documents: the candidate documents.
+            top_k: keep the best ``top_k`` (None: all; more than there are: all).
+            batch_size: see :meth:`compute_score`.
+            token_budget: see :meth:`compute_score`.
+            normalize: sigmoid scores, see :meth:`compute_score`.
+            show_progress_bar: see :meth:`compute_score`.
+
+        Returns:
+            :class:`RerankResult` items (original index, document, score) by descending score; ties keep the
+            input order.
+        """
+        if not isinstance(query, str):
+            raise TypeError(f"query is {type(query).__name__}, expected str")
+        if isinstance(documents, str) or not isinstance(documents, Sequence):
+            raise TypeError(f"documents must be a list of strings, got {type(documents).__name__}")
+        for index, document in enumerate(documents):
+            if not isinstance(document, str):
+                raise TypeError(f"documents[{index}] is {type(document).__name__}, expected str")
+        if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
+            raise ValueError(f"top_k must be None or an int >= 0, got {top_k!r}")
+        if not documents or top_k == 0:
+            return []
+        scores = self._python_scores(
+            [query] * len(documents),
+            list(documents),
+            batch_size=batch_size,
+            token_budget=token_budget,
+            normalize=normalize,
+            show_progress_bar=show_progress_bar,
+        )
+        order = sorted(range(len(documents)), key=lambda index: -scores[index])
+        return [RerankResult(index, documents[index], scores[index]) for index in order[:top_k]]
+
+    def _python_scores(
+        self,
+        queries: list[str],
+        documents: list[str],
+        *,
+        batch_size: int | None,
+        token_budget: int | None,
+        normalize: bool,
+        show_progress_bar: bool | None,
+    ) -> list[float]:
+        if not queries:
+            return []
+        scores = self._score_pairs(
+            queries,
+            documents,
+            batch_size=batch_size,
+            token_budget=token_budget,
+            show_progress_bar=show_progress_bar,
+        )
+        if normalize:
+            scores = torch.sigmoid(torch.from_numpy(scores)).numpy()
+        return [float(score) for score in scores]
+
+    @abstractmethod
+    def _score_pairs(
+        self,
+        queries: list[str],
+        documents: list[str],
+        *,
+        batch_size: int | None,
+        token_budget: int | None,
+        show_progress_bar: bool | None,
+    ) -> np.ndarray:
+        """Scores of the pairs ``(queries[i], documents[i])``, float64."""
+
+    def _batch_options(self, batch_size: int | None, token_budget: int | None) -> dict[str, Any]:
+        kind = "cuda" if self.device.type == "cuda" else "cpu"
+        return {
+            "token_budget": token_budget or DEFAULT_TOKEN_BUDGET[kind],
+            "max_batch_size": batch_size or DEFAULT_MAX_BATCH_SIZE[kind],
+            "pad_id": self.tokenizer.pad_token_id,
+            "prefetch": kind == "cuda",
+            "pin_memory": kind == "cuda",
+        }
+
+    @staticmethod
+    def _progress(total: int, show_progress_bar: bool | None, description: str) -> Any:
+        if not (show_progress_bar or (show_progress_bar is None and total >= PROGRESS_BAR_MIN_TEXTS)):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=description, disable=None if show_progress_bar is None else False)
+
+
+class PairRanker(Ranker):
+    """A ranker that reads query and document together: one forward pass per (query, document window).
+
+    Subclasses give the input layout (``_layout``), the room it leaves for query and document tokens
+    (``_content_budget``) and ``forward``.
+    """
+
+    settings: CrossEncoderSettings | LLMRankerSettings
+    _padding_side: str = "right"
+
+    @property
+    def max_length(self) -> int:
+        return self.settings.max_length
+
+    @property
+    def query_instruction(self) -> str | None:
+        return self.settings.query_instruction
+
+    @property
+    def document_instruction(self) -> str | None:
+        return self.settings.document_instruction
+
+    @abstractmethod
+    def _content_budget(self) -> int:
+        """Tokens left for query and document content once the layout's own tokens are counted."""
+
+    @abstractmethod
+    def _layout(self, query_ids: list[int], window_ids: list[int]) -> tuple[list[int], list[int] | None]:
+        """Model input ``(input_ids, token_type_ids or None)`` of a query and one document window."""
+
+    def _forward_batch(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
+    ) -> torch.Tensor:
+        return self(input_ids, attention_mask)
+
+    def _pair_rows(
+        self, query_ids: list[int], document_ids: list[int], max_windows: int
+    ) -> list[tuple[list[int], list[int] | None]]:
+        budget = self._content_budget()
+        keep = fit_query(len(query_ids), len(document_ids), budget)
+        windows = plan_windows(len(document_ids), budget - keep, self.settings.window_stride, max_windows)
+        return [self._layout(query_ids[:keep], document_ids[start:end]) for start, end in windows]
+
+    def tokenize_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int] | None]]:
+        """Model inputs ``(input_ids, token_type_ids or None)`` of pairs, documents cut to their first window.
+
+        This is the layout the model scores (instructions, special tokens, truncation), for training code
+        that must feed the model exactly what inference does.
+        """
+        queries, documents, _ = check_pairs(list(pairs))
+        query_ids = tokenize_content(self.tokenizer, queries)
+        document_ids = tokenize_content(self.tokenizer, documents)
+        return [self._pair_rows(q, d, max_windows=1)[0] for q, d in zip(query_ids, document_ids, strict=True)]
+
+    def _rows_of_pairs(
+        self, queries: list[str], documents: list[str]
+    ) -> tuple[list[list[int]], list[list[int] | None], np.ndarray]:
+        """Model inputs of every window of every pair: ``(input_ids, token_type_ids, owners)``.
+
+        ``owners[i]`` is the index of the pair that row ``i`` belongs to.
+        """
+        unique = list(dict.fromkeys(queries))
+        query_ids = dict(zip(unique, tokenize_content(self.tokenizer, unique), strict=True))
+        rows: list[list[int]] = []
+        types: list[list[int] | None] = []
+        owners: list[int] = []
+        for pair, (query, ids) in enumerate(
+            zip(queries, tokenize_content(self.tokenizer, documents), strict=True)
+        ):
+            for row, row_types in self._pair_rows(query_ids[query], ids, self.settings.max_windows):
+                rows.append(row)
+                types.append(row_types)
+                owners.append(pair)
+        return rows, types, np.asarray(owners, dtype=np.int64)
+
+    def _score_pairs(
+        self,
+        queries: list[str],
+        documents: list[str],
+        *,
+        batch_size: int | None,
+        token_budget: int | None,
+        show_progress_bar: bool | None,
+    ) -> np.ndarray:
+        scores = np.empty(len(queries), dtype=np.float64)
+        options = self._batch_options(batch_size, token_budget)
+        device = self.device
+        progress = self._progress(len(queries), show_progress_bar, "Scoring")
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(queries), PAIRS_PER_CHUNK):
+                    stop = min(start + PAIRS_PER_CHUNK, len(queries))
+                    rows, types, owners = self._rows_of_pairs(queries[start:stop], documents[start:stop])
+                    row_scores = np.empty(len(rows), dtype=np.float32)
+                    for batch in iter_row_batches(rows, padding_side=self._padding_side, **options):
+                        token_type_ids = None
+                        if types[0] is not None:
+                            token_type_ids = pad_sequences(
+                                [types[i] for i in batch.positions], 0, self._padding_side
+                            )[0].to(device, non_blocking=True)
+                        batch_scores = self._forward_batch(
+                            batch.input_ids.to(device, non_blocking=True),
+                            batch.attention_mask.to(device, non_blocking=True),
+                            token_type_ids,
+                        )
+                        row_scores[batch.positions] = batch_scores.float().cpu().numpy()
+                    scores[start:stop] = best_per_owner(owners, row_scores, stop - start)
+                    if progress is not None:
+                        progress.update(stop - start)
+        finally:
+            self.train(was_training)
+            if progress is not None:
+                progress.close()
+        return scores
+
+
+class AutoModelForRanking(PairRanker):
+    """A cross-encoder: a transformer with a sequence-classification head reading (query, document) pairs.
+
+    Load with :meth:`from_pretrained` (``causal_lm=True`` gives an :class:`~retrievals_rag.LLMRanker`), score
+    with :meth:`compute_score` / :meth:`rerank`, save with :meth:`save_pretrained`: the folder loads here with
+    the same settings and in ``sentence_transformers.CrossEncoder(folder)`` with the same scores.
+    ``forward`` returns one score per input with gradients, for training.
+
+    Example:
+        >>> ranker = AutoModelForRanking.from_pretrained("path/to/cross-encoder")  # doctest: +SKIP
+        >>> ranker.rerank("what is dense retrieval?", ["BM25 ...", "Dense retrieval ..."], top_k=1)  # doctest: +SKIP
+        [RerankResult(index=1, document='Dense retrieval ...', score=7.25)]
+    """
+
+    def __init__(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: CrossEncoderSettings
+    ) -> None:
+        super().__init__()
+        if int(model.config.num_labels) != settings.num_labels:
+            raise ValueError(
+                f"the model has {model.config.num_labels} labels but the settings say {settings.num_labels}"
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self._frame = find_token_frame(tokenizer, pair=True)
+        self._query_affixes = instruction_ids(tokenizer, settings.query_instruction)
+        self._document_affixes = instruction_ids(tokenizer, settings.document_instruction)
+        self._content_budget()  # fail now if max_length leaves no room
+        self.eval()  # loaded for inference; a trainer calls .train()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_name_or_path: str | os.PathLike[str],
+        num_labels: int | None = None,
+        use_fp16: bool = False,
+        max_length: int | None = None,
+        query_instruction: str | None = None,
+        document_instruction: str | None = None,
+        causal_lm: bool = False,
+        device: str | torch.device | None = None,
+        trust_remote_code: bool = False,
+        dtype: DtypeName | None = None,
+        window_stride: int | None = None,
+        max_windows: int | None = None,
+    ) -> AutoModelForRanking | LLMRanker:
+        """Load a cross-encoder (or, with ``causal_lm=True``, an LLM ranker) from a local folder.
+
+        Settings come, in order of precedence, from the arguments, the folder's ``retrievals_rag_config.json``
+        and defaults (the tokenizer's maximum length; the folder's ``num_labels`` if it holds a
+        sequence-classification model, else 1). A folder without a classification head gets a fresh one,
+        with a warning. A folder saved as an LLM ranker loads as one.
+
+        Args:
+            model_name_or_path: a model folder (or a hub id, where the machine can reach the hub).
+            num_labels: 1 (the logit is the score) or 2 (the score is ``logit[1] - logit[0]``).
+            use_fp16: half precision on a GPU; on the CPU it falls back to float32 with a warning.
+            max_length: tokens per (query, document) input, special tokens included.
+            query_instruction: prefix for queries (``{}`` is a placeholder for the text); ``""`` means none.
+            document_instruction: prefix for documents (same rules), repeated in every window.
+            causal_lm: load a decoder LLM scored by its 'Yes' logit (:class:`~retrievals_rag.LLMRanker`).
+            device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; None picks CUDA when available.
+            trust_remote_code: allow custom modelling code from the folder.
+            dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``; overrides ``use_fp16``.
+            window_stride: tokens between the starts of a long document's windows (None: half a window).
+            max_windows: most windows per document (default 8; 1 truncates, as sentence-transformers does).
+        """
+        path = resolve_model_path(model_name_or_path)
+        kind = read_model_kind(path) if Path(path).is_dir() else None
+        if causal_lm or kind == "llm_ranker":
+            if num_labels not in (None, 1):
+                raise ValueError(f"an LLM ranker scores with one token's logit; num_labels={num_labels}")
+            from retrievals_rag.models.llm_ranking import LLMRanker
+
+            return LLMRanker.from_pretrained(
+                path,
+                use_fp16=use_fp16,
+                max_length=max_length,
+                query_instruction=query_instruction,
+                document_instruction=document_instruction,
+                device=device,
+                trust_remote_code=trust_remote_code,
+                dtype=dtype,
+                window_stride=window_stride,
+                max_windows=max_windows,
+            )
+        saved = read_settings(path, CrossEncoderSettings) if kind == "cross_encoder" else None
+        config = load_config(path, trust_remote_code)
+        tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
+        architectures = getattr(config, "architectures", None) or []
+        has_head = any(name.endswith("ForSequenceClassification") for name in architectures)
+        settings: CrossEncoderSettings = merge_settings(
+            CrossEncoderSettings,
+            {
+                "max_length": max_length,
+                "num_labels": num_labels,
+                "query_instruction": query_instruction,
+                "document_instruction": document_instruction,
+                "window_stride": window_stride,
+                "max_windows": max_windows,
+            },
+            saved,
+            {
+                "max_length": default_max_length(tokenizer, config),
+                "num_labels": int(config.num_labels) if has_head else 1,
+            },
+        )
+        resolved_device = resolve_device(device)
+        model = load_model(
+            path,
+            task="sequence_classification",
+            dtype=resolve_dtype(resolved_device, use_fp16, dtype),
+            device=resolved_device,
+            trust_remote_code=trust_remote_code,
+            num_labels=settings.num_labels,
+        )
+        if is_decoder_only(model.config) and model.config.pad_token_id is None:
+            # Decoder classification heads find each row's last token through the pad id.
+            model.config.pad_token_id = tokenizer.pad_token_id
+        return cls(model, tokenizer, settings)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_labels(self) -> int:
+        return self.settings.num_labels
+
+    # ------------------------------------------------------------------ forward (training and inference)
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One score per input, ``(batch,)``, with gradients when enabled.
+
+        Args:
+            input_ids: ``(batch, seq_len)`` (query, document) inputs, e.g. from :meth:`tokenize_pairs`.
+            attention_mask: ``(batch, seq_len)``, 1 for real tokens.
+            token_type_ids: segment ids, for models that take them (BERT).
+
+        Returns:
+            The logit (``num_labels == 1``) or ``logit[1] - logit[0]`` (``num_labels == 2``).
+        """
+        inputs: dict[str, torch.Tensor | None] = {"input_ids": input_ids}
+        # A batch with no padding needs no mask, which lets SDPA take its fastest kernel.
+        inputs["attention_mask"] = attention_mask if bool((attention_mask == 0).any()) else None
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        logits = self.model(**inputs).logits  # (batch, num_labels)
+        if self.settings.num_labels == 1:
+            return logits[:, 0]
+        return logits[:, 1] - logits[:, 0]
+
+    def _forward_batch(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
+    ) -> torch.Tensor:
+        return self(input_ids, attention_mask, token_type_ids)
+
+    # ------------------------------------------------------------------ input layout
+    def _content_budget(self) -> int:
+        affixes = sum(len(piece) for piece in (*self._query_affixes, *self._document_affixes))
+        budget = self.settings.max_length - self._frame.overhead - affixes
+        if budget < 2:
+            raise ValueError(
+                f"max_length={self.settings.max_length} leaves no room for query and document "
+                f"({self._frame.overhead} special and {affixes} instruction tokens)"
+            )
+        return budget
+
+    def _layout(self, query_ids: list[int], window_ids: list[int]) -> tuple[list[int], list[int] | None]:
+        query_before, query_after = self._query_affixes
+        document_before, document_after = self._document_affixes
+        return self._frame.assemble(
+            [*query_before, *query_ids, *query_after], [*document_before, *window_ids, *document_after]
+        )
+
+    # ------------------------------------------------------------------ saving
+    def save_pretrained(self, save_directory: str | os.PathLike[str]) -> None:
+        """Write weights (safetensors), tokenizer and settings.
+
+        The folder loads here with the same settings, and in ``sentence_transformers.CrossEncoder(folder)``
+        with the same scores: its tokenizer's maximum length is ``max_length`` and its activation is the
+        identity, so ``predict`` returns the logits that :meth:`compute_score` returns (for inputs that fit in
+        one window; pass ``activation_fn=torch.nn.Sigmoid()`` to match ``normalize=True``).
+        """
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(directory)
+        saved_limit = self.tokenizer.model_max_length
+        self.tokenizer.model_max_length = self.settings.max_length
+        try:
+            self.tokenizer.save_pretrained(directory)
+        finally:
+            self.tokenizer.model_max_length = saved_limit
+        config_path = directory / "config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config["sentence_transformers"] = {"activation_fn": _ST_IDENTITY}
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        save_settings(directory, self.settings, model_kind="cross_encoder")
+        if self.settings.query_instruction or self.settings.document_instruction:
+            warnings.warn(
+                "sentence-transformers' CrossEncoder does not apply this model's instructions: its scores "
+                "will differ from this model's",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"AutoModelForRanking(model={type(self.model).__name__}, num_labels={self.num_labels}, "
+            f"max_length={self.max_length}, max_windows={self.settings.max_windows}, device={self.device})"
+        )
