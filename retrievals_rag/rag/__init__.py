@@ -1,0 +1,152 @@
+"""The RAG engine of the app: loaders, chunking, the Chroma store, retrieval and answers with citations.
+
+Names are resolved lazily: ``import retrievals_rag.rag`` loads neither torch, transformers nor chromadb::
+
+    from retrievals_rag.rag import RagEngine
+
+    engine = RagEngine("rag-data", llm="extractive")
+    report = engine.index_files(["docs/"], "notes")
+    stream = engine.ask("What is dense retrieval?", "notes")
+    print("".join(stream), [citation.label for citation in stream.cited()])
+
+Modules: :mod:`~retrievals_rag.rag.loaders` (files to text), :mod:`~retrievals_rag.rag.chunking` (token-sized
+chunks with content ids), :mod:`~retrievals_rag.rag.store` (Chroma), :mod:`~retrievals_rag.rag.indexing` (bulk,
+resumable), :mod:`~retrievals_rag.rag.retrieve` (dense, BM25 fusion, reranking),
+:mod:`~retrievals_rag.rag.generate` (prompt, citations, extractive answers), :mod:`~retrievals_rag.rag.llm`
+(SmolLM2 through transformers, OpenAI-compatible servers), :mod:`~retrievals_rag.rag.engine` (the facade).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# public name -> module that defines it
+_LAZY_NAMES: dict[str, str] = {
+    "DocumentLoadError": "retrievals_rag.rag.loaders",
+    "LoadedDocument": "retrievals_rag.rag.loaders",
+    "Page": "retrievals_rag.rag.loaders",
+    "SUPPORTED_EXTENSIONS": "retrievals_rag.rag.loaders",
+    "UnsafePathError": "retrievals_rag.rag.loaders",
+    "load_bytes": "retrievals_rag.rag.loaders",
+    "load_document": "retrievals_rag.rag.loaders",
+    "safe_upload_path": "retrievals_rag.rag.loaders",
+    "Chunk": "retrievals_rag.rag.chunking",
+    "Chunker": "retrievals_rag.rag.chunking",
+    "CollectionNotFoundError": "retrievals_rag.rag.store",
+    "DocumentInfo": "retrievals_rag.rag.store",
+    "StoreConnectionError": "retrievals_rag.rag.store",
+    "VectorStore": "retrievals_rag.rag.store",
+    "FileError": "retrievals_rag.rag.indexing",
+    "IndexProgress": "retrievals_rag.rag.indexing",
+    "IndexReport": "retrievals_rag.rag.indexing",
+    "index_documents": "retrievals_rag.rag.indexing",
+    "index_paths": "retrievals_rag.rag.indexing",
+    "index_uploads": "retrievals_rag.rag.indexing",
+    "Reranker": "retrievals_rag.rag.retrieve",
+    "RetrievedChunk": "retrievals_rag.rag.retrieve",
+    "Retriever": "retrievals_rag.rag.retrieve",
+    "AnswerStream": "retrievals_rag.rag.generate",
+    "BackendUnavailableError": "retrievals_rag.rag.generate",
+    "ChatBackend": "retrievals_rag.rag.generate",
+    "Citation": "retrievals_rag.rag.generate",
+    "ExtractiveAnswer": "retrievals_rag.rag.generate",
+    "GenerationError": "retrievals_rag.rag.generate",
+    "answer": "retrievals_rag.rag.generate",
+    "build_prompt": "retrievals_rag.rag.generate",
+    "OpenAICompatibleChat": "retrievals_rag.rag.llm",
+    "TransformersChat": "retrievals_rag.rag.llm",
+    "convert_gguf": "retrievals_rag.rag.llm",
+    "RagEngine": "retrievals_rag.rag.engine",
+}
+
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "AnswerStream",
+    "BackendUnavailableError",
+    "ChatBackend",
+    "Chunk",
+    "Chunker",
+    "Citation",
+    "CollectionNotFoundError",
+    "DocumentInfo",
+    "DocumentLoadError",
+    "ExtractiveAnswer",
+    "FileError",
+    "GenerationError",
+    "IndexProgress",
+    "IndexReport",
+    "LoadedDocument",
+    "OpenAICompatibleChat",
+    "Page",
+    "RagEngine",
+    "Reranker",
+    "RetrievedChunk",
+    "Retriever",
+    "StoreConnectionError",
+    "TransformersChat",
+    "UnsafePathError",
+    "VectorStore",
+    "answer",
+    "build_prompt",
+    "convert_gguf",
+    "index_documents",
+    "index_paths",
+    "index_uploads",
+    "load_bytes",
+    "load_document",
+    "safe_upload_path",
+]
+
+if TYPE_CHECKING:
+    from retrievals_rag.rag.chunking import Chunk, Chunker
+    from retrievals_rag.rag.engine import RagEngine
+    from retrievals_rag.rag.generate import (
+        AnswerStream,
+        BackendUnavailableError,
+        ChatBackend,
+        Citation,
+        ExtractiveAnswer,
+        GenerationError,
+        answer,
+        build_prompt,
+    )
+    from retrievals_rag.rag.indexing import (
+        FileError,
+        IndexProgress,
+        IndexReport,
+        index_documents,
+        index_paths,
+        index_uploads,
+    )
+    from retrievals_rag.rag.llm import OpenAICompatibleChat, TransformersChat, convert_gguf
+    from retrievals_rag.rag.loaders import (
+        SUPPORTED_EXTENSIONS,
+        DocumentLoadError,
+        LoadedDocument,
+        Page,
+        UnsafePathError,
+        load_bytes,
+        load_document,
+        safe_upload_path,
+    )
+    from retrievals_rag.rag.retrieve import Reranker, RetrievedChunk, Retriever
+    from retrievals_rag.rag.store import (
+        CollectionNotFoundError,
+        DocumentInfo,
+        StoreConnectionError,
+        VectorStore,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_NAMES.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'retrievals_rag.rag' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

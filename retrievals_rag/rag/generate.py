@@ -1,0 +1,320 @@
+"""Answers with numbered sources: the prompt, the citations, an extractive answerer and the streaming answer.
+
+The chunks found for a question are numbered ``[1]``, ``[2]``... in the prompt (:func:`build_prompt`), and the
+model is asked to cite them by number; :class:`Citation` maps each number back to its chunk, and
+:func:`cited_numbers` finds which ones an answer cites. Chat backends (:mod:`retrievals_rag.rag.llm`) share one
+small interface, :class:`ChatBackend`: ``stream(messages) -> Iterator[str]``. :class:`ExtractiveAnswer` needs no
+model: it picks the sentences of the sources that share the most (rare) words with the question and cites them.
+
+:func:`answer` returns an :class:`AnswerStream`: iterate it for the text as it is generated; its ``citations``
+are known before the first piece. When the backend fails (:class:`GenerationError`: server down, model missing,
+generation error, no text), the stream says so in one line and goes on with the extractive answer, unless
+``fallback=False``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Protocol, runtime_checkable
+
+from retrievals_rag.rag.retrieve import RetrievedChunk
+
+__all__ = [
+    "DEFAULT_SYSTEM_PROMPT",
+    "NO_SOURCES_ANSWER",
+    "AnswerStream",
+    "BackendUnavailableError",
+    "ChatBackend",
+    "ChatMessage",
+    "Citation",
+    "ExtractiveAnswer",
+    "GenerationError",
+    "answer",
+    "build_prompt",
+    "cited_numbers",
+    "make_citations",
+]
+
+ChatMessage = dict[str, str]
+"""One chat message: ``{"role": "system" | "user" | "assistant", "content": text}``."""
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You answer questions using only the numbered sources you are given. After each statement, cite the "
+    "sources it comes from by their numbers in square brackets, like [1] or [2][3]. If the sources do not "
+    "contain the answer, say that the documents do not answer the question. Be concise."
+)
+NO_SOURCES_ANSWER = "No passage of the indexed documents matches this question."
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_CITATION = re.compile(r"\[(\d{1,3})\]")
+_MAX_SENTENCE_CHARS = 400
+_STOPWORDS = frozenset(
+    "a about above after again against all am an and any are as at be because been before being below between "
+    "both but by can could did do does doing down during each few for from further had has have having he her "
+    "here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not "
+    "now of off on once only or other our ours ourselves out over own same she should so some such than that the "
+    "their theirs them themselves then there these they this those through to too under until up very was we "
+    "were what when where which while who whom why will with would you your yours yourself yourselves".split()
+)
+
+
+class GenerationError(RuntimeError):
+    """A chat backend that could not produce an answer; the message says why and what to do."""
+
+
+class BackendUnavailableError(GenerationError):
+    """A backend whose model or package is missing (the message says how to install it)."""
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """A chat model that streams its reply: ``TransformersChat``, ``OpenAICompatibleChat``, or yours."""
+
+    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
+        """Yield the reply to ``messages`` piece by piece; raise :class:`GenerationError` on failure."""
+        ...
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A numbered source of an answer.
+
+    Attributes:
+        number: Its number in the prompt and the answer (``[number]``), from 1.
+        chunk: The retrieved chunk.
+    """
+
+    number: int
+    chunk: RetrievedChunk
+
+    @property
+    def label(self) -> str:
+        """``"report.pdf, page 3"``: the source's file name and page."""
+        name = PurePath(self.chunk.source).name or self.chunk.source
+        return name if self.chunk.page is None else f"{name}, page {self.chunk.page}"
+
+
+def make_citations(chunks: Sequence[RetrievedChunk]) -> list[Citation]:
+    """Number the chunks from 1, in the order given (best first)."""
+    return [Citation(number, chunk) for number, chunk in enumerate(chunks, start=1)]
+
+
+def build_prompt(
+    question: str, citations: Sequence[Citation], *, system_prompt: str = DEFAULT_SYSTEM_PROMPT
+) -> list[ChatMessage]:
+    """The chat messages that ask a model to answer ``question`` from the numbered sources.
+
+    Example:
+        >>> chunk = RetrievedChunk("Paris is in France.", "geo.txt", None, "c1", 0.9, 0.9)
+        >>> print(build_prompt("Where is Paris?", make_citations([chunk]))[1]["content"])
+        Sources:
+        <BLANKLINE>
+        [1] geo.txt
+        Paris is in France.
+        <BLANKLINE>
+        Question: Where is Paris?
+    """
+    sources = "\n\n".join(
+        f"[{citation.number}] {citation.label}\n{citation.chunk.text.strip()}" for citation in citations
+    )
+    return [
+        {"role": "system", "content": system_prompt},
+        {"role": "user", "content": f"Sources:\n\n{sources}\n\nQuestion: {question.strip()}"},
+    ]
+
+
+def cited_numbers(text: str, citations: Sequence[Citation]) -> list[int]:
+    """The citation numbers that ``text`` cites (``[n]`` with a known ``n``), in order of first appearance.
+
+    Example:
+        >>> chunks = [RetrievedChunk("a", "s", None, str(i), 1.0, 1.0) for i in range(2)]
+        >>> cited_numbers("Yes [2], and [1][2]; not [7].", make_citations(chunks))
+        [2, 1]
+    """
+    known = {citation.number for citation in citations}
+    found: list[int] = []
+    for match in _CITATION.finditer(text):
+        number = int(match.group(1))
+        if number in known and number not in found:
+            found.append(number)
+    return found
+
+
+def _words(text: str) -> list[str]:
+    return [word for word in _WORD.findall(text.lower()) if len(word) > 1 and word not in _STOPWORDS]
+
+
+def _sentences(text: str) -> list[str]:
+    return [sentence.strip() for sentence in _SENTENCE_END.split(text) if sentence and sentence.strip()]
+
+
+class ExtractiveAnswer:
+    """An answer without a language model: the source sentences most like the question, each with its citation.
+
+    Sentences are scored by the inverse document frequency (over all the sources' sentences) of the question
+    words they contain (stopwords and one-letter words ignored); ties go to the better-ranked source, then to
+    the earlier sentence. Deterministic.
+
+    Args:
+        max_sentences: Most sentences in the answer.
+    """
+
+    name = "extractive"
+
+    def __init__(self, *, max_sentences: int = 3) -> None:
+        if isinstance(max_sentences, bool) or not isinstance(max_sentences, int) or max_sentences < 1:
+            raise ValueError(f"max_sentences must be an integer >= 1, got {max_sentences!r}")
+        self.max_sentences = max_sentences
+
+    def select(self, question: str, citations: Sequence[Citation]) -> list[tuple[str, int]]:
+        """The chosen ``(sentence, citation number)`` pairs, best first."""
+        candidates = [
+            (citation.number, position, sentence)
+            for citation in citations
+            for position, sentence in enumerate(_sentences(citation.chunk.text))
+        ]
+        if not candidates:
+            return []
+        sentence_words = [set(_words(sentence)) for _, _, sentence in candidates]
+        question_words = set(_words(question))
+        document_frequency = {
+            word: sum(1 for words in sentence_words if word in words) for word in question_words
+        }
+        n_sentences = len(candidates)
+        scored = []
+        for (number, position, sentence), words in zip(candidates, sentence_words, strict=True):
+            score = sum(
+                math.log(1.0 + n_sentences / document_frequency[word]) for word in question_words & words
+            )
+            scored.append((-score, number, position, sentence))
+        scored.sort()
+        chosen = [(sentence, number) for negative_score, number, _, sentence in scored if negative_score < 0]
+        if not chosen:  # no shared word: the first sentence of the best source
+            first = min(candidates)
+            return [(_shorten(first[2]), first[0])]
+        return [(_shorten(sentence), number) for sentence, number in chosen[: self.max_sentences]]
+
+    def stream_answer(self, question: str, citations: Sequence[Citation]) -> Iterator[str]:
+        """Yield the answer sentence by sentence, each followed by its citation."""
+        selected = self.select(question, citations)
+        if not selected:
+            yield NO_SOURCES_ANSWER
+            return
+        for position, (sentence, number) in enumerate(selected):
+            yield f"{'' if position == 0 else ' '}{sentence} [{number}]"
+
+
+def _shorten(sentence: str) -> str:
+    sentence = " ".join(sentence.split())
+    if len(sentence) <= _MAX_SENTENCE_CHARS:
+        return sentence
+    return sentence[:_MAX_SENTENCE_CHARS].rsplit(" ", 1)[0] + " …"
+
+
+class AnswerStream(Iterator[str]):
+    """An answer being generated: iterate it for text pieces; sources and citations are known from the start.
+
+    Attributes:
+        question: The question.
+        sources: The retrieved chunks, best first (citation ``n`` is ``sources[n - 1]``).
+        citations: The numbered sources.
+        backend_name: The backend that answers (``"extractive"`` after a fallback).
+        fallback_reason: Why the backend failed and the extractive answer was used; None otherwise.
+        text: The text yielded so far (the whole answer once iterated to the end).
+    """
+
+    def __init__(
+        self,
+        question: str,
+        citations: list[Citation],
+        pieces: Iterator[str],
+        backend_name: str,
+    ) -> None:
+        self.question = question
+        self.citations = citations
+        self.sources = [citation.chunk for citation in citations]
+        self.backend_name = backend_name
+        self.fallback_reason: str | None = None
+        self.text = ""
+        self._pieces = pieces
+
+    def __next__(self) -> str:
+        piece = next(self._pieces)
+        self.text += piece
+        return piece
+
+    def read(self) -> str:
+        """Consume the rest of the stream and return the whole answer."""
+        for _ in self:
+            continue
+        return self.text
+
+    def cited(self) -> list[Citation]:
+        """The citations the answer text (so far) refers to, in order of first mention."""
+        numbers = cited_numbers(self.text, self.citations)
+        return [self.citations[number - 1] for number in numbers]
+
+
+def answer(
+    question: str,
+    chunks: Sequence[RetrievedChunk],
+    backend: ChatBackend | ExtractiveAnswer | None = None,
+    *,
+    fallback: bool = True,
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+) -> AnswerStream:
+    """Answer ``question`` from ``chunks``, citing them by number, as a stream of text.
+
+    Args:
+        question: The question.
+        chunks: Retrieved chunks, best first; they become sources ``[1]``, ``[2]``...
+        backend: A chat backend, or an :class:`ExtractiveAnswer`; None: extractive.
+        fallback: When the chat backend fails (a :class:`GenerationError`), say so and answer extractively;
+            False: raise the error from the iteration.
+        system_prompt: The instruction given to a chat model.
+
+    Returns:
+        The :class:`AnswerStream`. Without chunks it holds a fixed "no passage matches" answer and no model is
+        called.
+    """
+    citations = make_citations(chunks)
+    if backend is None:
+        backend = ExtractiveAnswer()
+    name = getattr(backend, "name", type(backend).__name__)
+    if isinstance(backend, ExtractiveAnswer) or not citations:
+        extractive = backend if isinstance(backend, ExtractiveAnswer) else ExtractiveAnswer()
+        return AnswerStream(question, citations, extractive.stream_answer(question, citations), name)
+    if not callable(getattr(backend, "stream", None)):
+        raise TypeError(f"backend must have a stream(messages) method, got {type(backend).__name__}")
+    messages = build_prompt(question, citations, system_prompt=system_prompt)
+    stream = AnswerStream(question, citations, iter(()), name)
+    stream._pieces = _with_fallback(stream, backend, messages, fallback)
+    return stream
+
+
+def _with_fallback(
+    stream: AnswerStream, backend: ChatBackend, messages: list[ChatMessage], fallback: bool
+) -> Iterator[str]:
+    produced = False
+    try:
+        for piece in backend.stream(messages):
+            if piece:
+                produced = True
+                yield piece
+        if produced:
+            return
+        error = GenerationError(f"{stream.backend_name} returned no text")
+    except GenerationError as caught:
+        error = caught
+    if not fallback:
+        raise error
+    stream.fallback_reason = str(error)
+    stream.backend_name = ExtractiveAnswer.name
+    separator = "\n\n" if produced else ""
+    yield f"{separator}(The language model failed: {error}. Showing the most relevant passages instead.)\n\n"
+    yield from ExtractiveAnswer().stream_answer(stream.question, stream.citations)

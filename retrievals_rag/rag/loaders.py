@@ -1,0 +1,442 @@
+"""Load a user's file into plain text pages: PDF, text, Markdown, HTML, DOCX, CSV and JSON lines.
+
+:func:`load_document` reads a path, :func:`load_bytes` an upload (its bytes and file name). Both return a
+:class:`LoadedDocument` whose pages keep their page numbers where the format has pages (PDF), or raise a
+:class:`DocumentLoadError` that names the file and the reason: an unsupported type, a file over the size limit,
+a PDF without extractable text, bytes that decode to no known encoding, binary junk, a corrupt DOCX.
+
+Parsers are imported when a file of their type is loaded (pypdf, python-docx, BeautifulSoup,
+charset-normalizer), so importing this module costs nothing.
+
+Example:
+    >>> document = load_bytes(b"Dense retrieval maps text to vectors.", "notes.txt")
+    >>> document.pages[0].text
+    'Dense retrieval maps text to vectors.'
+    >>> document.metadata["file_type"]
+    'text'
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "SUPPORTED_EXTENSIONS",
+    "DocumentLoadError",
+    "LoadedDocument",
+    "Page",
+    "UnsafePathError",
+    "decode_text",
+    "display_name",
+    "load_bytes",
+    "load_document",
+    "safe_upload_path",
+]
+
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+"""Files larger than this (50 MiB) are refused unless a larger ``max_bytes`` is given."""
+
+# Share of characters that must be printable or whitespace for bytes to count as text.
+_MIN_PRINTABLE_RATIO = 0.95
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: it starts with the same two bytes
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+class DocumentLoadError(ValueError):
+    """A file that cannot be turned into text; the message names the file and the reason.
+
+    Attributes:
+        source: The file's name or path.
+        reason: Why it failed, in words.
+    """
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class UnsafePathError(ValueError):
+    """A file name that would place a file outside the folder it belongs in."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """The text of one page (PDF) or of a whole file (other formats).
+
+    Attributes:
+        text: The page's text.
+        page_number: 1-based page number in formats that have pages; None otherwise.
+    """
+
+    text: str
+    page_number: int | None = None
+
+
+@dataclass(frozen=True)
+class LoadedDocument:
+    """A file turned into text.
+
+    Attributes:
+        source: What the file is called where it is shown and deleted: the upload's file name or the path.
+        pages: Its pages with text, in order (at least one).
+        metadata: ``file_type`` and what the format tells (``title``, ``n_pages``...): str, int or float values.
+    """
+
+    source: str
+    pages: list[Page]
+    metadata: dict[str, str | int | float] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """All pages' text, separated by blank lines."""
+        return "\n\n".join(page.text for page in self.pages)
+
+
+# ---------------------------------------------------------------------------------------------- text decoding
+def decode_text(data: bytes, source: str) -> str:
+    """Decode bytes that should be text: a BOM (UTF-8, UTF-16, UTF-32), else UTF-8, else charset-normalizer.
+
+    Args:
+        data: The file's bytes.
+        source: The file's name, for error messages.
+
+    Returns:
+        The text, without a BOM.
+
+    Raises:
+        DocumentLoadError: When the bytes look binary (NUL bytes, or few printable characters) or no encoding
+            decodes them.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                text = data.decode(encoding)
+            except UnicodeDecodeError as error:
+                raise DocumentLoadError(
+                    source, f"starts with a {encoding} byte-order mark but {error}"
+                ) from None
+            _check_printable(text, source)
+            return text.lstrip("\ufeff")
+    if b"\x00" in data:
+        raise DocumentLoadError(source, "looks like a binary file (it contains NUL bytes), not text")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(data).best()
+        if best is None:
+            raise DocumentLoadError(
+                source, "cannot decode its bytes: not UTF-8, UTF-16 or any encoding that could be detected"
+            ) from None
+        text = str(best)
+    _check_printable(text, source)
+    return text
+
+
+def _check_printable(text: str, source: str) -> None:
+    if "\x00" in text:
+        raise DocumentLoadError(source, "looks like a binary file (it contains NUL characters), not text")
+    if not text:
+        return
+    sample = text[:100_000]
+    printable = sum(1 for character in sample if character.isprintable() or character in "\n\r\t\f\v")
+    if printable / len(sample) < _MIN_PRINTABLE_RATIO:
+        raise DocumentLoadError(
+            source,
+            f"looks like a binary file: only {printable / len(sample):.0%} of its characters are printable",
+        )
+
+
+# ---------------------------------------------------------------------------------------------- per format
+def _load_text(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
+    return [Page(decode_text(data, source))], {}
+
+
+def _load_pdf(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise DocumentLoadError(source, "the PDF is encrypted with a password")
+        pages = [
+            Page(text, number)
+            for number, page in enumerate(reader.pages, start=1)
+            if (text := (page.extract_text() or "").strip())
+        ]
+        n_pages = len(reader.pages)
+        title = (reader.metadata or {}).get("/Title") if reader.metadata is not None else None
+    except DocumentLoadError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as error:
+        raise DocumentLoadError(source, f"not a readable PDF ({type(error).__name__}: {error})") from error
+    if not pages:
+        raise DocumentLoadError(
+            source,
+            f"no extractable text in its {n_pages} page(s): an empty or image-only (scanned) PDF; "
+            "run OCR on it first",
+        )
+    metadata: dict[str, Any] = {"n_pages": n_pages}
+    if isinstance(title, str) and title.strip():
+        metadata["title"] = title.strip()
+    return pages, metadata
+
+
+def _load_html(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(decode_text(data, source), "html.parser")
+    title = soup.title.get_text(" ", strip=True) if soup.title is not None else ""
+    for element in soup(["script", "style", "noscript", "template", "head", "svg"]):
+        element.decompose()
+    lines = (line.strip() for line in soup.get_text("\n").splitlines())
+    text = _collapse_blank_lines(lines)
+    metadata: dict[str, Any] = {"title": title} if title else {}
+    return [Page(text)], metadata
+
+
+def _load_docx(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
+    from zipfile import BadZipFile
+
+    import docx
+    from docx.table import Table
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (BadZipFile, KeyError, ValueError) as error:
+        raise DocumentLoadError(source, f"not a valid DOCX file ({type(error).__name__}: {error})") from error
+    blocks: list[str] = []
+    for item in document.iter_inner_content():
+        if isinstance(item, Table):
+            for row in item.rows:
+                cells = [cell.text.strip() for cell in row.cells]
+                if any(cells):
+                    blocks.append(" | ".join(cells))
+        elif item.text.strip():
+            blocks.append(item.text.strip())
+    metadata: dict[str, Any] = {}
+    if document.core_properties.title:
+        metadata["title"] = document.core_properties.title
+    return [Page("\n\n".join(blocks))], metadata
+
+
+def _load_csv(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
+    text = decode_text(data, source)
+    sample = text[:65_536]
+    sniffer = csv.Sniffer()
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = sniffer.sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel_tab if source.lower().endswith(".tsv") else csv.excel
+    try:
+        has_header = sniffer.has_header(sample)
+    except csv.Error:
+        has_header = True
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text), dialect) if any(cell.strip() for cell in row)]
+    except csv.Error as error:
+        raise DocumentLoadError(source, f"not a readable CSV file ({error})") from error
+    if has_header and rows:
+        header, rows = [cell.strip() for cell in rows[0]], rows[1:]
+    else:
+        header = []
+    records: list[str] = []
+    for row in rows:
+        names = [header[i] if i < len(header) and header[i] else f"column {i + 1}" for i in range(len(row))]
+        lines = [f"{name}: {value.strip()}" for name, value in zip(names, row, strict=True) if value.strip()]
+        records.append("\n".join(lines))
+    return [Page("\n\n".join(records))], {"n_rows": len(rows)}
+
+
+def _load_jsonl(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
+    records: list[str] = []
+    for line_number, line in enumerate(decode_text(data, source).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DocumentLoadError(source, f"line {line_number} is not valid JSON ({error.msg})") from None
+        text = _record_text(record)
+        if text:
+            records.append(text)
+    return [Page("\n\n".join(records))], {"n_records": len(records)}
+
+
+def _record_text(record: Any) -> str:
+    """A JSON record's text fields joined by newlines; id fields (``id``, ``_id``, ``*_id``) left out."""
+    if isinstance(record, str):
+        return record.strip()
+    if isinstance(record, list):
+        return "\n".join(text for item in record if (text := _record_text(item)))
+    if isinstance(record, dict):
+        parts = [
+            text
+            for key, value in record.items()
+            if not (key in ("id", "_id") or key.endswith("_id"))
+            if (text := _record_text(value))
+        ]
+        return "\n".join(parts)
+    return ""
+
+
+def _collapse_blank_lines(lines: Any) -> str:
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+_LOADERS: dict[str, tuple[str, Callable[[bytes, str], tuple[list[Page], dict[str, Any]]]]] = {
+    ".pdf": ("pdf", _load_pdf),
+    ".txt": ("text", _load_text),
+    ".text": ("text", _load_text),
+    ".md": ("markdown", _load_text),
+    ".markdown": ("markdown", _load_text),
+    ".rst": ("text", _load_text),
+    ".html": ("html", _load_html),
+    ".htm": ("html", _load_html),
+    ".docx": ("docx", _load_docx),
+    ".csv": ("csv", _load_csv),
+    ".tsv": ("csv", _load_csv),
+    ".jsonl": ("jsonl", _load_jsonl),
+    ".ndjson": ("jsonl", _load_jsonl),
+}
+
+SUPPORTED_EXTENSIONS: tuple[str, ...] = tuple(sorted(_LOADERS))
+"""File name extensions :func:`load_bytes` knows, lower case, with the dot."""
+
+
+# ---------------------------------------------------------------------------------------------- public API
+def load_bytes(
+    data: bytes, file_name: str, *, source: str | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES
+) -> LoadedDocument:
+    """Load an uploaded file from its bytes; its type comes from the file name's extension.
+
+    Args:
+        data: The file's content.
+        file_name: Its name (only the extension and the last path component are used).
+        source: The document's name in the store; None: the last component of ``file_name``.
+        max_bytes: Refuse larger files; None: no limit.
+
+    Returns:
+        The document, with at least one page of non-blank text.
+
+    Raises:
+        DocumentLoadError: On an unsupported extension, a file over ``max_bytes``, or a file with no text.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    name = source if source is not None else display_name(file_name)
+    extension = _extension(file_name)
+    if extension not in _LOADERS:
+        raise DocumentLoadError(
+            name,
+            f"unsupported file type {extension or '(no extension)'!r}; supported: {', '.join(SUPPORTED_EXTENSIONS)}",
+        )
+    if max_bytes is not None and len(data) > max_bytes:
+        raise DocumentLoadError(name, f"{len(data):,} bytes is over the {max_bytes:,}-byte limit")
+    file_type, loader = _LOADERS[extension]
+    pages, metadata = loader(data, name)
+    pages = [page for page in pages if page.text.strip()]
+    if not pages:
+        raise DocumentLoadError(name, f"no text found in this {file_type} file")
+    return LoadedDocument(
+        source=name,
+        pages=pages,
+        metadata={"file_type": file_type, "file_name": display_name(file_name), **metadata},
+    )
+
+
+def load_document(
+    path: str | os.PathLike[str], *, source: str | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES
+) -> LoadedDocument:
+    """Load a file from disk.
+
+    Args:
+        path: The file.
+        source: The document's name in the store; None: the absolute path, so that the same file indexed
+            from another working directory is the same document.
+        max_bytes: Refuse larger files; None: no limit.
+
+    Raises:
+        DocumentLoadError: As :func:`load_bytes`, and when the file cannot be read.
+    """
+    file_path = Path(path)
+    name = source if source is not None else str(file_path.resolve())
+    extension = _extension(file_path.name)
+    if extension not in _LOADERS:  # before reading: the file may be large
+        raise DocumentLoadError(
+            name,
+            f"unsupported file type {extension or '(no extension)'!r}; supported: {', '.join(SUPPORTED_EXTENSIONS)}",
+        )
+    try:
+        size = file_path.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            raise DocumentLoadError(name, f"{size:,} bytes is over the {max_bytes:,}-byte limit")
+        data = file_path.read_bytes()
+    except OSError as error:
+        raise DocumentLoadError(name, f"cannot read the file ({error.strerror or error})") from error
+    return load_bytes(data, file_path.name, source=name, max_bytes=max_bytes)
+
+
+def display_name(file_name: str) -> str:
+    """The last component of a file name given by a browser or a user (``/`` and ``\\`` both separate)."""
+    last = PureWindowsPath(PurePosixPath(file_name).name).name
+    cleaned = "".join(character for character in last if character.isprintable()).strip()
+    return cleaned or "unnamed"
+
+
+def safe_upload_path(data_dir: str | os.PathLike[str], name: str) -> Path:
+    """The path of the file ``name`` inside ``data_dir``, refusing any name that could leave it.
+
+    Refused: empty names, absolute paths (``/etc/passwd``, ``C:\\x``, ``\\\\server\\share``), any ``..``
+    component with either separator (``../x``, ``..\\x``), NUL or control characters, and names whose resolved
+    path (symbolic links followed) is not inside ``data_dir``.
+
+    Args:
+        data_dir: The folder uploads are written into.
+        name: The file name as the user gave it; sub-folders (``a/b.txt``) are allowed.
+
+    Returns:
+        The resolved path, inside the resolved ``data_dir``.
+
+    Raises:
+        UnsafePathError: On any name above.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise UnsafePathError(f"an empty file name is not allowed: {name!r}")
+    if any(not character.isprintable() for character in name):
+        raise UnsafePathError(f"file name {name!r} contains control characters")
+    windows = PureWindowsPath(name)
+    if PurePosixPath(name).is_absolute() or windows.is_absolute() or windows.drive or windows.root:
+        raise UnsafePathError(f"file name {name!r} is an absolute path; give a plain file name")
+    parts = re.split(r"[\\/]", name)
+    if any(part == ".." for part in parts):
+        raise UnsafePathError(f"file name {name!r} contains '..': it would leave the upload folder")
+    root = Path(data_dir).resolve()
+    target = root.joinpath(*[part for part in parts if part not in ("", ".")]).resolve()
+    if target == root or not target.is_relative_to(root):
+        raise UnsafePathError(f"file name {name!r} resolves to {target}, outside {root}")
+    return target
+
+
+def _extension(file_name: str) -> str:
+    return PurePosixPath(display_name(file_name)).suffix.lower()

@@ -1,0 +1,449 @@
+"""The document store: collections of embedded chunks in Chroma, embedded on disk or on a Chroma server.
+
+:class:`VectorStore` opens an embedded ``PersistentClient`` in ``DATA_DIR/chroma`` by default, or talks to a
+Chroma server (``chroma run --path DIR --host 127.0.0.1 --port 8000``) when given its URL. Telemetry is off.
+Collections are cosine-space collections created by
+:func:`retrievals_rag.integrations.chroma.get_or_create_collection` with a
+:class:`~retrievals_rag.integrations.chroma.ChromaEmbeddingFunction`, so a collection remembers which embedder
+made its vectors and refuses another one; the store nevertheless always computes the embeddings itself and
+passes them to Chroma, so Chroma never reaches for its default ONNX model.
+
+Writes are idempotent: chunk ids are content hashes (:mod:`retrievals_rag.rag.chunking`), each batch first asks
+Chroma which of its ids already exist and upserts only the others in one call. Indexing a file twice adds
+nothing; a bulk run that is killed resumes where it stopped (see :mod:`retrievals_rag.rag.indexing`). Every
+write also stamps a new ``revision`` in the collection's metadata, so caches built over a collection (the BM25
+index of :class:`~retrievals_rag.rag.retrieve.Retriever`) see changes made by any process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from retrievals_rag.rag.chunking import Chunk, Chunker
+from retrievals_rag.rag.loaders import LoadedDocument
+
+if TYPE_CHECKING:
+    import numpy as np
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+
+    from retrievals_rag.integrations.chroma import ChromaEmbeddingFunction
+    from retrievals_rag.models.embedding import AutoModelForEmbedding
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "CollectionNotFoundError",
+    "DocumentInfo",
+    "StoreConnectionError",
+    "StoredChunk",
+    "VectorStore",
+    "validate_collection_name",
+]
+
+DEFAULT_BATCH_SIZE = 64
+"""Chunks embedded and written per Chroma call."""
+
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]$")
+_PAGE_SIZE = 5_000  # rows per Chroma ``get`` when reading a whole collection
+
+
+class CollectionNotFoundError(LookupError):
+    """A collection that does not exist; the message lists those that do."""
+
+
+class StoreConnectionError(ConnectionError):
+    """The Chroma server cannot be reached; the message names the URL."""
+
+
+def validate_collection_name(name: str) -> str:
+    """Check a collection name against Chroma's rules and return it.
+
+    Chroma accepts 3 to 512 characters from ``[A-Za-z0-9._-]``, starting and ending with a letter or digit; a
+    name with ``..`` or shaped like an IPv4 address is refused too (older Chroma rules, kept for portability).
+
+    Raises:
+        ValueError: Naming the rule that the name breaks.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a collection name must be a string, got {type(name).__name__}")
+    problem = None
+    if not 3 <= len(name) <= 512:
+        problem = f"it has {len(name)} characters; use 3 to 512"
+    elif not _NAME_PATTERN.match(name):
+        problem = "use only letters, digits, '.', '_' and '-', starting and ending with a letter or digit"
+    elif ".." in name:
+        problem = "it contains '..'"
+    elif re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", name):
+        problem = "it looks like an IPv4 address"
+    if problem is not None:
+        raise ValueError(f"invalid collection name {name!r}: {problem}")
+    return name
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """A document in a collection, as :meth:`VectorStore.list_documents` describes it.
+
+    Attributes:
+        source: Its source (file name or path): what :meth:`VectorStore.delete_document` takes.
+        document_id: The stable id of the source.
+        chunk_count: Chunks stored.
+        pages: Page numbers that have chunks, ascending (empty for formats without pages).
+        file_type: ``pdf``, ``text``, ``markdown``, ``html``, ``docx``, ``csv``, ``jsonl``; ``""`` if unknown.
+    """
+
+    source: str
+    document_id: str
+    chunk_count: int
+    pages: list[int]
+    file_type: str
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A chunk read back from Chroma.
+
+    Attributes:
+        id: The chunk id.
+        text: Its text.
+        metadata: Its metadata (``source``, ``page``, ``chunk_index``, ``start_index``, ``document_id``...).
+        distance: Cosine distance to the query (``1 - cosine similarity``); None when not from a query.
+    """
+
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    distance: float | None = None
+
+
+class VectorStore:
+    """Collections of embedded chunks in Chroma.
+
+    Args:
+        data_dir: Folder of the embedded database (in ``data_dir/chroma``); required without ``chroma_url``.
+        chroma_url: URL of a Chroma server, e.g. ``http://127.0.0.1:8000``; when given, ``data_dir`` is unused.
+        embedding_function: Embeds chunks and queries and is recorded in each collection's configuration;
+            None: a :class:`~retrievals_rag.integrations.chroma.ChromaEmbeddingFunction` of the packaged
+            all-MiniLM-L6-v2, loaded on first use.
+        chunk_size: Tokens per chunk; None: from the embedder's ``max_length`` (200 for MiniLM).
+        chunk_overlap: Tokens of overlap; None: a fifth of ``chunk_size``.
+        batch_size: Chunks embedded and written per Chroma call.
+
+    Raises:
+        ValueError: Without ``data_dir`` and ``chroma_url``, or on a malformed URL.
+        StoreConnectionError: When the server at ``chroma_url`` does not answer.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        chroma_url: str | None = None,
+        embedding_function: ChromaEmbeddingFunction | None = None,
+        chunk_size: int | None = None,
+        chunk_overlap: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        from retrievals_rag.integrations.chroma import ChromaEmbeddingFunction
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self.chroma_url = chroma_url
+        self.data_dir = None if data_dir is None else Path(data_dir)
+        self._client = _connect(self.data_dir, chroma_url)
+        self._function = embedding_function if embedding_function is not None else ChromaEmbeddingFunction()
+        self._chunk_size = chunk_size
+        self._chunk_overlap = chunk_overlap
+        self.batch_size = batch_size
+        self._chunker: Chunker | None = None
+        self._collections: dict[str, Collection] = {}
+        self._lock = threading.RLock()
+
+    # -------------------------------------------------------------------------------- components
+    @property
+    def client(self) -> ClientAPI:
+        """The chromadb client."""
+        return self._client
+
+    @property
+    def embedding_function(self) -> ChromaEmbeddingFunction:
+        """The function that embeds chunks and queries."""
+        return self._function
+
+    @property
+    def embedder(self) -> AutoModelForEmbedding:
+        """The embedding model (loaded on first access, once)."""
+        return self._function.model
+
+    @property
+    def chunker(self) -> Chunker:
+        """The chunker, built on first use from the embedder's tokenizer and ``max_length``."""
+        with self._lock:
+            if self._chunker is None:
+                self._chunker = Chunker.for_embedder(
+                    self.embedder, chunk_size=self._chunk_size, chunk_overlap=self._chunk_overlap
+                )
+            return self._chunker
+
+    def embed_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Embed chunk texts with the embedder's document instruction."""
+        return list(self._function(list(texts)))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed a query with the embedder's query instruction."""
+        return self._function.embed_query([text])[0]
+
+    # -------------------------------------------------------------------------------- collections
+    def list_collections(self) -> list[str]:
+        """Names of the collections, sorted."""
+        return sorted(collection.name for collection in self._client.list_collections())
+
+    def create_collection(self, name: str, *, exist_ok: bool = True) -> None:
+        """Create the collection ``name`` in cosine space, recording this store's embedder.
+
+        Args:
+            name: A valid Chroma name (:func:`validate_collection_name`).
+            exist_ok: Accept an existing collection (made with the same embedder); False: raise.
+
+        Raises:
+            ValueError: On an invalid name, an existing collection when ``exist_ok`` is False, or an existing
+                collection made with another embedder.
+        """
+        from retrievals_rag.integrations.chroma import get_or_create_collection
+
+        validate_collection_name(name)
+        with self._lock:
+            if not exist_ok and name in self.list_collections():
+                raise ValueError(f"collection {name!r} already exists")
+            self._collections[name] = get_or_create_collection(
+                self._client, name, embedding_function=self._function
+            )
+
+    def delete_collection(self, name: str) -> None:
+        """Delete the collection ``name`` and everything in it.
+
+        Raises:
+            CollectionNotFoundError: When there is none by that name.
+        """
+        self._collection(name)  # raises a clear error when missing
+        with self._lock:
+            self._collections.pop(name, None)
+            self._client.delete_collection(name)
+
+    def count(self, collection: str) -> int:
+        """Chunks stored in ``collection``."""
+        return int(self._collection(collection).count())
+
+    def revision(self, collection: str) -> tuple[str, int]:
+        """A value that changes whenever ``collection`` changes, whichever process wrote to it."""
+        from chromadb.errors import NotFoundError
+
+        try:
+            fresh = self._client.get_collection(collection)
+        except (NotFoundError, ValueError):
+            raise CollectionNotFoundError(f"no collection named {collection!r}") from None
+        return str((fresh.metadata or {}).get("revision", "")), int(fresh.count())
+
+    def _collection(self, name: str) -> Collection:
+        from chromadb.errors import NotFoundError
+
+        from retrievals_rag.integrations.chroma import get_or_create_collection
+
+        with self._lock:
+            handle = self._collections.get(name)
+            if handle is not None:
+                return handle
+            try:
+                self._client.get_collection(name)
+            except (NotFoundError, ValueError):
+                existing = self.list_collections()
+                raise CollectionNotFoundError(
+                    f"no collection named {name!r}; existing collections: {existing or 'none'}"
+                ) from None
+            handle = get_or_create_collection(self._client, name, embedding_function=self._function)
+            self._collections[name] = handle
+            return handle
+
+    def _touch(self, collection: Collection) -> None:
+        collection.modify(metadata={**(collection.metadata or {}), "revision": uuid.uuid4().hex})
+
+    # -------------------------------------------------------------------------------- documents
+    def split(self, document: LoadedDocument) -> list[Chunk]:
+        """The chunks of ``document``, as they would be stored."""
+        return self.chunker.split(document)
+
+    def add_document(self, collection: str, document: LoadedDocument) -> int:
+        """Chunk, embed and store a document; chunks already stored are skipped.
+
+        Args:
+            collection: An existing collection.
+            document: The loaded document.
+
+        Returns:
+            The number of chunks added (0 when the document was already indexed).
+        """
+        chunks = self.split(document)
+        return sum(
+            self.write_chunks(collection, chunks[start : start + self.batch_size])
+            for start in range(0, len(chunks), self.batch_size)
+        )
+
+    def write_chunks(self, collection: str, chunks: Sequence[Chunk]) -> int:
+        """Store one batch of chunks in one Chroma call, skipping ids already there; returns how many were new.
+
+        The existing ids are asked first, only the new chunks are embedded, and they are upserted together, so
+        a batch is written whole or not at all and a repeated batch writes nothing.
+        """
+        unique: dict[str, Chunk] = {}
+        for chunk in chunks:
+            unique.setdefault(chunk.id, chunk)
+        if not unique:
+            return 0
+        handle = self._collection(collection)
+        existing = set(handle.get(ids=list(unique), include=[])["ids"])
+        new = [chunk for chunk_id, chunk in unique.items() if chunk_id not in existing]
+        if not new:
+            return 0
+        embeddings = self.embed_documents([chunk.text for chunk in new])
+        handle.upsert(
+            ids=[chunk.id for chunk in new],
+            embeddings=embeddings,
+            documents=[chunk.text for chunk in new],
+            metadatas=[chunk.metadata() for chunk in new],
+        )
+        self._touch(handle)
+        return len(new)
+
+    def list_documents(self, collection: str) -> list[DocumentInfo]:
+        """The documents in ``collection``, sorted by source, with their chunk counts and pages."""
+        grouped: dict[str, dict[str, Any]] = {}
+        for _, _, metadata in self._iterate(collection, include_documents=False):
+            source = str(metadata.get("source", ""))
+            entry = grouped.setdefault(
+                source,
+                {
+                    "document_id": str(metadata.get("document_id", "")),
+                    "count": 0,
+                    "pages": set(),
+                    "file_type": str(metadata.get("file_type", "")),
+                },
+            )
+            entry["count"] += 1
+            if isinstance(metadata.get("page"), int):
+                entry["pages"].add(metadata["page"])
+        return [
+            DocumentInfo(
+                source=source,
+                document_id=entry["document_id"],
+                chunk_count=entry["count"],
+                pages=sorted(entry["pages"]),
+                file_type=entry["file_type"],
+            )
+            for source, entry in sorted(grouped.items())
+        ]
+
+    def delete_document(self, collection: str, source: str) -> int:
+        """Remove every chunk of the document ``source``; returns how many were removed (0 if none)."""
+        handle = self._collection(collection)
+        ids = handle.get(where={"source": source}, include=[])["ids"]
+        for start in range(0, len(ids), _PAGE_SIZE):
+            handle.delete(ids=ids[start : start + _PAGE_SIZE])
+        if ids:
+            self._touch(handle)
+        return len(ids)
+
+    # -------------------------------------------------------------------------------- reading
+    def query(
+        self, collection: str, query_embedding: Sequence[float] | np.ndarray, n_results: int
+    ) -> list[StoredChunk]:
+        """The ``n_results`` chunks nearest to ``query_embedding`` (cosine), nearest first."""
+        handle = self._collection(collection)
+        size = handle.count()
+        if size == 0 or n_results < 1:
+            return []
+        result = handle.query(
+            query_embeddings=[list(map(float, query_embedding))],
+            n_results=min(n_results, size),
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            StoredChunk(id=chunk_id, text=text or "", metadata=dict(metadata or {}), distance=float(distance))
+            for chunk_id, text, metadata, distance in zip(
+                result["ids"][0],
+                result["documents"][0],
+                result["metadatas"][0],
+                result["distances"][0],
+                strict=True,
+            )
+        ]
+
+    def all_chunks(self, collection: str) -> list[StoredChunk]:
+        """Every chunk of ``collection`` (text and metadata), in storage order."""
+        return [
+            StoredChunk(id=chunk_id, text=text, metadata=metadata)
+            for chunk_id, text, metadata in self._iterate(collection, include_documents=True)
+        ]
+
+    def _iterate(self, collection: str, *, include_documents: bool) -> Any:
+        handle = self._collection(collection)
+        include: list[Any] = ["metadatas", "documents"] if include_documents else ["metadatas"]
+        offset = 0
+        while True:
+            page = handle.get(include=include, limit=_PAGE_SIZE, offset=offset)
+            ids = page["ids"]
+            texts = page["documents"] if include_documents else [""] * len(ids)
+            for chunk_id, text, metadata in zip(ids, texts, page["metadatas"], strict=True):
+                yield chunk_id, text or "", dict(metadata or {})
+            if len(ids) < _PAGE_SIZE:
+                return
+            offset += len(ids)
+
+    def __repr__(self) -> str:
+        where = f"chroma_url={self.chroma_url!r}" if self.chroma_url else f"data_dir={str(self.data_dir)!r}"
+        return f"VectorStore({where}, embedding_function={self._function!r})"
+
+
+def _connect(data_dir: Path | None, chroma_url: str | None) -> ClientAPI:
+    """An embedded client in ``data_dir/chroma``, or an HTTP client of the server at ``chroma_url``."""
+    if chroma_url is None:
+        if data_dir is None:
+            raise ValueError("give data_dir (an embedded database) or chroma_url (a Chroma server)")
+        from retrievals_rag.integrations.chroma import persistent_client
+
+        folder = data_dir / "chroma"
+        folder.mkdir(parents=True, exist_ok=True)
+        return persistent_client(folder)
+    import chromadb
+    import httpx
+    from chromadb.config import Settings
+
+    parts = urlsplit(chroma_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"chroma_url must look like http://HOST:PORT, got {chroma_url!r}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 8000)
+    except ValueError as error:
+        raise ValueError(f"chroma_url {chroma_url!r} has an invalid port: {error}") from None
+    try:
+        client = chromadb.HttpClient(
+            host=parts.hostname,
+            port=port,
+            ssl=parts.scheme == "https",
+            settings=Settings(anonymized_telemetry=False),
+        )
+        client.heartbeat()
+    except (ValueError, OSError, httpx.HTTPError) as error:
+        raise StoreConnectionError(
+            f"cannot reach the Chroma server at {chroma_url} ({error}); start one with "
+            f"`chroma run --path DIR --host {parts.hostname} --port {port}` or leave chroma_url unset for the "
+            "embedded database"
+        ) from error
+    return client

@@ -1,0 +1,106 @@
+"""Fixtures of the RAG engine tests: a store over the tiny random BERT, loopback-only sockets, file builders.
+
+Only loopback connections are allowed (the Chroma server and the chat server the tests start themselves);
+the embedded Chroma database needs no socket at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retrievals_rag.rag.loaders import LoadedDocument, Page
+
+LOOPBACK = "127.0.0.1"
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only() -> Iterator[None]:
+    """Connections to anything but 127.0.0.1 fail (pytest-socket)."""
+    import socket
+
+    import pytest_socket
+
+    original_connect = socket.socket.connect
+    pytest_socket.socket_allow_hosts([LOOPBACK], allow_unix_socket=True)
+    try:
+        yield
+    finally:
+        socket.socket.connect = original_connect  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session")
+def tiny_function(tiny_bert_path: Path) -> Any:  # -> ChromaEmbeddingFunction
+    """An embedding function of the tiny random BERT, on the CPU, loaded once per session."""
+    from retrievals_rag.integrations.chroma import ChromaEmbeddingFunction
+
+    function = ChromaEmbeddingFunction(tiny_bert_path, device="cpu")
+    _ = function.model
+    return function
+
+
+@pytest.fixture
+def store(tmp_path: Path, tiny_function: Any) -> Any:  # -> VectorStore
+    """A store in a fresh folder over the tiny BERT, with 24-token chunks and batches of 4."""
+    from retrievals_rag.rag.store import VectorStore
+
+    return VectorStore(
+        tmp_path / "data", embedding_function=tiny_function, chunk_size=24, chunk_overlap=4, batch_size=4
+    )
+
+
+def make_pdf(pages: list[str]) -> bytes:
+    """A minimal valid PDF with one line of Helvetica text per page ("" gives a page without text)."""
+    page_ids = [4 + 2 * index for index in range(len(pages))]
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{' '.join(f'{i} 0 R' for i in page_ids)}] /Count {len(pages)} >>".encode(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    for page_id, text in zip(page_ids, pages, strict=True):
+        content = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode() if text else b""
+        objects.append(
+            (
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+                f"/Resources << /Font << /F1 3 0 R >> >> /Contents {page_id + 1} 0 R >>"
+            ).encode()
+        )
+        objects.append(b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")
+    output = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(output))
+        output += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(output)
+    output += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    for offset in offsets:
+        output += f"{offset:010d} 00000 n \n".encode()
+    output += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(output)
+
+
+TOPICS = {
+    "photosynthesis": "Photosynthesis converts light, water and carbon dioxide into sugar and oxygen in plants.",
+    "eiffel": "The Eiffel Tower was completed in 1889 for the World's Fair in Paris, France.",
+    "insulin": "Insulin is a hormone made by the pancreas that lowers the level of glucose in the blood.",
+    "volcano": "A volcano erupts when magma from the mantle rises through the crust to the surface.",
+}
+
+
+def text_document(source: str, paragraphs: int = 6, topic: str = "photosynthesis") -> LoadedDocument:
+    """A one-page document of ``paragraphs`` numbered sentences about ``topic``."""
+    text = "\n\n".join(f"Paragraph {index} of {source}. {TOPICS[topic]}" for index in range(paragraphs))
+    return LoadedDocument(source=source, pages=[Page(text)], metadata={"file_type": "text"})
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])

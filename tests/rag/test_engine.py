@@ -1,0 +1,179 @@
+"""The engine facade: index files and uploads, ask with citations, fallback, collections and documents."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retrievals_rag.rag.engine import RagEngine
+from retrievals_rag.rag.generate import ExtractiveAnswer
+from retrievals_rag.rag.llm import OpenAICompatibleChat, TransformersChat
+from tests.rag.conftest import LOOPBACK, TOPICS, make_pdf
+
+
+@pytest.fixture(scope="module")
+def minilm_engine(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path) -> RagEngine:
+    """An engine over the packaged MiniLM with extractive answers, holding one collection of four files."""
+    data = tmp_path_factory.mktemp("engine")
+    docs = data / "docs"
+    docs.mkdir()
+    (docs / "biology.pdf").write_bytes(make_pdf(["Cells divide by mitosis.", TOPICS["photosynthesis"]]))
+    (docs / "paris.html").write_text(
+        f"<html><body><p>{TOPICS['eiffel']}</p><script>tower()</script></body></html>"
+    )
+    (docs / "medicine.txt").write_text(TOPICS["insulin"])
+    (docs / "geology.md").write_text(f"# Volcanoes\n\n{TOPICS['volcano']}")
+    engine = RagEngine(data / "store", embedder_path=minilm_path, device="cpu", llm="extractive", top_k=2)
+    report = engine.index_files([docs], "science")
+    assert report.errors == [] and len(report.indexed) == 4
+    return engine
+
+
+def test_ask_streams_an_answer_citing_the_right_source(minilm_engine: RagEngine) -> None:
+    stream = minilm_engine.ask("Which hormone lowers the glucose level in the blood?", "science")
+
+    assert stream.sources[0].source.endswith("medicine.txt")
+    text = "".join(stream)
+    assert text.startswith("Insulin is a hormone made by the pancreas") and text.endswith("[1]")
+    assert [Path(citation.chunk.source).name for citation in stream.cited()] == ["medicine.txt"]
+    assert all(type(chunk.score) is float for chunk in stream.sources)
+
+
+def test_pdf_sources_keep_their_page(minilm_engine: RagEngine) -> None:
+    chunks = minilm_engine.retrieve("How do plants make sugar from light?", "science", top_k=1)
+
+    assert (Path(chunks[0].source).name, chunks[0].page) == ("biology.pdf", 2)
+    stream = minilm_engine.ask("How do plants make sugar from light?", "science", top_k=1)
+    assert stream.citations[0].label == "biology.pdf, page 2"
+
+
+def test_bm25_and_collections_and_documents(minilm_engine: RagEngine) -> None:
+    fused = minilm_engine.retrieve("magma mantle crust", "science", use_bm25=True)
+    assert Path(fused[0].source).name == "geology.md"
+
+    documents = {Path(info.source).name: info for info in minilm_engine.list_documents("science")}
+    assert sorted(documents) == ["biology.pdf", "geology.md", "medicine.txt", "paris.html"]
+    assert documents["biology.pdf"].pages == [1, 2]
+    assert minilm_engine.list_collections() == ["science"]
+
+
+def test_uploads_and_deletion(minilm_engine: RagEngine) -> None:
+    report = minilm_engine.index_uploads(
+        [("../../secret/notes.txt", b"Mitochondria make ATP."), ("x.exe", b"MZ")], "uploads"
+    )
+
+    assert report.indexed == ["notes.txt"]
+    assert [error.path for error in report.errors] == ["x.exe"]
+    assert not (minilm_engine.data_dir.parent / "secret").exists()
+    assert minilm_engine.retrieve("What makes ATP?", "uploads")[0].source == "notes.txt"
+    assert minilm_engine.delete_document("uploads", "notes.txt") == 1
+    minilm_engine.delete_collection("uploads")
+    assert minilm_engine.list_collections() == ["science"]
+
+
+def test_an_unreachable_llm_falls_back_with_the_reason(minilm_engine: RagEngine, free_port: int) -> None:
+    backend = OpenAICompatibleChat(f"http://{LOOPBACK}:{free_port}/v1", "m", timeout=5)
+
+    stream = minilm_engine.ask(
+        "Which hormone lowers the glucose level in the blood?", "science", backend=backend
+    )
+
+    text = stream.read()
+    assert "cannot connect to the chat server" in (stream.fallback_reason or "")
+    assert text.startswith("(The language model failed: cannot connect")
+    assert "Insulin is a hormone" in text
+
+
+def test_llm_choices(tmp_path: Path, tiny_bert_path: Path) -> None:
+    assert isinstance(
+        RagEngine(tmp_path / "a", embedder_path=tiny_bert_path, llm="extractive").backend, ExtractiveAnswer
+    )
+    smollm2 = RagEngine(tmp_path / "b", embedder_path=tiny_bert_path).backend
+    assert isinstance(smollm2, TransformersChat) and smollm2.cache_dir == tmp_path / "b" / "models"
+    openai = RagEngine(
+        tmp_path / "c",
+        embedder_path=tiny_bert_path,
+        llm="openai",
+        llm_base_url="http://127.0.0.1:1/v1",
+        llm_model="m",
+    ).backend
+    assert isinstance(openai, OpenAICompatibleChat) and openai.url == "http://127.0.0.1:1/v1/chat/completions"
+    with pytest.raises(ValueError, match="llm_base_url"):
+        RagEngine(tmp_path / "d", embedder_path=tiny_bert_path, llm="openai")
+    with pytest.raises(ValueError, match="llm must be one of"):
+        RagEngine(tmp_path / "e", embedder_path=tiny_bert_path, llm="gpt")  # type: ignore[arg-type]
+
+
+def _loaded_after(code: str) -> dict[str, Any]:
+    probe = (
+        f"{code}\nimport json, sys\n"
+        "print(json.dumps({name: name in sys.modules for name in "
+        "['torch', 'transformers', 'chromadb', 'langchain_text_splitters', 'httpx', 'pypdf', 'bs4', 'docx']}))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_engine_loads_nothing_heavy() -> None:
+    loaded = _loaded_after(
+        "import retrievals_rag.rag\nfrom retrievals_rag.rag import RagEngine, VectorStore, TransformersChat"
+    )
+
+    assert not any(loaded.values()), loaded
+
+
+EXPECTED_ALL = [
+    "SUPPORTED_EXTENSIONS",
+    "AnswerStream",
+    "BackendUnavailableError",
+    "ChatBackend",
+    "Chunk",
+    "Chunker",
+    "Citation",
+    "CollectionNotFoundError",
+    "DocumentInfo",
+    "DocumentLoadError",
+    "ExtractiveAnswer",
+    "FileError",
+    "GenerationError",
+    "IndexProgress",
+    "IndexReport",
+    "LoadedDocument",
+    "OpenAICompatibleChat",
+    "Page",
+    "RagEngine",
+    "Reranker",
+    "RetrievedChunk",
+    "Retriever",
+    "StoreConnectionError",
+    "TransformersChat",
+    "UnsafePathError",
+    "VectorStore",
+    "answer",
+    "build_prompt",
+    "convert_gguf",
+    "index_documents",
+    "index_paths",
+    "index_uploads",
+    "load_bytes",
+    "load_document",
+    "safe_upload_path",
+]
+
+
+def test_public_names_are_pinned() -> None:
+    import retrievals_rag.rag as rag
+
+    assert rag.__all__ == EXPECTED_ALL
+    for name in rag.__all__:
+        assert name == "SUPPORTED_EXTENSIONS" or getattr(rag, name).__module__.startswith(
+            "retrievals_rag.rag."
+        )

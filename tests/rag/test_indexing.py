@@ -1,0 +1,215 @@
+"""Bulk indexing: per-file errors, progress, resuming after an interruption or a kill, uploads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retrievals_rag.rag.indexing import (
+    IndexProgress,
+    expand_paths,
+    index_documents,
+    index_paths,
+    index_uploads,
+)
+from retrievals_rag.rag.loaders import load_document
+from retrievals_rag.rag.store import VectorStore
+from tests.rag.conftest import TOPICS, make_pdf
+
+
+def write_corpus(folder: Path, n_files: int = 5) -> list[Path]:
+    """``n_files`` text files of several paragraphs each (a few chunks of 24 tokens each)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    topics = list(TOPICS.values())
+    for index in range(n_files):
+        path = folder / f"doc{index}.txt"
+        path.write_text(
+            "\n\n".join(f"File {index}, part {part}. {topics[(index + part) % 4]}" for part in range(4))
+        )
+        paths.append(path)
+    return paths
+
+
+def expected_ids(store: VectorStore, paths: list[Path]) -> set[str]:
+    return {chunk.id for path in paths for chunk in store.split(load_document(path))}
+
+
+def stored_ids(store: VectorStore, collection: str) -> list[str]:
+    return [chunk.id for chunk in store.all_chunks(collection)]
+
+
+def test_a_broken_file_among_good_ones_is_reported_and_the_others_indexed(
+    store: VectorStore, tmp_path: Path
+) -> None:
+    good = write_corpus(tmp_path / "docs", 3)
+    (tmp_path / "docs" / "scan.pdf").write_bytes(make_pdf([""]))
+    (tmp_path / "docs" / "junk.txt").write_bytes(b"\x00\x01binary\x00")
+    unsupported = tmp_path / "image.png"
+    unsupported.write_bytes(b"\x89PNG")
+
+    report = index_paths(store, [tmp_path / "docs", unsupported, tmp_path / "missing.txt"], "notes")
+
+    assert sorted(report.indexed) == sorted(str(path.resolve()) for path in good)
+    assert {Path(error.path).name: error.reason.split(" ")[0] for error in report.errors} == {
+        "junk.txt": "looks",
+        "scan.pdf": "no",
+        "image.png": "unsupported",
+        "missing.txt": "cannot",
+    }
+    assert set(stored_ids(store, "notes")) == expected_ids(store, good)
+    assert report.chunks_added == store.count("notes")
+
+
+def test_reindexing_adds_nothing(store: VectorStore, tmp_path: Path) -> None:
+    paths = write_corpus(tmp_path / "docs")
+    first = index_paths(store, paths, "notes")
+
+    second = index_paths(store, [tmp_path / "docs"], "notes")
+
+    assert first.chunks_added == len(expected_ids(store, paths)) > 0
+    assert (second.chunks_added, second.chunks_skipped) == (0, first.chunks_added)
+    assert store.count("notes") == first.chunks_added
+
+
+def test_progress_reports_files_and_chunks(store: VectorStore, tmp_path: Path) -> None:
+    paths = write_corpus(tmp_path / "docs")
+    reports: list[IndexProgress] = []
+
+    report = index_paths(store, paths, "notes", progress=reports.append)
+
+    assert reports[-1] == IndexProgress(5, 5, report.chunks_added, 0, None)
+    assert [progress.files_done for progress in reports] == sorted(
+        progress.files_done for progress in reports
+    )
+    assert [progress.chunks_added for progress in reports] == sorted(
+        progress.chunks_added for progress in reports
+    )
+    assert all(progress.files_total == 5 for progress in reports)
+
+
+class Interrupted(Exception):
+    """Raised by a progress callback to stop a run, as a user pressing Ctrl-C would."""
+
+
+def test_a_run_stopped_half_way_resumes_and_stores_every_chunk_once(
+    store: VectorStore, tmp_path: Path
+) -> None:
+    paths = write_corpus(tmp_path / "docs", 6)
+    expected = expected_ids(store, paths)
+    batches_seen = 0
+
+    def stop_after_three_batches(progress: IndexProgress) -> None:
+        nonlocal batches_seen
+        if progress.chunks_added > batches_seen * store.batch_size:
+            batches_seen += 1
+        if batches_seen == 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        index_paths(store, paths, "notes", progress=stop_after_three_batches)
+    written = store.count("notes")
+    assert 0 < written < len(expected)
+
+    report = index_paths(store, paths, "notes")
+
+    ids = stored_ids(store, "notes")
+    assert len(ids) == len(set(ids)) == len(expected)
+    assert set(ids) == expected
+    assert (report.chunks_added, report.chunks_skipped) == (len(expected) - written, written)
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    from retrievals_rag.integrations.chroma import ChromaEmbeddingFunction
+    from retrievals_rag.rag.indexing import index_paths
+    from retrievals_rag.rag.store import VectorStore
+
+    model, data, docs = sys.argv[1:4]
+    store = VectorStore(data, embedding_function=ChromaEmbeddingFunction(model, device="cpu"),
+                        chunk_size=24, chunk_overlap=4, batch_size=4)
+    def kill_after_two_batches(progress):
+        if progress.chunks_added >= 8:
+            os.kill(os.getpid(), signal.SIGKILL)
+    index_paths(store, [docs], "notes", progress=kill_after_two_batches)
+    """
+)
+
+
+def test_a_killed_process_resumes_with_every_chunk_once(
+    tmp_path: Path, tiny_bert_path: Path, tiny_function: Any
+) -> None:
+    paths = write_corpus(tmp_path / "docs", 6)
+    data = tmp_path / "data"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(tiny_bert_path), str(data), str(tmp_path / "docs")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr
+
+    store = VectorStore(data, embedding_function=tiny_function, chunk_size=24, chunk_overlap=4, batch_size=4)
+    written = store.count("notes")
+    expected = expected_ids(store, paths)
+    assert 8 <= written < len(expected)
+    report = index_paths(store, [tmp_path / "docs"], "notes")
+
+    ids = stored_ids(store, "notes")
+    assert len(ids) == len(set(ids)) == len(expected)
+    assert set(ids) == expected
+    assert report.chunks_skipped == written
+
+
+def test_uploads_use_the_file_name_and_report_errors(store: VectorStore) -> None:
+    files = [
+        ("../../etc/notes.txt", b"Magma rises through the crust and erupts."),
+        ("C:\\Users\\me\\report.html", b"<p>Insulin lowers glucose.</p><script>x()</script>"),
+        ("photo.jpg", b"\xff\xd8\xff"),
+    ]
+
+    report = index_uploads(store, files, "uploads")
+
+    assert report.indexed == ["notes.txt", "report.html"]
+    assert [(error.path, error.reason.split(";")[0]) for error in report.errors] == [
+        ("photo.jpg", "unsupported file type '.jpg'")
+    ]
+    assert [info.source for info in store.list_documents("uploads")] == ["notes.txt", "report.html"]
+    assert index_uploads(store, files[:2], "uploads").chunks_added == 0
+
+
+def test_index_documents_batches_across_documents(store: VectorStore) -> None:
+    from retrievals_rag.rag.loaders import LoadedDocument, Page
+
+    documents = [
+        LoadedDocument(f"record-{index}", [Page(f"Record {index} about volcanoes.")]) for index in range(10)
+    ]
+    reports: list[IndexProgress] = []
+
+    report = index_documents(store, iter(documents), "records", progress=reports.append)
+
+    assert report.chunks_added == 10 == store.count("records")
+    assert report.indexed == [document.source for document in documents]
+    assert reports[-1].files_done == 10 and reports[-1].files_total is None
+
+
+def test_expand_paths_skips_hidden_and_unsupported_files(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "b.png").write_bytes(b"png")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "c.txt").write_text("c")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.md").write_text("d")
+
+    assert expand_paths([tmp_path]) == [tmp_path / "a.txt", tmp_path / "sub" / "d.md"]
+    assert expand_paths([tmp_path], recursive=False) == [tmp_path / "a.txt"]
+    assert expand_paths([tmp_path / "b.png"]) == [tmp_path / "b.png"]
