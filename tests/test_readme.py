@@ -27,6 +27,9 @@ def test_readme_has_the_two_commands_first() -> None:
 @pytest.mark.slow
 def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    # the files the RAG engine snippet indexes
+    (tmp_path / "notes.md").write_text("# Paris\n\nThe Eiffel Tower is 330 metres tall and stands in Paris.\n")
+    (tmp_path / "guide.txt").write_text("BM25 ranks documents by the terms they share with the query.\n")
     namespace: dict[str, object] = {}
     ran = 0
     for block in _python_blocks():
@@ -38,3 +41,6 @@ def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     fused = namespace["fused"]
     assert list(fused["q1"]) == ["d2", "d1"]  # the BM25 document wins both rankings
     assert (tmp_path / "my-embedder" / "modules.json").is_file()
+    answer = namespace["answer"]
+    assert "330" in answer.text
+    assert any("notes.md" in citation.label for citation in answer.citations)
