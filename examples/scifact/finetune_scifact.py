@@ -25,9 +25,10 @@ from typing import Any
 
 from retrievals_rag import AutoModelForEmbedding, RetrievalEvaluator, default_embedding_model_path
 from retrievals_rag.data.datasets import RetrievalTrainDataset
+from retrievals_rag.data.jsonl import write_jsonl
 from retrievals_rag.evaluation.beir import document_text, load_beir
 from retrievals_rag.losses.infonce import InfoNCELoss
-from retrievals_rag.retrieval.mining import mine_hard_negatives, write_jsonl
+from retrievals_rag.retrieval.mining import mine_hard_negatives
 from retrievals_rag.training.arguments import RetrievalTrainingArguments
 from retrievals_rag.training.trainer import RetrievalTrainer
 

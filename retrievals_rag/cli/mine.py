@@ -45,8 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from retrievals_rag.data.jsonl import write_jsonl
     from retrievals_rag.evaluation.beir import document_text, load_beir
-    from retrievals_rag.retrieval.mining import mine_hard_negatives, write_jsonl
+    from retrievals_rag.retrieval.mining import mine_hard_negatives
 
     start = time.perf_counter()
     start_rank, end_rank = args.rank_range

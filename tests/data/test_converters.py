@@ -189,7 +189,7 @@ def test_dpr_num_negatives_draws_reproducibly_from_the_listed_negatives(tmp_path
 
 
 def test_dpr_streams_across_chunk_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(converters, "_READ_CHUNK", 7)  # every item and string is cut somewhere
+    monkeypatch.setattr(converters.dpr, "_READ_CHUNK", 7)  # every item and string is cut somewhere
 
     convert_dpr(DPR_SAMPLE, tmp_path / "dpr.jsonl", include_negative_ctxs=True)
 

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from retrievals_rag.retrieval.mining import mine_hard_negatives, sample_in_order, write_jsonl
+from retrievals_rag.data.jsonl import sample_in_order, write_jsonl
+from retrievals_rag.retrieval.mining import mine_hard_negatives
 
 N_DOCUMENTS = 30
 CORPUS_IDS = [f"d{index}" for index in range(N_DOCUMENTS)]
