@@ -10,8 +10,9 @@ Public names are resolved lazily, so ``import retrievals_rag`` loads neither tor
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from retrievals_rag._lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -59,14 +60,4 @@ if TYPE_CHECKING:
     from retrievals_rag.retrieval.fusion import reciprocal_rank_fusion
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY_NAMES.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'retrievals_rag' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES, globals(), __all__)

@@ -5,8 +5,9 @@ This is the only place that tokenizes for training. Names resolve lazily, so imp
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from retrievals_rag._lazy import lazy_names
 
 _LAZY_NAMES: dict[str, str] = {
     "RetrievalTrainDataset": "retrievals_rag.data.datasets",
@@ -31,10 +32,4 @@ if TYPE_CHECKING:
     from retrievals_rag.data.tokenization import apply_instruction
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY_NAMES.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'retrievals_rag.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES, globals(), __all__)

@@ -13,9 +13,9 @@ Names are resolved lazily, so ``import retrievals_rag.losses`` loads no torch::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from retrievals_rag._lazy import lazy_names
 from retrievals_rag.losses.registry import LOSSES, build_loss, loss_class
 
 # public name -> module that defines it
@@ -83,14 +83,4 @@ if TYPE_CHECKING:
     from retrievals_rag.losses.triplet import TripletMarginLoss, triplet_margin_loss
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY_NAMES.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'retrievals_rag.losses' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES, globals(), __all__)

@@ -18,8 +18,9 @@ resumable), :mod:`~retrievals_rag.rag.retrieve` (dense, BM25 fusion, reranking),
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from retrievals_rag._lazy import lazy_names
 
 # public name -> module that defines it
 _LAZY_NAMES: dict[str, str] = {
@@ -139,14 +140,4 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY_NAMES.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'retrievals_rag.rag' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES, globals(), __all__)

@@ -17,8 +17,9 @@ Names are resolved lazily: importing this package loads neither torch, faiss nor
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from retrievals_rag._lazy import lazy_names
 
 # public name -> module that defines it
 _LAZY_NAMES: dict[str, str] = {
@@ -46,14 +47,4 @@ if TYPE_CHECKING:
     from retrievals_rag.retrieval.fusion import fuse_rankings, reciprocal_rank_fusion
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY_NAMES.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'retrievals_rag.retrieval' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES, globals(), __all__)
