@@ -1,10 +1,13 @@
-"""LangChain adapters (extra ``langchain``, langchain-core only): an ``Embeddings`` and a ``BaseRetriever``.
+"""LangChain adapters (extra ``langchain``, langchain-core only): ``Embeddings``, a reranker, a retriever.
 
 :class:`LangchainEmbedding` puts an :class:`~retrievals_rag.models.embedding.AutoModelForEmbedding` behind
 LangChain's ``Embeddings`` interface, so any LangChain vector store (langchain-chroma's ``Chroma``, FAISS,
-...) can use it. :class:`LangchainRetriever` answers queries over a corpus of texts (exact dense search,
-optionally fused with BM25 by reciprocal rank fusion) or over any LangChain ``VectorStore``, and returns new
-documents whose metadata carries the retrieval score as a Python float.
+...) can use it. :class:`LangchainReranker` is a ``BaseDocumentCompressor`` over any of our rankers
+(cross-encoder, LLM ranker, ColBERT), for ``ContextualCompressionRetriever`` or on its own; it returns copies
+of the documents with the rerank score in their metadata. :class:`LangchainRetriever` answers queries over a
+corpus of texts (exact dense search, optionally fused with BM25 by reciprocal rank fusion) or over any
+LangChain ``VectorStore``, optionally reranked, and returns new documents whose metadata carries the
+retrieval score (and the rerank score) as Python floats.
 
 Importing this module loads langchain-core, not torch: the model is loaded when an adapter is built.
 
@@ -30,9 +33,16 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal, Self
 
 import numpy as np
-from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from retrievals_rag.integrations._embedding import EmbedderOptions, missing_extra_error
+from retrievals_rag.integrations._ranking import (
+    PREVIOUS_RELEVANCE_SCORE_KEY,
+    RELEVANCE_SCORE_KEY,
+    RETRIEVAL_SCORE_KEY,
+    RankerOptions,
+    metadata_with_score,
+)
 from retrievals_rag.retrieval.bm25 import BM25Retriever
 from retrievals_rag.retrieval.dense import DenseIndex
 from retrievals_rag.retrieval.fusion import fuse_rankings
@@ -42,8 +52,10 @@ try:
     from langchain_core.callbacks import (
         AsyncCallbackManagerForRetrieverRun,
         CallbackManagerForRetrieverRun,
+        Callbacks,
     )
     from langchain_core.documents import Document
+    from langchain_core.documents.compressor import BaseDocumentCompressor
     from langchain_core.embeddings import Embeddings
     from langchain_core.retrievers import BaseRetriever
     from langchain_core.vectorstores import VectorStore
@@ -53,13 +65,16 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 __all__ = [
     "BM25_SCORE_KEY",
     "DENSE_SCORE_KEY",
+    "PREVIOUS_RELEVANCE_SCORE_KEY",
+    "RELEVANCE_SCORE_KEY",
     "RETRIEVAL_SCORE_KEY",
     "LangchainEmbedding",
+    "LangchainReranker",
     "LangchainRetriever",
 ]
 
-RETRIEVAL_SCORE_KEY = "retrieval_score"
-"""Metadata key of the score the retriever ranked by (the fused score when fusing)."""
+# RETRIEVAL_SCORE_KEY ("retrieval_score"): the score the retriever ranked by (the fused score when fusing).
+# RELEVANCE_SCORE_KEY ("relevance_score"): a reranker's score; PREVIOUS_RELEVANCE_SCORE_KEY: an earlier one's.
 DENSE_SCORE_KEY = "dense_score"
 """Metadata key of the dense score when fusing with BM25 (absent if dense search did not return the document)."""
 BM25_SCORE_KEY = "bm25_score"
@@ -133,8 +148,114 @@ class LangchainEmbedding(EmbedderOptions, Embeddings):
         return await asyncio.to_thread(self.embed_query, text)
 
 
+class LangchainReranker(RankerOptions, BaseDocumentCompressor):
+    """A LangChain document compressor that reranks documents with one of our rankers.
+
+    ``compress_documents`` scores every document against the query in one batched ``compute_score`` call,
+    and returns NEW documents (the caller's are never modified), best first, cut to ``top_n`` and to
+    ``score_threshold``. Each copy has the id, the text and a deep copy of the metadata of its original, plus
+    the score as a Python float under ``score_key`` (``"relevance_score"``). A score already under that key
+    (an earlier reranker's) moves to ``"previous_" + score_key``; any other score, such as the
+    ``"retrieval_score"`` of :class:`LangchainRetriever`, is kept as it was. ``acompress_documents`` runs the
+    scoring in a worker thread, so the event loop keeps running.
+
+    The ranker is loaded from ``model_name_or_path`` as the kind the folder was saved as (``model_kind="auto"``):
+    a ColBERT folder as :class:`~retrievals_rag.models.colbert.ColBERT`, an LLM-ranker folder as an
+    :class:`~retrievals_rag.models.llm_ranking.LLMRanker`, anything else as a cross-encoder
+    (:class:`~retrievals_rag.models.ranking.AutoModelForRanking`).
+
+    Args:
+        model_name_or_path: The ranker's folder (or hub id); or give ``model``.
+        model: An already loaded ``AutoModelForRanking``, ``LLMRanker`` or ``ColBERT``; it cannot be combined
+            with ``model_name_or_path``, ``model_kind``, ``device``, ``use_fp16`` or ``model_kwargs``, which
+            apply when loading.
+        model_kind: ``"auto"``, or ``"cross_encoder"``, ``"llm_ranker"`` (a bare causal LM folder needs it),
+            ``"colbert"`` (a bare encoder folder needs it).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; None: CUDA when available.
+        use_fp16: Half precision on a GPU (the CPU falls back to float32 with a warning).
+        model_kwargs: Other ``from_pretrained`` options of that kind, e.g. ``max_length``, ``dtype``,
+            ``max_windows``, the instructions; ``prompt`` for an LLM ranker, ``query_max_length`` for ColBERT.
+        top_n: Documents returned (best first); None: all; more than there are: all. Default 3.
+        score_threshold: Drop documents whose returned score is below it (the normalised score when
+            ``normalize``). Raw cross-encoder logits have no fixed scale: normalise to threshold them.
+        normalize: Return the sigmoid of the scores, in (0, 1): a usable scale for thresholds with a
+            cross-encoder or an LLM ranker. For ColBERT the sigmoid of a MaxSim score (a sum of cosine
+            similarities over the query tokens) is a monotone squashing, not a probability.
+        batch_size: Most inputs per forward pass; None: the model's default.
+        token_budget: Most padded tokens per forward pass (bounds memory on long documents); None: default.
+        show_progress_bar: None: a progress bar for 1,000 documents or more, on a terminal.
+        score_key: The metadata key of the score.
+
+    Raises:
+        ValueError: On an unknown option, no model, a loaded ``model`` given with loading options, or a
+            ``model_kwargs`` key the model's kind does not take.
+        TypeError: When ``model`` is not one of our rankers.
+
+    Example:
+        >>> from langchain_classic.retrievers import ContextualCompressionRetriever  # doctest: +SKIP
+        >>> reranker = LangchainReranker(model_name_or_path="path/to/cross-encoder", top_n=3, normalize=True)  # doctest: +SKIP
+        >>> retriever = ContextualCompressionRetriever(
+        ...     base_compressor=reranker, base_retriever=LangchainRetriever(vectorstore=store, k=20)
+        ... )  # doctest: +SKIP
+        >>> retriever.invoke("what is dense retrieval?")[0].metadata  # doctest: +SKIP
+        {'source': 'notes.txt', 'retrieval_score': 0.61, 'relevance_score': 0.97}
+    """
+
+    score_key: str = Field(
+        default=RELEVANCE_SCORE_KEY, min_length=1, description="Metadata key of the score."
+    )
+
+    @field_validator("score_key")
+    @classmethod
+    def _not_the_retrieval_key(cls, value: str) -> str:
+        if value == RETRIEVAL_SCORE_KEY:
+            raise ValueError(
+                f"score_key cannot be {RETRIEVAL_SCORE_KEY!r}: that key keeps the retrieval score"
+            )
+        return value
+
+    def compress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> list[Document]:
+        """Rerank ``documents`` for ``query``.
+
+        Args:
+            documents: The candidates (not modified).
+            query: The query.
+            callbacks: Unused (scoring runs no LangChain component).
+
+        Returns:
+            New documents, best first, at most ``top_n``, with the score in ``metadata[score_key]``.
+        """
+        return self.rerank_documents(documents, query, top_n=self.top_n)
+
+    async def acompress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> list[Document]:
+        """:meth:`compress_documents` in a worker thread."""
+        return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)
+
+    def rerank_documents(
+        self, documents: Sequence[Document], query: str, *, top_n: int | None
+    ) -> list[Document]:
+        """:meth:`compress_documents` with another ``top_n`` (None: all); the threshold still applies."""
+        if isinstance(documents, Document) or not isinstance(documents, Sequence):
+            raise TypeError(f"documents must be a list of Documents, got {type(documents).__name__}")
+        documents = list(documents)
+        for position, document in enumerate(documents):
+            if not isinstance(document, Document):
+                raise TypeError(f"documents[{position}] is {type(document).__name__}, expected a Document")
+        ranked = self._rank(query, [document.page_content for document in documents], top_n)
+        return [
+            documents[index].model_copy(
+                update={"metadata": metadata_with_score(documents[index].metadata, score, self.score_key)}
+            )
+            for index, score in ranked
+        ]
+
+
 class LangchainRetriever(BaseRetriever):
-    """A LangChain retriever over a corpus (dense, optionally fused with BM25) or over a ``VectorStore``.
+    """A LangChain retriever over a corpus (dense, optionally with BM25) or a ``VectorStore``, optionally reranked.
 
     Over a corpus, the texts are embedded once, when the retriever is built, with ``embeddings`` (any
     LangChain ``Embeddings``; None: a :class:`LangchainEmbedding` of the packaged MiniLM), and searched
@@ -146,10 +267,15 @@ class LangchainRetriever(BaseRetriever):
     space gives ``1 - cosine distance``, the cosine similarity, which LangChain warns about when it is below 0)
     or ``similarity_search_with_score`` (``"raw"``: the store's own score, e.g. a distance, lower is better).
 
+    With a ``reranker`` (a :class:`LangchainReranker`), the best ``max(k, fetch_k)`` candidates are retrieved
+    as above, then reranked in one batched call and cut to ``k`` (the reranker's ``top_n`` does not apply
+    here; its ``score_threshold`` does, so fewer than ``k`` may come back).
+
     The number of documents is ``k``, or ``k`` given per call: ``retriever.invoke(query, k=2)``. Results are
     new ``Document`` objects: the id and a deep copy of the metadata of the original, plus
     ``metadata["retrieval_score"]`` (a Python float; the fused score when fusing) and, when fusing,
-    ``metadata["dense_score"]`` and ``metadata["bm25_score"]`` for the retrievers that returned the document.
+    ``metadata["dense_score"]`` and ``metadata["bm25_score"]`` for the retrievers that returned the document;
+    when reranking, the rerank score under the reranker's ``score_key`` (``metadata["relevance_score"]``).
     The caller's texts, metadata and documents are never modified.
 
     Args:
@@ -161,10 +287,12 @@ class LangchainRetriever(BaseRetriever):
         k: Documents returned per query (at least 1).
         use_bm25: Fuse dense search with BM25 (corpus only).
         rrf_k: The reciprocal rank fusion constant (60 in Cormack et al., 2009).
-        fetch_k: Candidates taken from each retriever before fusion (at least ``k`` are taken).
+        fetch_k: Candidates taken from each retriever before fusion, and given to the reranker (at least ``k``
+            are taken).
         score_function: ``"cos"`` or ``"dot"`` for dense search over the corpus.
         vectorstore_score: ``"relevance"`` or ``"raw"`` (see above).
         search_kwargs: Passed to the vector store's search (for example ``{"filter": {...}}``).
+        reranker: A :class:`LangchainReranker` that reorders the candidates; None: no reranking.
 
     Raises:
         ValueError: On neither or both of ``texts`` and ``vectorstore``, corpus options given with a vector
@@ -187,13 +315,18 @@ class LangchainRetriever(BaseRetriever):
     k: int = Field(default=4, ge=1, description="Documents returned per query.")
     use_bm25: bool = Field(default=False, description="Fuse dense search with BM25 (corpus only).")
     rrf_k: int = Field(default=60, ge=0, description="Reciprocal rank fusion constant.")
-    fetch_k: int = Field(default=20, ge=1, description="Candidates per retriever before fusion.")
+    fetch_k: int = Field(
+        default=20, ge=1, description="Candidates per retriever before fusion, and given to the reranker."
+    )
     score_function: ScoreFunction = Field(default="cos", description="Dense score over a corpus.")
     vectorstore_score: Literal["relevance", "raw"] = Field(
         default="relevance", description="Which vector store search to call."
     )
     search_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Passed to the vector store's search."
+    )
+    reranker: LangchainReranker | None = Field(
+        default=None, description="Reranks the fetch_k candidates down to k; None: no reranking."
     )
 
     _documents: list[Document] = PrivateAttr(default_factory=list)
@@ -213,6 +346,7 @@ class LangchainRetriever(BaseRetriever):
         rrf_k: int = 60,
         fetch_k: int = 20,
         score_function: ScoreFunction = "cos",
+        reranker: LangchainReranker | None = None,
     ) -> LangchainRetriever:
         """A retriever over LangChain documents: their text, metadata and ids (their position where None).
 
@@ -231,6 +365,7 @@ class LangchainRetriever(BaseRetriever):
             rrf_k=rrf_k,
             fetch_k=fetch_k,
             score_function=score_function,
+            reranker=reranker,
         )
 
     @model_validator(mode="after")
@@ -304,40 +439,58 @@ class LangchainRetriever(BaseRetriever):
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
         top_k = self._top_k(k)
+        n_candidates = self._candidates(top_k)
         if self.vectorstore is not None:
             with _relevance_scores_supported(self.vectorstore):
                 if self.vectorstore_score == "relevance":
                     pairs = self.vectorstore.similarity_search_with_relevance_scores(
-                        query, k=top_k, **self.search_kwargs
+                        query, k=n_candidates, **self.search_kwargs
                     )
                 else:
                     pairs = self.vectorstore.similarity_search_with_score(
-                        query, k=top_k, **self.search_kwargs
+                        query, k=n_candidates, **self.search_kwargs
                     )
-            return [_copy_with_scores(document, {RETRIEVAL_SCORE_KEY: score}) for document, score in pairs]
-        if not self._documents:
+            candidates = [
+                _copy_with_scores(document, {RETRIEVAL_SCORE_KEY: score}) for document, score in pairs
+            ]
+        elif not self._documents:
             return []
-        return self._search_corpus(query, self._embeddings.embed_query(query), top_k)
+        else:
+            candidates = self._search_corpus(query, self._embeddings.embed_query(query), n_candidates)
+        if self.reranker is None:
+            return candidates
+        return self.reranker.rerank_documents(candidates, query, top_n=top_k)
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
         top_k = self._top_k(k)
+        n_candidates = self._candidates(top_k)
         if self.vectorstore is not None:
             with _relevance_scores_supported(self.vectorstore):
                 if self.vectorstore_score == "relevance":
                     pairs = await self.vectorstore.asimilarity_search_with_relevance_scores(
-                        query, k=top_k, **self.search_kwargs
+                        query, k=n_candidates, **self.search_kwargs
                     )
                 else:
                     pairs = await self.vectorstore.asimilarity_search_with_score(
-                        query, k=top_k, **self.search_kwargs
+                        query, k=n_candidates, **self.search_kwargs
                     )
-            return [_copy_with_scores(document, {RETRIEVAL_SCORE_KEY: score}) for document, score in pairs]
-        if not self._documents:
+            candidates = [
+                _copy_with_scores(document, {RETRIEVAL_SCORE_KEY: score}) for document, score in pairs
+            ]
+        elif not self._documents:
             return []
-        query_embedding = await self._embeddings.aembed_query(query)
-        return await asyncio.to_thread(self._search_corpus, query, query_embedding, top_k)
+        else:
+            query_embedding = await self._embeddings.aembed_query(query)
+            candidates = await asyncio.to_thread(self._search_corpus, query, query_embedding, n_candidates)
+        if self.reranker is None:
+            return candidates
+        return await asyncio.to_thread(self.reranker.rerank_documents, candidates, query, top_n=top_k)
+
+    def _candidates(self, top_k: int) -> int:
+        """Documents to retrieve: ``top_k``, or ``max(top_k, fetch_k)`` candidates for the reranker."""
+        return top_k if self.reranker is None else max(top_k, self.fetch_k)
 
     def _top_k(self, k: int | None) -> int:
         top_k = self.k if k is None else k

@@ -84,3 +84,107 @@ def slowed(function: Callable[..., T], seconds: float = 0.3) -> Callable[..., T]
         return function(*args, **kwargs)
 
     return slow
+
+
+# ---------------------------------------------------------------------------- rankers (reranker adapters)
+# No trained reranker exists here: the tiny random models below score randomly but deterministically, so the
+# reranker tests compare the adapters' order with the model's own compute_score, never with semantics.
+
+
+# The tiny Llama's word vocabulary has no "Yes" (the LLM ranker's default answer token): "relevant" stands in.
+# AutoModelForRanking.from_pretrained(path, causal_lm=True) takes no target_token, so LLMRanker loads it.
+LLM_TARGET_TOKEN = "relevant"
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_path(tmp_path_factory: pytest.TempPathFactory, tiny_bert_path: Path) -> Path:
+    """A cross-encoder folder (model_kind "cross_encoder"): the tiny BERT with a fresh classification head."""
+    import warnings
+
+    from retrievals_rag.models.ranking import AutoModelForRanking
+
+    path = tmp_path_factory.mktemp("tiny-cross-encoder")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fresh head
+        AutoModelForRanking.from_pretrained(tiny_bert_path, device="cpu").save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def colbert_path(tmp_path_factory: pytest.TempPathFactory, tiny_bert_path: Path) -> Path:
+    """A ColBERT folder (model_kind "colbert"): the tiny BERT with a fresh projection."""
+    import warnings
+
+    from retrievals_rag.models.colbert import ColBERT
+
+    path = tmp_path_factory.mktemp("tiny-colbert")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fresh projection
+        ColBERT.from_pretrained(tiny_bert_path, device="cpu").save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def llm_ranker_path(tmp_path_factory: pytest.TempPathFactory, tiny_llama_path: Path) -> Path:
+    """An LLM-ranker folder (model_kind "llm_ranker") saved from the tiny Llama."""
+    from retrievals_rag.models.llm_ranking import LLMRanker
+
+    path = tmp_path_factory.mktemp("tiny-llm-ranker")
+    LLMRanker.from_pretrained(tiny_llama_path, target_token=LLM_TARGET_TOKEN, device="cpu").save_pretrained(
+        path
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(cross_encoder_path: Path) -> Any:  # -> AutoModelForRanking
+    from retrievals_rag.models.ranking import AutoModelForRanking
+
+    return AutoModelForRanking.from_pretrained(cross_encoder_path, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_ranker(tiny_llama_path: Path) -> Any:  # -> LLMRanker
+    from retrievals_rag.models.llm_ranking import LLMRanker
+
+    return LLMRanker.from_pretrained(tiny_llama_path, target_token=LLM_TARGET_TOKEN, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_colbert(colbert_path: Path) -> Any:  # -> ColBERT
+    from retrievals_rag.models.colbert import ColBERT
+
+    return ColBERT.from_pretrained(colbert_path, device="cpu")
+
+
+RANKER_KINDS = ("cross_encoder", "llm_ranker", "colbert")
+
+
+@pytest.fixture(params=RANKER_KINDS)
+def any_ranker(request: pytest.FixtureRequest) -> Any:
+    """Each kind of ranker in turn: the tiny cross-encoder, LLM ranker and ColBERT."""
+    fixture = {
+        "cross_encoder": "tiny_cross_encoder",
+        "llm_ranker": "tiny_llm_ranker",
+        "colbert": "tiny_colbert",
+    }
+    return request.getfixturevalue(fixture[request.param])
+
+
+class OverlapTracker:
+    """Wraps a model method; counts the calls that ran while another was running (there should be none)."""
+
+    def __init__(self, function: Callable[..., Any], seconds: float = 0.05) -> None:
+        self.function = function
+        self.seconds = seconds
+        self.active = 0
+        self.overlaps = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.active += 1
+        self.overlaps += self.active > 1
+        time.sleep(self.seconds)
+        try:
+            return self.function(*args, **kwargs)
+        finally:
+            self.active -= 1

@@ -43,8 +43,11 @@ def test_all_is_pinned() -> None:
     assert langchain_adapters.__all__ == [
         "BM25_SCORE_KEY",
         "DENSE_SCORE_KEY",
+        "PREVIOUS_RELEVANCE_SCORE_KEY",
+        "RELEVANCE_SCORE_KEY",
         "RETRIEVAL_SCORE_KEY",
         "LangchainEmbedding",
+        "LangchainReranker",
         "LangchainRetriever",
     ]
 

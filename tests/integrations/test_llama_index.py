@@ -40,7 +40,12 @@ def instructed(tiny_model: Any) -> LlamaIndexEmbedding:
 
 
 def test_all_is_pinned() -> None:
-    assert llama_index_adapters.__all__ == ["LlamaIndexEmbedding"]
+    assert llama_index_adapters.__all__ == [
+        "PREVIOUS_RELEVANCE_SCORE_KEY",
+        "RETRIEVAL_SCORE_KEY",
+        "LlamaIndexEmbedding",
+        "LlamaIndexReranker",
+    ]
 
 
 @pytest.mark.slow
