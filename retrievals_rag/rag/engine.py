@@ -54,7 +54,9 @@ class RagEngine:
         embedder_path: The embedding model's folder; None: the packaged all-MiniLM-L6-v2.
         device: Device of the embedder and the local LLM (``"cpu"``, ``"cuda"``); None: CUDA when available for
             the embedder, the CPU for the LLM.
-        reranker: Reorders retrieved candidates (any object with ``rerank(query, documents, top_k)``); None: none.
+        reranker: Reorders retrieved candidates: any object with ``rerank(query, documents, top_k)``, or the folder
+            of one of our rankers (cross-encoder, LLM ranker or ColBERT, loaded as the kind it was saved as);
+            None: none.
         llm: ``"smollm2"`` (local SmolLM2-135M-Instruct), ``"openai"`` (an OpenAI-compatible server, see
             ``llm_base_url``), ``"extractive"`` (no LLM), or a chat backend object.
         llm_base_url: The server's API root for ``llm="openai"`` (``http://127.0.0.1:11434/v1`` for Ollama).
@@ -80,7 +82,7 @@ class RagEngine:
         chroma_url: str | None = None,
         embedder_path: str | os.PathLike[str] | None = None,
         device: str | None = None,
-        reranker: Reranker | None = None,
+        reranker: Reranker | str | os.PathLike[str] | None = None,
         llm: LLMChoice | ChatBackend = "smollm2",
         llm_base_url: str | None = None,
         llm_model: str | None = None,
@@ -106,6 +108,12 @@ class RagEngine:
             chunk_size=chunk_size,
             chunk_overlap=chunk_overlap,
         )
+        if isinstance(reranker, str | os.PathLike):
+            from retrievals_rag.integrations._ranking import load_ranker
+
+            reranker = load_ranker(
+                os.fspath(reranker), model_kind="auto", device=device, use_fp16=False, model_kwargs={}
+            )
         self.reranker = reranker
         self.top_k = top_k
         self.use_bm25 = use_bm25

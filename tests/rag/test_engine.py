@@ -177,3 +177,18 @@ def test_public_names_are_pinned() -> None:
         assert name == "SUPPORTED_EXTENSIONS" or getattr(rag, name).__module__.startswith(
             "retrievals_rag.rag."
         )
+
+
+def test_a_reranker_folder_is_loaded_as_its_kind(tmp_path: Path, tiny_bert_path: Path) -> None:
+    from retrievals_rag import AutoModelForRanking, ColBERT
+
+    AutoModelForRanking.from_pretrained(tiny_bert_path).save_pretrained(tmp_path / "cross-encoder")
+    ColBERT.from_pretrained(tiny_bert_path).save_pretrained(tmp_path / "colbert")
+    for folder, kind in (("cross-encoder", AutoModelForRanking), ("colbert", ColBERT)):
+        engine = RagEngine(
+            tmp_path / f"data-{folder}",
+            embedder_path=tiny_bert_path,
+            reranker=tmp_path / folder,
+            llm="extractive",
+        )
+        assert isinstance(engine.reranker, kind)

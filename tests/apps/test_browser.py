@@ -1,0 +1,172 @@
+"""The app in a real browser: Streamlit served on 127.0.0.1, driven by Chromium through Playwright.
+
+Needs the Debian ``chromium`` (``apt-get install -y chromium``) and the ``playwright`` Python package (never
+``playwright install``: its browser downloads fail offline; the system Chromium is used). Skipped without them.
+A document is indexed beforehand with ``retrievals-rag index``; the test uploads a second one through the file
+uploader, indexes it, asks about it in the chat and waits for the answer and its source, then saves a screenshot
+(into ``$RETRIEVALS_RAG_SCREENSHOT_DIR`` when set) and prints its path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+APP = REPO / "apps" / "app.py"
+HOST = "127.0.0.1"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WAIT_MS = 180_000
+
+
+def find_chromium() -> str | None:
+    if Path("/usr/bin/chromium").is_file():
+        return "/usr/bin/chromium"
+    return shutil.which("chromium")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with status {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.read().decode().strip() == "ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer ok within {timeout:.0f} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop the process group started for streamlit (SIGTERM, then SIGKILL)."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)
+
+
+@pytest.fixture
+def chromium() -> str:
+    path = find_chromium()
+    if path is None:
+        pytest.skip("no Chromium: apt-get install -y chromium")
+    pytest.importorskip(
+        "playwright.sync_api", reason="no playwright: pip install playwright (not `playwright install`)"
+    )
+    return path
+
+
+@pytest.fixture
+def served_app(tmp_path: Path, minilm_path: Path) -> Iterator[str]:
+    """The app on a free loopback port over a data folder that already holds one indexed document."""
+    data_dir = tmp_path / "rag-data"
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "RETRIEVALS_RAG_DATA_DIR": str(data_dir),
+        "RETRIEVALS_RAG_EMBEDDER": str(minilm_path),
+        "RETRIEVALS_RAG_LLM": "extractive",
+    }
+    env.pop("RETRIEVALS_RAG_CHROMA_URL", None)
+    eiffel = tmp_path / "eiffel.txt"
+    eiffel.write_text("The Eiffel Tower was completed in 1889 for the World's Fair in Paris, France.\n")
+    indexed = subprocess.run(
+        [sys.executable, "-m", "retrievals_rag.cli.main", "index", str(eiffel), "--collection", "notes",
+         "--embedder", str(minilm_path), "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert indexed.returncode == 0, indexed.stderr
+    port = free_port()
+    log = (tmp_path / "streamlit.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
+         "--server.address", HOST, "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_healthy(f"http://{HOST}:{port}/_stcore/health", process)
+        yield f"http://{HOST}:{port}"
+    finally:
+        stop(process)
+        log.close()
+
+
+def test_upload_index_and_ask_in_chromium(chromium: str, served_app: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    volcano = tmp_path / "upload" / "volcano.txt"
+    volcano.parent.mkdir()
+    volcano.write_text(
+        "A volcano erupts when magma from the mantle rises through the crust to the surface.\n"
+    )
+    screenshots = Path(os.environ.get("RETRIEVALS_RAG_SCREENSHOT_DIR") or tmp_path)
+    screenshots.mkdir(parents=True, exist_ok=True)
+    screenshot = screenshots / "retrievals-rag-app.png"
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium,
+            headless=True,
+            args=CHROMIUM_ARGS,
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(WAIT_MS)
+            expect.set_options(timeout=WAIT_MS)
+            page.goto(served_app)
+            expect(page.get_by_text("Chat with your documents")).to_be_visible()
+            sidebar = page.get_by_test_id("stSidebar")
+            expect(sidebar.get_by_text("eiffel.txt", exact=False)).to_be_visible()  # indexed beforehand
+
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(volcano))
+            expect(sidebar.get_by_text("volcano.txt").first).to_be_visible()
+            sidebar.get_by_role("button", name="Index files").click()
+            expect(sidebar.get_by_text("volcano.txt: 1 chunk(s) added")).to_be_visible()
+
+            chat = page.get_by_test_id("stChatInputTextArea")
+            chat.fill("When does a volcano erupt?")
+            chat.press("Enter")
+            answer = page.get_by_test_id("stChatMessage").nth(1)
+            expect(answer.get_by_text("magma from the mantle rises", exact=False)).to_be_visible()
+            answer.get_by_text("Sources", exact=False).click()
+            expect(answer.get_by_text("volcano.txt · score", exact=False)).to_be_visible()
+            expect(answer.get_by_test_id("stCode").first).to_contain_text("magma from the mantle")
+            page.wait_for_timeout(500)  # the expander's opening animation
+            page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+    assert screenshot.stat().st_size > 10_000
+    print(f"screenshot: {screenshot}")
