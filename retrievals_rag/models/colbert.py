@@ -560,6 +560,14 @@ class ColBERT(Ranker):
             )
 
     # ------------------------------------------------------------------ saving
+    def load_weights(self, directory: str | os.PathLike[str]) -> None:
+        """Load the encoder and projection saved by :meth:`save_pretrained` (resuming from a checkpoint)."""
+        super().load_weights(directory)
+        projection = load_projection(directory)
+        if projection is None:
+            raise ValueError(f"{directory}: no {PROJECTION_FILE} to load the projection from")
+        self.colbert_linear.load_state_dict(projection)
+
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> None:
         """Write the encoder (safetensors), ``colbert_linear.safetensors``, tokenizer and settings."""
         from safetensors.torch import save_file

@@ -23,6 +23,7 @@ from retrievals_rag.models.loading import (
     is_decoder_only,
     load_backbone,
     load_config,
+    load_saved_weights,
     load_tokenizer,
     make_tokenizer_append_eos,
     resolve_device,
@@ -37,7 +38,6 @@ from retrievals_rag.models.lora import (
     is_adapter_folder,
     is_lora_model,
     load_adapter,
-    load_adapter_weights,
     merged_copy,
 )
 from retrievals_rag.models.pooling import PoolingMethod, check_pooling_method, pool
@@ -290,25 +290,7 @@ class AutoModelForEmbedding(nn.Module):
 
     def load_weights(self, directory: str | os.PathLike[str]) -> None:
         """Load weights saved by :meth:`save_pretrained` into this model (resuming from a checkpoint)."""
-        folder = Path(directory)
-        if self.has_lora:
-            load_adapter_weights(self.model, folder)
-            return
-        index = folder / "model.safetensors.index.json"
-        if index.is_file():
-            from transformers.modeling_utils import load_sharded_checkpoint
-
-            load_sharded_checkpoint(self.model, str(folder), strict=True)
-            return
-        from safetensors.torch import load_file
-
-        state = load_file(str(folder / "model.safetensors"), device=str(self.device))
-        result = self.model.load_state_dict(state, strict=False)
-        if result.unexpected_keys or result.missing_keys:
-            raise ValueError(
-                f"{folder}: the weights do not fit this model (missing {result.missing_keys[:3]}, "
-                f"unexpected {result.unexpected_keys[:3]})"
-            )
+        load_saved_weights(self.model, directory)
 
     # ------------------------------------------------------------------ tokenization
     def tokenize_ids(self, texts: list[str]) -> list[list[int]]:

@@ -36,6 +36,14 @@ from retrievals_rag.models.loading import (
     resolve_dtype,
     resolve_model_path,
 )
+from retrievals_rag.models.lora import (
+    LoraSettings,
+    adapter_base_model,
+    apply_lora,
+    is_adapter_folder,
+    load_adapter,
+    merged_copy,
+)
 from retrievals_rag.models.pooling import pool
 from retrievals_rag.models.ranking import PairRanker
 from retrievals_rag.models.windows import find_token_frame, instruction_ids, tokenize_content
@@ -71,8 +79,9 @@ class LLMRanker(PairRanker):
     per input with gradients, for training; only the last real position goes through the LM head, so memory
     does not grow with vocabulary x length. Left and right padding give the same scores.
 
-    LoRA fine-tuning wraps :attr:`model` in place (``ranker.model = get_peft_model(ranker.model, ...)``);
-    scoring looks through the wrapper to the decoder, so the adapters are used.
+    LoRA fine-tuning (:meth:`enable_lora`) wraps :attr:`model` in a peft model; scoring looks through the
+    wrapper to the decoder, so the adapters are used. :meth:`save_pretrained` then writes the adapter alone (or,
+    with ``merge_lora=True``, a merged model), and :meth:`from_pretrained` loads an adapter folder on its base.
 
     Example:
         >>> ranker = LLMRanker.from_pretrained("path/to/llm", use_fp16=True)  # doctest: +SKIP
@@ -111,6 +120,7 @@ class LLMRanker(PairRanker):
         dtype: DtypeName | None = None,
         window_stride: int | None = None,
         max_windows: int | None = None,
+        merge_lora: bool = False,
     ) -> LLMRanker:
         """Load a decoder LLM (``AutoModelForCausalLM``) as a reranker from a local folder.
 
@@ -131,11 +141,16 @@ class LLMRanker(PairRanker):
             dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``; overrides ``use_fp16``.
             window_stride: tokens between the starts of a long document's windows (None: half a window).
             max_windows: most windows per document (default 8; 1 truncates).
+            merge_lora: for a folder holding a LoRA adapter (saved by :meth:`save_pretrained` after LoRA
+                training; its base model is found from the adapter's config), fold the adapter into the base
+                weights instead of keeping it as a separate module. Both give the same scores.
         """
         path = resolve_model_path(model_name_or_path)
         kind = read_model_kind(path) if Path(path).is_dir() else None
         saved = read_settings(path, LLMRankerSettings) if kind == "llm_ranker" else None
-        config = load_config(path, trust_remote_code)
+        adapter_path = path if is_adapter_folder(path) else None
+        weights_path = resolve_model_path(adapter_base_model(path)) if adapter_path else path
+        config = load_config(weights_path, trust_remote_code)
         tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
         settings: LLMRankerSettings = merge_settings(
             LLMRankerSettings,
@@ -153,12 +168,14 @@ class LLMRanker(PairRanker):
         )
         resolved_device = resolve_device(device)
         model = load_model(
-            path,
+            weights_path,
             task="causal_lm",
             dtype=resolve_dtype(resolved_device, use_fp16, dtype),
             device=resolved_device,
             trust_remote_code=trust_remote_code,
         )
+        if adapter_path is not None:
+            model = load_adapter(model, adapter_path, merge=merge_lora)
         return cls(model, tokenizer, settings)
 
     # ------------------------------------------------------------------ properties
@@ -196,10 +213,6 @@ class LLMRanker(PairRanker):
             logits = torch.tanh(logits / softcap) * softcap
         return logits[:, self.target_token_id].float()
 
-    def _base_model(self) -> PreTrainedModel:
-        get_base_model = getattr(self.model, "get_base_model", None)  # a peft wrapper keeps LoRA inside
-        return get_base_model() if callable(get_base_model) else self.model
-
     def _decoder(self) -> nn.Module:
         base = self._base_model()
         decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
@@ -210,6 +223,14 @@ class LLMRanker(PairRanker):
         if head is None:
             raise ValueError(f"{type(self._base_model()).__name__} has no LM head to score with")
         return head
+
+    # ------------------------------------------------------------------ LoRA
+    def enable_lora(self, settings: LoraSettings | None = None) -> None:
+        """Wrap the LLM in LoRA adapters (only they train; the LM head stays frozen). Save with
+        :meth:`save_pretrained`."""
+        if self.has_lora:
+            raise ValueError("this model already has a LoRA adapter")
+        self.model = apply_lora(self.model, settings or LoraSettings())
 
     # ------------------------------------------------------------------ input layout
     def _content_budget(self) -> int:
@@ -245,11 +266,18 @@ class LLMRanker(PairRanker):
         return ids, None
 
     # ------------------------------------------------------------------ saving
-    def save_pretrained(self, save_directory: str | os.PathLike[str]) -> None:
-        """Write weights (safetensors), tokenizer and settings (prompt, instructions, target token, ...)."""
+    def save_pretrained(self, save_directory: str | os.PathLike[str], merge_lora: bool = False) -> None:
+        """Write weights (safetensors), tokenizer and settings (prompt, instructions, target token, ...).
+
+        A model with a LoRA adapter saves the adapter alone (small; :meth:`from_pretrained` finds the base
+        model), or with ``merge_lora=True`` a full merged model; the model itself keeps its adapter.
+        """
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(directory)
+        if self.has_lora and not merge_lora:
+            self.model.save_pretrained(directory)  # adapter_config.json + adapter_model.safetensors
+        else:
+            (merged_copy(self.model) if self.has_lora else self.model).save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         save_settings(directory, self.settings, model_kind="llm_ranker")
 

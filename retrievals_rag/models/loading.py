@@ -278,3 +278,49 @@ def default_max_length(tokenizer: PreTrainedTokenizerBase, config: Any) -> int:
     if isinstance(positions, int) and positions >= 2:
         return positions
     return 512
+
+
+def load_saved_weights(model: torch.nn.Module, directory: str | os.PathLike[str]) -> None:
+    """Load the weights that ``model.save_pretrained`` wrote in ``directory`` into ``model``, in place.
+
+    For resuming training from a checkpoint folder: a peft-wrapped model takes the adapter's weights, a plain one
+    the full (possibly sharded) safetensors. Weights tied to a loaded one (an LM head tied to the input
+    embeddings, which ``save_pretrained`` writes once) may be absent from the files.
+
+    Raises:
+        ValueError: the files do not fit the model (missing or unexpected names).
+    """
+    import json
+
+    from retrievals_rag.models.lora import is_lora_model, load_adapter_weights
+
+    folder = Path(directory)
+    if is_lora_model(model):
+        load_adapter_weights(model, folder)
+        return
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        from transformers.modeling_utils import load_sharded_checkpoint
+
+        result = load_sharded_checkpoint(model, str(folder), strict=False)
+        loaded = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"])
+    else:
+        from safetensors.torch import load_file
+
+        state = load_file(str(folder / "model.safetensors"), device=str(next(model.parameters()).device))
+        result = model.load_state_dict(state, strict=False)
+        loaded = set(state)
+    parameters = dict(model.named_parameters(remove_duplicate=False))
+    aliases: dict[int, set[str]] = {}
+    for name, parameter in parameters.items():
+        aliases.setdefault(id(parameter), set()).add(name)
+    missing = [
+        name
+        for name in result.missing_keys
+        if name not in parameters or not aliases[id(parameters[name])] & loaded
+    ]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"{folder}: the weights do not fit this model (missing {missing[:3]}, "
+            f"unexpected {list(result.unexpected_keys)[:3]})"
+        )

@@ -42,11 +42,13 @@ from retrievals_rag.models.loading import (
     is_decoder_only,
     load_config,
     load_model,
+    load_saved_weights,
     load_tokenizer,
     resolve_device,
     resolve_dtype,
     resolve_model_path,
 )
+from retrievals_rag.models.lora import is_lora_model
 from retrievals_rag.models.windows import (
     best_per_owner,
     find_token_frame,
@@ -113,13 +115,46 @@ class Ranker(nn.Module, metaclass=ABCMeta):
     """The scoring API shared by every ranker: :meth:`compute_score` and :meth:`rerank`.
 
     Subclasses implement ``_score_pairs``, which scores each (query, document) pair as a float64 array.
+    They keep their transformer in ``model`` (wrapped by peft when LoRA adapters train).
     """
 
     tokenizer: PreTrainedTokenizerBase
+    model: nn.Module
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    # ------------------------------------------------------------------ training support
+    @property
+    def has_lora(self) -> bool:
+        """Whether :attr:`model` carries LoRA adapters (only they train)."""
+        return is_lora_model(self.model)
+
+    def _base_model(self) -> Any:
+        get_base_model = getattr(self.model, "get_base_model", None)  # a peft wrapper keeps LoRA inside
+        return get_base_model() if callable(get_base_model) else self.model
+
+    def load_weights(self, directory: str | os.PathLike[str]) -> None:
+        """Load weights saved by ``save_pretrained`` into this model (resuming from a checkpoint)."""
+        load_saved_weights(self.model, directory)
+
+    def activation_checkpointing_enable(
+        self,
+        activation_checkpointing_kwargs: dict[str, Any] | None = None,
+        every_n_layers: int = 1,
+        offload: bool = False,
+    ) -> None:
+        """Recompute activations in the backward pass (less memory); called by the HF Trainer."""
+        backbone = self._base_model()
+        if self.has_lora:
+            # inputs of a frozen embedding layer need gradients for checkpointed LoRA layers to get theirs
+            backbone.enable_input_require_grads()
+        backbone.activation_checkpointing_enable(
+            activation_checkpointing_kwargs=activation_checkpointing_kwargs,
+            every_n_layers=every_n_layers,
+            offload=offload,
+        )
 
     def compute_score(
         self,
@@ -273,6 +308,11 @@ class PairRanker(Ranker):
         return self.settings.max_length
 
     @property
+    def padding_side(self) -> str:
+        """The side inference pads batches on (training collators pad the same way)."""
+        return self._padding_side
+
+    @property
     def query_instruction(self) -> str | None:
         return self.settings.query_instruction
 
@@ -423,6 +463,7 @@ class AutoModelForRanking(PairRanker):
         dtype: DtypeName | None = None,
         window_stride: int | None = None,
         max_windows: int | None = None,
+        merge_lora: bool = False,
     ) -> AutoModelForRanking | LLMRanker:
         """Load a cross-encoder (or, with ``causal_lm=True``, an LLM ranker) from a local folder.
 
@@ -444,6 +485,8 @@ class AutoModelForRanking(PairRanker):
             dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``; overrides ``use_fp16``.
             window_stride: tokens between the starts of a long document's windows (None: half a window).
             max_windows: most windows per document (default 8; 1 truncates, as sentence-transformers does).
+            merge_lora: for an LLM ranker folder holding a LoRA adapter, fold it into the base weights
+                (see :meth:`LLMRanker.from_pretrained`).
         """
         path = resolve_model_path(model_name_or_path)
         kind = read_model_kind(path) if Path(path).is_dir() else None
@@ -463,6 +506,7 @@ class AutoModelForRanking(PairRanker):
                 dtype=dtype,
                 window_stride=window_stride,
                 max_windows=max_windows,
+                merge_lora=merge_lora,
             )
         saved = read_settings(path, CrossEncoderSettings) if kind == "cross_encoder" else None
         config = load_config(path, trust_remote_code)

@@ -5,36 +5,48 @@ Names resolve lazily, so importing this package loads neither torch nor transfor
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from retrievals_rag._lazy import lazy_names
 
 _LAZY_NAMES: dict[str, str] = {
     "EmbeddingModelArguments": "retrievals_rag.training.arguments",
     "RetrievalDataArguments": "retrievals_rag.training.arguments",
     "RetrievalTrainingArguments": "retrievals_rag.training.arguments",
     "RetrievalTrainer": "retrievals_rag.training.trainer",
+    "RerankerModelArguments": "retrievals_rag.training.arguments",
+    "RerankerDataArguments": "retrievals_rag.training.arguments",
+    "RerankerTrainingArguments": "retrievals_rag.training.arguments",
+    "RerankTrainer": "retrievals_rag.training.rerank_trainer",
+    "train_embedding": "retrievals_rag.training.run",
+    "train_reranker": "retrievals_rag.training.run",
 }
 
 __all__ = [
     "EmbeddingModelArguments",
+    "RerankTrainer",
+    "RerankerDataArguments",
+    "RerankerModelArguments",
+    "RerankerTrainingArguments",
     "RetrievalDataArguments",
     "RetrievalTrainer",
     "RetrievalTrainingArguments",
+    "train_embedding",
+    "train_reranker",
 ]
 
 if TYPE_CHECKING:
     from retrievals_rag.training.arguments import (
         EmbeddingModelArguments,
+        RerankerDataArguments,
+        RerankerModelArguments,
+        RerankerTrainingArguments,
         RetrievalDataArguments,
         RetrievalTrainingArguments,
     )
+    from retrievals_rag.training.rerank_trainer import RerankTrainer
+    from retrievals_rag.training.run import train_embedding, train_reranker
     from retrievals_rag.training.trainer import RetrievalTrainer
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY_NAMES.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'retrievals_rag.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES, globals(), __all__)

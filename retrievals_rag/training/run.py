@@ -8,12 +8,22 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from retrievals_rag.training.arguments import (
     EmbeddingModelArguments,
+    RerankerDataArguments,
+    RerankerModelArguments,
+    RerankerTrainingArguments,
     RetrievalDataArguments,
     RetrievalTrainingArguments,
+    resolve_reranker_loss,
 )
+
+if TYPE_CHECKING:
+    from transformers import Trainer
+
+    from retrievals_rag.models.lora import LoraSettings
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +60,6 @@ def train_embedding(
     from retrievals_rag.losses.registry import build_loss
     from retrievals_rag.models.embedding import AutoModelForEmbedding
     from retrievals_rag.models.loading import default_embedding_model_path
-    from retrievals_rag.models.lora import LoraSettings
     from retrievals_rag.training.trainer import RetrievalTrainer
 
     model = AutoModelForEmbedding.from_pretrained(
@@ -63,16 +72,7 @@ def train_embedding(
         device="cpu",  # the Trainer places the model
     )
     if model_args.use_lora:
-        model.enable_lora(
-            LoraSettings(
-                r=model_args.lora_r,
-                alpha=model_args.lora_alpha,
-                dropout=model_args.lora_dropout,
-                target_modules=tuple(model_args.lora_target_modules)
-                if model_args.lora_target_modules
-                else None,
-            )
-        )
+        model.enable_lora(_lora_settings(model_args))
     dataset = RetrievalTrainDataset(
         data_args.train_data,
         train_group_size=data_args.train_group_size,
@@ -102,11 +102,114 @@ def train_embedding(
         document_max_length=data_args.document_max_length,
         evaluator=evaluator,
     )
+    return _train_and_summarize(trainer, training_args, evaluate=evaluator is not None)
+
+
+def train_reranker(
+    model_args: RerankerModelArguments,
+    data_args: RerankerDataArguments,
+    training_args: RerankerTrainingArguments,
+) -> TrainingSummary:
+    """Fine-tune a cross-encoder, LLM reranker or ColBERT as the arguments say; save it to
+    ``training_args.output_dir`` (a folder that loads with the kind's ``from_pretrained``, settings included).
+
+    Raises:
+        ValueError: a loss that does not fit the kind or the data, or a folder of another kind of model.
+    """
+    from retrievals_rag.data.datasets import RetrievalTrainDataset
+    from retrievals_rag.training.rerank_trainer import RerankTrainer
+
+    dataset = RetrievalTrainDataset(
+        data_args.train_data,
+        train_group_size=data_args.train_group_size,
+        query_key=data_args.query_key,
+        positive_key=data_args.positive_key,
+        negative_key=data_args.negative_key,
+        seed=training_args.seed,
+    )  # no instructions here: the ranker frames query and document with its own
+    # check the loss before loading a model, which can take long
+    resolve_reranker_loss(model_args.kind, training_args.loss, scored_pairs=dataset.format == "scored")
+    model = _load_reranker(model_args)
+    trainer = RerankTrainer(
+        model,
+        training_args,
+        dataset,
+        training_args.loss,
+        temperature=training_args.temperature,
+        use_inbatch_negatives=training_args.use_inbatch_negatives,
+    )
+    return _train_and_summarize(
+        trainer, training_args, details={"kind": model_args.kind, "loss": trainer.loss_name}
+    )
+
+
+def _load_reranker(model_args: RerankerModelArguments) -> Any:
+    """The ranker that ``model_args`` describe, on the CPU (the Trainer places it), LoRA added if asked."""
+    from retrievals_rag.models.colbert import ColBERT
+    from retrievals_rag.models.config import read_model_kind
+    from retrievals_rag.models.llm_ranking import LLMRanker
+    from retrievals_rag.models.loading import default_embedding_model_path, resolve_model_path
+    from retrievals_rag.models.ranking import AutoModelForRanking
+
+    path = resolve_model_path(model_args.model_name_or_path or default_embedding_model_path())
+    saved_kind = read_model_kind(path) if Path(path).is_dir() else None
+    expected = {"cross-encoder": "cross_encoder", "llm": "llm_ranker", "colbert": "colbert"}[model_args.kind]
+    if saved_kind not in (None, "embedding", expected):
+        raise ValueError(f"{path} holds a {saved_kind} model, not a {expected}: pass the matching --kind")
+    common: dict[str, Any] = {
+        "max_length": model_args.max_length,
+        "trust_remote_code": model_args.trust_remote_code,
+        "device": "cpu",
+    }
+    model: Any
+    if model_args.kind == "colbert":
+        model = ColBERT.from_pretrained(
+            path, colbert_dim=model_args.colbert_dim, query_max_length=model_args.query_max_length, **common
+        )
+    elif model_args.kind == "llm":
+        model = LLMRanker.from_pretrained(
+            path,
+            query_instruction=model_args.query_instruction,
+            document_instruction=model_args.document_instruction,
+            prompt=model_args.prompt,
+            target_token=model_args.target_token,
+            **common,
+        )
+        if model_args.use_lora:
+            model.enable_lora(_lora_settings(model_args))
+    else:
+        model = AutoModelForRanking.from_pretrained(
+            path,
+            query_instruction=model_args.query_instruction,
+            document_instruction=model_args.document_instruction,
+            **common,
+        )
+    return model
+
+
+def _lora_settings(model_args: EmbeddingModelArguments | RerankerModelArguments) -> LoraSettings:
+    from retrievals_rag.models.lora import LoraSettings
+
+    return LoraSettings(
+        r=model_args.lora_r,
+        alpha=model_args.lora_alpha,
+        dropout=model_args.lora_dropout,
+        target_modules=tuple(model_args.lora_target_modules) if model_args.lora_target_modules else None,
+    )
+
+
+def _train_and_summarize(
+    trainer: Trainer,
+    training_args: RetrievalTrainingArguments | RerankerTrainingArguments,
+    evaluate: bool = False,
+    details: dict[str, Any] | None = None,
+) -> TrainingSummary:
+    """Train (resuming if asked), save the final model, evaluate if asked, write training_summary.json."""
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     seconds = time.perf_counter() - start
     trainer.save_model(training_args.output_dir)
-    metrics = trainer.evaluate() if evaluator is not None else {}
+    metrics = trainer.evaluate() if evaluate else {}
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     examples = result.global_step * training_args.per_device_train_batch_size * training_args.world_size
     examples *= training_args.gradient_accumulation_steps
@@ -119,7 +222,7 @@ def train_embedding(
         metrics=metrics,
     )
     if training_args.process_index == 0:
-        payload = {**asdict(summary), "loss_history": losses}
+        payload = {**asdict(summary), **(details or {}), "loss_history": losses}
         (Path(training_args.output_dir) / "training_summary.json").write_text(
             json.dumps(payload, indent=2) + "\n"
         )

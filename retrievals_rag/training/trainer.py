@@ -43,7 +43,44 @@ class _EpochCallback(TrainerCallback):
             self.dataset.set_epoch(int(state.epoch or 0))
 
 
-class RetrievalTrainer(Trainer):
+def freeze_unused_pooler(backbone: nn.Module) -> None:
+    """Freeze a BERT-style pooler head that the model does not use (embedding pooling, ColBERT's token vectors).
+
+    Frozen, it needs no unused-parameter search under DDP, the optimizer skips it, and it is saved unchanged.
+    """
+    if getattr(backbone, "pooler", None) is not None:
+        backbone.pooler.requires_grad_(False)
+
+
+class ModelFolderTrainer(Trainer):
+    """A ``transformers.Trainer`` whose every checkpoint is the model's own ``save_pretrained`` folder; resuming
+    and loading the best model read it back with the model's ``load_weights``.
+
+    A checkpoint therefore loads with the model's ``from_pretrained``, settings included, and a LoRA model
+    checkpoints its adapter alone. The base of :class:`RetrievalTrainer` and of the reranker trainer.
+    """
+
+    def _unwrapped_model(self) -> Any:
+        return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict[str, Any] | None = None) -> None:
+        output_dir = output_dir or self.args.output_dir
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        self._unwrapped_model().save_pretrained(output_dir)
+        logger.info("saved the model to %s", output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        target = self.accelerator.unwrap_model(model) if model is not None else self._unwrapped_model()
+        target.load_weights(resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        if self.state.best_model_checkpoint is not None:
+            self._unwrapped_model().load_weights(self.state.best_model_checkpoint)
+
+
+class RetrievalTrainer(ModelFolderTrainer):
     """Fine-tune an :class:`AutoModelForEmbedding` with a retrieval loss.
 
     Args:
@@ -84,11 +121,7 @@ class RetrievalTrainer(Trainer):
             )
         if args.eval_strategy != "no" and evaluator is None:
             raise ValueError(f"eval_strategy is {args.eval_strategy!r} but no evaluator was given")
-        backbone = model.model.get_base_model() if model.has_lora else model.model
-        if getattr(backbone, "pooler", None) is not None:
-            # BERT-style pooler heads are not used by embedding pooling; frozen, DDP needs no unused-parameter
-            # search and the optimizer skips them.
-            backbone.pooler.requires_grad_(False)
+        freeze_unused_pooler(model.model.get_base_model() if model.has_lora else model.model)
         super().__init__(
             model=model,
             args=args,
@@ -120,25 +153,6 @@ class RetrievalTrainer(Trainer):
         if return_outputs:
             return loss, {"query_embeddings": query_embeddings, "document_embeddings": document_embeddings}
         return loss
-
-    def _unwrapped_model(self) -> AutoModelForEmbedding:
-        return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-
-    def _save(self, output_dir: str | None = None, state_dict: dict[str, Any] | None = None) -> None:
-        output_dir = output_dir or self.args.output_dir
-        if not self.args.should_save:
-            return
-        os.makedirs(output_dir, exist_ok=True)
-        self._unwrapped_model().save_pretrained(output_dir)
-        logger.info("saved the model to %s", output_dir)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
-        target = self.accelerator.unwrap_model(model) if model is not None else self._unwrapped_model()
-        target.load_weights(resume_from_checkpoint)
-
-    def _load_best_model(self) -> None:
-        if self.state.best_model_checkpoint is not None:
-            self._unwrapped_model().load_weights(self.state.best_model_checkpoint)
 
     def evaluate(
         self,
