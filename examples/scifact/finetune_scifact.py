@@ -147,14 +147,6 @@ def main() -> None:
 
     after = test_evaluator.evaluate(AutoModelForEmbedding.from_pretrained(final))
     total = time.perf_counter() - start
-    print("\nSciFact test (300 queries, 5,183 documents)")
-    print(
-        f"  zero-shot  nDCG@10 = {before.metrics['nDCG@10']:.4f}  Recall@100 = {before.metrics['Recall@100']:.4f}"
-    )
-    print(
-        f"  fine-tuned nDCG@10 = {after.metrics['nDCG@10']:.4f}  Recall@100 = {after.metrics['Recall@100']:.4f}"
-    )
-    print(f"  wall time {total / 60:.1f} min (training {train_seconds / 60:.1f} min)")
     summary = {
         "zero_shot": before.metrics if before is not None else None,
         "fine_tuned": after.metrics,
@@ -166,6 +158,13 @@ def main() -> None:
         "loss_history": [entry for entry in trainer.state.log_history if "loss" in entry],
     }
     (args.output / "results.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print("\nSciFact test (300 queries, 5,183 documents)")
+    for name, result in (("zero-shot ", before), ("fine-tuned", after)):
+        if result is not None:
+            metrics = result.metrics
+            print(f"  {name} nDCG@10 = {metrics['nDCG@10']:.4f}  Recall@100 = {metrics['Recall@100']:.4f}")
+    print(f"  wall time {total / 60:.1f} min (training {train_seconds / 60:.1f} min)")
+    print(f"results: {args.output / 'results.json'}")
 
 
 if __name__ == "__main__":
