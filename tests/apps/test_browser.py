@@ -124,7 +124,9 @@ def served_app(tmp_path: Path, minilm_path: Path) -> Iterator[str]:
         log.close()
 
 
-def test_upload_index_and_ask_in_chromium(chromium: str, served_app: str, tmp_path: Path) -> None:
+def test_upload_index_and_ask_in_chromium(
+    chromium: str, served_app: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     volcano = tmp_path / "upload" / "volcano.txt"
@@ -169,4 +171,5 @@ def test_upload_index_and_ask_in_chromium(chromium: str, served_app: str, tmp_pa
         finally:
             browser.close()
     assert screenshot.stat().st_size > 10_000
-    print(f"screenshot: {screenshot}")
+    with capsys.disabled():  # shown in the CI log even though pytest captures output
+        print(f"\nscreenshot: {screenshot}")
