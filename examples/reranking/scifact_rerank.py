@@ -34,27 +34,9 @@ from retrievals_rag.data.jsonl import write_jsonl
 from retrievals_rag.evaluation.beir import BeirDataset, document_text, load_beir
 from retrievals_rag.evaluation.metrics import evaluate_run
 from retrievals_rag.retrieval.mining import mine_hard_negatives
-from retrievals_rag.retrieval.runs import Run, rank_documents
+from retrievals_rag.retrieval.runs import CorpusEmbeddingCache, Run, rank_documents
 
 SHOWN_METRICS = ("nDCG@10", "MRR@10", "Recall@10")
-
-
-class CorpusCache:
-    """Wraps an embedder so that encoding the same corpus twice (retrieval, then mining) computes it once."""
-
-    def __init__(self, model: AutoModelForEmbedding) -> None:
-        self.model = model
-        self.texts: list[str] | None = None
-        self.embeddings: Any = None
-
-    def encode_corpus(self, documents: Sequence[str], **options: Any) -> Any:  # options: the encode keywords
-        if self.texts != list(documents):
-            self.texts = list(documents)
-            self.embeddings = self.model.encode_corpus(self.texts, **options)
-        return self.embeddings
-
-    def encode_queries(self, queries: Sequence[str], **options: Any) -> Any:
-        return self.model.encode_queries(queries, **options)
 
 
 def judged_queries(dataset: BeirDataset, limit: int | None) -> dict[str, str]:
@@ -99,7 +81,7 @@ def rerank_run(
     return reranked
 
 
-def train_on_qrels(args: argparse.Namespace, dense: CorpusCache) -> Path:
+def train_on_qrels(args: argparse.Namespace, dense: CorpusEmbeddingCache) -> Path:
     """Mine hard negatives for the train queries with the dense model, fine-tune a reranker on them; its folder."""
     from retrievals_rag.training.arguments import (
         RerankerDataArguments,
@@ -199,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     qrels = {query_id: dataset.qrels[query_id] for query_id in queries}
     k_values = sorted({1, 10, args.top_k})
     evaluator = RetrievalEvaluator(dataset.corpus, queries, qrels, k_values=k_values)
-    dense = CorpusCache(
+    dense = CorpusEmbeddingCache(
         AutoModelForEmbedding.from_pretrained(
             args.dense_model or default_embedding_model_path(), device=args.device
         )

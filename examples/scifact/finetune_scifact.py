@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from retrievals_rag import AutoModelForEmbedding, RetrievalEvaluator, default_embedding_model_path
 from retrievals_rag.data.datasets import RetrievalTrainDataset
@@ -29,26 +27,9 @@ from retrievals_rag.data.jsonl import write_jsonl
 from retrievals_rag.evaluation.beir import document_text, load_beir
 from retrievals_rag.losses.infonce import InfoNCELoss
 from retrievals_rag.retrieval.mining import mine_hard_negatives
+from retrievals_rag.retrieval.runs import CorpusEmbeddingCache
 from retrievals_rag.training.arguments import RetrievalTrainingArguments
 from retrievals_rag.training.trainer import RetrievalTrainer
-
-
-class CorpusCache:
-    """Wraps a model so that encoding the same corpus twice computes it once."""
-
-    def __init__(self, model: AutoModelForEmbedding) -> None:
-        self.model = model
-        self.texts: list[str] | None = None
-        self.embeddings: Any = None
-
-    def encode_corpus(self, documents: Sequence[str], **options: Any) -> Any:  # options: the encode keywords
-        if self.texts != list(documents):
-            self.texts = list(documents)
-            self.embeddings = self.model.encode_corpus(self.texts, **options)
-        return self.embeddings
-
-    def encode_queries(self, queries: Sequence[str], **options: Any) -> Any:
-        return self.model.encode_queries(queries, **options)
 
 
 def main() -> None:
@@ -87,7 +68,7 @@ def main() -> None:
     before = None
     if not args.skip_zero_shot or args.triplets is None:
         base = AutoModelForEmbedding.from_pretrained(model_path)
-        cached = CorpusCache(base)
+        cached = CorpusEmbeddingCache(base)
     if not args.skip_zero_shot:
         before = test_evaluator.evaluate(cached)
         print(

@@ -35,6 +35,50 @@ class QueryCorpusEncoder(Protocol):
     ) -> Any: ...
 
 
+class CorpusEmbeddingCache:
+    """Wraps an encoder so that encoding the same corpus again returns the first result.
+
+    For pipelines that run dense retrieval over one corpus several times with the same model (zero-shot
+    evaluation, then hard-negative mining): the corpus is encoded once. Queries are always encoded.
+
+    Args:
+        encoder: any :class:`QueryCorpusEncoder`, e.g. an ``AutoModelForEmbedding``.
+    """
+
+    def __init__(self, encoder: QueryCorpusEncoder) -> None:
+        self.encoder = encoder
+        self._texts: list[str] | None = None
+        self._embeddings: Any = None
+
+    def encode_corpus(
+        self,
+        documents: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        token_budget: int | None = None,
+        show_progress_bar: bool | None = None,
+    ) -> Any:
+        texts = list(documents)
+        if texts != self._texts:
+            self._embeddings = self.encoder.encode_corpus(
+                texts, batch_size=batch_size, token_budget=token_budget, show_progress_bar=show_progress_bar
+            )
+            self._texts = texts
+        return self._embeddings
+
+    def encode_queries(
+        self,
+        queries: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        token_budget: int | None = None,
+        show_progress_bar: bool | None = None,
+    ) -> Any:
+        return self.encoder.encode_queries(
+            queries, batch_size=batch_size, token_budget=token_budget, show_progress_bar=show_progress_bar
+        )
+
+
 def rank_documents(scores: Mapping[str, float]) -> list[str]:
     """Order one query's retrieved documents as trec_eval does.
 

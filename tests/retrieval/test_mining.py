@@ -276,3 +276,28 @@ def test_an_unserialisable_record_writes_nothing(tmp_path: Path) -> None:
         write_jsonl([{"query": "ok"}, {"query": object()}], path)
 
     assert list(tmp_path.iterdir()) == []
+
+
+def test_corpus_embedding_cache_encodes_a_corpus_once() -> None:
+    import numpy as np
+
+    from retrievals_rag.retrieval.runs import CorpusEmbeddingCache
+
+    calls: list[tuple[str, list[str]]] = []
+
+    class Recorder:
+        def encode_corpus(self, documents, *, batch_size=None, token_budget=None, show_progress_bar=None):
+            calls.append(("corpus", list(documents)))
+            return np.ones((len(documents), 2), dtype=np.float32)
+
+        def encode_queries(self, queries, *, batch_size=None, token_budget=None, show_progress_bar=None):
+            calls.append(("queries", list(queries)))
+            return np.ones((len(queries), 2), dtype=np.float32)
+
+    cache = CorpusEmbeddingCache(Recorder())
+    first = cache.encode_corpus(["a", "b"])
+    assert cache.encode_corpus(("a", "b")) is first  # same texts: no second encode
+    cache.encode_corpus(["a", "c"])  # other texts: encoded again
+    cache.encode_queries(["q"])
+    cache.encode_queries(["q"])
+    assert [kind for kind, _ in calls] == ["corpus", "corpus", "queries", "queries"]
