@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from retrievals_rag.integrations._embedding import model_lock, path_to_string
 
 if TYPE_CHECKING:
-    from retrievals_rag.models.ranking import Ranker
+    from retrievals_rag.models.ranker import Ranker
 
 RankerKind = Literal["cross_encoder", "llm_ranker", "colbert"]
 ModelKind = Literal["auto", "cross_encoder", "llm_ranker", "colbert"]
@@ -36,7 +36,7 @@ PREVIOUS_RELEVANCE_SCORE_KEY = PREVIOUS_PREFIX + RELEVANCE_SCORE_KEY
 RETRIEVAL_SCORE_KEY = "retrieval_score"
 """Metadata key of the retriever's score, which rerankers keep and never overwrite."""
 
-_RANKING_MODULE = "retrievals_rag.models.ranking"
+_RANKING_MODULE = "retrievals_rag.models.ranker"  # defines Ranker, the base of every ranker
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from retrievals_rag.models.loading import (
     resolve_dtype,
     resolve_model_path,
 )
-from retrievals_rag.models.ranking import Ranker
+from retrievals_rag.models.ranker import Ranker
 from retrievals_rag.models.windows import (
     find_token_frame,
     iter_row_batches,

@@ -40,7 +40,8 @@ from retrievals_rag.losses.listwise import ListwiseCrossEntropyLoss, listwise_cr
 from retrievals_rag.losses.pointwise import PointwiseBCELoss
 from retrievals_rag.models.colbert import ColBERT
 from retrievals_rag.models.llm_ranking import LLMRanker
-from retrievals_rag.models.ranking import AutoModelForRanking, Ranker
+from retrievals_rag.models.ranker import Ranker
+from retrievals_rag.models.ranking import AutoModelForRanking
 from retrievals_rag.training.arguments import DISTILLATION_LOSSES, resolve_reranker_loss
 from retrievals_rag.training.trainer import ModelFolderTrainer, _EpochCallback, freeze_unused_pooler
 
