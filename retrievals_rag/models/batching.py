@@ -20,7 +20,14 @@ from retrievals_rag.data.tokenization import pad_sequences
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TokenBatch", "iter_token_batches", "pad_sequences", "plan_batches"]
+__all__ = [
+    "TokenBatch",
+    "forward_by_length",
+    "iter_token_batches",
+    "pad_sequences",
+    "plan_batches",
+    "plan_length_groups",
+]
 
 Tokenize = Callable[[list[str]], list[list[int]]]
 
@@ -58,6 +65,81 @@ def plan_batches(lengths: Sequence[int], token_budget: int, max_batch_size: int)
         batches.append(order[start : start + size])
         start += size
     return batches
+
+
+def plan_length_groups(lengths: Sequence[int], group_cost: float) -> list[np.ndarray]:
+    """Split one batch into groups of similar length that cost the fewest padded tokens in all.
+
+    Each group is padded to its own longest row; every group beyond the first costs ``group_cost`` tokens more
+    (the price of one more forward call). The split is optimal for that cost: rows sorted by length, the best
+    contiguous partition found by dynamic programming. Returns index arrays, shortest rows first; a single
+    group holding every row when splitting does not pay.
+    """
+    sorted_rows = np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
+    count = len(sorted_rows)
+    if count < 2:
+        return [sorted_rows]
+    ordered = np.asarray(lengths, dtype=np.float64)[sorted_rows]
+    # best[j]: the cheapest cost of rows [0, j); cut[j]: where the last group of that split starts
+    best = np.zeros(count + 1)
+    cut = np.zeros(count + 1, dtype=np.int64)
+    starts = np.arange(count)
+    for end in range(1, count + 1):
+        # the last group is rows [start, end), padded to ordered[end - 1]
+        costs = best[:end] + (end - starts[:end]) * ordered[end - 1] + group_cost
+        start = int(np.argmin(costs))
+        best[end], cut[end] = costs[start], start
+    groups: list[np.ndarray] = []
+    end = count
+    while end > 0:
+        groups.append(sorted_rows[cut[end] : end])
+        end = int(cut[end])
+    return groups[::-1]
+
+
+def forward_by_length(
+    forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    features: dict[str, torch.Tensor],
+    min_saving: float = 0.05,
+) -> torch.Tensor:
+    """``forward(features)`` for a padded batch, run on groups of rows of similar length, each group trimmed
+    of the padding columns it does not need; the outputs come back in the batch's row order.
+
+    For models whose rows are independent (an encoder's pooled embedding, a cross-encoder's score) the
+    result is the full batch's, with less padding computed: this is batching by tokens for a training step,
+    where the batch itself (and so the in-batch negatives) must stay as it is. Gradients flow through every
+    group. A group is split off only when it saves more than ``min_saving`` of the batch's padded tokens.
+
+    Args:
+        forward: maps a dict of ``(rows, seq_len)`` tensors (``attention_mask`` among them) to outputs whose
+            first dimension is the rows.
+        features: the padded batch; 2-d tensors as wide as ``attention_mask`` are trimmed per group, other
+            tensors are only sliced by row.
+        min_saving: the share of the batch's padded tokens that each extra forward call must save.
+    """
+    import torch
+
+    mask = features["attention_mask"]
+    rows, width = mask.shape
+    lengths = mask.sum(dim=1).tolist()
+    groups = plan_length_groups(lengths, group_cost=min_saving * rows * width)
+    if len(groups) == 1:
+        return forward(features)
+    outputs = []
+    for group in groups:
+        index = torch.as_tensor(group, device=mask.device)
+        columns = mask.index_select(0, index).bool().any(dim=0).nonzero().squeeze(1)  # non-padding columns
+        part = {}
+        for name, value in features.items():
+            value = value.index_select(0, index)
+            if value.dim() == 2 and value.shape[1] == width:
+                value = value.index_select(1, columns)
+            part[name] = value
+        outputs.append(forward(part))
+    order = torch.as_tensor(np.concatenate(groups), device=outputs[0].device)
+    restored = torch.empty_like(order)
+    restored[order] = torch.arange(len(order), device=order.device)
+    return torch.cat(outputs).index_select(0, restored)
 
 
 def _produce_batches(

@@ -38,6 +38,7 @@ from retrievals_rag.losses._common import check_positive
 from retrievals_rag.losses.distillation import kl_distillation_loss, margin_mse_loss
 from retrievals_rag.losses.listwise import ListwiseCrossEntropyLoss, listwise_cross_entropy
 from retrievals_rag.losses.pointwise import PointwiseBCELoss
+from retrievals_rag.models.batching import forward_by_length
 from retrievals_rag.models.colbert import ColBERT
 from retrievals_rag.models.llm_ranking import LLMRanker
 from retrievals_rag.models.ranker import Ranker
@@ -148,7 +149,7 @@ class RerankTrainer(ModelFolderTrainer):
         return (loss, {"scores": scores}) if return_outputs else loss
 
     def _pair_loss(self, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = model(**inputs["pairs"])  # (n_pairs,)
+        scores = forward_by_length(lambda part: model(**part), inputs["pairs"])  # (n_pairs,)
         if "labels" in inputs:  # scored pairs
             if self.loss_name != "bce":
                 raise ValueError(

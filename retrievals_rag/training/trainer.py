@@ -1,7 +1,8 @@
 """``RetrievalTrainer``: a thin ``transformers.Trainer`` for bi-encoders (embedding models).
 
 It overrides what differs from a classification model and nothing else: the loss (two forward passes, one for
-the queries and one for their documents, then a loss over the embeddings), saving (the model's own
+the queries and one for their documents, each split into groups of similar length so that little padding is
+computed, then a loss over the embeddings), saving (the model's own
 ``save_pretrained``: a folder that loads here and in sentence-transformers), loading a checkpoint, and
 evaluation (retrieval metrics from a :class:`~retrievals_rag.evaluation.evaluator.RetrievalEvaluator`).
 Everything else (DDP under torchrun / accelerate, FSDP, DeepSpeed, mixed precision, resuming, logging) is the
@@ -19,6 +20,7 @@ from torch import nn
 from transformers import Trainer, TrainerCallback
 
 from retrievals_rag.data.collators import EmbeddingCollator
+from retrievals_rag.models.batching import forward_by_length
 from retrievals_rag.models.embedding import AutoModelForEmbedding
 
 if TYPE_CHECKING:
@@ -142,8 +144,11 @@ class RetrievalTrainer(ModelFolderTrainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        query_embeddings = model(**inputs["query"])  # (batch, dim)
-        document_embeddings = model(**inputs["documents"])  # (batch * group_size, dim)
+        # each role in groups of similar length: the same embeddings as one padded forward, less padding
+        query_embeddings = forward_by_length(lambda part: model(**part), inputs["query"])  # (batch, dim)
+        document_embeddings = forward_by_length(
+            lambda part: model(**part), inputs["documents"]
+        )  # (batch * group_size, dim)
         if "labels" in inputs:
             loss = self.loss(query_embeddings, document_embeddings, inputs["labels"])
         elif "teacher_scores" in inputs:
