@@ -28,7 +28,9 @@ def test_readme_has_the_two_commands_first() -> None:
 def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     # the files the RAG engine snippet indexes
-    (tmp_path / "notes.md").write_text("# Paris\n\nThe Eiffel Tower is 330 metres tall and stands in Paris.\n")
+    (tmp_path / "notes.md").write_text(
+        "# Paris\n\nThe Eiffel Tower is 330 metres tall and stands in Paris.\n"
+    )
     (tmp_path / "guide.txt").write_text("BM25 ranks documents by the terms they share with the query.\n")
     namespace: dict[str, object] = {}
     ran = 0

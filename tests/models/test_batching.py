@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -90,7 +92,7 @@ def _brute_force_cost(lengths: list[int], group_cost: float) -> float:
     best = float("inf")
     for mask in range(1 << (len(ordered) - 1)):
         cuts = [0] + [i + 1 for i in range(len(ordered) - 1) if mask >> i & 1] + [len(ordered)]
-        cost = sum((end - start) * ordered[end - 1] + group_cost for start, end in zip(cuts, cuts[1:]))
+        cost = sum((end - start) * ordered[end - 1] + group_cost for start, end in itertools.pairwise(cuts))
         best = min(best, cost)
     return best
 

@@ -208,7 +208,7 @@ def test_a_reranker_folder_is_not_loaded_as_an_embedder(tiny_bert_path: Path, tm
     from retrievals_rag import AutoModelForRanking
 
     AutoModelForRanking.from_pretrained(tiny_bert_path).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="cross_encoder model, not an embedding model.*AutoModelForRanking"):
+    with pytest.raises(ValueError, match=r"cross_encoder model, not an embedding model.*AutoModelForRanking"):
         AutoModelForEmbedding.from_pretrained(tmp_path)
 
 
