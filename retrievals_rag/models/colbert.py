@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from retrievals_rag.models.batching import plan_batches
 from retrievals_rag.models.config import (
     ColBERTSettings,
     merge_settings,
@@ -51,6 +52,7 @@ from retrievals_rag.models.loading import (
     resolve_model_path,
 )
 from retrievals_rag.models.ranker import Ranker
+from retrievals_rag.models.token_cache import DocumentVectorCache
 from retrievals_rag.models.windows import (
     find_token_frame,
     iter_row_batches,
@@ -171,6 +173,7 @@ class ColBERT(Ranker):
         self.colbert_linear = colbert_linear
         self.tokenizer = tokenizer
         self.settings = settings
+        self.document_cache: DocumentVectorCache | None = None
         self._frame = find_token_frame(tokenizer, pair=False)
         self._query_marker = marker_ids(tokenizer, settings.query_marker)
         self._document_marker = marker_ids(tokenizer, settings.document_marker)
@@ -461,6 +464,116 @@ class ColBERT(Ranker):
         """
         return self._encode(documents, "document", batch_size, token_budget, show_progress_bar)
 
+    # ------------------------------------------------------------------ document vector cache
+    def enable_document_cache(
+        self, max_bytes: int = 2 << 30, dtype: torch.dtype | None = None
+    ) -> DocumentVectorCache:
+        """Keep every scored document's token vectors, so later queries score it by MaxSim alone.
+
+        Late interaction's document vectors do not depend on the query: with the cache on, :meth:`rerank` and
+        :meth:`compute_score` encode a document the first time it is seen and only the query afterwards
+        (:meth:`cache_documents` fills it ahead, e.g. at indexing time). The cache is cleared whenever the
+        weights change (``train()``, :meth:`load_weights`). Returns the cache (already enabled: the same one).
+
+        Args:
+            max_bytes: most bytes of vectors kept; least recently used documents are forgotten beyond it.
+            dtype: storage type, float16 by default (float32 gives the uncached scores exactly).
+        """
+        if self.document_cache is None:
+            self.document_cache = DocumentVectorCache(max_bytes=max_bytes, dtype=dtype)
+        return self.document_cache
+
+    def disable_document_cache(self) -> None:
+        """Drop the cache and its vectors; documents are encoded at every call again."""
+        self.document_cache = None
+
+    def cache_documents(
+        self,
+        documents: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        token_budget: int | None = None,
+        show_progress_bar: bool | None = None,
+    ) -> int:
+        """Encode the ``documents`` not cached yet into the document cache (enabled with its defaults if it is
+        off), windows included, so that scoring them later encodes only queries. Returns how many were added.
+        """
+        cache = self.enable_document_cache()
+        for index, document in enumerate(documents):
+            if not isinstance(document, str):
+                raise TypeError(f"documents[{index}] is {type(document).__name__}, expected str")
+        missing = [document for document in dict.fromkeys(documents) if document not in cache]
+        options = self._batch_options(batch_size, token_budget)
+        progress = self._progress(len(missing), show_progress_bar, "Encoding documents")
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(missing), DOCUMENTS_PER_CHUNK):
+                    chunk = missing[start : start + DOCUMENTS_PER_CHUNK]
+                    for document, windows in zip(chunk, self._document_vectors(chunk, options), strict=True):
+                        cache.put(document, windows)
+                    if progress is not None:
+                        progress.update(len(chunk))
+        finally:
+            self.train(was_training)
+            if progress is not None:
+                progress.close()
+        return len(missing)
+
+    def train(self, mode: bool = True) -> ColBERT:
+        if mode and self.document_cache is not None:
+            self.document_cache.clear()  # the weights are about to change
+        return super().train(mode)
+
+    def _document_vectors(self, documents: list[str], options: dict[str, Any]) -> list[list[torch.Tensor]]:
+        """Each document's windows as matrices of the vectors that count, ``(n_tokens, colbert_dim)``."""
+        rows: list[list[int]] = []
+        owners: list[int] = []
+        for offset, ids in enumerate(tokenize_content(self.tokenizer, documents)):
+            windows = self._document_windows(ids)
+            rows.extend(windows)
+            owners.extend([offset] * len(windows))
+        by_row: list[torch.Tensor] = [torch.empty(0)] * len(rows)
+        for positions, encoded in self._encode_rows(rows, "document", options):
+            for row, position in enumerate(positions):
+                by_row[int(position)] = encoded.embeddings[row][encoded.mask[row]]
+        vectors: list[list[torch.Tensor]] = [[] for _ in documents]
+        for row, owner in enumerate(owners):
+            vectors[owner].append(by_row[row])
+        return vectors
+
+    def _cached_batches(
+        self, windows: list[tuple[int, torch.Tensor]], options: dict[str, Any]
+    ) -> Iterator[tuple[list[int], TokenEmbeddings]]:
+        """Padded float batches of cached window matrices, planned by tokens, with each row's document."""
+        for rows in plan_batches(
+            [len(matrix) for _, matrix in windows], options["token_budget"], options["max_batch_size"]
+        ):
+            longest = max(1, max(len(windows[int(row)][1]) for row in rows))
+            embeddings = torch.zeros((len(rows), longest, self.colbert_dim), device=self.device)
+            mask = torch.zeros((len(rows), longest), dtype=torch.bool, device=self.device)
+            for slot, row in enumerate(rows):
+                matrix = windows[int(row)][1]
+                embeddings[slot, : len(matrix)] = matrix.to(self.device, torch.float32, non_blocking=True)
+                mask[slot, : len(matrix)] = True
+            yield [windows[int(row)][0] for row in rows], TokenEmbeddings(embeddings, mask)
+
+    def _streamed_batches(
+        self, documents: list[str], options: dict[str, Any]
+    ) -> Iterator[tuple[list[int], TokenEmbeddings]]:
+        """Encoded batches of the documents' windows, chunk by chunk, with each row's document."""
+        for start in range(0, len(documents), DOCUMENTS_PER_CHUNK):
+            chunk = documents[start : start + DOCUMENTS_PER_CHUNK]
+            rows: list[list[int]] = []
+            owners: list[int] = []
+            for offset, ids in enumerate(tokenize_content(self.tokenizer, chunk)):
+                windows = self._document_windows(ids)
+                rows.extend(windows)
+                owners.extend([start + offset] * len(windows))
+            for positions, encoded in self._encode_rows(rows, "document", options):
+                yield [owners[int(p)] for p in positions], encoded
+
     # ------------------------------------------------------------------ scoring
     def _score_pairs(
         self,
@@ -481,31 +594,36 @@ class ColBERT(Ranker):
         for pair, document in enumerate(documents):
             pairs_of_document[document_index[document]].append(pair)
         scores = np.full(len(queries), -np.inf, dtype=np.float64)
+        cache = self.document_cache
         progress = self._progress(len(unique_documents), show_progress_bar, "Scoring")
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
                 query_vectors = self._encode_queries_padded(self.tokenize_queries(unique_queries), options)
-                for start in range(0, len(unique_documents), DOCUMENTS_PER_CHUNK):
-                    chunk = unique_documents[start : start + DOCUMENTS_PER_CHUNK]
-                    rows: list[list[int]] = []
-                    owners: list[int] = []
-                    for offset, ids in enumerate(tokenize_content(self.tokenizer, chunk)):
-                        windows = self._document_windows(ids)
-                        rows.extend(windows)
-                        owners.extend([start + offset] * len(windows))
-                    for positions, encoded in self._encode_rows(rows, "document", options):
-                        self._score_batch(
-                            query_vectors,
-                            encoded,
-                            [owners[int(p)] for p in positions],
-                            pairs_of_document,
-                            query_of_pair,
-                            scores,
-                        )
+                if cache is None:
+                    batches = self._streamed_batches(unique_documents, options)
+                else:
+                    found = [cache.get(document) for document in unique_documents]
+                    missing = [index for index, vectors in enumerate(found) if vectors is None]
+                    for start in range(0, len(missing), DOCUMENTS_PER_CHUNK):
+                        chunk = missing[start : start + DOCUMENTS_PER_CHUNK]
+                        encoded = self._document_vectors([unique_documents[i] for i in chunk], options)
+                        for index, vectors in zip(chunk, encoded, strict=True):
+                            # kept for this call even where a small cache cannot hold them all
+                            found[index] = cache.put(unique_documents[index], vectors)
+                    windows = [
+                        (index, matrix) for index, vectors in enumerate(found) for matrix in vectors or []
+                    ]
+                    batches = self._cached_batches(windows, options)
+                seen: set[int] = set()
+                for owners, encoded in batches:
+                    self._score_batch(
+                        query_vectors, encoded, owners, pairs_of_document, query_of_pair, scores
+                    )
                     if progress is not None:
-                        progress.update(len(chunk))
+                        progress.update(len(set(owners) - seen))
+                        seen.update(owners)
         finally:
             self.train(was_training)
             if progress is not None:
@@ -567,6 +685,8 @@ class ColBERT(Ranker):
         if projection is None:
             raise ValueError(f"{directory}: no {PROJECTION_FILE} to load the projection from")
         self.colbert_linear.load_state_dict(projection)
+        if self.document_cache is not None:
+            self.document_cache.clear()
 
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> None:
         """Write the encoder (safetensors), ``colbert_linear.safetensors``, tokenizer and settings."""

@@ -55,7 +55,8 @@ class RagEngine:
         device: Device of the embedder and the local LLM (``"cpu"``, ``"cuda"``); None: CUDA when available for
             the embedder, the CPU for the LLM.
         reranker: Reorders retrieved candidates: any object with ``rerank(query, documents, top_k)``, or the folder
-            of one of our rankers (cross-encoder, LLM ranker or ColBERT, loaded as the kind it was saved as);
+            of one of our rankers (cross-encoder, LLM ranker or ColBERT, loaded as the kind it was saved as; a
+            ColBERT loaded from a folder caches each chunk's token vectors, so a chunk is encoded once);
             None: none.
         llm: ``"smollm2"`` (local SmolLM2-135M-Instruct), ``"openai"`` (an OpenAI-compatible server, see
             ``llm_base_url``), ``"extractive"`` (no LLM), or a chat backend object.
@@ -114,6 +115,9 @@ class RagEngine:
             reranker = load_ranker(
                 os.fspath(reranker), model_kind="auto", device=device, use_fp16=False, model_kwargs={}
             )
+            if callable(getattr(reranker, "enable_document_cache", None)):
+                # ColBERT: a chunk's token vectors do not depend on the question; keep them between questions
+                reranker.enable_document_cache()
         self.reranker = reranker
         self.top_k = top_k
         self.use_bm25 = use_bm25

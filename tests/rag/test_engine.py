@@ -192,3 +192,5 @@ def test_a_reranker_folder_is_loaded_as_its_kind(tmp_path: Path, tiny_bert_path:
             llm="extractive",
         )
         assert isinstance(engine.reranker, kind)
+        if kind is ColBERT:  # a chunk's token vectors are kept between questions
+            assert engine.reranker.document_cache is not None
