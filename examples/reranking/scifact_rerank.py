@@ -5,6 +5,9 @@ cross-encoder, an LLM reranker or ColBERT.
     python examples/reranking/scifact_rerank.py --data ../shared/data/scifact --reranker runs/cross-encoder
     # first fine-tune a cross-encoder (or --train-kind colbert) from the packaged MiniLM on the train qrels
     python examples/reranking/scifact_rerank.py --data ../shared/data/scifact --train --output runs/scifact-rerank
+    # keep the dense run and the mined triplets, to train another kind on them without encoding again
+    python examples/reranking/scifact_rerank.py --data ../shared/data/scifact --train --train-kind colbert \
+        --dense-run runs/scifact-dense.json --triplets runs/scifact-triplets.jsonl --output runs/scifact-colbert
     # a quick look: 20 test queries (and, with --train, 20 train queries)
     python examples/reranking/scifact_rerank.py --data ../shared/data/scifact --reranker runs/colbert --limit-queries 20
 
@@ -82,14 +85,11 @@ def rerank_run(
 
 
 def train_on_qrels(args: argparse.Namespace, dense: CorpusEmbeddingCache) -> Path:
-    """Mine hard negatives for the train queries with the dense model, fine-tune a reranker on them; its folder."""
-    from retrievals_rag.training.arguments import (
-        RerankerDataArguments,
-        RerankerModelArguments,
-        RerankerTrainingArguments,
-    )
-    from retrievals_rag.training.run import train_reranker
-
+    """Mine hard negatives for the train queries with the dense model (or read ``--triplets`` when that file
+    exists), fine-tune a reranker on them; its folder."""
+    if args.triplets is not None and args.triplets.is_file():
+        print(f"training on the triplets in {args.triplets} (not mined again)")
+        return fine_tune(args, args.triplets)
     train = load_beir(args.data, args.train_split)
     positives = {
         query_id: [d for d, grade in judged.items() if grade > 0] for query_id, judged in train.qrels.items()
@@ -105,9 +105,21 @@ def train_on_qrels(args: argparse.Namespace, dense: CorpusEmbeddingCache) -> Pat
         seed=args.seed,
         exclude_query_id=False,
     )
-    triplets = args.output / "train_triplets.jsonl"
+    triplets = args.triplets or args.output / "train_triplets.jsonl"
     write_jsonl(records, triplets)
     print(f"mined hard negatives for {len(records)} {args.train_split} queries -> {triplets}")
+    return fine_tune(args, triplets)
+
+
+def fine_tune(args: argparse.Namespace, triplets: Path) -> Path:
+    """Fine-tune a ``--train-kind`` reranker from ``--base-model`` on ``triplets``; its folder."""
+    from retrievals_rag.training.arguments import (
+        RerankerDataArguments,
+        RerankerModelArguments,
+        RerankerTrainingArguments,
+    )
+    from retrievals_rag.training.run import train_reranker
+
     summary = train_reranker(
         RerankerModelArguments(
             kind=args.train_kind, model_name_or_path=args.base_model, max_length=args.max_length
@@ -150,10 +162,22 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=None, help="most inputs per scoring batch")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--output", type=Path, default=Path("runs/scifact-rerank"))
+    parser.add_argument(
+        "--dense-run",
+        type=Path,
+        default=None,
+        help="JSON file of the dense run: read when it exists (no encoding), else written after retrieval",
+    )
     training = parser.add_argument_group("--train: fine-tune a reranker on the train qrels first")
     training.add_argument("--train", action="store_true")
     training.add_argument("--train-kind", choices=["cross-encoder", "colbert"], default="cross-encoder")
     training.add_argument("--train-split", default="train")
+    training.add_argument(
+        "--triplets",
+        type=Path,
+        default=None,
+        help="triplet jsonl: trained on when it exists (no mining), else where the mined triplets go",
+    )
     training.add_argument("--base-model", default=None, help="default: the packaged MiniLM, fresh head")
     training.add_argument("--rank-range", type=int, nargs=2, default=(10, 50), help="mined negatives' ranks")
     training.add_argument("--num-negatives", type=int, default=8, help="mined per query")
@@ -186,10 +210,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
             args.dense_model or default_embedding_model_path(), device=args.device
         )
     )
-    run, _ = evaluator.retrieve(dense)
-    print(
-        f"dense top-{args.top_k} for {len(queries)} {args.split} queries ({time.perf_counter() - start:.0f}s)"
-    )
+    if args.dense_run is not None and args.dense_run.is_file():
+        run = json.loads(args.dense_run.read_text(encoding="utf-8"))
+        if set(run) != set(queries):
+            raise SystemExit(
+                f"{args.dense_run} holds other queries than {args.split}'s; delete it or pick another"
+            )
+        print(f"dense top-{args.top_k} for {len(queries)} {args.split} queries read from {args.dense_run}")
+    else:
+        run, _ = evaluator.retrieve(dense)
+        print(
+            f"dense top-{args.top_k} for {len(queries)} {args.split} queries "
+            f"({time.perf_counter() - start:.0f}s)"
+        )
+        if args.dense_run is not None:
+            args.dense_run.parent.mkdir(parents=True, exist_ok=True)
+            args.dense_run.write_text(json.dumps(run) + "\n", encoding="utf-8")
 
     reranker_path = train_on_qrels(args, dense) if args.train else Path(args.reranker)
     reranker = load_reranker(reranker_path, args.device)
