@@ -52,14 +52,15 @@ def judged_queries(dataset: BeirDataset, limit: int | None) -> dict[str, str]:
     return {query_id: dataset.queries[query_id] for query_id in ids[:limit]}
 
 
-def load_reranker(path: str | Path, device: str | None) -> Any:
-    """The reranker saved in ``path``: ColBERT, or a cross-encoder / LLM ranker (adapter folders included)."""
+def load_reranker(path: str | Path, device: str | None, max_windows: int | None = None) -> Any:
+    """The reranker saved in ``path``: ColBERT, or a cross-encoder / LLM ranker (adapter folders included),
+    scoring at most ``max_windows`` windows per document (None: the model's setting)."""
     from retrievals_rag import AutoModelForRanking, ColBERT
     from retrievals_rag.models.config import read_model_kind
 
     if read_model_kind(path) == "colbert":
-        return ColBERT.from_pretrained(path, device=device)
-    return AutoModelForRanking.from_pretrained(path, device=device)
+        return ColBERT.from_pretrained(path, device=device, max_windows=max_windows)
+    return AutoModelForRanking.from_pretrained(path, device=device, max_windows=max_windows)
 
 
 def rerank_run(
@@ -160,6 +161,12 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--top-k", type=int, default=100, help="documents per query to rerank")
     parser.add_argument("--limit-queries", type=int, default=None, help="only the first N judged queries")
     parser.add_argument("--batch-size", type=int, default=None, help="most inputs per scoring batch")
+    parser.add_argument(
+        "--max-windows",
+        type=int,
+        default=None,
+        help="windows scored per long document (1: truncate; default: the model's setting)",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--output", type=Path, default=Path("runs/scifact-rerank"))
     parser.add_argument(
@@ -228,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
             args.dense_run.write_text(json.dumps(run) + "\n", encoding="utf-8")
 
     reranker_path = train_on_qrels(args, dense) if args.train else Path(args.reranker)
-    reranker = load_reranker(reranker_path, args.device)
+    reranker = load_reranker(reranker_path, args.device, args.max_windows)
     rerank_start = time.perf_counter()
     documents = dict(zip(evaluator.document_ids, evaluator.document_texts, strict=True))
     reranked = rerank_run(reranker, run, queries, documents, args.top_k, args.batch_size)
