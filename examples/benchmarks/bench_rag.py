@@ -119,6 +119,11 @@ def main() -> None:
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="store folder (default: a new temp folder)"
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the collection already in --data-dir: indexing adds only what is missing (resumes)",
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="chunks embedded and written per batch")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -138,7 +143,7 @@ def main() -> None:
     _ = store.chunker  # loads the embedder
     load_s = time.perf_counter() - started
     collection = "bench-rag"
-    if collection in store.list_collections():
+    if collection in store.list_collections() and not args.reuse:
         store.delete_collection(collection)
 
     bar = tqdm(total=len(documents), unit="doc", desc="Indexing")

@@ -114,7 +114,9 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--model", default=None, help="default: the packaged all-MiniLM-L6-v2")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument(
+        "--steps", type=int, default=None, help="default: 10, or fewer where the data has fewer batches"
+    )
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
@@ -124,6 +126,9 @@ def main() -> None:
     from retrievals_rag.models.loading import default_embedding_model_path
 
     model_path = str(args.model or default_embedding_model_path())
+    if args.steps is None:
+        judged = len(load_pairs(args.data, args.split, 0))
+        args.steps = max(1, min(10, judged // args.batch_size))
     pairs = load_pairs(args.data, args.split, args.batch_size * args.steps)
     ours: list[float] = []
     theirs: list[float] = []
