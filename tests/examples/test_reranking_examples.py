@@ -137,3 +137,24 @@ def test_colbert_reranking_encodes_each_document_once_for_the_run(
     expected = colbert.compute_score([(queries["q2"], documents["d3"])])[0]
     assert reranked["q2"]["d3"] == pytest.approx(expected, abs=1e-5)
     assert module.rerank_run(colbert, run, queries, documents, top_k=1)["q1"].keys() == {"d1"}
+
+
+def test_scifact_rerank_reuses_a_saved_dense_run_and_triplets(
+    tiny_bert_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = _example("scifact_rerank")
+    common = ["--data", str(SCIFACT_SUBSET), "--train", "--train-kind", "cross-encoder", "--train-split", "test",
+              "--base-model", str(tiny_bert_path), "--dense-model", str(tiny_bert_path), "--top-k", "10",
+              "--limit-queries", "4", "--rank-range", "2", "10", "--num-negatives", "2", "--group-size", "2",
+              "--train-batch-size", "2", "--max-steps", "1", "--device", "cpu", "--max-windows", "1",
+              "--dense-run", str(tmp_path / "dense.json"), "--triplets", str(tmp_path / "triplets.jsonl")]  # fmt: skip
+    first = module.main([*common, "--output", str(tmp_path / "one")])
+    assert (tmp_path / "dense.json").is_file() and (tmp_path / "triplets.jsonl").is_file()
+    capsys.readouterr()
+    second = module.main([*common, "--output", str(tmp_path / "two")])
+    printed = capsys.readouterr().out
+    assert "read from" in printed and "not mined again" in printed
+    assert second["dense"] == first["dense"]
+    (tmp_path / "dense.json").write_text(json.dumps({"other": {"d": 1.0}}))
+    with pytest.raises(SystemExit, match="other queries"):
+        module.main([*common, "--output", str(tmp_path / "three")])
