@@ -120,3 +120,14 @@ def test_a_cache_smaller_than_the_documents_still_scores_every_pair(tiny_bert_pa
     scores = colbert.compute_score([("cancer risk", document) for document in DOCUMENTS])
     assert scores == pytest.approx(expected, abs=1e-4)
     assert colbert.document_cache.nbytes <= 2000  # type: ignore[union-attr]
+
+
+def test_edge_cases_with_the_cache_on(tiny_bert_path: Path) -> None:
+    colbert = _colbert(tiny_bert_path)
+    colbert.enable_document_cache()
+    assert colbert.compute_score([]) == []
+    assert colbert.rerank("cell", []) == []
+    assert colbert.cache_documents([]) == 0
+    assert len(colbert.rerank("cell", ["a", "b", "a"], top_k=5)) == 3  # duplicates scored alike, cached once
+    assert len(colbert.document_cache) == 2  # type: ignore[arg-type]
+    assert colbert.enable_document_cache() is colbert.document_cache  # enabling twice keeps the same cache
