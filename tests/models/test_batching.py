@@ -131,7 +131,7 @@ def test_forward_by_length_equals_one_padded_forward_with_gradients(side: str) -
     features = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.arange(6)}
     whole = mean_pool(features)
     calls.clear()
-    grouped = forward_by_length(mean_pool, features)
+    grouped = forward_by_length(mean_pool, features, min_saving=0.05)
     assert sorted(calls) == [(3, 4), (3, 41)]  # two groups, each trimmed to its own longest row
     torch.testing.assert_close(grouped, whole)
     (grad_whole,) = torch.autograd.grad(whole.square().sum(), embedding.weight)
@@ -148,6 +148,19 @@ def test_forward_by_length_keeps_one_call_for_an_even_batch() -> None:
         calls.append(features["input_ids"].shape)
         return features["input_ids"].sum(1)
 
-    out = forward_by_length(forward, {"input_ids": input_ids, "attention_mask": attention_mask})
+    features = {"input_ids": input_ids, "attention_mask": attention_mask}
+    out = forward_by_length(forward, features, min_saving=0.05)
     assert calls == [(3, 10)]
     assert out.tolist() == [10, 20, 27]
+
+
+def test_forward_by_length_on_the_cpu_splits_off_smaller_savings() -> None:
+    input_ids, attention_mask = pad_sequences([[1] * 100, [2] * 100, [3] * 96], 0, "right")
+    calls = []
+
+    def forward(features: dict[str, torch.Tensor]) -> torch.Tensor:
+        calls.append(tuple(features["input_ids"].shape))
+        return features["input_ids"].sum(1)
+
+    forward_by_length(forward, {"input_ids": input_ids, "attention_mask": attention_mask})
+    assert sorted(calls) == [(1, 96), (2, 100)]  # saves 4 of 300 padded tokens: above 1%, below 5%
