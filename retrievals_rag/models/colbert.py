@@ -526,14 +526,19 @@ class ColBERT(Ranker):
             self.document_cache.clear()  # the weights are about to change
         return super().train(mode)
 
-    def _document_vectors(self, documents: list[str], options: dict[str, Any]) -> list[list[torch.Tensor]]:
-        """Each document's windows as matrices of the vectors that count, ``(n_tokens, colbert_dim)``."""
+    def _window_rows(self, documents: list[str], first: int = 0) -> tuple[list[list[int]], list[int]]:
+        """The documents' window rows, and each row's document (numbered from ``first``)."""
         rows: list[list[int]] = []
         owners: list[int] = []
         for offset, ids in enumerate(tokenize_content(self.tokenizer, documents)):
             windows = self._document_windows(ids)
             rows.extend(windows)
-            owners.extend([offset] * len(windows))
+            owners.extend([first + offset] * len(windows))
+        return rows, owners
+
+    def _document_vectors(self, documents: list[str], options: dict[str, Any]) -> list[list[torch.Tensor]]:
+        """Each document's windows as matrices of the vectors that count, ``(n_tokens, colbert_dim)``."""
+        rows, owners = self._window_rows(documents)
         by_row: list[torch.Tensor] = [torch.empty(0)] * len(rows)
         for positions, encoded in self._encode_rows(rows, "document", options):
             for row, position in enumerate(positions):
@@ -564,13 +569,7 @@ class ColBERT(Ranker):
     ) -> Iterator[tuple[list[int], TokenEmbeddings]]:
         """Encoded batches of the documents' windows, chunk by chunk, with each row's document."""
         for start in range(0, len(documents), DOCUMENTS_PER_CHUNK):
-            chunk = documents[start : start + DOCUMENTS_PER_CHUNK]
-            rows: list[list[int]] = []
-            owners: list[int] = []
-            for offset, ids in enumerate(tokenize_content(self.tokenizer, chunk)):
-                windows = self._document_windows(ids)
-                rows.extend(windows)
-                owners.extend([start + offset] * len(windows))
+            rows, owners = self._window_rows(documents[start : start + DOCUMENTS_PER_CHUNK], start)
             for positions, encoded in self._encode_rows(rows, "document", options):
                 yield [owners[int(p)] for p in positions], encoded
 
