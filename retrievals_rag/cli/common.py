@@ -24,6 +24,19 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--trust-remote-code", action="store_true")
     group.add_argument("--batch-size", type=int, default=None, help="most texts per batch")
     group.add_argument("--token-budget", type=int, default=None, help="most padded tokens per batch")
+    add_backend_argument(group)
+
+
+def add_backend_argument(parser: Any, default: str = "torch") -> None:
+    from retrievals_rag.models.backends.record import BACKEND_NAMES
+
+    parser.add_argument(
+        "--backend",
+        choices=[*BACKEND_NAMES, "auto"],
+        default=default,
+        help="what runs the transformer: torch, a graph exported into the model folder by `retrievals-rag "
+        f"export`, or auto (the fastest the folder holds on this device; default: {default})",
+    )
 
 
 def load_embedder(args: argparse.Namespace) -> Any:
@@ -39,6 +52,7 @@ def load_embedder(args: argparse.Namespace) -> Any:
         device=args.device,
         dtype=args.dtype,
         trust_remote_code=args.trust_remote_code,
+        backend=args.backend,
     )
 
 

@@ -33,6 +33,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from retrievals_rag.models.backends import (
+    BackendChoice,
+    check_trainable,
+    load_backend_transformer,
+    resolve_backend,
+)
 from retrievals_rag.models.batching import plan_batches
 from retrievals_rag.models.config import (
     ColBERTSettings,
@@ -201,6 +207,7 @@ class ColBERT(Ranker):
         trust_remote_code: bool = False,
         window_stride: int | None = None,
         max_windows: int | None = None,
+        backend: BackendChoice = "torch",
     ) -> ColBERT:
         """Load a ColBERT model from a local folder: ours, BGE-M3's layout, or a bare encoder.
 
@@ -220,6 +227,9 @@ class ColBERT(Ranker):
             trust_remote_code: allow custom modelling code from the folder.
             window_stride: tokens between the starts of a long document's windows (None: half a window).
             max_windows: most windows per document when scoring (default 8; 1 truncates).
+            backend: ``"torch"``, an exported graph of the folder's encoder (``"onnx"``, ``"onnx-int8"``,
+                ``"openvino"``, ``"openvino-int8"``: see ``retrievals-rag export``), or ``"auto"``, the fastest
+                one the folder holds on this device. The projection and MaxSim stay in torch.
         """
         path = resolve_model_path(model_name_or_path)
         is_folder = Path(path).is_dir()
@@ -268,9 +278,13 @@ class ColBERT(Ranker):
         )
         resolved_device = resolve_device(device)
         resolved_dtype = resolve_dtype(resolved_device, use_fp16, dtype)
-        model = load_backbone(
-            path, dtype=resolved_dtype, device=resolved_device, trust_remote_code=trust_remote_code
-        )
+        backend_name = resolve_backend(path, backend, resolved_device.type)
+        if backend_name != "torch":
+            model = load_backend_transformer(path, backend_name, "base", config=config)
+        else:
+            model = load_backbone(
+                path, dtype=resolved_dtype, device=resolved_device, trust_remote_code=trust_remote_code
+            )
         hidden_size = int(model.config.hidden_size)
         linear = nn.Linear(hidden_size, settings.colbert_dim, bias=projection is None or "bias" in projection)
         if projection is not None:
@@ -691,6 +705,7 @@ class ColBERT(Ranker):
         """Write the encoder (safetensors), ``colbert_linear.safetensors``, tokenizer and settings."""
         from safetensors.torch import save_file
 
+        check_trainable(self.model, "save the model")
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(directory)
@@ -704,6 +719,6 @@ class ColBERT(Ranker):
 
     def __repr__(self) -> str:
         return (
-            f"ColBERT(model={type(self.model).__name__}, colbert_dim={self.colbert_dim}, "
+            f"ColBERT(model={type(self.model).__name__}, backend={self.backend!r}, colbert_dim={self.colbert_dim}, "
             f"max_length={self.max_length}, query_max_length={self.query_max_length}, device={self.device})"
         )

@@ -15,6 +15,14 @@ import torch
 from torch import nn
 
 from retrievals_rag.data.tokenization import apply_instruction, pad_sequences, tokenize_texts
+from retrievals_rag.models.backends import (
+    BackendChoice,
+    BackendName,
+    backend_of,
+    check_trainable,
+    load_backend_transformer,
+    resolve_backend,
+)
 from retrievals_rag.models.batching import iter_token_batches
 from retrievals_rag.models.config import EmbeddingSettings, read_model_kind, read_settings, save_settings
 from retrievals_rag.models.loading import (
@@ -106,6 +114,7 @@ class AutoModelForEmbedding(nn.Module):
         trust_remote_code: bool = False,
         dtype: DtypeName | None = None,
         merge_lora: bool = False,
+        backend: BackendChoice = "torch",
     ) -> AutoModelForEmbedding:
         """Load an embedder from a local folder.
 
@@ -128,6 +137,9 @@ class AutoModelForEmbedding(nn.Module):
             merge_lora: for a folder holding a LoRA adapter (saved by :meth:`save_pretrained` after LoRA
                 training), fold the adapter into the base weights instead of keeping it as a separate module.
                 Both give the same vectors.
+            backend: ``"torch"``, an exported graph of the folder (``"onnx"``, ``"onnx-int8"``,
+                ``"openvino"``, ``"openvino-int8"``: see ``retrievals-rag export``), or ``"auto"``, the fastest
+                one the folder holds on this device. Pooling, instructions and batching are the same for all.
         """
         path = resolve_model_path(model_name_or_path)
         kind = read_model_kind(path) if Path(path).is_dir() else None
@@ -192,6 +204,10 @@ class AutoModelForEmbedding(nn.Module):
             # Right padding with an explicit mask; "last" pooling finds the last real token on either side.
             tokenizer.padding_side = "right"
         resolved_device = resolve_device(device)
+        backend_name = resolve_backend(path, backend, resolved_device.type)
+        if backend_name != "torch":
+            graph = load_backend_transformer(path, backend_name, "base", config=config)
+            return cls(graph, tokenizer, settings)
         model = load_backbone(
             weights_path,
             dtype=resolve_dtype(resolved_device, use_fp16, dtype),
@@ -205,7 +221,13 @@ class AutoModelForEmbedding(nn.Module):
     # ------------------------------------------------------------------ properties
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        parameter = next(self.parameters(), None)  # an exported graph has none and runs on the CPU
+        return parameter.device if parameter is not None else torch.device("cpu")
+
+    @property
+    def backend(self) -> BackendName:
+        """What runs the transformer: ``"torch"`` or an exported graph (``"onnx-int8"``, ...)."""
+        return backend_of(self.model)
 
     @property
     def embedding_dimension(self) -> int:
@@ -263,6 +285,7 @@ class AutoModelForEmbedding(nn.Module):
     # ------------------------------------------------------------------ training support
     def enable_lora(self, settings: LoraSettings | None = None) -> None:
         """Wrap the backbone in LoRA adapters (only they train). Save with :meth:`save_pretrained`."""
+        check_trainable(self.model, "add LoRA adapters")
         if is_lora_model(self.model):
             raise ValueError("this model already has a LoRA adapter")
         self.model = apply_lora(self.model, settings or LoraSettings())
@@ -453,6 +476,7 @@ class AutoModelForEmbedding(nn.Module):
         adapter saves the adapter alone (small; reload it with :meth:`from_pretrained`, which finds the base
         model), or with ``merge_lora=True`` a full merged model.
         """
+        check_trainable(self.model, "save the model")
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         settings = self.settings
@@ -489,7 +513,8 @@ class AutoModelForEmbedding(nn.Module):
 
     def __repr__(self) -> str:
         return (
-            f"AutoModelForEmbedding(model={type(self.model).__name__}, pooling={self.pooling_method!r}, "
+            f"AutoModelForEmbedding(model={type(self.model).__name__}, backend={self.backend!r}, "
+            f"pooling={self.pooling_method!r}, "
             f"normalize={self.normalize_embeddings}, max_length={self.max_length}, "
             f"dim={self.embedding_dimension}, device={self.device})"
         )

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from retrievals_rag.models.backends import BackendName, backend_of
 from retrievals_rag.models.embedding import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_TOKEN_BUDGET,
@@ -82,7 +83,13 @@ class Ranker(nn.Module, metaclass=ABCMeta):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        parameter = next(self.parameters(), None)  # an exported graph has none and runs on the CPU
+        return parameter.device if parameter is not None else torch.device("cpu")
+
+    @property
+    def backend(self) -> BackendName:
+        """What runs the transformer: ``"torch"`` or an exported graph (``"onnx-int8"``, ...)."""
+        return backend_of(self.model)
 
     # ------------------------------------------------------------------ training support
     @property

@@ -20,6 +20,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from retrievals_rag.models.backends import (
+    BackendChoice,
+    check_trainable,
+    load_backend_transformer,
+    resolve_backend,
+)
 from retrievals_rag.models.batching import pad_sequences
 from retrievals_rag.models.config import (
     CrossEncoderSettings,
@@ -236,6 +242,7 @@ class AutoModelForRanking(PairRanker):
         window_stride: int | None = None,
         max_windows: int | None = None,
         merge_lora: bool = False,
+        backend: BackendChoice = "torch",
     ) -> AutoModelForRanking | LLMRanker:
         """Load a cross-encoder (or, with ``causal_lm=True``, an LLM ranker) from a local folder.
 
@@ -259,10 +266,15 @@ class AutoModelForRanking(PairRanker):
             max_windows: most windows per document (default 8; 1 truncates, as sentence-transformers does).
             merge_lora: for an LLM ranker folder holding a LoRA adapter, fold it into the base weights
                 (see :meth:`LLMRanker.from_pretrained`).
+            backend: ``"torch"``, an exported graph of a cross-encoder folder (``"onnx"``, ``"onnx-int8"``,
+                ``"openvino"``, ``"openvino-int8"``: see ``retrievals-rag export``), or ``"auto"``, the fastest
+                one the folder holds on this device. LLM rankers run with torch only.
         """
         path = resolve_model_path(model_name_or_path)
         kind = read_model_kind(path) if Path(path).is_dir() else None
         if causal_lm or kind == "llm_ranker":
+            if backend not in ("torch", "auto"):
+                raise ValueError(f"an LLM ranker runs with backend='torch' only, not {backend!r}")
             if num_labels not in (None, 1):
                 raise ValueError(f"an LLM ranker scores with one token's logit; num_labels={num_labels}")
             from retrievals_rag.models.llm_ranking import LLMRanker
@@ -302,6 +314,10 @@ class AutoModelForRanking(PairRanker):
             },
         )
         resolved_device = resolve_device(device)
+        backend_name = resolve_backend(path, backend, resolved_device.type)
+        if backend_name != "torch":
+            graph = load_backend_transformer(path, backend_name, "sequence_classification", config=config)
+            return cls(graph, tokenizer, settings)
         model = load_model(
             path,
             task="sequence_classification",
@@ -379,6 +395,7 @@ class AutoModelForRanking(PairRanker):
         identity, so ``predict`` returns the logits that :meth:`compute_score` returns (for inputs that fit in
         one window; pass ``activation_fn=torch.nn.Sigmoid()`` to match ``normalize=True``).
         """
+        check_trainable(self.model, "save the model")
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(directory)
@@ -403,6 +420,6 @@ class AutoModelForRanking(PairRanker):
 
     def __repr__(self) -> str:
         return (
-            f"AutoModelForRanking(model={type(self.model).__name__}, num_labels={self.num_labels}, "
+            f"AutoModelForRanking(model={type(self.model).__name__}, backend={self.backend!r}, num_labels={self.num_labels}, "
             f"max_length={self.max_length}, max_windows={self.settings.max_windows}, device={self.device})"
         )
