@@ -1,7 +1,10 @@
-"""``retrievals-rag bench encode``: our encode against sentence-transformers' on the same weights, same run.
+"""``retrievals-rag bench encode|rerank``: ours against sentence-transformers on the same weights, same run.
 
-Both encoders alternate round by round (the order flips each round, so neither always runs on a warmer
-machine); the median of the rounds is reported, with the largest difference between the two sets of vectors.
+``encode``: documents/s of our ``encode`` against sentence-transformers' ``encode``; ``rerank``: pairs/s of our
+cross-encoder's ``compute_score`` against ``CrossEncoder.predict``. With ``--backend`` (ours) and
+``--st-backend`` (theirs: torch always, and its ONNX / OpenVINO where ``--st-python`` has optimum), every
+contender runs once per round, the order rotated each round; the median round is reported, with each one's ratio
+to sentence-transformers' torch path and the largest difference of its vectors / scores from it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,35 @@ from pathlib import Path
 from typing import Any
 
 from retrievals_rag.cli.common import positive_int
+
+BACKEND_CHOICES = ["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+
+
+def _add_backend_options(parser: argparse.ArgumentParser, unit: str) -> None:
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        choices=BACKEND_CHOICES,
+        default=None,
+        help="our backends (exported into a copy of the model under --work-dir as needed); with this option "
+        f"every contender is run on the CPU and {unit} of each are printed",
+    )
+    parser.add_argument(
+        "--st-backend",
+        nargs="+",
+        choices=BACKEND_CHOICES,
+        default=None,
+        help="sentence-transformers' backends (default: torch plus those matching --backend)",
+    )
+    parser.add_argument(
+        "--st-python",
+        default=None,
+        help="Python that runs sentence-transformers' contenders (one with optimum for its ONNX / OpenVINO "
+        "backends); default: this one",
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, default=None, help="model copies and exports, reused between runs"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +76,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     encode.add_argument("--token-budget", type=positive_int, default=None, help="ours (default: the model's)")
     encode.add_argument("--batch-size", type=positive_int, default=None, help="our most rows per batch")
     encode.add_argument("--st-batch-size", type=positive_int, default=32, help="sentence-transformers' batch")
+    _add_backend_options(encode, "docs/s")
     encode.set_defaults(handler=run_encode)
+    rerank = benches.add_parser(
+        "rerank",
+        help="pairs/s of our cross-encoder vs sentence-transformers' CrossEncoder.predict",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rerank.add_argument("--data", type=Path, required=True, help="BEIR folder (queries and corpus)")
+    rerank.add_argument("--model", required=True, help="a cross-encoder folder")
+    rerank.add_argument("--queries", type=positive_int, default=10)
+    rerank.add_argument("--candidates", type=positive_int, default=100, help="documents per query")
+    rerank.add_argument("--rounds", type=positive_int, default=3)
+    rerank.add_argument("--st-batch-size", type=positive_int, default=32, help="sentence-transformers' batch")
+    _add_backend_options(rerank, "pairs/s")
+    rerank.set_defaults(handler=run_rerank)
 
 
 def _timed(function: Any, device: Any) -> tuple[Any, float]:
@@ -60,6 +107,8 @@ def _timed(function: Any, device: Any) -> tuple[Any, float]:
 
 
 def run_encode(args: argparse.Namespace) -> int:
+    if args.backend is not None:
+        return run_backends(args, "encode")
     import numpy as np
     import torch
 
@@ -127,4 +176,114 @@ def run_encode(args: argparse.Namespace) -> int:
         f"  ratio: {ours_rate / theirs_rate:.3f}x   max |difference|: {difference:.2e}   "
         f"(median of {args.rounds} rounds)"
     )
+    return 0
+
+
+def _documents(data: Path, count: int) -> list[str]:
+    from retrievals_rag.evaluation.beir import document_text, load_corpus
+
+    corpus = load_corpus(Path(data) / "corpus.jsonl")
+    return [document_text(document) for document in list(corpus.values())[:count]]
+
+
+def _pairs(data: Path, n_queries: int, n_candidates: int) -> list[tuple[str, str]]:
+    """Each of the first ``n_queries`` queries with ``n_candidates`` documents of the corpus (seeded)."""
+    import random
+
+    from retrievals_rag.evaluation.beir import load_queries
+
+    documents = _documents(data, 10**9)
+    queries = list(load_queries(Path(data) / "queries.jsonl").values())[:n_queries]
+    generator = random.Random(0)
+    return [
+        (query, document)
+        for query in queries
+        for document in generator.sample(documents, min(n_candidates, len(documents)))
+    ]
+
+
+def run_rerank(args: argparse.Namespace) -> int:
+    if args.backend is None:
+        args.backend = ["torch"]
+    return run_backends(args, "rerank")
+
+
+def run_backends(args: argparse.Namespace, kind: str) -> int:
+    """Ours with each ``--backend`` against sentence-transformers with each ``--st-backend``, alternating."""
+    import json
+    import sys
+    import tempfile
+
+    import torch
+
+    from retrievals_rag.cli.bench_backends import alternate, in_process, prepare_folders, report, st_worker
+    from retrievals_rag.models.loading import default_embedding_model_path
+
+    model = Path(args.model or default_embedding_model_path())
+    st_backends = args.st_backend or list(dict.fromkeys(["torch", *args.backend]))
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="retrievals-rag-bench-"))
+    ours_folder, st_folder = prepare_folders(model, work_dir, args.backend)
+    if kind == "encode":
+        from retrievals_rag.models.embedding import AutoModelForEmbedding
+
+        inputs: list[Any] = _documents(args.data, args.n_docs)
+        calibration = _documents(args.data, args.n_docs + 300)[args.n_docs :]
+    else:
+        from retrievals_rag.models.ranking import AutoModelForRanking
+
+        inputs = _pairs(args.data, args.queries, args.candidates)
+        calibration = [" ".join(pair) for pair in inputs[:300]]
+    inputs_file = work_dir / f"{kind}-inputs.json"
+    inputs_file.write_text(json.dumps(inputs), encoding="utf-8")
+    contenders = []
+    for backend in args.backend:
+        if kind == "encode":
+            ours = AutoModelForEmbedding.from_pretrained(ours_folder, device="cpu", backend=backend)
+
+            def work(model: Any = ours) -> Any:
+                return model.encode(
+                    inputs,
+                    batch_size=args.batch_size,
+                    token_budget=args.token_budget,
+                    show_progress_bar=False,
+                )
+
+        else:
+            ranker = AutoModelForRanking.from_pretrained(
+                ours_folder, device="cpu", backend=backend, max_windows=1
+            )
+
+            def work(model: Any = ranker) -> Any:
+                return model.compute_score(inputs)
+
+        work()  # warm-up, as the workers do
+        contenders.append(in_process(f"retrievals_rag {backend}", work))
+    for backend in st_backends:
+        setup = {
+            "kind": kind,
+            "model": str(st_folder),
+            "backend": backend,
+            "inputs": str(inputs_file),
+            "batch_size": args.st_batch_size,
+            "calibration": calibration,
+        }
+        output = work_dir / f"{kind}-st-{backend}.npy"
+        output.unlink(missing_ok=True)
+        name = f"sentence-transformers {backend}"
+        contenders.append(st_worker(name, args.st_python or sys.executable, setup, output))
+        if contenders[-1].error:
+            print(f"{name}: unavailable ({contenders[-1].error[:200]})", file=sys.stderr)
+    unit = "docs/s" if kind == "encode" else "pairs/s"
+    try:
+        alternate(contenders, args.rounds, len(inputs), unit)
+    finally:
+        for contender in contenders:
+            contender.close()
+    title = (
+        f"{kind} {len(inputs)} {'documents' if kind == 'encode' else 'pairs'} of {args.data} with {model.name} "
+        f"on cpu x{torch.get_num_threads()} (median of {args.rounds} rounds)"
+    )
+    rows = report(contenders, len(inputs), unit, "sentence-transformers torch", title)
+    (work_dir / f"{kind}-results.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {work_dir / f'{kind}-results.json'}", file=sys.stderr)
     return 0

@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from retrievals_rag.models.backends import available_backends, export
-    from retrievals_rag.models.backends.export import copy_model_folder
+    from retrievals_rag.models.backends.exporter import copy_model_folder
     from retrievals_rag.models.backends.record import split_backend
 
     folder = Path(args.model)

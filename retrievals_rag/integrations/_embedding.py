@@ -25,7 +25,11 @@ Side = Literal["query", "document"]
 # ``AutoModelForEmbedding.from_pretrained`` options that may travel in an adapter's ``model_kwargs``. The
 # others are the adapters' own fields (device, use_fp16, instructions, normalisation), so each option has
 # exactly one place.
-MODEL_KWARGS_KEYS: frozenset[str] = frozenset({"pooling_method", "max_length", "trust_remote_code", "dtype"})
+MODEL_KWARGS_KEYS: frozenset[str] = frozenset(
+    {"pooling_method", "max_length", "trust_remote_code", "dtype", "backend"}
+)
+# Adapters serve: they load the fastest backend a folder holds on the device unless ``model_kwargs`` names one.
+DEFAULT_BACKEND = "auto"
 
 _EMBEDDING_MODULE = "retrievals_rag.models.embedding"
 _LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
@@ -102,9 +106,8 @@ def load_model(
     from retrievals_rag.models.loading import default_embedding_model_path
 
     path = default_embedding_model_path() if model_name_or_path is None else model_name_or_path
-    return AutoModelForEmbedding.from_pretrained(
-        path, device=device, use_fp16=use_fp16, **check_model_kwargs(model_kwargs)
-    )
+    options = {"backend": DEFAULT_BACKEND, **check_model_kwargs(model_kwargs)}
+    return AutoModelForEmbedding.from_pretrained(path, device=device, use_fp16=use_fp16, **options)
 
 
 def path_to_string(model_name_or_path: str | os.PathLike[str] | None) -> str | None:
@@ -200,7 +203,8 @@ class EmbedderOptions(BaseModel):
     )
     model_kwargs: dict[str, Any] = Field(
         default_factory=dict,
-        description="Other from_pretrained options: pooling_method, max_length, trust_remote_code, dtype.",
+        description="Other from_pretrained options: pooling_method, max_length, trust_remote_code, dtype, "
+        "backend (default 'auto': the fastest backend the folder holds on the device).",
     )
     query_instruction: str | None = Field(
         default=None, description="Prefix for queries ('{}' is a placeholder); None: the model's own."

@@ -60,7 +60,7 @@ RANKER_LOADERS: dict[RankerKind, RankerLoader] = {
     "cross_encoder": RankerLoader(
         "retrievals_rag.models.ranking",
         "AutoModelForRanking",
-        _COMMON_OPTIONS | _INSTRUCTIONS | {"num_labels"},
+        _COMMON_OPTIONS | _INSTRUCTIONS | {"num_labels", "backend"},
     ),
     "llm_ranker": RankerLoader(
         "retrievals_rag.models.llm_ranking",
@@ -68,7 +68,9 @@ RANKER_LOADERS: dict[RankerKind, RankerLoader] = {
         _COMMON_OPTIONS | _INSTRUCTIONS | {"prompt", "target_token"},
     ),
     "colbert": RankerLoader(
-        "retrievals_rag.models.colbert", "ColBERT", _COMMON_OPTIONS | {"colbert_dim", "query_max_length"}
+        "retrievals_rag.models.colbert",
+        "ColBERT",
+        _COMMON_OPTIONS | {"colbert_dim", "query_max_length", "backend"},
     ),
 }
 """The loader of each kind of ranker (a registry: a new kind is one entry)."""
@@ -124,6 +126,8 @@ def load_ranker(
     """Load the ranker in ``model_name_or_path`` as the kind :func:`resolve_kind` picks."""
     kind = resolve_kind(model_name_or_path, model_kind)
     options = check_ranker_kwargs(model_kwargs, kind)
+    if "backend" in RANKER_LOADERS[kind].options:  # serve with the fastest backend the folder holds
+        options.setdefault("backend", "auto")
     return RANKER_LOADERS[kind].load(model_name_or_path, device=device, use_fp16=use_fp16, **options)
 
 
@@ -259,7 +263,8 @@ class RankerOptions(BaseModel):
     )
     model_kwargs: dict[str, Any] = Field(
         default_factory=dict,
-        description="Other from_pretrained options of the model's kind (max_length, dtype, ...).",
+        description="Other from_pretrained options of the model's kind (max_length, dtype, backend: default "
+        "'auto', the fastest backend the folder holds on the device, ...).",
     )
     top_n: int | None = Field(default=3, ge=1, description="Results kept, best first; None: all.")
     score_threshold: float | None = Field(

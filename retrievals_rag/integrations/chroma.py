@@ -95,7 +95,8 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
         document_instruction: Prefix for documents, same rules.
         normalize_embeddings: L2-normalise queries and documents alike; None: the model's setting.
         model_kwargs: Other ``from_pretrained`` options: ``pooling_method``, ``max_length``,
-            ``trust_remote_code``, ``dtype``.
+            ``trust_remote_code``, ``dtype``, ``backend`` (default ``"auto"``: the fastest backend the folder
+            holds on the device; ``"torch"`` forces the weights themselves).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; None: CUDA when available.
         use_fp16: Half precision on a GPU (the CPU falls back to float32 with a warning).
         batch_size: Most texts per forward pass; None: the model's default.

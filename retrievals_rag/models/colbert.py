@@ -480,7 +480,10 @@ class ColBERT(Ranker):
 
     # ------------------------------------------------------------------ document vector cache
     def enable_document_cache(
-        self, max_bytes: int = 2 << 30, dtype: torch.dtype | None = None
+        self,
+        max_bytes: int = 2 << 30,
+        dtype: torch.dtype | None = None,
+        path: str | os.PathLike[str] | None = None,
     ) -> DocumentVectorCache:
         """Keep every scored document's token vectors, so later queries score it by MaxSim alone.
 
@@ -490,11 +493,19 @@ class ColBERT(Ranker):
         weights change (``train()``, :meth:`load_weights`). Returns the cache (already enabled: the same one).
 
         Args:
-            max_bytes: most bytes of vectors kept; least recently used documents are forgotten beyond it.
+            max_bytes: most bytes of vectors kept in memory; least recently used documents are forgotten beyond it.
             dtype: storage type, float16 by default (float32 gives the uncached scores exactly).
+            path: also keep the vectors in this file (SQLite), so another process (a restart) reads them instead
+                of encoding the documents again; name it after
+                :func:`retrievals_rag.models.token_store.model_fingerprint` of this model.
         """
         if self.document_cache is None:
-            self.document_cache = DocumentVectorCache(max_bytes=max_bytes, dtype=dtype)
+            if path is not None:
+                from retrievals_rag.models.token_store import PersistentDocumentVectorCache
+
+                self.document_cache = PersistentDocumentVectorCache(path, max_bytes=max_bytes, dtype=dtype)
+            else:
+                self.document_cache = DocumentVectorCache(max_bytes=max_bytes, dtype=dtype)
         return self.document_cache
 
     def disable_document_cache(self) -> None:

@@ -55,8 +55,9 @@ class RagEngine:
         device: Device of the embedder and the local LLM (``"cpu"``, ``"cuda"``); None: CUDA when available for
             the embedder, the CPU for the LLM.
         reranker: Reorders retrieved candidates: any object with ``rerank(query, documents, top_k)``, or the folder
-            of one of our rankers (cross-encoder, LLM ranker or ColBERT, loaded as the kind it was saved as; a
-            ColBERT loaded from a folder caches each chunk's token vectors, so a chunk is encoded once);
+            of one of our rankers (cross-encoder, LLM ranker or ColBERT, loaded as the kind it was saved as, with
+            the fastest backend the folder holds on the device; a ColBERT loaded from a folder caches each chunk's
+            token vectors in ``data_dir/colbert-vectors``, so a chunk is encoded once, restarts included);
             None: none.
         llm: ``"smollm2"`` (local SmolLM2-135M-Instruct), ``"openai"`` (an OpenAI-compatible server, see
             ``llm_base_url``), ``"extractive"`` (no LLM), or a chat backend object.
@@ -112,12 +113,19 @@ class RagEngine:
         if isinstance(reranker, str | os.PathLike):
             from retrievals_rag.integrations._ranking import load_ranker
 
+            reranker_path = os.fspath(reranker)
             reranker = load_ranker(
-                os.fspath(reranker), model_kind="auto", device=device, use_fp16=False, model_kwargs={}
+                reranker_path, model_kind="auto", device=device, use_fp16=False, model_kwargs={}
             )
             if callable(getattr(reranker, "enable_document_cache", None)):
-                # ColBERT: a chunk's token vectors do not depend on the question; keep them between questions
-                reranker.enable_document_cache()
+                # ColBERT: a chunk's token vectors do not depend on the question; keep them between questions,
+                # and on disk beside the collections so that a restart does not encode the chunks again
+                from retrievals_rag.models.token_store import model_fingerprint
+
+                fingerprint = model_fingerprint(reranker_path, reranker.settings, reranker.backend, "float16")
+                reranker.enable_document_cache(
+                    path=self.data_dir / "colbert-vectors" / f"{fingerprint}.sqlite3"
+                )
         self.reranker = reranker
         self.top_k = top_k
         self.use_bm25 = use_bm25

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from retrievals_rag.models.backends.export import export
+from retrievals_rag.models.backends.exporter import export
 from retrievals_rag.models.backends.record import (
     BACKEND_NAMES,
     CPU_PREFERENCE,

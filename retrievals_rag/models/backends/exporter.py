@@ -117,7 +117,11 @@ def _export_onnx(module: torch.nn.Module, task: GraphTask, inputs: list[str], pa
             attention_mask: torch.Tensor,
             token_type_ids: torch.Tensor | None = None,
         ) -> torch.Tensor:
-            given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            given = {
+                "input_ids": input_ids,
+                "attention_mask": attention_mask,
+                "token_type_ids": token_type_ids,
+            }
             return getattr(self.inner(**{name: given[name] for name in inputs}), output_name)
 
     limit = int(getattr(module.config, "max_position_embeddings", 512) or 512)
