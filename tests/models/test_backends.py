@@ -195,3 +195,20 @@ def test_unknown_backend_and_quantization(exported_bert: Path) -> None:
         export(str(exported_bert), backend="onnx", quantize="int4")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="backend must be 'onnx' or 'openvino'"):
         export(str(exported_bert), backend="tflite")  # type: ignore[arg-type]
+
+
+def test_adapters_serve_with_the_fastest_backend(exported_bert: Path, tmp_path: Path) -> None:
+    pytest.importorskip("chromadb")
+    from retrievals_rag.integrations._ranking import load_ranker
+    from retrievals_rag.integrations.chroma import ChromaEmbeddingFunction
+
+    assert ChromaEmbeddingFunction(exported_bert).model.backend == "openvino-int8"
+    forced = ChromaEmbeddingFunction(exported_bert, model_kwargs={"backend": "torch"})
+    assert forced.model.backend == "torch"
+    with pytest.warns(UserWarning, match="randomly initialised"):
+        ColBERT.from_pretrained(exported_bert, device="cpu").save_pretrained(tmp_path / "colbert")
+    export(str(tmp_path / "colbert"), backend="onnx")
+    ranker = load_ranker(
+        str(tmp_path / "colbert"), model_kind="auto", device=None, use_fp16=False, model_kwargs={}
+    )
+    assert ranker.backend == "onnx"
