@@ -52,15 +52,17 @@ def judged_queries(dataset: BeirDataset, limit: int | None) -> dict[str, str]:
     return {query_id: dataset.queries[query_id] for query_id in ids[:limit]}
 
 
-def load_reranker(path: str | Path, device: str | None, max_windows: int | None = None) -> Any:
+def load_reranker(
+    path: str | Path, device: str | None, max_windows: int | None = None, backend: str = "torch"
+) -> Any:
     """The reranker saved in ``path``: ColBERT, or a cross-encoder / LLM ranker (adapter folders included),
-    scoring at most ``max_windows`` windows per document (None: the model's setting)."""
+    scoring at most ``max_windows`` windows per document (None: the model's setting), run by ``backend``."""
     from retrievals_rag import AutoModelForRanking, ColBERT
     from retrievals_rag.models.config import read_model_kind
 
     if read_model_kind(path) == "colbert":
-        return ColBERT.from_pretrained(path, device=device, max_windows=max_windows)
-    return AutoModelForRanking.from_pretrained(path, device=device, max_windows=max_windows)
+        return ColBERT.from_pretrained(path, device=device, max_windows=max_windows, backend=backend)
+    return AutoModelForRanking.from_pretrained(path, device=device, max_windows=max_windows, backend=backend)
 
 
 def rerank_run(
@@ -168,6 +170,12 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="windows scored per long document (1: truncate; default: the model's setting)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument(
+        "--backend",
+        choices=["torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "auto"],
+        default="torch",
+        help="what runs the reranker's transformer (an exported graph: see `retrievals-rag export`)",
+    )
     parser.add_argument("--output", type=Path, default=Path("runs/scifact-rerank"))
     parser.add_argument(
         "--dense-run",
@@ -235,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
             args.dense_run.write_text(json.dumps(run) + "\n", encoding="utf-8")
 
     reranker_path = train_on_qrels(args, dense) if args.train else Path(args.reranker)
-    reranker = load_reranker(reranker_path, args.device, args.max_windows)
+    reranker = load_reranker(reranker_path, args.device, args.max_windows, args.backend)
     rerank_start = time.perf_counter()
     documents = dict(zip(evaluator.document_ids, evaluator.document_texts, strict=True))
     reranked = rerank_run(reranker, run, queries, documents, args.top_k, args.batch_size)
@@ -248,7 +256,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     shown = [*SHOWN_METRICS, f"Recall@{args.top_k}"]
     print(f"\n{args.data.name} {args.split}: {len(queries)} queries, {len(documents)} documents")
     print(f"{'':<34}" + "".join(f"{name:>12}" for name in shown))
-    for label, name in (("dense (MiniLM)", "dense"), (f"reranked ({type(reranker).__name__})", "reranked")):
+    reranked_label = f"reranked ({type(reranker).__name__}, {reranker.backend})"
+    for label, name in (("dense (MiniLM)", "dense"), (reranked_label, "reranked")):
         print(f"{label:<34}" + "".join(f"{results[name][metric]:>12.4f}" for metric in shown))
     print(f"reranking {sum(len(hits) for hits in reranked.values())} pairs took {rerank_seconds:.1f}s")
     summary = {**results, "reranker": str(reranker_path), "rerank_seconds": rerank_seconds}
