@@ -1,33 +1,20 @@
 """The scoring API every ranker shares (cross-encoder, LLM reranker, ColBERT): ``compute_score`` and ``rerank``.
 
 Subclasses say how a batch of (query, document) pairs is scored; this base validates the input, batches,
-normalises and sorts, and holds what training needs of every ranker (LoRA state, checkpoint loading).
+normalises and sorts. What every model kind shares (loading, LoRA, checkpoints) is in ``models/base.py``.
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from retrievals_rag.models.embedding import (
-    DEFAULT_MAX_BATCH_SIZE,
-    DEFAULT_TOKEN_BUDGET,
-    PROGRESS_BAR_MIN_TEXTS,
-)
-from retrievals_rag.models.loading import (
-    load_saved_weights,
-)
-from retrievals_rag.models.lora import is_lora_model
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+from retrievals_rag.models.base import RetrievalModel
 
 
 @dataclass(frozen=True)
@@ -70,50 +57,13 @@ def check_pairs(pairs: Any) -> tuple[list[str], list[str], bool]:
     return queries, documents, False
 
 
-class Ranker(nn.Module, metaclass=ABCMeta):
+class Ranker(RetrievalModel, metaclass=ABCMeta):
     """The scoring API shared by every ranker: :meth:`compute_score` and :meth:`rerank`.
 
     Subclasses implement ``_score_pairs``, which scores each (query, document) pair as a float64 array.
-    They keep their transformer in ``model`` (wrapped by peft when LoRA adapters train).
+    They keep their transformer in ``model`` (wrapped by peft when LoRA adapters train); loading, LoRA and
+    checkpoint support come from :class:`~retrievals_rag.models.base.RetrievalModel`.
     """
-
-    tokenizer: PreTrainedTokenizerBase
-    model: nn.Module
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    # ------------------------------------------------------------------ training support
-    @property
-    def has_lora(self) -> bool:
-        """Whether :attr:`model` carries LoRA adapters (only they train)."""
-        return is_lora_model(self.model)
-
-    def _base_model(self) -> Any:
-        get_base_model = getattr(self.model, "get_base_model", None)  # a peft wrapper keeps LoRA inside
-        return get_base_model() if callable(get_base_model) else self.model
-
-    def load_weights(self, directory: str | os.PathLike[str]) -> None:
-        """Load weights saved by ``save_pretrained`` into this model (resuming from a checkpoint)."""
-        load_saved_weights(self.model, directory)
-
-    def activation_checkpointing_enable(
-        self,
-        activation_checkpointing_kwargs: dict[str, Any] | None = None,
-        every_n_layers: int = 1,
-        offload: bool = False,
-    ) -> None:
-        """Recompute activations in the backward pass (less memory); called by the HF Trainer."""
-        backbone = self._base_model()
-        if self.has_lora:
-            # inputs of a frozen embedding layer need gradients for checkpointed LoRA layers to get theirs
-            backbone.enable_input_require_grads()
-        backbone.activation_checkpointing_enable(
-            activation_checkpointing_kwargs=activation_checkpointing_kwargs,
-            every_n_layers=every_n_layers,
-            offload=offload,
-        )
 
     def compute_score(
         self,
@@ -232,21 +182,3 @@ class Ranker(nn.Module, metaclass=ABCMeta):
         show_progress_bar: bool | None,
     ) -> np.ndarray:
         """Scores of the pairs ``(queries[i], documents[i])``, float64."""
-
-    def _batch_options(self, batch_size: int | None, token_budget: int | None) -> dict[str, Any]:
-        kind = "cuda" if self.device.type == "cuda" else "cpu"
-        return {
-            "token_budget": token_budget or DEFAULT_TOKEN_BUDGET[kind],
-            "max_batch_size": batch_size or DEFAULT_MAX_BATCH_SIZE[kind],
-            "pad_id": self.tokenizer.pad_token_id,
-            "prefetch": kind == "cuda",
-            "pin_memory": kind == "cuda",
-        }
-
-    @staticmethod
-    def _progress(total: int, show_progress_bar: bool | None, description: str) -> Any:
-        if not (show_progress_bar or (show_progress_bar is None and total >= PROGRESS_BAR_MIN_TEXTS)):
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=description, disable=None if show_progress_bar is None else False)

@@ -20,27 +20,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from retrievals_rag.models.base import resolve_settings
 from retrievals_rag.models.batching import pad_sequences
-from retrievals_rag.models.config import (
-    CrossEncoderSettings,
-    LLMRankerSettings,
-    merge_settings,
-    read_model_kind,
-    read_settings,
-    save_settings,
-)
-from retrievals_rag.models.loading import (
-    DtypeName,
-    default_max_length,
-    is_decoder_only,
-    load_config,
-    load_model,
-    load_tokenizer,
-    resolve_device,
-    resolve_dtype,
-    resolve_model_path,
-)
+from retrievals_rag.models.config import CrossEncoderSettings, LLMRankerSettings
+from retrievals_rag.models.loading import DtypeName, default_max_length, is_decoder_only, resolve_model_path
 from retrievals_rag.models.ranker import Ranker, RerankResult, check_pairs
+from retrievals_rag.models.registry import folder_kind
 from retrievals_rag.models.windows import (
     best_per_owner,
     find_token_frame,
@@ -158,10 +143,8 @@ class PairRanker(Ranker):
         options = self._batch_options(batch_size, token_budget)
         device = self.device
         progress = self._progress(len(queries), show_progress_bar, "Scoring")
-        was_training = self.training
-        self.eval()
         try:
-            with torch.inference_mode():
+            with self.inference():
                 for start in range(0, len(queries), PAIRS_PER_CHUNK):
                     stop = min(start + PAIRS_PER_CHUNK, len(queries))
                     rows, types, owners = self._rows_of_pairs(queries[start:stop], documents[start:stop])
@@ -182,7 +165,6 @@ class PairRanker(Ranker):
                     if progress is not None:
                         progress.update(stop - start)
         finally:
-            self.train(was_training)
             if progress is not None:
                 progress.close()
         return scores
@@ -257,12 +239,11 @@ class AutoModelForRanking(PairRanker):
             dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``; overrides ``use_fp16``.
             window_stride: tokens between the starts of a long document's windows (None: half a window).
             max_windows: most windows per document (default 8; 1 truncates, as sentence-transformers does).
-            merge_lora: for an LLM ranker folder holding a LoRA adapter, fold it into the base weights
-                (see :meth:`LLMRanker.from_pretrained`).
+            merge_lora: for a folder holding a LoRA adapter (saved after LoRA training; its base model is found
+                from the adapter's config), fold the adapter into the base weights. Both give the same scores.
         """
         path = resolve_model_path(model_name_or_path)
-        kind = read_model_kind(path) if Path(path).is_dir() else None
-        if causal_lm or kind == "llm_ranker":
+        if causal_lm or folder_kind(path) == "llm_ranker":
             if num_labels not in (None, 1):
                 raise ValueError(f"an LLM ranker scores with one token's logit; num_labels={num_labels}")
             from retrievals_rag.models.llm_ranking import LLMRanker
@@ -280,14 +261,12 @@ class AutoModelForRanking(PairRanker):
                 max_windows=max_windows,
                 merge_lora=merge_lora,
             )
-        saved = read_settings(path, CrossEncoderSettings) if kind == "cross_encoder" else None
-        config = load_config(path, trust_remote_code)
-        tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
-        architectures = getattr(config, "architectures", None) or []
+        folder = cls._open_folder(path, trust_remote_code=trust_remote_code)
+        architectures = getattr(folder.config, "architectures", None) or []
         has_head = any(name.endswith("ForSequenceClassification") for name in architectures)
-        settings: CrossEncoderSettings = merge_settings(
+        settings = resolve_settings(
             CrossEncoderSettings,
-            {
+            explicit={
                 "max_length": max_length,
                 "num_labels": num_labels,
                 "query_instruction": query_instruction,
@@ -295,25 +274,25 @@ class AutoModelForRanking(PairRanker):
                 "window_stride": window_stride,
                 "max_windows": max_windows,
             },
-            saved,
-            {
-                "max_length": default_max_length(tokenizer, config),
-                "num_labels": int(config.num_labels) if has_head else 1,
+            saved=folder.saved,
+            defaults={
+                "max_length": default_max_length(folder.tokenizer, folder.config),
+                "num_labels": int(folder.config.num_labels) if has_head else 1,
             },
         )
-        resolved_device = resolve_device(device)
-        model = load_model(
-            path,
+        model = cls._load_transformer(
+            folder,
             task="sequence_classification",
-            dtype=resolve_dtype(resolved_device, use_fp16, dtype),
-            device=resolved_device,
-            trust_remote_code=trust_remote_code,
+            device=device,
+            use_fp16=use_fp16,
+            dtype=dtype,
+            merge_lora=merge_lora,
             num_labels=settings.num_labels,
         )
-        if is_decoder_only(model.config) and model.config.pad_token_id is None:
+        if is_decoder_only(folder.config) and model.config.pad_token_id is None:
             # Decoder classification heads find each row's last token through the pad id.
-            model.config.pad_token_id = tokenizer.pad_token_id
-        return cls(model, tokenizer, settings)
+            model.config.pad_token_id = folder.tokenizer.pad_token_id
+        return cls(model, folder.tokenizer, settings)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -371,28 +350,31 @@ class AutoModelForRanking(PairRanker):
         )
 
     # ------------------------------------------------------------------ saving
-    def save_pretrained(self, save_directory: str | os.PathLike[str]) -> None:
+    def save_pretrained(self, save_directory: str | os.PathLike[str], merge_lora: bool = False) -> None:
         """Write weights (safetensors), tokenizer and settings.
 
         The folder loads here with the same settings, and in ``sentence_transformers.CrossEncoder(folder)``
         with the same scores: its tokenizer's maximum length is ``max_length`` and its activation is the
         identity, so ``predict`` returns the logits that :meth:`compute_score` returns (for inputs that fit in
-        one window; pass ``activation_fn=torch.nn.Sigmoid()`` to match ``normalize=True``).
+        one window; pass ``activation_fn=torch.nn.Sigmoid()`` to match ``normalize=True``). A model with a LoRA
+        adapter saves the adapter (and its head) alone, or with ``merge_lora=True`` a full merged model.
         """
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(directory)
+        transformer, full = self._transformer_to_save(merge_lora)
+        transformer.save_pretrained(directory)
         saved_limit = self.tokenizer.model_max_length
         self.tokenizer.model_max_length = self.settings.max_length
         try:
             self.tokenizer.save_pretrained(directory)
         finally:
             self.tokenizer.model_max_length = saved_limit
-        config_path = directory / "config.json"
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        config["sentence_transformers"] = {"activation_fn": _ST_IDENTITY}
-        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        save_settings(directory, self.settings, model_kind="cross_encoder")
+        if full:
+            config_path = directory / "config.json"
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+            config["sentence_transformers"] = {"activation_fn": _ST_IDENTITY}
+            config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        self._save_settings(directory)
         if self.settings.query_instruction or self.settings.document_instruction:
             warnings.warn(
                 "sentence-transformers' CrossEncoder does not apply this model's instructions: its scores "
@@ -400,6 +382,11 @@ class AutoModelForRanking(PairRanker):
                 UserWarning,
                 stacklevel=2,
             )
+
+    def _lora_modules_to_save(self) -> tuple[str, ...]:
+        # the classification head is fresh (or task-specific): it trains fully beside the adapters
+        names = {name for name, _ in self._base_model().named_children()}
+        return tuple(head for head in ("classifier", "score") if head in names)
 
     def __repr__(self) -> str:
         return (
