@@ -178,7 +178,7 @@ def folder_kind(path: str | os.PathLike[str]) -> ModelKind | None:
 
 
 def _article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
+    return "an" if word[0] in "aeiou" or word.startswith("llm") else "a"
 
 
 def check_folder_kind(path: str | os.PathLike[str], expected: str, *, accept: tuple[str, ...] = ()) -> None:
