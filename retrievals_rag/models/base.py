@@ -109,6 +109,34 @@ class ModelFolder:
     trust_remote_code: bool
 
 
+class Progress:
+    """A progress bar that may be off: ``update`` and ``close`` do nothing without one.
+
+    Args:
+        total: items to go through.
+        show_progress_bar: True shows a bar, False never; None shows one for 1,000 items or more, on a terminal.
+        description: the bar's label.
+    """
+
+    def __init__(self, total: int, show_progress_bar: bool | None, description: str) -> None:
+        self._bar: Any = None
+        if show_progress_bar or (show_progress_bar is None and total >= PROGRESS_BAR_MIN_TEXTS):
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=total, desc=description, disable=None if show_progress_bar is None else False
+            )
+
+    def update(self, count: int) -> None:
+        if self._bar is not None:
+            self._bar.update(count)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
 class RetrievalModel(nn.Module):
     """The shared base of :class:`~retrievals_rag.AutoModelForEmbedding`, the rankers and ColBERT.
 
@@ -205,15 +233,38 @@ class RetrievalModel(nn.Module):
         return next(self.parameters()).device
 
     @contextmanager
-    def inference(self) -> Iterator[None]:
-        """Eval mode and no autograd for the block; the previous mode (train or eval) is restored after it."""
+    def inference(
+        self, total: int = 0, show_progress_bar: bool | None = None, description: str = ""
+    ) -> Iterator[Progress]:
+        """Eval mode and no autograd for the block; the previous mode (train or eval) is restored after it.
+
+        Yields a :class:`Progress` over ``total`` items: a bar when ``show_progress_bar`` asks for one (None: for
+        1,000 items or more, on a terminal), closed when the block ends.
+        """
         was_training = self.training
+        progress = Progress(total, show_progress_bar, description)
         self.eval()
         try:
             with torch.inference_mode():
-                yield
+                yield progress
         finally:
             self.train(was_training)
+            progress.close()
+
+    def _transformer_inputs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> dict[str, Any]:
+        """The transformer's keyword inputs; a batch without padding gets no mask (SDPA's fastest kernel)."""
+        inputs: dict[str, Any] = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask if bool((attention_mask == 0).any()) else None,
+        }
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        return inputs
 
     def _batch_options(self, batch_size: int | None, token_budget: int | None) -> dict[str, Any]:
         """Token-budget batching options for this model's device (the defaults above unless given)."""
@@ -225,15 +276,6 @@ class RetrievalModel(nn.Module):
             "prefetch": kind == "cuda",
             "pin_memory": kind == "cuda",
         }
-
-    @staticmethod
-    def _progress(total: int, show_progress_bar: bool | None, description: str) -> Any:
-        """A tqdm bar when asked for, or by default for long inputs on a terminal; None otherwise."""
-        if not (show_progress_bar or (show_progress_bar is None and total >= PROGRESS_BAR_MIN_TEXTS)):
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=description, disable=None if show_progress_bar is None else False)
 
     # ------------------------------------------------------------------ LoRA
     @property

@@ -302,9 +302,8 @@ class ColBERT(LateInteractionScoring, Ranker):
             kind: ``"query"`` or ``"document"`` (documents mask punctuation).
         """
         mask = self.token_mask(input_ids, attention_mask, kind)
-        padded = bool((attention_mask == 0).any())
         hidden = self.model(
-            input_ids=input_ids, attention_mask=attention_mask if padded else None
+            **self._transformer_inputs(input_ids, attention_mask)
         ).last_hidden_state  # (batch, seq_len, hidden)
         vectors = self.colbert_linear(hidden)  # (batch, seq_len, colbert_dim)
         return TokenEmbeddings(torch.nn.functional.normalize(vectors.float(), dim=-1), mask)
@@ -397,20 +396,14 @@ class ColBERT(LateInteractionScoring, Ranker):
                 raise TypeError(f"texts[{index}] is {type(text).__name__}, expected str")
         rows = self.tokenize_queries(items) if kind == "query" else self.tokenize_documents(items)
         output: list[np.ndarray] = [np.empty((0, self.colbert_dim), dtype=np.float32)] * len(items)
-        progress = self._progress(len(items), show_progress_bar, "Encoding")
-        try:
-            with self.inference():
-                for positions, encoded in self._encode_rows(
-                    rows, kind, self._batch_options(batch_size, token_budget)
-                ):
-                    vectors, mask = encoded.embeddings.cpu(), encoded.mask.cpu()
-                    for row, position in enumerate(positions):
-                        output[int(position)] = vectors[row][mask[row]].numpy()
-                    if progress is not None:
-                        progress.update(len(positions))
-        finally:
-            if progress is not None:
-                progress.close()
+        with self.inference(len(items), show_progress_bar, "Encoding") as progress:
+            for positions, encoded in self._encode_rows(
+                rows, kind, self._batch_options(batch_size, token_budget)
+            ):
+                vectors, mask = encoded.embeddings.cpu(), encoded.mask.cpu()
+                for row, position in enumerate(positions):
+                    output[int(position)] = vectors[row][mask[row]].numpy()
+                progress.update(len(positions))
         return output[0] if single else output
 
     def encode_queries(

@@ -132,18 +132,12 @@ class LateInteractionScoring:
                 raise TypeError(f"documents[{index}] is {type(document).__name__}, expected str")
         missing = [document for document in dict.fromkeys(documents) if document not in cache]
         options = self._batch_options(batch_size, token_budget)
-        progress = self._progress(len(missing), show_progress_bar, "Encoding documents")
-        try:
-            with self.inference():
-                for start in range(0, len(missing), DOCUMENTS_PER_CHUNK):
-                    chunk = missing[start : start + DOCUMENTS_PER_CHUNK]
-                    for document, windows in zip(chunk, self._document_vectors(chunk, options), strict=True):
-                        cache.put(document, windows)
-                    if progress is not None:
-                        progress.update(len(chunk))
-        finally:
-            if progress is not None:
-                progress.close()
+        with self.inference(len(missing), show_progress_bar, "Encoding documents") as progress:
+            for start in range(0, len(missing), DOCUMENTS_PER_CHUNK):
+                chunk = missing[start : start + DOCUMENTS_PER_CHUNK]
+                for document, windows in zip(chunk, self._document_vectors(chunk, options), strict=True):
+                    cache.put(document, windows)
+                progress.update(len(chunk))
         return len(missing)
 
     def _window_rows(self, documents: list[str], first: int = 0) -> tuple[list[list[int]], list[int]]:
@@ -214,36 +208,26 @@ class LateInteractionScoring:
             pairs_of_document[document_index[document]].append(pair)
         scores = np.full(len(queries), -np.inf, dtype=np.float64)
         cache = self._current_cache()
-        progress = self._progress(len(unique_documents), show_progress_bar, "Scoring")
-        try:
-            with self.inference():
-                query_vectors = self._encode_queries_padded(self.tokenize_queries(unique_queries), options)
-                if cache is None:
-                    batches = self._streamed_batches(unique_documents, options)
-                else:
-                    found = [cache.get(document) for document in unique_documents]
-                    missing = [index for index, vectors in enumerate(found) if vectors is None]
-                    for start in range(0, len(missing), DOCUMENTS_PER_CHUNK):
-                        chunk = missing[start : start + DOCUMENTS_PER_CHUNK]
-                        encoded = self._document_vectors([unique_documents[i] for i in chunk], options)
-                        for index, vectors in zip(chunk, encoded, strict=True):
-                            # kept for this call even where a small cache cannot hold them all
-                            found[index] = cache.put(unique_documents[index], vectors)
-                    windows = [
-                        (index, matrix) for index, vectors in enumerate(found) for matrix in vectors or []
-                    ]
-                    batches = self._cached_batches(windows, options)
-                seen: set[int] = set()
-                for owners, encoded in batches:
-                    self._score_batch(
-                        query_vectors, encoded, owners, pairs_of_document, query_of_pair, scores
-                    )
-                    if progress is not None:
-                        progress.update(len(set(owners) - seen))
-                        seen.update(owners)
-        finally:
-            if progress is not None:
-                progress.close()
+        with self.inference(len(unique_documents), show_progress_bar, "Scoring") as progress:
+            query_vectors = self._encode_queries_padded(self.tokenize_queries(unique_queries), options)
+            if cache is None:
+                batches = self._streamed_batches(unique_documents, options)
+            else:
+                found = [cache.get(document) for document in unique_documents]
+                missing = [index for index, vectors in enumerate(found) if vectors is None]
+                for start in range(0, len(missing), DOCUMENTS_PER_CHUNK):
+                    chunk = missing[start : start + DOCUMENTS_PER_CHUNK]
+                    encoded = self._document_vectors([unique_documents[i] for i in chunk], options)
+                    for index, vectors in zip(chunk, encoded, strict=True):
+                        # kept for this call even where a small cache cannot hold them all
+                        found[index] = cache.put(unique_documents[index], vectors)
+                windows = [(index, matrix) for index, vectors in enumerate(found) for matrix in vectors or []]
+                batches = self._cached_batches(windows, options)
+            seen: set[int] = set()
+            for owners, encoded in batches:
+                self._score_batch(query_vectors, encoded, owners, pairs_of_document, query_of_pair, scores)
+                progress.update(len(set(owners) - seen))
+                seen.update(owners)
         return scores
 
     def _encode_queries_padded(self, rows: list[list[int]], options: dict[str, Any]) -> TokenEmbeddings:

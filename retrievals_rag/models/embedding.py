@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -228,11 +228,7 @@ class AutoModelForEmbedding(RetrievalModel):
             token_type_ids: optional, for models that take them.
             normalize: L2-normalise; None uses the model's setting.
         """
-        inputs: dict[str, torch.Tensor | bool | None] = {"input_ids": input_ids}
-        # A batch with no padding needs no mask, which lets SDPA take its fastest kernel.
-        inputs["attention_mask"] = attention_mask if bool((attention_mask == 0).any()) else None
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
+        inputs = self._transformer_inputs(input_ids, attention_mask, token_type_ids)
         if self._decoder_only:
             inputs["use_cache"] = False
         hidden = self.model(**inputs).last_hidden_state  # (batch, seq_len, dim)
@@ -256,30 +252,6 @@ class AutoModelForEmbedding(RetrievalModel):
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     # ------------------------------------------------------------------ encoding
-    @overload
-    def encode(
-        self,
-        texts: str,
-        *,
-        instruction: str | None = ...,
-        batch_size: int | None = ...,
-        token_budget: int | None = ...,
-        convert_to: OutputFormat = ...,
-        normalize_embeddings: bool | None = ...,
-        show_progress_bar: bool | None = ...,
-    ) -> Any: ...
-    @overload
-    def encode(
-        self,
-        texts: Sequence[str],
-        *,
-        instruction: str | None = ...,
-        batch_size: int | None = ...,
-        token_budget: int | None = ...,
-        convert_to: OutputFormat = ...,
-        normalize_embeddings: bool | None = ...,
-        show_progress_bar: bool | None = ...,
-    ) -> Any: ...
     def encode(
         self,
         texts: str | Sequence[str],
@@ -316,23 +288,17 @@ class AutoModelForEmbedding(RetrievalModel):
         device = self.device
         options = self._batch_options(batch_size, token_budget)
         output = torch.empty((len(items), self.embedding_dimension), dtype=torch.float32)
-        progress = self._progress(len(items), show_progress_bar, "Encoding")
-        try:
-            with self.inference():
-                for batch in iter_token_batches(
-                    items, self.tokenize_ids, padding_side=self.tokenizer.padding_side, **options
-                ):
-                    embeddings = self(
-                        batch.input_ids.to(device, non_blocking=True),
-                        batch.attention_mask.to(device, non_blocking=True),
-                        normalize=normalize_embeddings,
-                    )
-                    output[torch.from_numpy(batch.positions)] = embeddings.float().cpu()
-                    if progress is not None:
-                        progress.update(len(batch.positions))
-        finally:
-            if progress is not None:
-                progress.close()
+        with self.inference(len(items), show_progress_bar, "Encoding") as progress:
+            for batch in iter_token_batches(
+                items, self.tokenize_ids, padding_side=self.tokenizer.padding_side, **options
+            ):
+                embeddings = self(
+                    batch.input_ids.to(device, non_blocking=True),
+                    batch.attention_mask.to(device, non_blocking=True),
+                    normalize=normalize_embeddings,
+                )
+                output[torch.from_numpy(batch.positions)] = embeddings.float().cpu()
+                progress.update(len(batch.positions))
         result: np.ndarray | torch.Tensor = output.numpy() if convert_to == "numpy" else output
         return result[0] if single else result
 

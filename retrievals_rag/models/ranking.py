@@ -142,31 +142,25 @@ class PairRanker(Ranker):
         scores = np.empty(len(queries), dtype=np.float64)
         options = self._batch_options(batch_size, token_budget)
         device = self.device
-        progress = self._progress(len(queries), show_progress_bar, "Scoring")
-        try:
-            with self.inference():
-                for start in range(0, len(queries), PAIRS_PER_CHUNK):
-                    stop = min(start + PAIRS_PER_CHUNK, len(queries))
-                    rows, types, owners = self._rows_of_pairs(queries[start:stop], documents[start:stop])
-                    row_scores = np.empty(len(rows), dtype=np.float32)
-                    for batch in iter_row_batches(rows, padding_side=self._padding_side, **options):
-                        token_type_ids = None
-                        if types[0] is not None:
-                            token_type_ids = pad_sequences(
-                                [types[i] for i in batch.positions], 0, self._padding_side
-                            )[0].to(device, non_blocking=True)
-                        batch_scores = self._forward_batch(
-                            batch.input_ids.to(device, non_blocking=True),
-                            batch.attention_mask.to(device, non_blocking=True),
-                            token_type_ids,
-                        )
-                        row_scores[batch.positions] = batch_scores.float().cpu().numpy()
-                    scores[start:stop] = best_per_owner(owners, row_scores, stop - start)
-                    if progress is not None:
-                        progress.update(stop - start)
-        finally:
-            if progress is not None:
-                progress.close()
+        with self.inference(len(queries), show_progress_bar, "Scoring") as progress:
+            for start in range(0, len(queries), PAIRS_PER_CHUNK):
+                stop = min(start + PAIRS_PER_CHUNK, len(queries))
+                rows, types, owners = self._rows_of_pairs(queries[start:stop], documents[start:stop])
+                row_scores = np.empty(len(rows), dtype=np.float32)
+                for batch in iter_row_batches(rows, padding_side=self._padding_side, **options):
+                    token_type_ids = None
+                    if types[0] is not None:
+                        token_type_ids = pad_sequences(
+                            [types[i] for i in batch.positions], 0, self._padding_side
+                        )[0].to(device, non_blocking=True)
+                    batch_scores = self._forward_batch(
+                        batch.input_ids.to(device, non_blocking=True),
+                        batch.attention_mask.to(device, non_blocking=True),
+                        token_type_ids,
+                    )
+                    row_scores[batch.positions] = batch_scores.float().cpu().numpy()
+                scores[start:stop] = best_per_owner(owners, row_scores, stop - start)
+                progress.update(stop - start)
         return scores
 
 
@@ -316,12 +310,9 @@ class AutoModelForRanking(PairRanker):
         Returns:
             The logit (``num_labels == 1``) or ``logit[1] - logit[0]`` (``num_labels == 2``).
         """
-        inputs: dict[str, torch.Tensor | None] = {"input_ids": input_ids}
-        # A batch with no padding needs no mask, which lets SDPA take its fastest kernel.
-        inputs["attention_mask"] = attention_mask if bool((attention_mask == 0).any()) else None
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
-        logits = self.model(**inputs).logits  # (batch, num_labels)
+        logits = self.model(
+            **self._transformer_inputs(input_ids, attention_mask, token_type_ids)
+        ).logits  # (batch, num_labels)
         if self.settings.num_labels == 1:
             return logits[:, 0]
         return logits[:, 1] - logits[:, 0]
