@@ -23,7 +23,7 @@ from retrievals_rag.models.base import resolve_settings
 from retrievals_rag.models.config import LLMRankerSettings
 from retrievals_rag.models.loading import DtypeName, default_max_length
 from retrievals_rag.models.pooling import pool
-from retrievals_rag.models.ranking import PairRanker
+from retrievals_rag.models.ranker import PairRanker
 from retrievals_rag.models.windows import find_token_frame, instruction_ids, tokenize_content
 
 if TYPE_CHECKING:
