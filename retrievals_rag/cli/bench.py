@@ -253,10 +253,10 @@ def run_backends(args: argparse.Namespace, kind: str) -> int:
                 ours_folder, device="cpu", backend=backend, max_windows=1
             )
 
-            def work(model: Any = ranker) -> Any:
-                return model.compute_score(inputs)
+            def work(model: Any = ranker, items: list[Any] = inputs) -> Any:
+                return model.compute_score(items)
 
-        work()  # warm-up, as the workers do
+        work(items=inputs[:64])  # warm-up, as the workers do
         contenders.append(in_process(f"retrievals_rag {backend}", work))
     for backend in st_backends:
         setup = {
