@@ -240,9 +240,9 @@ def run_backends(args: argparse.Namespace, kind: str) -> int:
         if kind == "encode":
             ours = AutoModelForEmbedding.from_pretrained(ours_folder, device="cpu", backend=backend)
 
-            def work(model: Any = ours) -> Any:
+            def work(model: Any = ours, items: list[Any] = inputs) -> Any:
                 return model.encode(
-                    inputs,
+                    items,
                     batch_size=args.batch_size,
                     token_budget=args.token_budget,
                     show_progress_bar=False,

@@ -63,8 +63,10 @@ def st_worker(
     """A sentence-transformers contender in its own process (``st_worker.py`` run by ``python``)."""
     import numpy as np
 
+    setup_file = output.with_suffix(".setup.json")
+    setup_file.write_text(json.dumps({**setup, "output": str(output)}), encoding="utf-8")
     process = subprocess.Popen(
-        [python, str(WORKER), json.dumps({**setup, "output": str(output)})],
+        [python, str(WORKER), str(setup_file)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -2,7 +2,7 @@
 
 Run by file path with any Python that has sentence-transformers (its ONNX / OpenVINO backends need optimum,
 which may live in another environment than this package: ``bench --st-python``). It imports nothing from
-retrievals_rag. Protocol: one JSON line of setup on the command line; then for each line ``run`` on stdin it
+retrievals_rag. Protocol: the path of a JSON setup file on the command line; then for each line ``run`` on stdin it
 encodes (or scores) the inputs once and answers one JSON line ``{"seconds": ...}``; the first run's output is
 saved to ``output`` (``.npy``) for the comparison of vectors / scores. Errors are answered as
 ``{"error": "..."}`` and end the worker.
@@ -59,7 +59,7 @@ def _load(kind: str, model: str, backend: str, calibration: list[str]) -> Any:
 
 
 def main() -> int:
-    setup = json.loads(sys.argv[1])
+    setup = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
     try:
         model = _load(setup["kind"], setup["model"], setup["backend"], setup.get("calibration", []))
         inputs = json.loads(Path(setup["inputs"]).read_text(encoding="utf-8"))

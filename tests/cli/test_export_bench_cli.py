@@ -5,7 +5,6 @@ lack: the contender is then reported as unavailable and the others still run).""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -53,8 +52,10 @@ def test_bench_backends(
         with pytest.warns(UserWarning, match="randomly initialised"):
             AutoModelForRanking.from_pretrained(tiny_bert_path, device="cpu").save_pretrained(model)
         sizes = ["--queries", "2", "--candidates", "5"]
-    else:
-        shutil.copytree(tiny_bert_path, model)
+    else:  # saved by us: the sentence-transformers layout (pooling, Normalize) comes with it
+        from retrievals_rag import AutoModelForEmbedding
+
+        AutoModelForEmbedding.from_pretrained(tiny_bert_path, device="cpu").save_pretrained(model)
         sizes = ["--n-docs", "12"]
     work = tmp_path / "work"
     arguments = ["bench", kind, "--data", str(SCIFACT_SUBSET), "--model", str(model), *sizes, "--rounds", "2"]
