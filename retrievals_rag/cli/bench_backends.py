@@ -73,7 +73,19 @@ def st_worker(
         text=True,
     )
     assert process.stdout is not None and process.stdin is not None
-    reply = json.loads(process.stdout.readline() or '{"error": "the worker exited"}')
+
+    def answer() -> dict[str, Any]:
+        """The worker's next protocol line (a JSON object); anything else a library printed is skipped."""
+        for line in process.stdout:  # type: ignore[union-attr]
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                return value
+        return {"error": f"the worker exited (code {process.wait()})"}
+
+    reply = answer()
 
     def close() -> None:
         if process.poll() is None:
@@ -83,10 +95,10 @@ def st_worker(
     def run() -> float:
         process.stdin.write("run\n")  # type: ignore[union-attr]
         process.stdin.flush()  # type: ignore[union-attr]
-        answer = json.loads(process.stdout.readline() or '{"error": "the worker exited"}')  # type: ignore[union-attr]
-        if "error" in answer:
-            raise RuntimeError(f"{name}: {answer['error']}")
-        return float(answer["seconds"])
+        reply = answer()
+        if "error" in reply:
+            raise RuntimeError(f"{name}: {reply['error']}")
+        return float(reply["seconds"])
 
     def result() -> Any:
         return np.load(output) if output.is_file() else None

@@ -59,6 +59,9 @@ def _load(kind: str, model: str, backend: str, calibration: list[str]) -> Any:
 
 
 def main() -> int:
+    # the libraries print to stdout (export and quantization reports): keep stdout for the protocol's lines
+    protocol = sys.stdout
+    sys.stdout = sys.stderr
     setup = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
     try:
         model = _load(setup["kind"], setup["model"], setup["backend"], setup.get("calibration", []))
@@ -75,9 +78,9 @@ def main() -> int:
 
         work(inputs[:64])  # warm-up: kernels, allocator, tokenizer caches
     except Exception as error:
-        print(json.dumps({"error": f"{type(error).__name__}: {error}"}), flush=True)
+        print(json.dumps({"error": f"{type(error).__name__}: {error}"}), file=protocol, flush=True)
         return 1
-    print(json.dumps({"ready": True}), flush=True)
+    print(json.dumps({"ready": True}), file=protocol, flush=True)
     first = True
     for line in sys.stdin:
         if line.strip() != "run":
@@ -90,7 +93,7 @@ def main() -> int:
 
             np.save(setup["output"], np.asarray(result, dtype=np.float32))
             first = False
-        print(json.dumps({"seconds": seconds}), flush=True)
+        print(json.dumps({"seconds": seconds}), file=protocol, flush=True)
     return 0
 
 
