@@ -30,17 +30,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="drop retrieved documents whose id is the query id",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="check every query record and stop on an empty query (default: records the split does not use "
+        "are not checked, and the split's empty queries are skipped with a warning and counted)",
+    )
     parser.add_argument("--output-json", type=Path, default=None, help="also write the results to this file")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from retrievals_rag.evaluation.beir import load_beir
     from retrievals_rag.evaluation.evaluator import RetrievalEvaluator
 
     start = time.perf_counter()
-    evaluator = RetrievalEvaluator.from_beir(
-        args.data,
-        args.split,
+    dataset = load_beir(args.data, args.split, strict=args.strict)
+    evaluator = RetrievalEvaluator(
+        dataset.corpus,
+        dataset.queries,
+        dataset.qrels,
         k_values=args.k,
         score_function=args.score_function,
         batch_size=args.batch_size,
@@ -48,11 +57,13 @@ def run(args: argparse.Namespace) -> int:
         ignore_identical_ids=args.ignore_identical_ids,
     )
     model = load_embedder(args)
+    skipped = len(dataset.skipped_queries)
     print(
         f"model: {args.model or 'packaged all-MiniLM-L6-v2'} ({model.pooling_method} pooling, "
         f"max_length {model.max_length}, {model.device})\n"
         f"data: {args.data} [{args.split}]: {len(evaluator.query_ids)} queries, "
-        f"{len(evaluator.document_ids)} documents",
+        f"{len(evaluator.document_ids)} documents"
+        + (f", {skipped} empty quer{'y' if skipped == 1 else 'ies'} skipped" if skipped else ""),
         file=sys.stderr,
     )
     result = evaluator.evaluate(model)
@@ -67,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             "split": args.split,
             "num_queries": len(evaluator.query_ids),
             "num_documents": len(evaluator.document_ids),
+            "num_skipped_queries": skipped,
             "metrics": result.metrics,
             "timings": {**result.timings, "total": total},
         }
