@@ -237,7 +237,7 @@ class RagEngine:
                     top_k=self.top_k,
                     use_bm25=bm25,
                     reranker=self.reranker if with_reranker else None,
-                    rerank_candidates=self.rerank_candidates,
+                    candidates=self.rerank_candidates,
                 )
                 self._retrievers[key] = retriever
             return retriever
