@@ -56,16 +56,14 @@ def show_error(what: str, error: BaseException) -> None:
 
 
 def show_sources(sources: list[dict[str, Any]]) -> None:
-    """The numbered sources of an answer: label (file, page), score and the chunk's text."""
+    """The numbered sources of an answer: label (file, page), relevance as the engine describes it, text."""
     with st.expander(f"Sources ({len(sources)})", expanded=False):
         if not sources:
             st.text("No passage matched the question.")
         for source in sources:
             st.markdown(
-                f"**\\[{source['number']}\\]** {plain(source['label'])} · score {source['score']:.3f}"
+                f"**\\[{source['number']}\\]** {plain(source['label'])} · {plain(source['relevance'])}"
             )
-            if source.get("rerank_score") is not None:
-                st.caption(f"retrieval score {source['retrieval_score']:.3f}")
             st.code(source["text"], language=None, wrap_lines=True)
 
 
@@ -298,9 +296,7 @@ def chat(engine: RagEngine, collection: str, top_k: int, use_bm25: bool) -> None
             {
                 "number": citation.number,
                 "label": citation.label,
-                "score": citation.chunk.score,
-                "retrieval_score": citation.chunk.retrieval_score,
-                "rerank_score": citation.chunk.rerank_score,
+                "relevance": citation.chunk.describe(),
                 "text": citation.chunk.text,
             }
             for citation in stream.citations

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
 from retrievals_rag.rag.generate import (
-    DEFAULT_SYSTEM_PROMPT,
     AnswerStream,
     ChatBackend,
     ExtractiveAnswer,
     answer,
 )
+from retrievals_rag.rag.grounding import EmbeddingScorer
 from retrievals_rag.rag.indexing import IndexReport, ProgressCallback, index_paths, index_uploads
 from retrievals_rag.rag.loaders import DEFAULT_MAX_BYTES
 from retrievals_rag.rag.retrieve import Reranker, RetrievedChunk, Retriever
@@ -124,7 +124,8 @@ class RagEngine:
         self.rerank_candidates = rerank_candidates
         self.fallback_to_extractive = fallback_to_extractive
         self.max_file_bytes = max_file_bytes
-        self.system_prompt = DEFAULT_SYSTEM_PROMPT
+        self.system_prompt: str | None = None  # None: the answer mode's own (generate.GROUNDED_SYSTEM_PROMPT)
+        self._sentence_scorer: EmbeddingScorer | None = None
         self._retrievers: dict[tuple[str, bool, bool], Retriever] = {}
         self._lock = threading.Lock()
 
@@ -286,7 +287,15 @@ class RagEngine:
             backend if backend is not None else self.backend,
             fallback=self.fallback_to_extractive,
             system_prompt=self.system_prompt,
+            scorer=self.sentence_scorer,
         )
+
+    @property
+    def sentence_scorer(self) -> EmbeddingScorer:
+        """Scores the sentences of the sources against a question (the embedder's cosine similarity)."""
+        if self._sentence_scorer is None:
+            self._sentence_scorer = EmbeddingScorer(self.embedder)
+        return self._sentence_scorer
 
     def __repr__(self) -> str:
         return f"RagEngine(store={self.store!r}, backend={self.backend!r}, reranker={self.reranker!r})"

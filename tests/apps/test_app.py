@@ -116,7 +116,7 @@ def test_upload_index_ask_with_sources(app_env: None) -> None:
     sources = [expander for expander in at.main.expander if expander.label.startswith("Sources")]
     assert sources, [expander.label for expander in at.expander]
     labels = [unescape(text) for text in values(sources[-1].markdown)]
-    assert labels[0].startswith("**[1]** eiffel.txt · score "), labels
+    assert labels[0].startswith("**[1]** eiffel.txt · cosine similarity 0."), labels
     assert EIFFEL.decode() in values(sources[-1].code)
 
     # The conversation is kept: a second question is answered below the first.

@@ -165,7 +165,7 @@ def test_upload_index_and_ask_in_chromium(
             # The sentence is in the answer and, once rendered, in the Sources expander too: check the answer.
             expect(answer.get_by_text("magma from the mantle rises", exact=False).first).to_be_visible()
             answer.get_by_text("Sources (", exact=False).first.click()
-            expect(answer.get_by_text("volcano.txt · score", exact=False)).to_be_visible()
+            expect(answer.get_by_text("volcano.txt · cosine similarity", exact=False)).to_be_visible()
             expect(answer.get_by_test_id("stCode").first).to_contain_text("magma from the mantle")
             page.wait_for_timeout(500)  # the expander's opening animation
             page.screenshot(path=str(screenshot), full_page=True)
