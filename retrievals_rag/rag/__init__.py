@@ -12,7 +12,6 @@ Names are resolved lazily: ``import retrievals_rag.rag`` loads neither torch, tr
 Modules: :mod:`~retrievals_rag.rag.loaders` (files to text), :mod:`~retrievals_rag.rag.chunking` (token-sized
 chunks with content ids), :mod:`~retrievals_rag.rag.store` (Chroma), :mod:`~retrievals_rag.rag.indexing` (bulk,
 resumable), :mod:`~retrievals_rag.rag.retrieve` (dense, BM25 fusion, reranking),
-:mod:`~retrievals_rag.rag.grounding` (sentences scored against the question, the relevance floor),
 :mod:`~retrievals_rag.rag.generate` (prompt, citations, extractive answers), :mod:`~retrievals_rag.rag.llm`
 (SmolLM2 through transformers, OpenAI-compatible servers), :mod:`~retrievals_rag.rag.engine` (the facade).
 """
@@ -45,10 +44,6 @@ _LAZY_NAMES: dict[str, str] = {
     "index_documents": "retrievals_rag.rag.indexing",
     "index_paths": "retrievals_rag.rag.indexing",
     "index_uploads": "retrievals_rag.rag.indexing",
-    "EmbeddingScorer": "retrievals_rag.rag.grounding",
-    "RerankerScorer": "retrievals_rag.rag.grounding",
-    "SentenceScorer": "retrievals_rag.rag.grounding",
-    "RelevanceScale": "retrievals_rag.rag.retrieve",
     "Reranker": "retrievals_rag.rag.retrieve",
     "RetrievedChunk": "retrievals_rag.rag.retrieve",
     "Retriever": "retrievals_rag.rag.retrieve",
@@ -58,7 +53,6 @@ _LAZY_NAMES: dict[str, str] = {
     "Citation": "retrievals_rag.rag.generate",
     "ExtractiveAnswer": "retrievals_rag.rag.generate",
     "GenerationError": "retrievals_rag.rag.generate",
-    "NOT_IN_DOCUMENTS_ANSWER": "retrievals_rag.rag.generate",
     "answer": "retrievals_rag.rag.generate",
     "build_prompt": "retrievals_rag.rag.generate",
     "OpenAICompatibleChat": "retrievals_rag.rag.llm",
@@ -68,7 +62,6 @@ _LAZY_NAMES: dict[str, str] = {
 }
 
 __all__ = [
-    "NOT_IN_DOCUMENTS_ANSWER",
     "SUPPORTED_EXTENSIONS",
     "AnswerStream",
     "BackendUnavailableError",
@@ -79,7 +72,6 @@ __all__ = [
     "CollectionNotFoundError",
     "DocumentInfo",
     "DocumentLoadError",
-    "EmbeddingScorer",
     "ExtractiveAnswer",
     "FileError",
     "GenerationError",
@@ -89,12 +81,9 @@ __all__ = [
     "OpenAICompatibleChat",
     "Page",
     "RagEngine",
-    "RelevanceScale",
     "Reranker",
-    "RerankerScorer",
     "RetrievedChunk",
     "Retriever",
-    "SentenceScorer",
     "StoreConnectionError",
     "TransformersChat",
     "UnsafePathError",
@@ -114,7 +103,6 @@ if TYPE_CHECKING:
     from retrievals_rag.rag.chunking import Chunk, Chunker
     from retrievals_rag.rag.engine import RagEngine
     from retrievals_rag.rag.generate import (
-        NOT_IN_DOCUMENTS_ANSWER,
         AnswerStream,
         BackendUnavailableError,
         ChatBackend,
@@ -124,7 +112,6 @@ if TYPE_CHECKING:
         answer,
         build_prompt,
     )
-    from retrievals_rag.rag.grounding import EmbeddingScorer, RerankerScorer, SentenceScorer
     from retrievals_rag.rag.indexing import (
         FileError,
         IndexProgress,
@@ -144,7 +131,7 @@ if TYPE_CHECKING:
         load_document,
         safe_upload_path,
     )
-    from retrievals_rag.rag.retrieve import RelevanceScale, Reranker, RetrievedChunk, Retriever
+    from retrievals_rag.rag.retrieve import Reranker, RetrievedChunk, Retriever
     from retrievals_rag.rag.store import (
         CollectionNotFoundError,
         DocumentInfo,
