@@ -14,7 +14,9 @@ The pieces the answer modes of :mod:`retrievals_rag.rag.generate` share:
   a unit is *supported* when it (or the section heading it sits under) shares a content word with the question
   that is not a word of the chunk's title. A question about a document's subject shares the title's words with
   every sentence of it ("Norrvik Tools"); only a sentence that also speaks of what is asked ("parental leave")
-  can answer it. Words are compared lower-cased, stopwords left out, with a crude suffix stemmer.
+  can answer it. A question whose words are all in the title ("What does insulin do?" over a page titled
+  "Insulin") is about the subject as a whole: any sentence sharing one of its words supports it. Words are
+  compared lower-cased, stopwords left out, with a crude suffix stemmer.
 - :data:`DEFAULT_RELEVANCE_FLOORS` holds, per scale, the score below which the documents are taken not to contain
   the answer. An answer is grounded only in a supported unit at or above the floor; when there is none the
   answer says plainly that the documents do not contain it, and no language model is called.
@@ -296,6 +298,13 @@ class ScoredUnit:
     supported: bool = True
 
 
+def _supported(asked: set[str], unit: Unit) -> bool:
+    """Whether the unit (or its section heading) shares a question word that is not a word of the chunk's title;
+    when every word of the question is in the title (a question about the subject as a whole), any shared word."""
+    beyond_title = asked - content_words(unit.title)
+    return bool((beyond_title or asked) & content_words(f"{unit.section} {unit.text}"))
+
+
 def rank_units(
     question: str, chunk_texts: Sequence[str], scorer: SentenceScorer, *, max_chunks: int | None = None
 ) -> list[ScoredUnit]:
@@ -314,15 +323,7 @@ def rank_units(
     scores = scorer.score(question, [unit.scored_text for unit, _, _ in located])
     asked = content_words(question)
     ranked = [
-        ScoredUnit(
-            unit.text,
-            score,
-            number,
-            position,
-            supported=bool(
-                (asked - content_words(unit.title)) & content_words(f"{unit.section} {unit.text}")
-            ),
-        )
+        ScoredUnit(unit.text, score, number, position, supported=_supported(asked, unit))
         for (unit, number, position), score in zip(located, scores, strict=True)
     ]
     ranked.sort(key=lambda unit: (-unit.score, unit.source_number, unit.position))

@@ -106,6 +106,8 @@ def test_units_are_scored_with_their_headings_and_support_ignores_the_title() ->
         "What does the Harbour Lights Café serve for parental leave?", [CAFE.text], scorer
     )
     assert not any(unit.supported for unit in unsupported)  # only the title's words are shared
+    about_the_subject = rank_units("What is the Harbour Lights Café?", [CAFE.text], scorer)
+    assert [unit.supported for unit in about_the_subject] == [False, True, False]  # "café" is all it asks
 
 
 def test_below_the_floor_the_answer_says_so_and_no_model_is_called() -> None:
