@@ -183,7 +183,7 @@ def main() -> None:
         top_k=args.top_k if reranker is not None else args.candidates,
         use_bm25=args.use_bm25,
         reranker=reranker,
-        rerank_candidates=args.candidates,
+        candidates=args.candidates,
     )
     queries, relevant = read_queries(args.data, {document.source for document in documents}, args.queries)
     for _, text in queries[:3]:  # warm-up, not timed
