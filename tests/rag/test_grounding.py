@@ -184,9 +184,14 @@ def test_a_model_that_cites_keeps_its_citations_and_a_failure_falls_back_to_the_
     )
 
 
-def test_the_cosine_floor_is_documented_for_both_scales() -> None:
-    assert set(DEFAULT_RELEVANCE_FLOORS) == {"cosine similarity", "reranker probability"}
-    assert EmbeddingScorer.scale in DEFAULT_RELEVANCE_FLOORS
+def test_the_cosine_floor_is_the_default_and_an_unmeasured_scale_has_none() -> None:
+    assert set(DEFAULT_RELEVANCE_FLOORS) == {EmbeddingScorer.scale}
+
+    class ProbabilityScorer(OverlapScorer):
+        scale = "reranker probability"
+
+    low = answer("Where are the compost bins?", [GARDEN], ExtractiveAnswer(), scorer=ProbabilityScorer())
+    assert low.read() == "Compost bins are behind the greenhouse. [1]"  # no floor for this scale
 
 
 @pytest.mark.slow
