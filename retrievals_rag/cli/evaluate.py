@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from retrievals_rag.cli.common import add_model_arguments, load_embedder, positive_int
+from retrievals_rag.cli.common import activity, add_model_arguments, load_embedder, on_terminal, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,15 +22,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data", required=True, help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv"
     )
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--k", type=positive_int, nargs="+", default=[1, 3, 5, 10, 100], help="cutoffs")
-    parser.add_argument("--score-function", choices=["cos", "dot"], default="cos")
+    parser.add_argument("--split", default="test", help="the qrels file to evaluate on: qrels/SPLIT.tsv")
+    parser.add_argument(
+        "--k", type=positive_int, nargs="+", default=[1, 3, 5, 10, 100], help="cutoffs of the metrics"
+    )
+    parser.add_argument(
+        "--score-function", choices=["cos", "dot"], default="cos", help="similarity of query and document"
+    )
     parser.add_argument(
         "--ignore-identical-ids",
         action="store_true",
-        help="drop retrieved documents whose id is the query id",
+        help="drop retrieved documents whose id is the query id (default: kept)",
     )
-    parser.add_argument("--output-json", type=Path, default=None, help="also write the results to this file")
+    parser.add_argument(
+        "--output-json", type=Path, default=None, help="also write the results to this file (default: none)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -38,15 +44,17 @@ def run(args: argparse.Namespace) -> int:
     from retrievals_rag.evaluation.evaluator import RetrievalEvaluator
 
     start = time.perf_counter()
-    evaluator = RetrievalEvaluator.from_beir(
-        args.data,
-        args.split,
-        k_values=args.k,
-        score_function=args.score_function,
-        batch_size=args.batch_size,
-        token_budget=args.token_budget,
-        ignore_identical_ids=args.ignore_identical_ids,
-    )
+    with activity(f"reading {args.data}"):
+        evaluator = RetrievalEvaluator.from_beir(
+            args.data,
+            args.split,
+            k_values=args.k,
+            score_function=args.score_function,
+            batch_size=args.batch_size,
+            token_budget=args.token_budget,
+            ignore_identical_ids=args.ignore_identical_ids,
+            show_progress_bar=on_terminal(),
+        )
     model = load_embedder(args)
     print(
         f"model: {args.model or 'packaged all-MiniLM-L6-v2'} ({model.pooling_method} pooling, "

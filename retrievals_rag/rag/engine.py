@@ -41,7 +41,7 @@ from retrievals_rag.rag.store import DocumentInfo, VectorStore
 if TYPE_CHECKING:
     from retrievals_rag.models.embedding import AutoModelForEmbedding
 
-__all__ = ["LLMChoice", "LLMState", "RagEngine"]
+__all__ = ["LLMChoice", "LLMState", "RagEngine", "model_folder_problem"]
 
 LLMChoice = Literal["smollm2", "openai", "extractive"]
 _LLM_CHOICES: tuple[str, ...] = get_args(LLMChoice)
@@ -49,12 +49,30 @@ LLMState = Literal["not loaded", "loading", "ready", "failed"]
 _PENDING_UPLOADS = "pending-uploads"  # uploads kept until their document is complete, for resuming
 
 
+def model_folder_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be a model folder (missing, a file, no ``config.json``), or None; fast, loads nothing.
+
+    A hub id (``org/name``, where hub access is allowed) is not checked here: loading it tells.
+    """
+    from retrievals_rag.models.loading import resolve_model_path
+
+    try:
+        resolved = resolve_model_path(path)
+    except (FileNotFoundError, ValueError) as error:
+        return str(error)
+    folder = Path(resolved)
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        return f"{os.fspath(path)} holds no model (config.json is missing)"
+    return None
+
+
 class RagEngine:
     """Index documents into Chroma and answer questions over them with citations.
 
     Args:
-        data_dir: The engine's folder: the embedded Chroma database (``data_dir/chroma``) and, for the default
-            local LLM, the converted model (``data_dir/models``).
+        data_dir: The engine's folder: the embedded Chroma database (``data_dir/chroma``) and uploads kept until
+            indexed. The local LLM is converted once per machine, in ``$RETRIEVALS_RAG_CACHE/models`` (default
+            ``~/.cache/retrievals_rag/models``), see :func:`~retrievals_rag.rag.llm.convert_gguf`.
         chroma_url: A Chroma server (``http://127.0.0.1:8000``) instead of the embedded database.
         embedder_path: The embedding model's folder; None: the packaged all-MiniLM-L6-v2.
         device: Device of the embedder and the local LLM (``"cpu"``, ``"cuda"``); None: CUDA when available for
@@ -125,7 +143,7 @@ class RagEngine:
         self.max_file_bytes = max_file_bytes
         self.system_prompt = DEFAULT_SYSTEM_PROMPT
         self._retrievers: dict[tuple[str, bool, int | None], Retriever] = {}
-        self._jobs = JobRunner()
+        self._jobs = JobRunner.shared(chroma_url or str(self.data_dir.resolve()))
         self.llm_state: LLMState = "not loaded"
         self.llm_error: str | None = None
         self._prepared = threading.Event()
@@ -158,9 +176,8 @@ class RagEngine:
             return OpenAICompatibleChat(base_url, model, api_key, max_tokens=max_new_tokens)
         from retrievals_rag.rag.llm import TransformersChat
 
-        return TransformersChat(
-            cache_dir=self.data_dir / "models", max_new_tokens=max_new_tokens, device=device or "cpu"
-        )
+        # Converted once per machine (RETRIEVALS_RAG_CACHE), not once per data folder.
+        return TransformersChat(cache_dir=None, max_new_tokens=max_new_tokens, device=device or "cpu")
 
     # -------------------------------------------------------------------------------- parts
     @property

@@ -32,6 +32,8 @@ __all__ = ["IndexCancelledError", "IndexJob", "JobRunner", "JobState"]
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 
 _KEEP_FINISHED = 50  # finished jobs remembered (their reports), newest kept
+_SHARED: dict[str, JobRunner] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 class IndexCancelledError(Exception):
@@ -127,6 +129,16 @@ class JobRunner:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
+
+    @classmethod
+    def shared(cls, key: str) -> JobRunner:
+        """The one runner of a store (``key``: its folder or URL) in this process, shared by its engines.
+
+        An app that builds a new engine when a setting changes still sees, and does not duplicate, the jobs
+        that an earlier engine over the same store started.
+        """
+        with _SHARED_LOCK:
+            return _SHARED.setdefault(key, cls())
 
     def submit(
         self,
