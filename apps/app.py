@@ -346,7 +346,7 @@ def upload_panel(engine: RagEngine, collection: str) -> None:
         "Files",
         type=[extension.lstrip(".") for extension in SUPPORTED_EXTENSIONS],
         accept_multiple_files=True,
-        key="uploads",
+        key=f"uploads-{st.session_state.setdefault('upload_round', 0)}",  # a new key empties it
         max_upload_size=max(1, (engine.max_file_bytes or 0) // 2**20) if engine.max_file_bytes else None,
     )
     if st.sidebar.button("Index files", disabled=not files, type="primary"):
@@ -359,6 +359,8 @@ def upload_panel(engine: RagEngine, collection: str) -> None:
                 show_error("Cannot index", error)
         else:
             st.session_state["my_jobs"] = [job.id]
+            st.session_state["upload_round"] += 1  # the files are in the job: empty the uploader
+            st.rerun()
 
 
 def job_line(job: Any) -> tuple[float, str]:

@@ -29,7 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t2ranking.add_argument("--queries", type=Path, required=True, help="queries.train.tsv (qid, query)")
     t2ranking.add_argument("--qrels", type=Path, required=True, help="qrels.retrieval.train.tsv (qid, pid)")
     t2ranking.add_argument(
-        "--negatives", type=Path, default=None, help="ranked negatives: train.mined.tsv or train.bm25.tsv (default: none, pair records are written)"
+        "--negatives",
+        type=Path,
+        default=None,
+        help="ranked negatives: train.mined.tsv or train.bm25.tsv (default: none, pair records are written)",
     )
     t2ranking.add_argument("--num-negatives", type=positive_int, default=8, help="negatives per query")
     t2ranking.add_argument(
@@ -60,7 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="draw this many negatives per item (reproducibly); default: keep all",
     )
     dpr.add_argument(
-        "--include-negative-ctxs", action="store_true", help="also use negative_ctxs (default: only hard ones)"
+        "--include-negative-ctxs",
+        action="store_true",
+        help="also use negative_ctxs (default: only hard ones)",
     )
     dpr.add_argument("--seed", type=int, default=0, help="seed of the draws (with each item's position)")
     dpr.add_argument("--output", type=Path, required=True, help="the .jsonl file to write")

@@ -46,6 +46,8 @@ __all__ = ["LLMChoice", "LLMState", "RagEngine", "model_folder_problem"]
 LLMChoice = Literal["smollm2", "openai", "extractive"]
 _LLM_CHOICES: tuple[str, ...] = get_args(LLMChoice)
 LLMState = Literal["not loaded", "loading", "ready", "failed"]
+INDEX_BATCH_SIZE = 16
+"""Chunks embedded and written per batch by the engine: a progress report every few seconds on a CPU."""
 _PENDING_UPLOADS = "pending-uploads"  # uploads kept until their document is complete, for resuming
 
 
@@ -131,6 +133,7 @@ class RagEngine:
             embedding_function=ChromaEmbeddingFunction(embedder_path, device=device),
             chunk_size=chunk_size,
             chunk_overlap=chunk_overlap,
+            batch_size=INDEX_BATCH_SIZE,
         )
         self.device = device
         self._lock = threading.Lock()

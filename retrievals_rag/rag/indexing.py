@@ -49,11 +49,7 @@ from retrievals_rag.rag.loaders import (
 )
 from retrievals_rag.rag.store import VectorStore
 
-WRITE_BATCH_SIZE = 16
-"""Most chunks embedded and written between two progress reports (the store's batch size when smaller)."""
-
 __all__ = [
-    "WRITE_BATCH_SIZE",
     "DocumentResult",
     "FileError",
     "IndexProgress",
@@ -204,7 +200,7 @@ class _BatchWriter:
         self.report = IndexReport()
         self.progress = progress
         self.files_total = files_total
-        self.batch_size = min(store.batch_size, WRITE_BATCH_SIZE)
+        self.batch_size = store.batch_size
         self.queue: list[Chunk] = []
         self.files_done = 0
         self.chunks_total = 0

@@ -73,7 +73,7 @@ def button(at, label: str):  # -> Button
 
 def upload_and_index(at, files: dict[str, bytes]):  # -> AppTest
     """Upload, start the indexing job, and rerun the page until the job's results are shown."""
-    at.file_uploader(key="uploads").set_value(
+    at.file_uploader[0].set_value(
         [(name, data, "application/octet-stream") for name, data in files.items()]
     ).run()
     button(at, "Index files").click().run()
@@ -238,7 +238,7 @@ def test_the_upload_limit_is_the_engine_limit(app_env: None) -> None:
     from retrievals_rag.rag.loaders import DEFAULT_MAX_BYTES
 
     at = create_collection(start_app(), "limits")
-    assert at.file_uploader(key="uploads").proto.max_upload_size_mb == DEFAULT_MAX_BYTES // 2**20
+    assert at.file_uploader[0].proto.max_upload_size_mb == DEFAULT_MAX_BYTES // 2**20
 
 
 def test_a_bad_embedder_is_shown_beside_it_and_the_page_works(
