@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 _TICK_SECONDS = 1.0
-# The encoder's defaults (retrievals_rag.models.embedding, not imported here: it loads torch); a test keeps them equal.
+# The encoder's defaults (retrievals_rag.models.base, not imported here: it loads torch); a test keeps them equal.
 BATCH_SIZE_HELP = "256 on the CPU, 1,024 on a GPU"
 TOKEN_BUDGET_HELP = "4,096 on the CPU, 131,072 on a GPU"
 

@@ -58,7 +58,7 @@ def test_every_option_has_help_that_names_its_default(parser: argparse.ArgumentP
 
 
 def test_the_documented_encoder_defaults_are_the_real_ones() -> None:
-    from retrievals_rag.models.embedding import DEFAULT_MAX_BATCH_SIZE, DEFAULT_TOKEN_BUDGET
+    from retrievals_rag.models.base import DEFAULT_MAX_BATCH_SIZE, DEFAULT_TOKEN_BUDGET
 
     assert (
         f"{DEFAULT_MAX_BATCH_SIZE['cpu']:,} on the CPU, {DEFAULT_MAX_BATCH_SIZE['cuda']:,} on a GPU"
