@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from retrievals_rag.cli.common import add_model_arguments, load_embedder, positive_int
+from retrievals_rag.cli.common import activity, add_model_arguments, load_embedder, on_terminal, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,13 +22,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data", required=True, help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv"
     )
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--k", type=positive_int, nargs="+", default=[1, 3, 5, 10, 100], help="cutoffs")
-    parser.add_argument("--score-function", choices=["cos", "dot"], default="cos")
+    parser.add_argument("--split", default="test", help="the qrels file to evaluate on: qrels/SPLIT.tsv")
+    parser.add_argument(
+        "--k", type=positive_int, nargs="+", default=[1, 3, 5, 10, 100], help="cutoffs of the metrics"
+    )
+    parser.add_argument(
+        "--score-function", choices=["cos", "dot"], default="cos", help="similarity of query and document"
+    )
     parser.add_argument(
         "--ignore-identical-ids",
         action="store_true",
-        help="drop retrieved documents whose id is the query id",
+        help="drop retrieved documents whose id is the query id (default: kept)",
+    )
+    parser.add_argument(
+        "--output-json", type=Path, default=None, help="also write the results to this file (default: none)"
     )
     parser.add_argument(
         "--strict",
@@ -36,7 +43,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="check every query record and stop on an empty query (default: records the split does not use "
         "are not checked, and the split's empty queries are skipped with a warning and counted)",
     )
-    parser.add_argument("--output-json", type=Path, default=None, help="also write the results to this file")
     parser.set_defaults(handler=run)
 
 
@@ -45,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from retrievals_rag.evaluation.evaluator import RetrievalEvaluator
 
     start = time.perf_counter()
-    dataset = load_beir(args.data, args.split, strict=args.strict)
+    with activity(f"reading {args.data}"):
+        dataset = load_beir(args.data, args.split, strict=args.strict)
     evaluator = RetrievalEvaluator(
         dataset.corpus,
         dataset.queries,
@@ -55,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         token_budget=args.token_budget,
         ignore_identical_ids=args.ignore_identical_ids,
+        show_progress_bar=on_terminal(),
     )
     model = load_embedder(args)
     skipped = len(dataset.skipped_queries)
