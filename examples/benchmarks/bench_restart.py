@@ -67,11 +67,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, required=True, help="BEIR folder (corpus.jsonl, queries.jsonl)")
-    parser.add_argument("--limit", type=int, default=300, help="documents indexed")
+    parser.add_argument("--limit", type=int, default=300, help="documents indexed (default: 300)")
     parser.add_argument(
         "--colbert", type=Path, default=None, help="ColBERT folder (default: built from MiniLM)"
     )
-    parser.add_argument("--output", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--output", type=Path, default=None, help="also write the figures to this JSON file (default: none)"
+    )
     args = parser.parse_args()
 
     from bench_rag import read_corpus

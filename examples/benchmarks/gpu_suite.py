@@ -400,8 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--reduced", action="store_true", help="tiny shapes (runs on a CPU, for CI)")
-    parser.add_argument("--output", type=Path, default=Path("gpu_suite.json"))
+    parser.add_argument(
+        "--reduced", action="store_true", help="tiny shapes (runs on a CPU, for CI; default: the full suite)"
+    )
+    parser.add_argument("--output", type=Path, default=Path("gpu_suite.json"), help="default: gpu_suite.json")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument(
         "--data",
@@ -410,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         help="BEIR folder (default: ../shared/data/scifact, else the test subset)",
     )
     parser.add_argument(
-        "--only", nargs="+", default=None, help="run these sections only (names as in the JSON)"
+        "--only", nargs="+", default=None, help="run these sections only (names as in the JSON; default: all)"
     )
     args = parser.parse_args(argv)
 

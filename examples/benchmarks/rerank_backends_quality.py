@@ -24,11 +24,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, required=True, help="BEIR folder")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default="test", help="qrels split (default: test)")
     parser.add_argument("--model", type=Path, required=True, help="a cross-encoder (or ColBERT) folder")
-    parser.add_argument("--backend", nargs="+", default=["torch", "onnx-int8", "openvino-int8"])
-    parser.add_argument("--candidates", type=int, default=20, help="documents per query")
-    parser.add_argument("--limit-queries", type=int, default=None)
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        default=["torch", "onnx-int8", "openvino-int8"],
+        help="backends compared, the first is the reference (default: torch onnx-int8 openvino-int8)",
+    )
+    parser.add_argument("--candidates", type=int, default=20, help="documents per query (default: 20)")
+    parser.add_argument("--limit-queries", type=int, default=None, help="the first N queries (default: all)")
     args = parser.parse_args()
 
     import numpy as np

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from retrievals_rag.cli.common import positive_int
+from retrievals_rag.cli.common import activity, positive_int, report_time
 
 BACKEND_CHOICES = ["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 
@@ -27,7 +27,9 @@ def _add_backend_options(parser: argparse.ArgumentParser, unit: str) -> None:
         choices=BACKEND_CHOICES,
         default=None,
         help="our backends (exported into a copy of the model under --work-dir as needed); with this option "
-        f"every contender is run on the CPU and {unit} of each are printed",
+        f"every contender is run on the CPU and {unit} of each are printed (default: "
+        + ("none: our encode against sentence-transformers', on --device" if unit == "docs/s" else "torch")
+        + ")",
     )
     parser.add_argument(
         "--st-backend",
@@ -43,7 +45,10 @@ def _add_backend_options(parser: argparse.ArgumentParser, unit: str) -> None:
         "backends); default: this one",
     )
     parser.add_argument(
-        "--work-dir", type=Path, default=None, help="model copies and exports, reused between runs"
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="model copies and exports, reused between runs (default: a new temporary folder)",
     )
 
 
@@ -58,9 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     encode.add_argument("--data", type=Path, required=True, help="BEIR folder (its corpus.jsonl is encoded)")
     encode.add_argument("--model", default=None, help="model folder (default: the packaged all-MiniLM-L6-v2)")
-    encode.add_argument("--n-docs", type=positive_int, default=1000)
-    encode.add_argument("--rounds", type=positive_int, default=3)
-    encode.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    encode.add_argument("--n-docs", type=positive_int, default=1000, help="documents encoded, from the start")
+    encode.add_argument("--rounds", type=positive_int, default=3, help="timed rounds of each encoder")
+    encode.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available, else cpu)")
     encode.add_argument(
         "--dtype",
         choices=["float32", "float16", "bfloat16"],
@@ -73,9 +78,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="float32",
         help="sentence-transformers' dtype (default: float32, its own default)",
     )
-    encode.add_argument("--token-budget", type=positive_int, default=None, help="ours (default: the model's)")
-    encode.add_argument("--batch-size", type=positive_int, default=None, help="our most rows per batch")
-    encode.add_argument("--st-batch-size", type=positive_int, default=32, help="sentence-transformers' batch")
+    encode.add_argument(
+        "--token-budget",
+        type=positive_int,
+        default=None,
+        help="our most padded tokens per batch (default: ours)",
+    )
+    encode.add_argument(
+        "--batch-size", type=positive_int, default=None, help="our most rows per batch (default: ours)"
+    )
+    encode.add_argument(
+        "--st-batch-size", type=positive_int, default=32, help="sentence-transformers' batch size"
+    )
     _add_backend_options(encode, "docs/s")
     encode.set_defaults(handler=run_encode)
     rerank = benches.add_parser(
@@ -123,6 +137,7 @@ def run_encode(args: argparse.Namespace) -> int:
             "error: the benchmark needs sentence-transformers: pip install sentence-transformers"
         ) from error
 
+    start = time.perf_counter()
     corpus = load_corpus(Path(args.data) / "corpus.jsonl")
     documents = [document_text(document) for document in list(corpus.values())[: args.n_docs]]
     model_path = str(args.model or default_embedding_model_path())
@@ -152,7 +167,8 @@ def run_encode(args: argparse.Namespace) -> int:
         if round_index % 2:
             order.reverse()
         for name, function in order:
-            vectors, seconds = _timed(function, device)
+            with activity(f"round {round_index + 1}: {name}"):
+                vectors, seconds = _timed(function, device)
             if name == "ours":
                 our_vectors, our_times = vectors, [*our_times, seconds]
             else:
@@ -176,6 +192,7 @@ def run_encode(args: argparse.Namespace) -> int:
         f"  ratio: {ours_rate / theirs_rate:.3f}x   max |difference|: {difference:.2e}   "
         f"(median of {args.rounds} rounds)"
     )
+    report_time("benchmark", start)
     return 0
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
-from retrievals_rag.cli.common import add_model_arguments, load_embedder
+from retrievals_rag.cli.common import add_model_arguments, load_embedder, on_terminal, report_time
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--kind",
         choices=["query", "document", "plain"],
         default="document",
-        help="which instruction to apply: the model's query or document instruction, or none",
+        help="which instruction to apply: the model's query or document instruction, or none (plain)",
     )
     parser.add_argument("--output", type=Path, required=True, help="a .npy or .safetensors file")
     parser.set_defaults(handler=run)
@@ -57,10 +58,15 @@ def run(args: argparse.Namespace) -> int:
     output: Path = args.output
     if output.suffix not in (".npy", ".safetensors"):
         raise ValueError(f"--output must end in .npy or .safetensors, got {output}")
+    start = time.perf_counter()
     ids, texts = _read_inputs(args)
     model = load_embedder(args)
     encode = {"query": model.encode_queries, "document": model.encode_corpus}.get(args.kind)
-    options = {"batch_size": args.batch_size, "token_budget": args.token_budget}
+    options = {
+        "batch_size": args.batch_size,
+        "token_budget": args.token_budget,
+        "show_progress_bar": on_terminal(),
+    }
     embeddings = encode(texts, **options) if encode is not None else model.encode(texts, **options)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix == ".npy":
@@ -77,4 +83,5 @@ def run(args: argparse.Namespace) -> int:
         metadata = {"ids": json.dumps(ids)} if ids is not None else None
         save_file({"embeddings": embeddings}, str(output), metadata=metadata)
     print(f"wrote {output}: {embeddings.shape[0]} x {embeddings.shape[1]} float32", file=sys.stderr)
+    report_time(f"encoded {len(texts)} text(s)", start)
     return 0

@@ -31,7 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=["openvino-int8"],
         help="what to export (an -int8 name writes the full-precision graph too); default: openvino-int8",
     )
-    parser.add_argument("--output", type=Path, default=None, help="copy the folder here and export the copy")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="copy the folder here and export the copy (default: export into the model folder itself)",
+    )
     parser.set_defaults(handler=run)
 
 
