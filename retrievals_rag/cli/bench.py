@@ -100,9 +100,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     rerank.add_argument("--data", type=Path, required=True, help="BEIR folder (queries and corpus)")
     rerank.add_argument("--model", required=True, help="a cross-encoder folder")
-    rerank.add_argument("--queries", type=positive_int, default=10)
+    rerank.add_argument(
+        "--queries", type=positive_int, default=10, help="queries, from the start of the file"
+    )
     rerank.add_argument("--candidates", type=positive_int, default=100, help="documents per query")
-    rerank.add_argument("--rounds", type=positive_int, default=3)
+    rerank.add_argument("--rounds", type=positive_int, default=3, help="timed rounds of each contender")
     rerank.add_argument("--st-batch-size", type=positive_int, default=32, help="sentence-transformers' batch")
     _add_backend_options(rerank, "pairs/s")
     rerank.set_defaults(handler=run_rerank)
