@@ -334,15 +334,21 @@ def lora_ours(folder: Path, pairs: list, device: Any, steps: int) -> float:
 
 def lora_theirs(folder: Path, pairs: list, device: Any, steps: int) -> float:
     import torch
-    from peft import LoraConfig
+    from peft import LoraConfig, get_peft_model
 
     theirs = st_encoder(folder, device, torch.bfloat16, "lasttoken", 256)
     target = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    theirs.add_adapter(LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=target))
+    # peft directly on its transformer (its add_adapter needs a newer peft than transformers 5 pins here)
+    transformer = theirs[0]
+    transformer.auto_model = get_peft_model(
+        transformer.auto_model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=target)
+    )
     theirs.train()
 
     def batch(texts: list[str]) -> Any:
-        features = {name: value.to(device) for name, value in theirs.tokenize(texts).items()}
+        features = {  # its tokenize also returns non-tensor entries
+            name: value.to(device) for name, value in theirs.tokenize(texts).items() if hasattr(value, "to")
+        }
         return theirs(features)["sentence_embedding"]
 
     return lora_step_seconds(batch, list(theirs.parameters()), pairs, steps)
