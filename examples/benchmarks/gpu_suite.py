@@ -275,8 +275,13 @@ def bench_training(data: Path, shape: dict[str, Any], device: Any, rounds: int) 
     from retrievals_rag.models.loading import default_embedding_model_path
 
     options = argparse.Namespace(batch_size=shape["train_batch"], steps=shape["train_steps"], max_length=256)
-    pairs = bench_train.load_pairs(data, "train" if (data / "qrels" / "train.tsv").is_file() else "test", 0)
-    pairs = [pairs[index % len(pairs)] for index in range(options.batch_size * options.steps)]
+    from retrievals_rag.evaluation.beir import load_beir
+
+    split = "train" if (data / "qrels" / "train.tsv").is_file() else "test"
+    judged = sum(any(grade > 0 for grade in row.values()) for row in load_beir(data, split).qrels.values())
+    needed = options.batch_size * options.steps
+    pairs = bench_train.load_pairs(data, split, min(needed, judged))
+    pairs = [pairs[index % len(pairs)] for index in range(needed)]  # repeated where the split has fewer
     model = str(default_embedding_model_path())
     trainers = {"ours": bench_train.train_ours, "sentence_transformers": bench_train.train_theirs}
     seconds: dict[str, list[float]] = {name: [] for name in trainers}
