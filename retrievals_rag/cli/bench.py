@@ -235,7 +235,7 @@ def run_backends(args: argparse.Namespace, kind: str) -> int:
 
     import torch
 
-    from retrievals_rag.cli.bench_backends import alternate, in_process, prepare_folders, report, st_worker
+    from retrievals_rag.cli.bench_backends import alternate, prepare_folders, report, st_worker
     from retrievals_rag.models.loading import default_embedding_model_path
 
     model = Path(args.model or default_embedding_model_path())
@@ -243,40 +243,23 @@ def run_backends(args: argparse.Namespace, kind: str) -> int:
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="retrievals-rag-bench-"))
     ours_folder, st_folder = prepare_folders(model, work_dir, args.backend)
     if kind == "encode":
-        from retrievals_rag.models.embedding import AutoModelForEmbedding
-
         inputs: list[Any] = _documents(args.data, args.n_docs)
         calibration = _documents(args.data, args.n_docs + 300)[args.n_docs :]
     else:
-        from retrievals_rag.models.ranking import AutoModelForRanking
-
         inputs = _pairs(args.data, args.queries, args.candidates)
         calibration = [" ".join(pair) for pair in inputs[:300]]
     inputs_file = work_dir / f"{kind}-inputs.json"
     inputs_file.write_text(json.dumps(inputs), encoding="utf-8")
     contenders = []
-    for backend in args.backend:
-        if kind == "encode":
-            ours = AutoModelForEmbedding.from_pretrained(ours_folder, device="cpu", backend=backend)
-
-            def work(model: Any = ours, items: list[Any] = inputs) -> Any:
-                return model.encode(
-                    items,
-                    batch_size=args.batch_size,
-                    token_budget=args.token_budget,
-                    show_progress_bar=False,
-                )
-
-        else:
-            ranker = AutoModelForRanking.from_pretrained(
-                ours_folder, device="cpu", backend=backend, max_windows=1
-            )
-
-            def work(model: Any = ranker, items: list[Any] = inputs) -> Any:
-                return model.compute_score(items)
-
-        work(items=inputs[:64])  # warm-up, as the workers do
-        contenders.append(in_process(f"retrievals_rag {backend}", work))
+    for backend in args.backend:  # each in its own process, as sentence-transformers' (no shared threads)
+        setup = {"library": "retrievals_rag", "kind": kind, "model": str(ours_folder), "backend": backend}
+        setup["inputs"] = str(inputs_file)
+        output = work_dir / f"{kind}-ours-{backend}.npy"
+        output.unlink(missing_ok=True)
+        name = f"retrievals_rag {backend}"
+        contenders.append(st_worker(name, sys.executable, setup, output))
+        if contenders[-1].error:
+            print(f"{name}: unavailable ({contenders[-1].error[:200]})", file=sys.stderr)
     for backend in st_backends:
         setup = {
             "kind": kind,

@@ -11,6 +11,7 @@ sentence-transformers' torch path and the largest difference of its vectors / sc
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -65,8 +66,11 @@ def st_worker(
 
     setup_file = output.with_suffix(".setup.json")
     setup_file.write_text(json.dumps({**setup, "output": str(output)}), encoding="utf-8")
+    package_root = str(Path(__file__).resolve().parents[2])  # this checkout's retrievals_rag, for ours
+    paths = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
     process = subprocess.Popen(
         [python, str(WORKER), str(setup_file)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""A sentence-transformers contender for ``retrievals-rag bench``, run as its own process.
+"""A contender for ``retrievals-rag bench``, run as its own process: sentence-transformers', or ours.
 
 Run by file path with any Python that has sentence-transformers (its ONNX / OpenVINO backends need optimum,
 which may live in another environment than this package: ``bench --st-python``). It imports nothing from
@@ -58,20 +58,44 @@ def _load(kind: str, model: str, backend: str, calibration: list[str]) -> Any:
     return loader(model, device="cpu", backend=base, model_kwargs={"file_name": file_name})
 
 
+def _load_ours(kind: str, model: str, backend: str) -> Any:
+    """Our model (``setup["library"] == "retrievals_rag"``): the same isolation as sentence-transformers'."""
+    if kind == "encode":
+        from retrievals_rag import AutoModelForEmbedding
+
+        return AutoModelForEmbedding.from_pretrained(model, device="cpu", backend=backend)
+    from retrievals_rag import AutoModelForRanking
+
+    return AutoModelForRanking.from_pretrained(model, device="cpu", backend=backend, max_windows=1)
+
+
 def main() -> int:
     # the libraries print to stdout (export and quantization reports): keep stdout for the protocol's lines
     protocol = sys.stdout
     sys.stdout = sys.stderr
     setup = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
     try:
-        model = _load(setup["kind"], setup["model"], setup["backend"], setup.get("calibration", []))
         inputs = json.loads(Path(setup["inputs"]).read_text(encoding="utf-8"))
-        if setup["kind"] == "encode":
+        if setup.get("library") == "retrievals_rag":
+            model = _load_ours(setup["kind"], setup["model"], setup["backend"])
+            if setup["kind"] == "encode":
+
+                def work(items: list[Any] = inputs) -> Any:
+                    return model.encode(items, show_progress_bar=False)
+
+            else:
+
+                def work(items: list[Any] = [tuple(pair) for pair in inputs]) -> Any:  # noqa: B006
+                    return model.compute_score(items)
+
+        elif setup["kind"] == "encode":
+            model = _load(setup["kind"], setup["model"], setup["backend"], setup.get("calibration", []))
 
             def work(items: list[Any] = inputs) -> Any:
                 return model.encode(items, batch_size=setup["batch_size"], convert_to_numpy=True)
 
         else:
+            model = _load(setup["kind"], setup["model"], setup["backend"], setup.get("calibration", []))
 
             def work(items: list[Any] = [tuple(pair) for pair in inputs]) -> Any:  # noqa: B006
                 return model.predict(items, batch_size=setup["batch_size"], convert_to_numpy=True)
