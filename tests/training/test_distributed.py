@@ -1,4 +1,5 @@
-"""Training under torchrun: two CPU processes (gloo) through the CLI, as a user would launch it."""
+"""Training under torchrun: two CPU processes (gloo) through the CLI, launched as the README shows it (no
+``--use_cpu``: on a machine without a GPU the arguments turn it on, so the processes train together)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ def _train(model: Path, data: Path, output: Path, processes: int, gather: bool) 
         "--max_steps", "1",
         "--logging_steps", "1",
         "--learning_rate", "1e-3",
-        "--use_cpu", "true",
         "--report_to", "none",
         "--save_strategy", "no",
         "--seed", "0",
