@@ -249,6 +249,8 @@ def test_a_loss_that_runs_the_model_itself_gets_the_model_and_the_batch(
 
     model = AutoModelForEmbedding.from_pretrained(tiny_bert_path, device="cpu")
     loss = ModelLoss()
-    trainer = RetrievalTrainer(model, _args(tmp_path, max_steps=2), RetrievalTrainDataset(make_records(8)), loss)
+    trainer = RetrievalTrainer(
+        model, _args(tmp_path, max_steps=2), RetrievalTrainDataset(make_records(8)), loss
+    )
     trainer.train()
     assert loss.calls == 2 and all(np.isfinite(_losses(trainer)))

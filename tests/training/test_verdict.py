@@ -19,7 +19,9 @@ def _write(path: Path, records: list[dict]) -> Path:
 def _train(task: str, *options: str) -> int:
     from retrievals_rag.cli.main import main
 
-    return main(["train", task, "--report_to", "none", "--save_strategy", "no", "--use_cpu", "true", *options])
+    return main(
+        ["train", task, "--report_to", "none", "--save_strategy", "no", "--use_cpu", "true", *options]
+    )
 
 
 def test_a_run_worse_than_its_start_warns_and_leaves_both_figures_in_the_output_folder(
