@@ -87,3 +87,39 @@ def test_without_eval_data_a_slice_of_the_training_queries_judges_the_run(
     # turned off, or too few queries: no verdict
     assert _train(task, *options, "--holdout_fraction", "0") == 0
     assert json.loads((output / "training_summary.json").read_text())["verdict"] is None
+
+
+def test_a_reranker_is_judged_over_the_given_first_stage(
+    tiny_bert_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from retrievals_rag.evaluation.beir import load_beir
+
+    dataset = load_beir(SCIFACT_SUBSET, "test")
+    documents = list(dataset.corpus)
+    run = {
+        query_id: {document_id: float(-rank) for rank, document_id in enumerate([*documents[:3], *judged])}
+        for query_id, judged in dataset.qrels.items()
+    }  # each query's relevant documents after three others
+    (tmp_path / "dense.json").write_text(json.dumps(run))
+    output = tmp_path / "out"
+    code = _train(
+        "reranker",
+        "--kind", "cross_encoder",  # the saved spelling works as well as cross-encoder
+        "--model_name_or_path", str(tiny_bert_path),
+        "--max_length", "48",
+        "--train_data", str(_write(tmp_path / "train.jsonl", make_records(8))),
+        "--train_group_size", "2",
+        "--output_dir", str(output),
+        "--per_device_train_batch_size", "4",
+        "--max_steps", "2",
+        "--eval_data", str(SCIFACT_SUBSET),
+        "--first_stage", str(tmp_path / "dense.json"),
+        "--rerank_top_k", "5",
+    )  # fmt: skip
+    assert code == 0
+    verdict = json.loads((output / "verdict.json").read_text())
+    assert "top-5" in verdict["data"]
+    # the first stage's own figures stand beside the reranker's: the relevant documents come fourth
+    assert verdict["first_stage"]["MRR@10"] == pytest.approx(0.25, abs=0.01)
+    assert "first stage" in capsys.readouterr().err
+    assert json.loads((output / "training_summary.json").read_text())["kind"] == "cross_encoder"
