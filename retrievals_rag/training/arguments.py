@@ -153,7 +153,9 @@ class _TrainingArgumentsBase(TrainingArguments):
       optimizer steps, so about 50 points per run and every step of a short one);
     - under ``torchrun`` / ``accelerate launch`` on a machine without a GPU, ``use_cpu`` (gloo), so that the
       processes train together instead of each alone on all the data;
-    - with ``load_best_model_at_end``, ``metric_for_best_model`` nDCG@10 unless given.
+    - with ``load_best_model_at_end``, ``metric_for_best_model`` nDCG@10 unless given;
+    - ``eval_steps``, unless given: at each save when ``load_best_model_at_end`` keeps the best checkpoint, else
+      every 10% of the run (not the logging interval: an evaluation costs more than a log line).
     """
 
     bf16: bool | None = field(  # type: ignore[assignment]
@@ -187,6 +189,10 @@ class _TrainingArgumentsBase(TrainingArguments):
             self.dataloader_pin_memory = False
         if self.load_best_model_at_end and self.metric_for_best_model is None:
             self.metric_for_best_model = "nDCG@10"
+        if self.eval_strategy == "steps" and self.eval_steps is None:
+            # not the logging share (50 evaluations a run): at each save when the best one is kept, else 10 a run
+            keep_best = self.load_best_model_at_end and self.save_strategy == "steps"
+            self.eval_steps = self.save_steps if keep_best else 0.1
         super().__post_init__()
 
 
