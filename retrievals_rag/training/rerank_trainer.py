@@ -30,7 +30,6 @@ from retrievals_rag.data.rerank_collators import ColBERTCollator, PairRankerColl
 from retrievals_rag.losses._common import check_positive
 from retrievals_rag.losses.protocol import loss_inputs, needs_teacher
 from retrievals_rag.losses.registry import build_loss, loss_parameters, resolve_loss
-from retrievals_rag.models.batching import forward_by_length
 from retrievals_rag.models.registry import KINDS, kind_of
 from retrievals_rag.training.trainer import ModelEvaluator, ModelFolderTrainer, freeze_unused_pooler
 
@@ -155,7 +154,7 @@ class RerankTrainer(ModelFolderTrainer):
         return (loss, {"scores": scores}) if return_outputs else loss
 
     def _pair_loss(self, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = forward_by_length(lambda part: model(**part), inputs["pairs"])  # (n_pairs,)
+        scores = self._embed(model, inputs["pairs"])  # (n_pairs,)
         if "labels" in inputs:  # scored pairs
             if "pair_labels" not in self.loss_forms:
                 raise ValueError(

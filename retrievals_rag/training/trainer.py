@@ -178,6 +178,15 @@ class ModelFolderTrainer(Trainer):
     ) -> Callable[..., Any]:
         return data_collator
 
+    def _embed(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``model(**batch)``: on one process in groups of similar length (less padding computed, the same
+        result); across processes in one forward, because every process must run as many forwards as the others
+        (DDP broadcasts buffers, FSDP and ZeRO-3 gather weights at each one: a process that splits its batch
+        into more groups than another waits for it forever)."""
+        if self.args.world_size > 1:
+            return model(**batch)
+        return forward_by_length(lambda part: model(**part), batch)
+
     # ------------------------------------------------------------------ saving and loading
     def _unwrapped_model(self) -> Any:
         return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
@@ -321,11 +330,8 @@ class RetrievalTrainer(ModelFolderTrainer):
         if self.runs_model:  # the loss embeds (e.g. GradCache's chunks) and returns the loss
             loss = self.loss(model, inputs)
             return (loss, {}) if return_outputs else loss
-        # each role in groups of similar length: the same embeddings as one padded forward, less padding
-        query_embeddings = forward_by_length(lambda part: model(**part), inputs["query"])  # (batch, dim)
-        document_embeddings = forward_by_length(
-            lambda part: model(**part), inputs["documents"]
-        )  # (batch * group_size, dim)
+        query_embeddings = self._embed(model, inputs["query"])  # (batch, dim)
+        document_embeddings = self._embed(model, inputs["documents"])  # (batch * group_size, dim)
         if "labels" in inputs:
             loss = self.loss(query_embeddings, document_embeddings, inputs["labels"])
         elif "teacher_scores" in inputs:
