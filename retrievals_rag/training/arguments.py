@@ -293,7 +293,6 @@ class RerankerModelArguments(LoraArguments):
             "target_token": ("llm_ranker",),
             "query_max_length": ("colbert",),
             "colbert_dim": ("colbert",),
-            "lora_target_modules": ("llm_ranker",),
         }
         for name, kinds in only_for.items():
             if getattr(self, name) is not None and spec.name not in kinds:
@@ -301,8 +300,6 @@ class RerankerModelArguments(LoraArguments):
                     kind_spec(kind).aliases[0] if kind_spec(kind).aliases else kind for kind in kinds
                 )
                 raise ValueError(f"{name} applies to --kind {shown}, not {self.kind}")
-        if self.use_lora and spec.name != "llm_ranker":
-            raise ValueError(f"use_lora applies to --kind llm; a {self.kind} trains all its weights")
         if spec.name == "llm_ranker" and not self.model_name_or_path:
             raise ValueError("--kind llm needs model_name_or_path (a local decoder LLM folder)")
 

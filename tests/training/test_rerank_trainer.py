@@ -363,8 +363,7 @@ def test_a_loss_that_does_not_fit_the_kind_or_the_data_is_refused(
         RerankTrainer(model, _args(tmp_path), RetrievalTrainDataset(make_records(8)), "listwise")
     with pytest.raises(TypeError, match="AutoModelForRanking, LLMRanker or ColBERT"):
         RerankTrainer(torch.nn.Linear(2, 2), _args(tmp_path), groups)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="use_lora applies to --kind llm"):
-        RerankerModelArguments(kind="cross-encoder", use_lora=True)
+    assert RerankerModelArguments(kind="cross-encoder", use_lora=True).use_lora  # LoRA fits every kind
     with pytest.raises(ValueError, match="colbert_dim applies to --kind colbert"):
         RerankerModelArguments(kind="llm", model_name_or_path="x", colbert_dim=64)
 
