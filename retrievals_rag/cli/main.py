@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from retrievals_rag import __version__
-from retrievals_rag.cli import app, bench, convert, encode, evaluate, index, mine, train
+from retrievals_rag.cli import app, bench, convert, encode, evaluate, index, merge, mine, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (evaluate, encode, bench, mine, convert, train, index, app):
+    for module in (evaluate, encode, merge, bench, mine, convert, train, index, app):
         module.register(subparsers)
     return parser
 

@@ -103,8 +103,17 @@ class _TrainingArgumentsBase(TrainingArguments):
     ddp_find_unused_parameters: bool | None = field(
         default=False, metadata={"help": "off: every trainable weight is used (the BERT pooler is frozen)"}
     )
+    grad_cache_chunk_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "GradCache: encode the batch this many rows at a time and re-run each chunk with the cached "
+            "gradient of the loss, so a large contrastive batch fits in the memory of a small one (embedder, ColBERT)"
+        },
+    )
 
     def __post_init__(self) -> None:
+        if self.grad_cache_chunk_size is not None and self.grad_cache_chunk_size < 1:
+            raise ValueError(f"grad_cache_chunk_size must be >= 1, got {self.grad_cache_chunk_size}")
         if self.bf16 is None:
             self.bf16 = _gpu_supports_bf16() and not self.fp16 and not getattr(self, "use_cpu", False)
         if self.dataloader_pin_memory and not _has_gpu():

@@ -134,6 +134,11 @@ class RetrievalTrainer(ModelFolderTrainer):
             data_collator=data_collator,
             callbacks=[_EpochCallback(train_dataset), *(callbacks or [])],
         )
+        chunk_size = getattr(args, "grad_cache_chunk_size", None)
+        if chunk_size and not getattr(loss, "runs_model", False):  # GradCache around the given loss
+            from retrievals_rag.losses.cached import GradCacheLoss
+
+            loss = GradCacheLoss(loss, chunk_size)
         self.loss = loss
         self.evaluator = evaluator
 
@@ -144,6 +149,9 @@ class RetrievalTrainer(ModelFolderTrainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if getattr(self.loss, "runs_model", False):  # GradCache: the loss encodes the batch chunk by chunk
+            loss = self.loss.model_loss(model, inputs)
+            return (loss, {}) if return_outputs else loss
         # each role in groups of similar length: the same embeddings as one padded forward, less padding
         query_embeddings = forward_by_length(lambda part: model(**part), inputs["query"])  # (batch, dim)
         document_embeddings = forward_by_length(
