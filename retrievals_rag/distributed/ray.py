@@ -49,8 +49,16 @@ class _EncoderActor:
     """One model per Ray actor; each call embeds a batch of corpus records ``{_id, title?, text}``."""
 
     def __init__(
-        self, model_path: str, model_options: Mapping[str, Any], text_kind: TextKind, encode_options: Mapping[str, Any]
+        self,
+        model_path: str,
+        model_options: Mapping[str, Any],
+        text_kind: TextKind,
+        encode_options: Mapping[str, Any],
+        threads: int,
     ) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
         self.model = _load_model(model_path, model_options)
         self.text_kind = text_kind
         self.encode_options = dict(encode_options)
@@ -93,6 +101,7 @@ def encode_with_ray(
     num_shards: int = 1,
     text_kind: TextKind = "document",
     concurrency: int = 1,
+    num_cpus: float = 1.0,
     num_gpus: float = 0.0,
     batch_size: int = 256,
     model_options: Mapping[str, Any] | None = None,
@@ -109,6 +118,8 @@ def encode_with_ray(
         num_shards: Shards to write; the merge joins them.
         text_kind: Which instruction to apply: the model's query or document instruction, or none.
         concurrency: Encoder actors (one model each).
+        num_cpus: CPUs per actor (torch uses that many threads, at least one). Leave the reading tasks a CPU:
+            on a 2-CPU node, 2 actors of 1 CPU each would wait for ever for the read.
         num_gpus: GPUs per actor (0: CPU).
         batch_size: Records per ``map_batches`` call (the model batches by tokens inside it).
         model_options: Passed to ``AutoModelForEmbedding.from_pretrained`` in each actor (``device``,
@@ -155,10 +166,12 @@ def encode_with_ray(
             "model_options": model_options,
             "text_kind": text_kind,
             "encode_options": dict(encode_options or {}),
+            "threads": max(1, round(num_cpus)),
         },
         batch_size=batch_size,
         batch_format="numpy",
         concurrency=concurrency,
+        num_cpus=num_cpus,
         num_gpus=num_gpus,
     )
     specs = [ShardSpec(index, num_shards) for index in range(num_shards)]
