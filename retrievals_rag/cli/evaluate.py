@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="drop retrieved documents whose id is the query id",
     )
     parser.add_argument("--output-json", type=Path, default=None, help="also write the results to this file")
+    parser.add_argument(
+        "--encoded-corpus",
+        type=Path,
+        default=None,
+        help="the corpus already encoded by this model (`encode --output-dir`): read, not encoded again",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -55,7 +61,14 @@ def run(args: argparse.Namespace) -> int:
         f"{len(evaluator.document_ids)} documents",
         file=sys.stderr,
     )
-    result = evaluator.evaluate(model)
+    corpus_embeddings = None
+    if args.encoded_corpus is not None:
+        from retrievals_rag.distributed.merge import encoded_corpus_for
+        from retrievals_rag.models.loading import default_embedding_model_path
+
+        model_path = args.model or default_embedding_model_path()
+        corpus_embeddings = encoded_corpus_for(args.encoded_corpus, model_path, evaluator.document_ids)
+    result = evaluator.evaluate(model, corpus_embeddings=corpus_embeddings)
     total = time.perf_counter() - start
     print(result.table())
     timings = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.timings.items())

@@ -41,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="allow the document whose id equals the query id as a negative (by default it is excluded)",
     )
+    parser.add_argument(
+        "--encoded-corpus",
+        type=Path,
+        default=None,
+        help="the corpus already encoded by this model (`encode --output-dir`): read, not encoded again",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -65,6 +71,13 @@ def run(args: argparse.Namespace) -> int:
         f"model: {args.model or 'packaged all-MiniLM-L6-v2'} ({model.device})",
         file=sys.stderr,
     )
+    corpus_embeddings = None
+    if args.encoded_corpus is not None:
+        from retrievals_rag.distributed.merge import encoded_corpus_for
+        from retrievals_rag.models.loading import default_embedding_model_path
+
+        model_path = args.model or default_embedding_model_path()
+        corpus_embeddings = encoded_corpus_for(args.encoded_corpus, model_path, list(dataset.corpus))
     records = mine_hard_negatives(
         model,
         list(dataset.corpus),
@@ -77,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         exclude_query_id=not args.keep_query_id,
         batch_size=args.batch_size,
         token_budget=args.token_budget,
+        corpus_embeddings=corpus_embeddings,
     )
     write_jsonl(records, args.output)
     counts = [len(record["negative"]) for record in records]

@@ -36,7 +36,15 @@ if TYPE_CHECKING:
     from retrievals_rag.retrieval.dense import EmbeddingIndexBase
     from retrievals_rag.similarity import ScoreFunction
 
-__all__ = ["IndexKind", "EncodedCorpus", "add_to_chroma", "build_index", "load_encoded_corpus", "write_index"]
+__all__ = [
+    "EncodedCorpus",
+    "IndexKind",
+    "add_to_chroma",
+    "build_index",
+    "encoded_corpus_for",
+    "load_encoded_corpus",
+    "write_index",
+]
 
 IndexKind = Literal["exact", "faiss-flat", "faiss-ivf", "faiss-hnsw"]
 _MERGED_VECTORS = "embeddings.npy"
@@ -181,6 +189,16 @@ def load_encoded_corpus(
     if expected_model is not None:
         corpus.check_model(expected_model)
     return corpus
+
+
+def encoded_corpus_for(
+    folder: str | os.PathLike[str], model_path: str | os.PathLike[str], ids: Sequence[str]
+) -> np.ndarray:
+    """The vectors of an encoded folder in the order of ``ids``, refused unless ``model_path`` made them.
+
+    What ``retrievals-rag evaluate`` and ``mine`` call with ``--encoded-corpus``.
+    """
+    return load_encoded_corpus(folder, expected_model=model_path).aligned(ids)
 
 
 def _faiss_factory(kind: IndexKind, rows: int) -> str | None:

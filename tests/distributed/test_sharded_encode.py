@@ -197,3 +197,20 @@ def test_truncated_shard_with_a_record_is_refused(two_shards: Path) -> None:
     vectors.write_bytes(vectors.read_bytes()[:-100])
     with pytest.raises(ValueError, match="does not match its record"):
         load_encoded_corpus(two_shards)
+
+
+def test_evaluate_and_mine_read_the_encoded_corpus(model_path: Path, minilm_path: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "vecs"
+    assert _encode(model_path, folder, "--num-shards", "2") == 0
+    model = ["--model", str(model_path)]
+    for name, extra in (("plain", []), ("encoded", ["--encoded-corpus", str(folder)])):
+        assert main(["evaluate", *model, "--data", str(SCIFACT_SUBSET), "--output-json", str(tmp_path / f"{name}.json"), *extra]) == 0
+        assert main(["mine", *model, "--data", str(SCIFACT_SUBSET), "--split", "test", "--output",
+                     str(tmp_path / f"{name}.jsonl"), "--rank-range", "2", "20", *extra]) == 0  # fmt: skip
+    plain, encoded = (json.loads((tmp_path / f"{name}.json").read_text())["metrics"] for name in ("plain", "encoded"))
+    assert encoded == pytest.approx(plain, abs=1e-9)
+    assert (tmp_path / "encoded.jsonl").read_text() == (tmp_path / "plain.jsonl").read_text()
+    # vectors of another model are refused
+    other_model = build_tiny_bert(tmp_path / "other-model", minilm_path, dropout=0.1)
+    with pytest.raises(ValueError, match="encoded by another model"):
+        main(["-v", "evaluate", "--model", str(other_model), "--data", str(SCIFACT_SUBSET), "--encoded-corpus", str(folder)])
