@@ -63,7 +63,10 @@ def measure(mode: str, batch: int, chunk: int) -> dict[str, float | str]:
         loss.backward()
     else:
         from sentence_transformers import SentenceTransformer
-        from sentence_transformers.losses import CachedMultipleNegativesRankingLoss, MultipleNegativesRankingLoss
+        from sentence_transformers.losses import (
+            CachedMultipleNegativesRankingLoss,
+            MultipleNegativesRankingLoss,
+        )
 
         model = SentenceTransformer(str(path), device="cpu")
         model.max_seq_length = 128
@@ -79,11 +82,19 @@ def measure(mode: str, batch: int, chunk: int) -> dict[str, float | str]:
         loss = loss_module(features, None)
         loss.backward()
     seconds = time.perf_counter() - start
-    return {"mode": mode, "chunk": chunk, "peak_mib": _peak_mib() - before, "seconds": seconds, "loss": float(loss.detach())}
+    return {
+        "mode": mode,
+        "chunk": chunk,
+        "peak_mib": _peak_mib() - before,
+        "seconds": seconds,
+        "loss": float(loss.detach()),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--chunks", type=int, nargs="+", default=[32, 8])
     parser.add_argument("--no-anchor", action="store_true", help="skip sentence-transformers")
@@ -103,7 +114,9 @@ def main() -> None:
             ).stdout  # fmt: skip
             row = json.loads(output.strip().splitlines()[-1])
             label = "uncached" if not chunk else str(chunk)
-            print(f"{mode:<22} {label:>7} {row['peak_mib']:>18.0f} MiB {row['seconds']:>8.1f} {row['loss']:>8.4f}")
+            print(
+                f"{mode:<22} {label:>7} {row['peak_mib']:>18.0f} MiB {row['seconds']:>8.1f} {row['loss']:>8.4f}"
+            )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,12 @@ def run(command: list[str], threads: int) -> tuple[float, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=ROOT / "tests" / "data" / "scifact_subset" / "corpus.jsonl")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--corpus", type=Path, default=ROOT / "tests" / "data" / "scifact_subset" / "corpus.jsonl"
+    )
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="cores in all")
     parser.add_argument("--device", default="cpu")
@@ -54,7 +58,9 @@ def main() -> None:
         print(f"corpus {args.corpus} on {args.threads} cores, device {args.device}")
         seconds, log = run([sys.executable, *encode, "--output-dir", str(one)], args.threads)
         rates = [float(rate) for rate in re.findall(r"\(([\d.]+) docs/s", log)]
-        print(f"1 process  x {args.threads} threads: wall {seconds:.1f}s (model load included), encode {rates[0]:.1f} docs/s")
+        print(
+            f"1 process  x {args.threads} threads: wall {seconds:.1f}s (model load included), encode {rates[0]:.1f} docs/s"
+        )
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.processes),
                     "--master_addr", "127.0.0.1", "--master_port", "0"]  # fmt: skip
         threads = max(1, args.threads // args.processes)

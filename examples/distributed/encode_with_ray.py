@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=ROOT / "tests" / "data" / "scifact_subset")
     parser.add_argument("--model", default=None, help="embedder folder (default: the packaged MiniLM)")
     parser.add_argument("--shards", type=int, default=4)
@@ -45,7 +47,9 @@ def main() -> None:
 
     model_path = args.model or str(default_embedding_model_path())
     if args.address is None:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+        ray.init(
+            num_cpus=args.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False
+        )
     else:
         ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
     with tempfile.TemporaryDirectory() as scratch:
@@ -56,7 +60,9 @@ def main() -> None:
         )  # fmt: skip
         rows = sum(outcome.rows for outcome in outcomes)
         seconds = time.perf_counter() - start
-        print(f"Ray Data: {rows} documents in {len(outcomes)} shards, {seconds:.1f}s ({rows / seconds:.1f} docs/s, actors started included)")
+        print(
+            f"Ray Data: {rows} documents in {len(outcomes)} shards, {seconds:.1f}s ({rows / seconds:.1f} docs/s, actors started included)"
+        )
         corpus = load_encoded_corpus(scratch, expected_model=model_path)
 
         model = AutoModelForEmbedding.from_pretrained(model_path, device="cpu")
@@ -73,7 +79,9 @@ def main() -> None:
         merged = evaluate_run(evaluator.qrels, run, k_values=evaluator.k_values)
         for name in ("nDCG@10", "Recall@100", "MRR@10"):
             print(f"{name}: merged Ray index {merged[name]:.4f}, evaluator {expected[name]:.4f}")
-        print(f"largest metric difference: {max(abs(merged[name] - expected[name]) for name in expected):.2e}")
+        print(
+            f"largest metric difference: {max(abs(merged[name] - expected[name]) for name in expected):.2e}"
+        )
     ray.shutdown()
 
 

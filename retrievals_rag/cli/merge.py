@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="exact",
         help="with --output: the index to build (faiss kinds need the faiss extra)",
     )
-    parser.add_argument("--faiss-factory", default=None, help="a faiss index factory string, e.g. IVF1024,PQ32")
+    parser.add_argument(
+        "--faiss-factory", default=None, help="a faiss index factory string, e.g. IVF1024,PQ32"
+    )
     parser.add_argument("--score-function", choices=["cos", "dot"], default="cos")
     parser.add_argument("--collection", default=None, help="with --data-dir / --chroma-url: the collection")
     parser.add_argument("--model", default=None, help="refuse shards not encoded by this model folder")
@@ -44,13 +46,20 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     corpus = load_encoded_corpus(args.shards, expected_model=args.model)
-    print(f"checked {args.shards}: {len(corpus.ids)} vectors of width {corpus.embeddings.shape[1]}", file=sys.stderr)
+    print(
+        f"checked {args.shards}: {len(corpus.ids)} vectors of width {corpus.embeddings.shape[1]}",
+        file=sys.stderr,
+    )
     if args.output is not None:
         if args.collection is not None:
             raise ValueError("--collection goes with --data-dir or --chroma-url")
-        index = build_index(corpus, args.index, score_function=args.score_function, faiss_factory=args.faiss_factory)
+        index = build_index(
+            corpus, args.index, score_function=args.score_function, faiss_factory=args.faiss_factory
+        )
         write_index(corpus, index, args.output)
-        print(f"wrote a {args.index} index of {len(index)} vectors to {args.output} in {time.perf_counter() - start:.1f}s")
+        print(
+            f"wrote a {args.index} index of {len(index)} vectors to {args.output} in {time.perf_counter() - start:.1f}s"
+        )
         return 0
     if args.collection is None:
         raise ValueError("name the Chroma collection with --collection")
@@ -59,5 +68,7 @@ def run(args: argparse.Namespace) -> int:
     client = _connect(args.data_dir, args.chroma_url)
     written = add_to_chroma(corpus, client, args.collection)
     where = args.data_dir or args.chroma_url
-    print(f"added {written} vectors to collection {args.collection!r} in {where} in {time.perf_counter() - start:.1f}s")
+    print(
+        f"added {written} vectors to collection {args.collection!r} in {where} in {time.perf_counter() - start:.1f}s"
+    )
     return 0

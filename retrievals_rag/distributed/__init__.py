@@ -22,7 +22,17 @@ _LAZY_NAMES: dict[str, str] = {
     "write_index": "retrievals_rag.distributed.merge",
 }
 
-__all__ = sorted(_LAZY_NAMES)
+__all__ = [
+    "EncodedCorpus",
+    "ShardSpec",
+    "add_to_chroma",
+    "build_index",
+    "encode_shards",
+    "encode_with_ray",
+    "load_encoded_corpus",
+    "shards_for_process",
+    "write_index",
+]
 
 if TYPE_CHECKING:
     from retrievals_rag.distributed.encode import encode_shards, shards_for_process

@@ -252,7 +252,9 @@ def write_index(corpus: EncodedCorpus, index: EmbeddingIndexBase, output: str | 
     folder = Path(output)
     if (folder / "manifest.json").exists() or any(folder.glob("shard-*")):
         raise ValueError(f"{folder} already holds an encoded corpus: write the index into another folder")
-    manifest = {key: value for key, value in corpus.manifest.items() if key not in ("format", "format_version")}
+    manifest = {
+        key: value for key, value in corpus.manifest.items() if key not in ("format", "format_version")
+    }
     write_manifest(folder, manifest)
     if hasattr(index, "save"):
         index.save(folder)

@@ -75,7 +75,10 @@ class _EncoderActor:
             self.text_kind, self.model.encode
         )
         embeddings = encode(texts, show_progress_bar=False, **self.encode_options)
-        return {"_id": np.asarray([str(identifier) for identifier in batch["_id"]], dtype=object), "embedding": embeddings}
+        return {
+            "_id": np.asarray([str(identifier) for identifier in batch["_id"]], dtype=object),
+            "embedding": embeddings,
+        }
 
 
 class _ModelDescription:
@@ -147,13 +150,19 @@ def encode_with_ray(
         ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
     model_path = os.fspath(Path(model_path).resolve()) if Path(model_path).is_dir() else os.fspath(model_path)
 
-    describe = ray.remote(num_gpus=num_gpus)(lambda: _ModelDescription(_load_model(model_path, model_options)))
+    describe = ray.remote(num_gpus=num_gpus)(
+        lambda: _ModelDescription(_load_model(model_path, model_options))
+    )
     description = ray.get(describe.remote())
-    dataset = ray.data.read_json(str(source)) if source.suffix == ".jsonl" else ray.data.read_parquet(str(source))
+    dataset = (
+        ray.data.read_json(str(source)) if source.suffix == ".jsonl" else ray.data.read_parquet(str(source))
+    )
     total_rows = dataset.count()
     folder = Path(output_dir)
     if source.is_dir():
-        raise ValueError(f"{source}: give one .jsonl or .parquet file, so that the manifest can fingerprint it")
+        raise ValueError(
+            f"{source}: give one .jsonl or .parquet file, so that the manifest can fingerprint it"
+        )
     digest = write_manifest(
         folder, corpus_manifest(description, model_path, source, total_rows, num_shards, text_kind)
     )
@@ -184,7 +193,9 @@ def encode_with_ray(
 
     def flush(spec: ShardSpec, start: int, stop: int) -> None:
         nonlocal ids, blocks, buffered, began
-        matrix = np.concatenate(blocks) if blocks else np.zeros((0, description.embedding_dimension), np.float32)
+        matrix = (
+            np.concatenate(blocks) if blocks else np.zeros((0, description.embedding_dimension), np.float32)
+        )
         rows = stop - start
         shard_ids, shard_vectors = ids[:rows], matrix[:rows]
         if finished_record(folder, spec, digest) is not None:

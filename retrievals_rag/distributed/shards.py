@@ -64,7 +64,11 @@ class ShardSpec:
     def __post_init__(self) -> None:
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
             raise ValueError(f"the shard count must be an int >= 1, got {self.count!r}")
-        if isinstance(self.index, bool) or not isinstance(self.index, int) or not 0 <= self.index < self.count:
+        if (
+            isinstance(self.index, bool)
+            or not isinstance(self.index, int)
+            or not 0 <= self.index < self.count
+        ):
             raise ValueError(f"the shard index must be an int in [0, {self.count - 1}], got {self.index!r}")
 
     @classmethod
@@ -72,7 +76,9 @@ class ShardSpec:
         """``"1/4"`` -> ``ShardSpec(1, 4)``; ValueError naming the expected form otherwise."""
         match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
         if match is None:
-            raise ValueError(f"a shard is written INDEX/COUNT with 0 <= INDEX < COUNT (e.g. 0/4), got {text!r}")
+            raise ValueError(
+                f"a shard is written INDEX/COUNT with 0 <= INDEX < COUNT (e.g. 0/4), got {text!r}"
+            )
         return cls(int(match.group(1)), int(match.group(2)))
 
     @property
@@ -181,7 +187,9 @@ def write_manifest(folder: Path, manifest: Mapping[str, Any]) -> str:
             differing = sorted(
                 key for key in set(existing) | set(manifest) if existing.get(key) != manifest.get(key)
             )
-            details = "; ".join(f"{key}: {existing.get(key)!r} there, {manifest.get(key)!r} now" for key in differing)
+            details = "; ".join(
+                f"{key}: {existing.get(key)!r} there, {manifest.get(key)!r} now" for key in differing
+            )
             raise ValueError(
                 f"{folder} already holds shards of another run ({details}); use another output folder, or "
                 f"delete {folder} to start over"
@@ -195,7 +203,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     """The manifest of an encoded folder; FileNotFoundError / ValueError with the path when it is not one."""
     path = folder / MANIFEST_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: {folder} is not a folder written by `retrievals-rag encode`")
+        raise FileNotFoundError(
+            f"{path} is missing: {folder} is not a folder written by `retrievals-rag encode`"
+        )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

@@ -176,7 +176,9 @@ def mine_hard_negatives(
     if corpus_embeddings is None:
         corpus_embeddings = encoder.encode_corpus(list(corpus_texts), **options)
     elif len(corpus_embeddings) != len(corpus_ids):
-        raise ValueError(f"corpus_embeddings has {len(corpus_embeddings)} rows for {len(corpus_ids)} corpus ids")
+        raise ValueError(
+            f"corpus_embeddings has {len(corpus_embeddings)} rows for {len(corpus_ids)} corpus ids"
+        )
     corpus_embeddings = np.asarray(corpus_embeddings)
     query_embeddings = np.asarray(
         encoder.encode_queries([queries[query_id] for query_id in mined_ids], **options)

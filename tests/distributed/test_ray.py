@@ -25,7 +25,9 @@ def local_cluster():
 
 
 @pytest.mark.timeout(400)
-def test_ray_data_writes_the_same_vectors_and_metrics(local_cluster, minilm_path: Path, tmp_path: Path) -> None:
+def test_ray_data_writes_the_same_vectors_and_metrics(
+    local_cluster, minilm_path: Path, tmp_path: Path
+) -> None:
     from retrievals_rag import AutoModelForEmbedding
     from retrievals_rag.distributed.ray import encode_with_ray
     from retrievals_rag.evaluation.evaluator import RetrievalEvaluator
@@ -33,7 +35,9 @@ def test_ray_data_writes_the_same_vectors_and_metrics(local_cluster, minilm_path
 
     model_path = build_tiny_bert(tmp_path / "model", minilm_path, dropout=0.0)
     reference = tmp_path / "reference.npy"
-    assert main(["encode", "--model", str(model_path), "--input", str(CORPUS), "--output", str(reference)]) == 0
+    assert (
+        main(["encode", "--model", str(model_path), "--input", str(CORPUS), "--output", str(reference)]) == 0
+    )
     reference_ids = json.loads(reference.with_name("reference.ids.json").read_text())
 
     folder = tmp_path / "vecs"

@@ -36,7 +36,18 @@ def reference(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
 
 
 def _encode(model_path: Path, output_dir: Path, *options: str) -> int:
-    return main(["encode", "--model", str(model_path), "--input", str(CORPUS), "--output-dir", str(output_dir), *options])
+    return main(
+        [
+            "encode",
+            "--model",
+            str(model_path),
+            "--input",
+            str(CORPUS),
+            "--output-dir",
+            str(output_dir),
+            *options,
+        ]
+    )
 
 
 def test_shard_spec_and_bounds() -> None:
@@ -144,23 +155,38 @@ def test_overlapping_shards_are_refused(two_shards: Path, model_path: Path, tmp_
     assert _encode(model_path, other, "--shard", "1/3") == 0
     for suffix in ("json", "safetensors"):
         shutil.copy(other / f"shard-00001-of-00003.{suffix}", two_shards)
-    with pytest.raises(ValueError, match="another run|overlapping"):
+    with pytest.raises(ValueError, match=r"another run|overlapping"):
         load_encoded_corpus(two_shards)
     # the same with records that claim this run: rows [200, 400) overlap [0, 300) and [300, 600)
     record_path = two_shards / "shard-00001-of-00003.json"
     record = json.loads(record_path.read_text())
-    record["manifest_digest"] = json.loads((two_shards / "shard-00000-of-00002.json").read_text())["manifest_digest"]
+    record["manifest_digest"] = json.loads((two_shards / "shard-00000-of-00002.json").read_text())[
+        "manifest_digest"
+    ]
     record["count"] = 2
     record_path.write_text(json.dumps(record))
     with pytest.raises(ValueError, match=r"overlapping shards .*shard-00001-of-00003"):
         load_encoded_corpus(two_shards)
 
 
-def test_manifest_of_another_model_is_refused(two_shards: Path, model_path: Path, minilm_path: Path, tmp_path: Path) -> None:
+def test_manifest_of_another_model_is_refused(
+    two_shards: Path, model_path: Path, minilm_path: Path, tmp_path: Path
+) -> None:
     # encoding into the folder with another model
     other_model = build_tiny_bert(tmp_path / "other-model", minilm_path, dropout=0.1)
-    with pytest.raises(ValueError, match="already holds shards of another run .*model"):
-        main(["-v", "encode", "--model", str(other_model), "--input", str(CORPUS), "--output-dir", str(two_shards)])
+    with pytest.raises(ValueError, match=r"already holds shards of another run .*model"):
+        main(
+            [
+                "-v",
+                "encode",
+                "--model",
+                str(other_model),
+                "--input",
+                str(CORPUS),
+                "--output-dir",
+                str(two_shards),
+            ]
+        )
     # merging for another model
     with pytest.raises(ValueError, match="encoded by another model"):
         load_encoded_corpus(two_shards, expected_model=other_model)
@@ -173,7 +199,9 @@ def test_manifest_of_another_model_is_refused(two_shards: Path, model_path: Path
         load_encoded_corpus(two_shards)
 
 
-def test_partial_shard_of_a_crashed_process_is_refused_then_rewritten(two_shards: Path, model_path: Path) -> None:
+def test_partial_shard_of_a_crashed_process_is_refused_then_rewritten(
+    two_shards: Path, model_path: Path
+) -> None:
     vectors = two_shards / "shard-00001-of-00002.safetensors"
     # a crash while writing: a temporary file, no finished shard
     (two_shards / "shard-00001-of-00002.json").unlink()
@@ -199,18 +227,46 @@ def test_truncated_shard_with_a_record_is_refused(two_shards: Path) -> None:
         load_encoded_corpus(two_shards)
 
 
-def test_evaluate_and_mine_read_the_encoded_corpus(model_path: Path, minilm_path: Path, tmp_path: Path) -> None:
+def test_evaluate_and_mine_read_the_encoded_corpus(
+    model_path: Path, minilm_path: Path, tmp_path: Path
+) -> None:
     folder = tmp_path / "vecs"
     assert _encode(model_path, folder, "--num-shards", "2") == 0
     model = ["--model", str(model_path)]
     for name, extra in (("plain", []), ("encoded", ["--encoded-corpus", str(folder)])):
-        assert main(["evaluate", *model, "--data", str(SCIFACT_SUBSET), "--output-json", str(tmp_path / f"{name}.json"), *extra]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    *model,
+                    "--data",
+                    str(SCIFACT_SUBSET),
+                    "--output-json",
+                    str(tmp_path / f"{name}.json"),
+                    *extra,
+                ]
+            )
+            == 0
+        )
         assert main(["mine", *model, "--data", str(SCIFACT_SUBSET), "--split", "test", "--output",
                      str(tmp_path / f"{name}.jsonl"), "--rank-range", "2", "20", *extra]) == 0  # fmt: skip
-    plain, encoded = (json.loads((tmp_path / f"{name}.json").read_text())["metrics"] for name in ("plain", "encoded"))
+    plain, encoded = (
+        json.loads((tmp_path / f"{name}.json").read_text())["metrics"] for name in ("plain", "encoded")
+    )
     assert encoded == pytest.approx(plain, abs=1e-9)
     assert (tmp_path / "encoded.jsonl").read_text() == (tmp_path / "plain.jsonl").read_text()
     # vectors of another model are refused
     other_model = build_tiny_bert(tmp_path / "other-model", minilm_path, dropout=0.1)
     with pytest.raises(ValueError, match="encoded by another model"):
-        main(["-v", "evaluate", "--model", str(other_model), "--data", str(SCIFACT_SUBSET), "--encoded-corpus", str(folder)])
+        main(
+            [
+                "-v",
+                "evaluate",
+                "--model",
+                str(other_model),
+                "--data",
+                str(SCIFACT_SUBSET),
+                "--encoded-corpus",
+                str(folder),
+            ]
+        )

@@ -23,7 +23,9 @@ BATCH, GROUP, CHUNK = 64, 2, 8
 def _texts(count: int, offset: int) -> list[str]:
     """Texts of 2 to 12 words, so that chunks differ in length and padding."""
     return [
-        " ".join(TINY_WORDS[(offset + row * 7 + word) % len(TINY_WORDS)] for word in range(2 + (row * 5) % 11))
+        " ".join(
+            TINY_WORDS[(offset + row * 7 + word) % len(TINY_WORDS)] for word in range(2 + (row * 5) % 11)
+        )
         for row in range(count)
     ]
 
@@ -31,7 +33,9 @@ def _texts(count: int, offset: int) -> list[str]:
 @pytest.fixture(scope="module")
 def embedder_paths(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path) -> dict[float, Path]:
     return {
-        dropout: build_tiny_bert(tmp_path_factory.mktemp(f"tiny-bert-{dropout}"), minilm_path, dropout=dropout)
+        dropout: build_tiny_bert(
+            tmp_path_factory.mktemp(f"tiny-bert-{dropout}"), minilm_path, dropout=dropout
+        )
         for dropout in (0.0, 0.1)
     }
 
@@ -47,7 +51,11 @@ def _batch(model: AutoModelForEmbedding) -> tuple[dict, dict]:
 
 
 def _gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    gradients = {name: parameter.grad.clone() for name, parameter in model.named_parameters() if parameter.grad is not None}
+    gradients = {
+        name: parameter.grad.clone()
+        for name, parameter in model.named_parameters()
+        if parameter.grad is not None
+    }
     model.zero_grad(set_to_none=True)
     return gradients
 
@@ -88,13 +96,17 @@ def test_batch_of_64_in_chunks_of_8_gives_the_whole_batch_gradients(embedder_pat
     assert max(float((quarter[name] * 4 - expected[name]).abs().max()) for name in expected) < 1e-5
 
 
-def _reference_with_the_same_chunks(model, queries, documents, loss_module, seed: int) -> dict[str, torch.Tensor]:
+def _reference_with_the_same_chunks(
+    model, queries, documents, loss_module, seed: int
+) -> dict[str, torch.Tensor]:
     """The full-graph loss of embeddings computed chunk by chunk in GradCache's order (same dropout draws)."""
     torch.manual_seed(seed)
     outputs = []
     for role, inputs in enumerate((queries, documents)):
         chunks = cached._chunks(role, inputs, CHUNK)
-        outputs.append(cached._join(chunks, [model(**chunk.inputs) for chunk in chunks], *inputs["attention_mask"].shape))
+        outputs.append(
+            cached._join(chunks, [model(**chunk.inputs) for chunk in chunks], *inputs["attention_mask"].shape)
+        )
     loss_module(*outputs).backward()
     return _gradients(model)
 
@@ -145,9 +157,10 @@ def test_colbert_cached_maxsim_loss_matches(embedder_paths, tmp_path: Path) -> N
         warnings.simplefilter("ignore", UserWarning)  # the fresh projection
         model = ColBERT.from_pretrained(embedder_paths[0.0], device="cpu", colbert_dim=16)
     model.train()
-    features = [{"query": query, "documents": [document, other]} for query, document, other in zip(
-        _texts(32, 0), _texts(32, 3), _texts(32, 5), strict=True
-    )]
+    features = [
+        {"query": query, "documents": [document, other]}
+        for query, document, other in zip(_texts(32, 0), _texts(32, 3), _texts(32, 5), strict=True)
+    ]
     gradients = {}
     for chunk_size in (None, 4):
         args = RerankerTrainingArguments(
@@ -167,5 +180,9 @@ def test_bad_chunk_sizes_are_refused() -> None:
     with pytest.raises(ValueError, match="chunk_size"):
         GradCacheLoss(InfoNCELoss(), chunk_size=0)
     with pytest.raises(ValueError, match="chunk_size"):
-        grad_cache_loss(lambda role, part: part["x"], [{"x": torch.ones(2, 2), "attention_mask": torch.ones(2, 1)}],
-                        lambda outputs: outputs[0].sum(), chunk_size=-1)
+        grad_cache_loss(
+            lambda role, part: part["x"],
+            [{"x": torch.ones(2, 2), "attention_mask": torch.ones(2, 1)}],
+            lambda outputs: outputs[0].sum(),
+            chunk_size=-1,
+        )

@@ -53,7 +53,9 @@ def _worker(rank: int, init_method: str, out_dir: str) -> None:
         }
         loss = GradCacheLoss(InfoNCELoss(gather_across_processes=True), chunk_size=CHUNK)
         loss.model_loss(model, inputs).backward()
-        torch.save([parameter.grad for parameter in model.module.parameters()], Path(out_dir) / f"rank{rank}.pt")
+        torch.save(
+            [parameter.grad for parameter in model.module.parameters()], Path(out_dir) / f"rank{rank}.pt"
+        )
     finally:
         dist.destroy_process_group()
 
