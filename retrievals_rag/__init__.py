@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from retrievals_rag._lazy import lazy_names
-
-__version__ = "0.1.0"
+from retrievals_rag._version import __version__
 
 # public name -> module that defines it
 _LAZY_NAMES: dict[str, str] = {

@@ -10,21 +10,20 @@ imported when a model is loaded.
 from __future__ import annotations
 
 import copy
-import importlib
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from retrievals_rag.integrations._embedding import model_lock, path_to_string
+from retrievals_rag.models import registry
+from retrievals_rag.models.registry import RankerKindName, ranker_kinds
 
 if TYPE_CHECKING:
     from retrievals_rag.models.ranker import Ranker
 
-RankerKind = Literal["cross_encoder", "llm_ranker", "colbert"]
+RankerKind = RankerKindName
 ModelKind = Literal["auto", "cross_encoder", "llm_ranker", "colbert"]
 
 RELEVANCE_SCORE_KEY = "relevance_score"
@@ -39,43 +38,7 @@ RETRIEVAL_SCORE_KEY = "retrieval_score"
 _RANKING_MODULE = "retrievals_rag.models.ranker"  # defines Ranker, the base of every ranker
 
 
-@dataclass(frozen=True)
-class RankerLoader:
-    """How one kind of ranker is loaded: its class and the ``from_pretrained`` options it takes."""
-
-    module: str
-    class_name: str
-    options: frozenset[str]
-
-    def load(self, path: str, **options: Any) -> Ranker:
-        """Import the class (and torch) now, and load the model from ``path``."""
-        ranker_class = getattr(importlib.import_module(self.module), self.class_name)
-        return ranker_class.from_pretrained(path, **options)
-
-
-_COMMON_OPTIONS = frozenset({"max_length", "trust_remote_code", "dtype", "window_stride", "max_windows"})
-_INSTRUCTIONS = frozenset({"query_instruction", "document_instruction"})
-
-RANKER_LOADERS: dict[RankerKind, RankerLoader] = {
-    "cross_encoder": RankerLoader(
-        "retrievals_rag.models.ranking",
-        "AutoModelForRanking",
-        _COMMON_OPTIONS | _INSTRUCTIONS | {"num_labels"},
-    ),
-    "llm_ranker": RankerLoader(
-        "retrievals_rag.models.llm_ranking",
-        "LLMRanker",
-        _COMMON_OPTIONS | _INSTRUCTIONS | {"prompt", "target_token"},
-    ),
-    "colbert": RankerLoader(
-        "retrievals_rag.models.colbert", "ColBERT", _COMMON_OPTIONS | {"colbert_dim", "query_max_length"}
-    ),
-}
-"""The loader of each kind of ranker (a registry: a new kind is one entry)."""
-
-RANKER_MODEL_KWARGS_KEYS: frozenset[str] = frozenset().union(
-    *(loader.options for loader in RANKER_LOADERS.values())
-)
+RANKER_MODEL_KWARGS_KEYS: frozenset[str] = frozenset().union(*(spec.load_options for spec in ranker_kinds()))
 """Every option that may travel in a reranker adapter's ``model_kwargs`` (each kind takes a subset)."""
 
 
@@ -83,17 +46,14 @@ def resolve_kind(model_name_or_path: str, model_kind: ModelKind) -> RankerKind:
     """The kind of ranker to load: ``model_kind``, or for ``"auto"`` the kind the folder was saved as.
 
     ``"auto"`` reads ``retrievals_rag_config.json``: a ColBERT folder loads as ColBERT, an LLM-ranker folder as
-    an LLM ranker, anything else (a cross-encoder, a bare encoder, a hub id) as a cross-encoder. A bare causal
-    LM folder needs ``model_kind="llm_ranker"``, and a bare encoder meant for ColBERT ``model_kind="colbert"``.
+    an LLM ranker, anything else (a cross-encoder, a bare encoder, an embedder, a hub id) as a cross-encoder. A
+    bare causal LM folder needs ``model_kind="llm_ranker"``, and a bare encoder meant for ColBERT
+    ``model_kind="colbert"``. The kinds are those of :mod:`retrievals_rag.models.registry`.
     """
-    if model_kind != "auto":
-        return model_kind
-    from retrievals_rag.models.config import read_model_kind
-
-    saved = read_model_kind(model_name_or_path) if Path(model_name_or_path).is_dir() else None
-    if saved in ("colbert", "llm_ranker"):
-        return saved
-    return "cross_encoder"
+    kind = registry.resolve_kind(model_name_or_path, model_kind, default="cross_encoder")
+    if not registry.KINDS[kind].ranker:  # an embedder's folder starts a cross-encoder (a fresh head)
+        return "cross_encoder"
+    return kind  # type: ignore[return-value]
 
 
 def check_ranker_kwargs(model_kwargs: Mapping[str, Any], kind: RankerKind | None = None) -> dict[str, Any]:
@@ -102,7 +62,7 @@ def check_ranker_kwargs(model_kwargs: Mapping[str, Any], kind: RankerKind | None
     Raises:
         ValueError: On a key that no loader (or not ``kind``'s loader) takes.
     """
-    allowed = RANKER_MODEL_KWARGS_KEYS if kind is None else RANKER_LOADERS[kind].options
+    allowed = RANKER_MODEL_KWARGS_KEYS if kind is None else registry.KINDS[kind].load_options
     unknown = sorted(set(model_kwargs) - allowed)
     if unknown:
         which = "a reranker" if kind is None else f"a {kind} model"
@@ -124,7 +84,9 @@ def load_ranker(
     """Load the ranker in ``model_name_or_path`` as the kind :func:`resolve_kind` picks."""
     kind = resolve_kind(model_name_or_path, model_kind)
     options = check_ranker_kwargs(model_kwargs, kind)
-    return RANKER_LOADERS[kind].load(model_name_or_path, device=device, use_fp16=use_fp16, **options)
+    return registry.load_model(
+        model_name_or_path, kind, options={**options, "device": device, "use_fp16": use_fp16}
+    )
 
 
 def check_loaded_ranker(

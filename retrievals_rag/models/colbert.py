@@ -27,30 +27,22 @@ import os
 import string
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from retrievals_rag.models.batching import plan_batches
-from retrievals_rag.models.config import (
-    ColBERTSettings,
-    merge_settings,
-    read_model_kind,
-    read_settings,
-    save_settings,
+from retrievals_rag.models.base import resolve_settings
+from retrievals_rag.models.colbert_scoring import (
+    DOCUMENTS_PER_CHUNK,
+    MAXSIM_MAX_ELEMENTS,
+    LateInteractionScoring,
+    TextKind,
+    TokenEmbeddings,
 )
-from retrievals_rag.models.loading import (
-    DtypeName,
-    default_max_length,
-    load_backbone,
-    load_config,
-    load_tokenizer,
-    resolve_device,
-    resolve_dtype,
-    resolve_model_path,
-)
+from retrievals_rag.models.config import ColBERTSettings
+from retrievals_rag.models.loading import DtypeName, default_max_length
 from retrievals_rag.models.ranker import Ranker
 from retrievals_rag.models.token_cache import DocumentVectorCache
 from retrievals_rag.models.windows import (
@@ -66,30 +58,24 @@ if TYPE_CHECKING:
 
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-TextKind = Literal["query", "document"]
+__all__ = [
+    "DOCUMENTS_PER_CHUNK",
+    "MAXSIM_MAX_ELEMENTS",
+    "ColBERT",
+    "TextKind",
+    "TokenEmbeddings",
+    "default_markers",
+    "load_projection",
+    "marker_ids",
+    "punctuation_ids",
+]
+
 PROJECTION_FILE = "colbert_linear.safetensors"
 BGE_M3_PROJECTION_FILE = "colbert_linear.pt"
 DEFAULT_COLBERT_DIM = 128
 DEFAULT_QUERY_MAX_LENGTH = 32
 # Default document length when the folder does not say (BGE-M3's tokenizer allows 8,192).
 DEFAULT_DOCUMENT_MAX_LENGTH = 512
-# Unique documents tokenized and windowed together: bounds memory on very large inputs.
-DOCUMENTS_PER_CHUNK = 4_096
-# Most elements of the (queries, documents, query_len, doc_len) token-score tensor of one MaxSim operation.
-MAXSIM_MAX_ELEMENTS = 1 << 26
-
-
-class TokenEmbeddings(NamedTuple):
-    """Per-token vectors of a batch of texts.
-
-    Attributes:
-        embeddings: ``(batch, seq_len, colbert_dim)`` L2-normalised float32 vectors.
-        mask: ``(batch, seq_len)`` bool, True for the tokens that count (not padding; for documents not
-            punctuation).
-    """
-
-    embeddings: torch.Tensor
-    mask: torch.Tensor
 
 
 def default_markers(tokenizer: PreTrainedTokenizerBase) -> tuple[str, str]:
@@ -142,7 +128,7 @@ def load_projection(directory: str | Path) -> dict[str, torch.Tensor] | None:
     return None
 
 
-class ColBERT(Ranker):
+class ColBERT(LateInteractionScoring, Ranker):
     """A ColBERT late-interaction model: an encoder, a linear projection, and MaxSim scoring.
 
     Load with :meth:`from_pretrained`; encode with :meth:`encode_queries` / :meth:`encode_corpus` (per-text
@@ -201,6 +187,7 @@ class ColBERT(Ranker):
         trust_remote_code: bool = False,
         window_stride: int | None = None,
         max_windows: int | None = None,
+        merge_lora: bool = False,
     ) -> ColBERT:
         """Load a ColBERT model from a local folder: ours, BGE-M3's layout, or a bare encoder.
 
@@ -220,20 +207,18 @@ class ColBERT(Ranker):
             trust_remote_code: allow custom modelling code from the folder.
             window_stride: tokens between the starts of a long document's windows (None: half a window).
             max_windows: most windows per document when scoring (default 8; 1 truncates).
+            merge_lora: for a folder holding a LoRA adapter (saved after LoRA training), fold the adapter into
+                the encoder's weights. Both give the same vectors.
         """
-        path = resolve_model_path(model_name_or_path)
-        is_folder = Path(path).is_dir()
-        kind = read_model_kind(path) if is_folder else None
-        saved = read_settings(path, ColBERTSettings) if kind == "colbert" else None
-        projection = load_projection(path) if is_folder else None
-        config = load_config(path, trust_remote_code)
-        tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
+        folder = cls._open_folder(model_name_or_path, trust_remote_code=trust_remote_code)
+        tokenizer = folder.tokenizer
+        projection = load_projection(folder.path) if Path(folder.path).is_dir() else None
         found_dim = int(projection["weight"].shape[0]) if projection is not None else None
         if colbert_dim is not None and found_dim is not None and colbert_dim != found_dim:
             raise ValueError(
-                f"{path}: the saved colbert_linear gives {found_dim} dimensions, not {colbert_dim}"
+                f"{folder.path}: the saved colbert_linear gives {found_dim} dimensions, not {colbert_dim}"
             )
-        if saved is None and projection is not None:  # BGE-M3's layout and conventions
+        if folder.saved is None and projection is not None:  # BGE-M3's layout and conventions
             style: dict[str, Any] = {
                 "query_marker": None,
                 "document_marker": None,
@@ -249,35 +234,34 @@ class ColBERT(Ranker):
                 "document_marker": document_marker,
                 "query_augmentation": tokenizer.mask_token_id is not None,
             }
-        settings: ColBERTSettings = merge_settings(
+        settings = resolve_settings(
             ColBERTSettings,
-            {
+            explicit={
                 "colbert_dim": colbert_dim,
                 "max_length": max_length,
                 "query_max_length": query_max_length,
                 "window_stride": window_stride,
                 "max_windows": max_windows,
             },
-            saved,
-            {
+            saved=folder.saved,
+            defaults={
                 "colbert_dim": found_dim or DEFAULT_COLBERT_DIM,
-                "max_length": min(default_max_length(tokenizer, config), DEFAULT_DOCUMENT_MAX_LENGTH),
+                "max_length": min(default_max_length(tokenizer, folder.config), DEFAULT_DOCUMENT_MAX_LENGTH),
                 "query_max_length": DEFAULT_QUERY_MAX_LENGTH,
                 **style,
             },
         )
-        resolved_device = resolve_device(device)
-        resolved_dtype = resolve_dtype(resolved_device, use_fp16, dtype)
-        model = load_backbone(
-            path, dtype=resolved_dtype, device=resolved_device, trust_remote_code=trust_remote_code
+        model = cls._load_transformer(
+            folder, task="base", device=device, use_fp16=use_fp16, dtype=dtype, merge_lora=merge_lora
         )
-        hidden_size = int(model.config.hidden_size)
+        parameter = next(model.parameters())
+        hidden_size = int(folder.config.hidden_size)
         linear = nn.Linear(hidden_size, settings.colbert_dim, bias=projection is None or "bias" in projection)
         if projection is not None:
             weight_shape = tuple(projection["weight"].shape)
             if weight_shape != (settings.colbert_dim, hidden_size):
                 raise ValueError(
-                    f"{path}: colbert_linear weight is {weight_shape}, expected "
+                    f"{folder.path}: colbert_linear weight is {weight_shape}, expected "
                     f"({settings.colbert_dim}, {hidden_size})"
                 )
             linear.load_state_dict(projection)
@@ -285,11 +269,12 @@ class ColBERT(Ranker):
             nn.init.xavier_uniform_(linear.weight)
             nn.init.zeros_(linear.bias)
             warnings.warn(
-                f"{path} has no colbert_linear: the projection is randomly initialised; fine-tune before use",
+                f"{folder.path} has no colbert_linear: the projection is randomly initialised; fine-tune before "
+                "use",
                 UserWarning,
                 stacklevel=2,
             )
-        linear = linear.to(device=resolved_device, dtype=resolved_dtype)
+        linear = linear.to(device=parameter.device, dtype=parameter.dtype)
         return cls(model, linear, tokenizer, settings)
 
     # ------------------------------------------------------------------ properties
@@ -317,9 +302,8 @@ class ColBERT(Ranker):
             kind: ``"query"`` or ``"document"`` (documents mask punctuation).
         """
         mask = self.token_mask(input_ids, attention_mask, kind)
-        padded = bool((attention_mask == 0).any())
         hidden = self.model(
-            input_ids=input_ids, attention_mask=attention_mask if padded else None
+            **self._transformer_inputs(input_ids, attention_mask)
         ).last_hidden_state  # (batch, seq_len, hidden)
         vectors = self.colbert_linear(hidden)  # (batch, seq_len, colbert_dim)
         return TokenEmbeddings(torch.nn.functional.normalize(vectors.float(), dim=-1), mask)
@@ -412,23 +396,14 @@ class ColBERT(Ranker):
                 raise TypeError(f"texts[{index}] is {type(text).__name__}, expected str")
         rows = self.tokenize_queries(items) if kind == "query" else self.tokenize_documents(items)
         output: list[np.ndarray] = [np.empty((0, self.colbert_dim), dtype=np.float32)] * len(items)
-        progress = self._progress(len(items), show_progress_bar, "Encoding")
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode():
-                for positions, encoded in self._encode_rows(
-                    rows, kind, self._batch_options(batch_size, token_budget)
-                ):
-                    vectors, mask = encoded.embeddings.cpu(), encoded.mask.cpu()
-                    for row, position in enumerate(positions):
-                        output[int(position)] = vectors[row][mask[row]].numpy()
-                    if progress is not None:
-                        progress.update(len(positions))
-        finally:
-            self.train(was_training)
-            if progress is not None:
-                progress.close()
+        with self.inference(len(items), show_progress_bar, "Encoding") as progress:
+            for positions, encoded in self._encode_rows(
+                rows, kind, self._batch_options(batch_size, token_budget)
+            ):
+                vectors, mask = encoded.embeddings.cpu(), encoded.mask.cpu()
+                for row, position in enumerate(positions):
+                    output[int(position)] = vectors[row][mask[row]].numpy()
+                progress.update(len(positions))
         return output[0] if single else output
 
     def encode_queries(
@@ -464,243 +439,29 @@ class ColBERT(Ranker):
         """
         return self._encode(documents, "document", batch_size, token_budget, show_progress_bar)
 
-    # ------------------------------------------------------------------ document vector cache
-    def enable_document_cache(
-        self, max_bytes: int = 2 << 30, dtype: torch.dtype | None = None
-    ) -> DocumentVectorCache:
-        """Keep every scored document's token vectors, so later queries score it by MaxSim alone.
-
-        Late interaction's document vectors do not depend on the query: with the cache on, :meth:`rerank` and
-        :meth:`compute_score` encode a document the first time it is seen and only the query afterwards
-        (:meth:`cache_documents` fills it ahead, e.g. at indexing time). The cache is cleared whenever the
-        weights change (``train()``, :meth:`load_weights`). Returns the cache (already enabled: the same one).
-
-        Args:
-            max_bytes: most bytes of vectors kept; least recently used documents are forgotten beyond it.
-            dtype: storage type, float16 by default (float32 gives the uncached scores exactly).
-        """
-        if self.document_cache is None:
-            self.document_cache = DocumentVectorCache(max_bytes=max_bytes, dtype=dtype)
-        return self.document_cache
-
-    def disable_document_cache(self) -> None:
-        """Drop the cache and its vectors; documents are encoded at every call again."""
-        self.document_cache = None
-
-    def cache_documents(
-        self,
-        documents: Sequence[str],
-        *,
-        batch_size: int | None = None,
-        token_budget: int | None = None,
-        show_progress_bar: bool | None = None,
-    ) -> int:
-        """Encode the ``documents`` not cached yet into the document cache (enabled with its defaults if it is
-        off), windows included, so that scoring them later encodes only queries. Returns how many were added.
-        """
-        cache = self.enable_document_cache()
-        for index, document in enumerate(documents):
-            if not isinstance(document, str):
-                raise TypeError(f"documents[{index}] is {type(document).__name__}, expected str")
-        missing = [document for document in dict.fromkeys(documents) if document not in cache]
-        options = self._batch_options(batch_size, token_budget)
-        progress = self._progress(len(missing), show_progress_bar, "Encoding documents")
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode():
-                for start in range(0, len(missing), DOCUMENTS_PER_CHUNK):
-                    chunk = missing[start : start + DOCUMENTS_PER_CHUNK]
-                    for document, windows in zip(chunk, self._document_vectors(chunk, options), strict=True):
-                        cache.put(document, windows)
-                    if progress is not None:
-                        progress.update(len(chunk))
-        finally:
-            self.train(was_training)
-            if progress is not None:
-                progress.close()
-        return len(missing)
-
-    def train(self, mode: bool = True) -> ColBERT:
-        if mode and self.document_cache is not None:
-            self.document_cache.clear()  # the weights are about to change
-        return super().train(mode)
-
-    def _window_rows(self, documents: list[str], first: int = 0) -> tuple[list[list[int]], list[int]]:
-        """The documents' window rows, and each row's document (numbered from ``first``)."""
-        rows: list[list[int]] = []
-        owners: list[int] = []
-        for offset, ids in enumerate(tokenize_content(self.tokenizer, documents)):
-            windows = self._document_windows(ids)
-            rows.extend(windows)
-            owners.extend([first + offset] * len(windows))
-        return rows, owners
-
-    def _document_vectors(self, documents: list[str], options: dict[str, Any]) -> list[list[torch.Tensor]]:
-        """Each document's windows as matrices of the vectors that count, ``(n_tokens, colbert_dim)``."""
-        rows, owners = self._window_rows(documents)
-        by_row: list[torch.Tensor] = [torch.empty(0)] * len(rows)
-        for positions, encoded in self._encode_rows(rows, "document", options):
-            for row, position in enumerate(positions):
-                by_row[int(position)] = encoded.embeddings[row][encoded.mask[row]]
-        vectors: list[list[torch.Tensor]] = [[] for _ in documents]
-        for row, owner in enumerate(owners):
-            vectors[owner].append(by_row[row])
-        return vectors
-
-    def _cached_batches(
-        self, windows: list[tuple[int, torch.Tensor]], options: dict[str, Any]
-    ) -> Iterator[tuple[list[int], TokenEmbeddings]]:
-        """Padded float batches of cached window matrices, planned by tokens, with each row's document."""
-        for rows in plan_batches(
-            [len(matrix) for _, matrix in windows], options["token_budget"], options["max_batch_size"]
-        ):
-            longest = max(1, max(len(windows[int(row)][1]) for row in rows))
-            embeddings = torch.zeros((len(rows), longest, self.colbert_dim), device=self.device)
-            mask = torch.zeros((len(rows), longest), dtype=torch.bool, device=self.device)
-            for slot, row in enumerate(rows):
-                matrix = windows[int(row)][1]
-                embeddings[slot, : len(matrix)] = matrix.to(self.device, torch.float32, non_blocking=True)
-                mask[slot, : len(matrix)] = True
-            yield [windows[int(row)][0] for row in rows], TokenEmbeddings(embeddings, mask)
-
-    def _streamed_batches(
-        self, documents: list[str], options: dict[str, Any]
-    ) -> Iterator[tuple[list[int], TokenEmbeddings]]:
-        """Encoded batches of the documents' windows, chunk by chunk, with each row's document."""
-        for start in range(0, len(documents), DOCUMENTS_PER_CHUNK):
-            rows, owners = self._window_rows(documents[start : start + DOCUMENTS_PER_CHUNK], start)
-            for positions, encoded in self._encode_rows(rows, "document", options):
-                yield [owners[int(p)] for p in positions], encoded
-
-    # ------------------------------------------------------------------ scoring
-    def _score_pairs(
-        self,
-        queries: list[str],
-        documents: list[str],
-        *,
-        batch_size: int | None,
-        token_budget: int | None,
-        show_progress_bar: bool | None,
-    ) -> np.ndarray:
-        options = self._batch_options(batch_size, token_budget)
-        unique_queries = list(dict.fromkeys(queries))
-        unique_documents = list(dict.fromkeys(documents))
-        query_index = {query: index for index, query in enumerate(unique_queries)}
-        query_of_pair = np.asarray([query_index[query] for query in queries])
-        document_index = {document: index for index, document in enumerate(unique_documents)}
-        pairs_of_document: list[list[int]] = [[] for _ in unique_documents]
-        for pair, document in enumerate(documents):
-            pairs_of_document[document_index[document]].append(pair)
-        scores = np.full(len(queries), -np.inf, dtype=np.float64)
-        cache = self.document_cache
-        progress = self._progress(len(unique_documents), show_progress_bar, "Scoring")
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode():
-                query_vectors = self._encode_queries_padded(self.tokenize_queries(unique_queries), options)
-                if cache is None:
-                    batches = self._streamed_batches(unique_documents, options)
-                else:
-                    found = [cache.get(document) for document in unique_documents]
-                    missing = [index for index, vectors in enumerate(found) if vectors is None]
-                    for start in range(0, len(missing), DOCUMENTS_PER_CHUNK):
-                        chunk = missing[start : start + DOCUMENTS_PER_CHUNK]
-                        encoded = self._document_vectors([unique_documents[i] for i in chunk], options)
-                        for index, vectors in zip(chunk, encoded, strict=True):
-                            # kept for this call even where a small cache cannot hold them all
-                            found[index] = cache.put(unique_documents[index], vectors)
-                    windows = [
-                        (index, matrix) for index, vectors in enumerate(found) for matrix in vectors or []
-                    ]
-                    batches = self._cached_batches(windows, options)
-                seen: set[int] = set()
-                for owners, encoded in batches:
-                    self._score_batch(
-                        query_vectors, encoded, owners, pairs_of_document, query_of_pair, scores
-                    )
-                    if progress is not None:
-                        progress.update(len(set(owners) - seen))
-                        seen.update(owners)
-        finally:
-            self.train(was_training)
-            if progress is not None:
-                progress.close()
-        return scores
-
-    def _encode_queries_padded(self, rows: list[list[int]], options: dict[str, Any]) -> TokenEmbeddings:
-        """Query rows encoded into one padded ``(n, longest, dim)`` tensor and mask, on the model's device."""
-        longest = max(len(row) for row in rows)
-        embeddings = torch.zeros((len(rows), longest, self.colbert_dim), device=self.device)
-        mask = torch.zeros((len(rows), longest), dtype=torch.bool, device=self.device)
-        for positions, encoded in self._encode_rows(rows, "query", options):
-            index = torch.from_numpy(positions).to(self.device)
-            width = encoded.embeddings.shape[1]
-            embeddings[index, :width] = encoded.embeddings
-            mask[index, :width] = encoded.mask
-        return TokenEmbeddings(embeddings, mask)
-
-    def _score_batch(
-        self,
-        queries: TokenEmbeddings,
-        documents: TokenEmbeddings,
-        row_documents: list[int],
-        pairs_of_document: list[list[int]],
-        query_of_pair: np.ndarray,
-        scores: np.ndarray,
-    ) -> None:
-        """Score one batch of document windows against the queries paired with them; keep each pair's best."""
-        pair_list: list[int] = []
-        row_list: list[int] = []
-        for row, document in enumerate(row_documents):
-            pairs = pairs_of_document[document]
-            pair_list.extend(pairs)
-            row_list.extend([row] * len(pairs))
-        pair_index, row_index = np.asarray(pair_list), np.asarray(row_list)
-        needed = np.unique(query_of_pair[pair_index])  # sorted query indices this batch needs
-        column = np.searchsorted(needed, query_of_pair[pair_index])  # each pair's row in `needed`
-        n_rows, doc_len = documents.mask.shape
-        per_query = max(1, queries.mask.shape[1] * n_rows * doc_len)
-        group = max(1, MAXSIM_MAX_ELEMENTS // per_query)
-        for first in range(0, len(needed), group):
-            chosen = torch.from_numpy(needed[first : first + group]).to(self.device)
-            block = self.score(
-                TokenEmbeddings(queries.embeddings[chosen], queries.mask[chosen]), documents
-            )  # (group, n_rows): one MaxSim operation per query group x document batch
-            values = block.float().cpu().numpy()
-            selected = (column >= first) & (column < first + group)
-            np.maximum.at(
-                scores,
-                pair_index[selected],
-                values[column[selected] - first, row_index[selected]].astype(np.float64),
-            )
-
     # ------------------------------------------------------------------ saving
-    def load_weights(self, directory: str | os.PathLike[str]) -> None:
-        """Load the encoder and projection saved by :meth:`save_pretrained` (resuming from a checkpoint)."""
-        super().load_weights(directory)
+    def _load_extra_weights(self, directory: Path) -> None:
         projection = load_projection(directory)
         if projection is None:
             raise ValueError(f"{directory}: no {PROJECTION_FILE} to load the projection from")
         self.colbert_linear.load_state_dict(projection)
-        if self.document_cache is not None:
-            self.document_cache.clear()
 
-    def save_pretrained(self, save_directory: str | os.PathLike[str]) -> None:
-        """Write the encoder (safetensors), ``colbert_linear.safetensors``, tokenizer and settings."""
+    def save_pretrained(self, save_directory: str | os.PathLike[str], merge_lora: bool = False) -> None:
+        """Write the encoder (safetensors; a LoRA adapter alone unless ``merge_lora``),
+        ``colbert_linear.safetensors``, tokenizer and settings."""
         from safetensors.torch import save_file
 
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(directory)
+        transformer, _ = self._transformer_to_save(merge_lora)
+        transformer.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         state = {
             name: tensor.detach().to("cpu").contiguous()
             for name, tensor in self.colbert_linear.state_dict().items()
         }
         save_file(state, str(directory / PROJECTION_FILE))
-        save_settings(directory, self.settings, model_kind="colbert")
+        self._save_settings(directory)
 
     def __repr__(self) -> str:
         return (

@@ -1,6 +1,7 @@
 """The settings saved next to a model's weights, so a folder remembers how it was trained and is used.
 
-Written as ``retrievals_rag_config.json`` by ``save_pretrained`` and read back by ``from_pretrained``.
+Written as ``retrievals_rag_config.json`` by ``save_pretrained`` and read back by ``from_pretrained``; the
+kinds themselves are named in ``retrievals_rag.models.registry``.
 Imports no torch.
 """
 
@@ -14,7 +15,6 @@ from typing import Any, Literal
 from retrievals_rag.models.pooling import PoolingMethod, check_pooling_method
 
 CONFIG_FILE_NAME = "retrievals_rag_config.json"
-ModelKind = Literal["embedding", "cross_encoder", "llm_ranker", "colbert"]
 ScoreReduction = Literal["sum", "mean"]
 # Windows per document when a ranker splits a long document (see ``retrievals_rag.models.windows``).
 DEFAULT_MAX_WINDOWS = 8
@@ -196,20 +196,10 @@ class ColBERTSettings:
 AnySettings = EmbeddingSettings | CrossEncoderSettings | LLMRankerSettings | ColBERTSettings
 
 
-def merge_settings(
-    settings_class: type[AnySettings],
-    explicit: dict[str, Any],
-    saved: dict[str, Any] | None,
-    defaults: dict[str, Any],
-) -> Any:
-    """Build ``settings_class``: arguments given (not None) win over saved settings, which win over defaults."""
-    given = {name: value for name, value in explicit.items() if value is not None}
-    return settings_class(**{**defaults, **(saved or {}), **given})
-
-
-def save_settings(directory: str | Path, settings: AnySettings, model_kind: ModelKind = "embedding") -> None:
-    """Write ``settings`` into ``directory/retrievals_rag_config.json``."""
-    from retrievals_rag import __version__
+def save_settings(directory: str | Path, settings: AnySettings, model_kind: str = "embedding") -> None:
+    """Write ``settings`` into ``directory/retrievals_rag_config.json``, with the kind (a spelling of
+    ``retrievals_rag.models.registry``) and the library's version."""
+    from retrievals_rag._version import __version__
 
     payload = {"model_kind": model_kind, **asdict(settings), "retrievals_rag_version": __version__}
     path = Path(directory) / CONFIG_FILE_NAME

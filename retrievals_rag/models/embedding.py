@@ -5,46 +5,32 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-from torch import nn
 
+from retrievals_rag.data.records import passage_text
 from retrievals_rag.data.tokenization import apply_instruction, pad_sequences, tokenize_texts
+from retrievals_rag.models.base import (
+    ModelFolder,
+    RetrievalModel,
+    resolve_settings,
+)
 from retrievals_rag.models.batching import iter_token_batches
-from retrievals_rag.models.config import EmbeddingSettings, read_model_kind, read_settings, save_settings
+from retrievals_rag.models.config import EmbeddingSettings
 from retrievals_rag.models.loading import (
     DtypeName,
     default_max_length,
     is_decoder_only,
-    load_backbone,
-    load_config,
-    load_saved_weights,
-    load_tokenizer,
     make_tokenizer_append_eos,
-    resolve_device,
-    resolve_dtype,
-    resolve_model_path,
     tokenizer_appends_eos,
 )
-from retrievals_rag.models.lora import (
-    LoraSettings,
-    adapter_base_model,
-    apply_lora,
-    is_adapter_folder,
-    is_lora_model,
-    load_adapter,
-    merged_copy,
-)
-from retrievals_rag.models.pooling import PoolingMethod, check_pooling_method, pool
-from retrievals_rag.models.st_format import (
-    read_sentence_transformers_layout,
-    write_sentence_transformers_layout,
-)
+from retrievals_rag.models.pooling import PoolingMethod, pool
+from retrievals_rag.models.st_format import write_sentence_transformers_layout
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -52,10 +38,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OutputFormat = Literal["numpy", "torch"]
-# Padded tokens per batch. On a CPU throughput is flat above a few thousand tokens; a GPU wants more work.
-DEFAULT_TOKEN_BUDGET = {"cpu": 4_096, "cuda": 131_072}
-DEFAULT_MAX_BATCH_SIZE = {"cpu": 256, "cuda": 1024}
-PROGRESS_BAR_MIN_TEXTS = 1_000
 
 
 def _check_texts(texts: Sequence[str]) -> None:
@@ -64,7 +46,42 @@ def _check_texts(texts: Sequence[str]) -> None:
             raise TypeError(f"texts[{index}] is {type(text).__name__}, expected str")
 
 
-class AutoModelForEmbedding(nn.Module):
+def _document_text(document: object, index: int) -> str:
+    """A document as the text to embed: a string, or ``{"title", "text"}`` joined by a space."""
+    if isinstance(document, str):
+        return document
+    if isinstance(document, Mapping):
+        return passage_text(document, "documents", None, f"documents[{index}]")
+    raise TypeError(
+        f"documents[{index}] is {type(document).__name__}, expected str or a {{'title', 'text'}} dict"
+    )
+
+
+def _end_token_policy(folder: ModelFolder) -> bool:
+    """Whether texts need an end token appended for ``last`` pooling on a decoder (False: the tokenizer ends
+    every text with it itself, now or after its post-processor is extended).
+
+    LLM embedders are trained to pool the EOS token. A tokenizer without an EOS token (e.g. a BERT tokenizer
+    saved beside a Llama-shape model) pools its SEP token, which it appends itself.
+
+    Raises:
+        ValueError: the tokenizer has neither an EOS nor a SEP token, naming the folder and the fix.
+    """
+    tokenizer = folder.tokenizer
+    if tokenizer.eos_token_id is None:
+        if tokenizer.sep_token_id is None:
+            raise ValueError(
+                f"{folder.path}: pooling_method='last' on a decoder pools the end-of-text token, but the "
+                "tokenizer has neither an EOS nor a SEP token: set tokenizer.eos_token (and save the tokenizer "
+                "in the folder), or pass another pooling_method (e.g. 'mean')"
+            )
+        tokenizer.eos_token = tokenizer.sep_token
+    if tokenizer_appends_eos(tokenizer):
+        return False
+    return not make_tokenizer_append_eos(tokenizer)
+
+
+class AutoModelForEmbedding(RetrievalModel):
     """A transformer plus pooling that turns texts into vectors, for retrieval and for fine-tuning.
 
     Load with :meth:`from_pretrained`; encode with :meth:`encode_queries` / :meth:`encode_corpus` (which apply
@@ -129,84 +146,48 @@ class AutoModelForEmbedding(nn.Module):
                 training), fold the adapter into the base weights instead of keeping it as a separate module.
                 Both give the same vectors.
         """
-        path = resolve_model_path(model_name_or_path)
-        kind = read_model_kind(path) if Path(path).is_dir() else None
-        if kind not in (None, "embedding"):
-            raise ValueError(
-                f"{path} holds a {kind} model, not an embedding model: load it with "
-                f"{'ColBERT' if kind == 'colbert' else 'AutoModelForRanking'}.from_pretrained"
-            )
-        saved = read_settings(path) if Path(path).is_dir() else None
-        adapter_path = path if is_adapter_folder(path) else None
-        layout = read_sentence_transformers_layout(path) if Path(path).is_dir() and not adapter_path else None
-        weights_path = str(layout.transformer_path) if layout is not None else path
-        if adapter_path is not None:
-            weights_path = resolve_model_path(adapter_base_model(adapter_path))
-        config = load_config(weights_path, trust_remote_code)
-        decoder_only = is_decoder_only(config)
-        tokenizer = load_tokenizer(adapter_path or weights_path, trust_remote_code=trust_remote_code)
-
-        def pick(name: str, explicit: Any, from_st: Any, fallback: Any) -> Any:
-            if explicit is not None:
-                return explicit
-            if saved is not None and name in saved:
-                return saved[name]
-            if from_st is not None:
-                return from_st
-            return fallback
-
-        pooling = pick(
-            "pooling_method",
-            pooling_method,
-            layout.pooling_method if layout else None,
-            "last" if decoder_only else "mean",
+        folder = cls._open_folder(model_name_or_path, trust_remote_code=trust_remote_code)
+        tokenizer = folder.tokenizer
+        decoder_only = is_decoder_only(folder.config)
+        layout = folder.layout
+        settings = resolve_settings(
+            EmbeddingSettings,
+            explicit={
+                "pooling_method": pooling_method,
+                "normalize_embeddings": normalize_embeddings,
+                "max_length": max_length,
+                "query_instruction": query_instruction,
+                "document_instruction": document_instruction,
+            },
+            saved=folder.saved,
+            sentence_transformers=None
+            if layout is None
+            else {
+                "pooling_method": layout.pooling_method,
+                "normalize_embeddings": layout.normalize_embeddings,
+                "max_length": layout.max_length,
+                "query_instruction": layout.query_instruction,
+                "document_instruction": layout.document_instruction,
+            },
+            defaults={
+                "pooling_method": "last" if decoder_only else "mean",
+                "normalize_embeddings": True,
+                "max_length": default_max_length(tokenizer, folder.config),
+            },
         )
-        check_pooling_method(pooling)
-        if layout is not None:
-            st_normalize: bool | None = layout.normalize_embeddings
-        else:
-            st_normalize = None
-        settings = EmbeddingSettings(
-            pooling_method=pooling,
-            normalize_embeddings=bool(pick("normalize_embeddings", normalize_embeddings, st_normalize, True)),
-            max_length=int(
-                pick("max_length", max_length, layout.max_length if layout else None, None)
-                or default_max_length(tokenizer, config)
-            ),
-            query_instruction=pick(
-                "query_instruction", query_instruction, layout.query_instruction if layout else None, None
-            ),
-            document_instruction=pick(
-                "document_instruction",
-                document_instruction,
-                layout.document_instruction if layout else None,
-                None,
-            ),
-        )
-        if saved is not None and "append_eos" in saved:
-            settings = replace(settings, append_eos=bool(saved["append_eos"]))
-        elif decoder_only and pooling == "last" and not tokenizer_appends_eos(tokenizer):
-            # Pool the EOS token, as LLM embedders are trained to; let the tokenizer add it where it can.
-            settings = replace(settings, append_eos=not make_tokenizer_append_eos(tokenizer))
+        if decoder_only and settings.pooling_method == "last":
+            append_eos = _end_token_policy(folder)
+            if not (folder.saved and "append_eos" in folder.saved):
+                settings = replace(settings, append_eos=append_eos)
         if decoder_only:
             # Right padding with an explicit mask; "last" pooling finds the last real token on either side.
             tokenizer.padding_side = "right"
-        resolved_device = resolve_device(device)
-        model = load_backbone(
-            weights_path,
-            dtype=resolve_dtype(resolved_device, use_fp16, dtype),
-            device=resolved_device,
-            trust_remote_code=trust_remote_code,
+        model = cls._load_transformer(
+            folder, task="base", device=device, use_fp16=use_fp16, dtype=dtype, merge_lora=merge_lora
         )
-        if adapter_path is not None:
-            model = load_adapter(model, adapter_path, merge=merge_lora)
         return cls(model, tokenizer, settings)
 
     # ------------------------------------------------------------------ properties
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
     @property
     def embedding_dimension(self) -> int:
         return int(self.model.config.hidden_size)
@@ -247,11 +228,7 @@ class AutoModelForEmbedding(nn.Module):
             token_type_ids: optional, for models that take them.
             normalize: L2-normalise; None uses the model's setting.
         """
-        inputs: dict[str, torch.Tensor | bool | None] = {"input_ids": input_ids}
-        # A batch with no padding needs no mask, which lets SDPA take its fastest kernel.
-        inputs["attention_mask"] = attention_mask if bool((attention_mask == 0).any()) else None
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
+        inputs = self._transformer_inputs(input_ids, attention_mask, token_type_ids)
         if self._decoder_only:
             inputs["use_cache"] = False
         hidden = self.model(**inputs).last_hidden_state  # (batch, seq_len, dim)
@@ -259,38 +236,6 @@ class AutoModelForEmbedding(nn.Module):
         if self.settings.normalize_embeddings if normalize is None else normalize:
             embeddings = torch.nn.functional.normalize(embeddings.float(), dim=-1)
         return embeddings
-
-    # ------------------------------------------------------------------ training support
-    def enable_lora(self, settings: LoraSettings | None = None) -> None:
-        """Wrap the backbone in LoRA adapters (only they train). Save with :meth:`save_pretrained`."""
-        if is_lora_model(self.model):
-            raise ValueError("this model already has a LoRA adapter")
-        self.model = apply_lora(self.model, settings or LoraSettings())
-
-    @property
-    def has_lora(self) -> bool:
-        return is_lora_model(self.model)
-
-    def activation_checkpointing_enable(
-        self,
-        activation_checkpointing_kwargs: dict[str, Any] | None = None,
-        every_n_layers: int = 1,
-        offload: bool = False,
-    ) -> None:
-        """Recompute activations in the backward pass (less memory); called by the HF Trainer."""
-        backbone = self.model.get_base_model() if self.has_lora else self.model
-        if self.has_lora:
-            # inputs of a frozen embedding layer need gradients for checkpointed LoRA layers to get theirs
-            backbone.enable_input_require_grads()
-        backbone.activation_checkpointing_enable(
-            activation_checkpointing_kwargs=activation_checkpointing_kwargs,
-            every_n_layers=every_n_layers,
-            offload=offload,
-        )
-
-    def load_weights(self, directory: str | os.PathLike[str]) -> None:
-        """Load weights saved by :meth:`save_pretrained` into this model (resuming from a checkpoint)."""
-        load_saved_weights(self.model, directory)
 
     # ------------------------------------------------------------------ tokenization
     def tokenize_ids(self, texts: list[str]) -> list[list[int]]:
@@ -307,30 +252,6 @@ class AutoModelForEmbedding(nn.Module):
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     # ------------------------------------------------------------------ encoding
-    @overload
-    def encode(
-        self,
-        texts: str,
-        *,
-        instruction: str | None = ...,
-        batch_size: int | None = ...,
-        token_budget: int | None = ...,
-        convert_to: OutputFormat = ...,
-        normalize_embeddings: bool | None = ...,
-        show_progress_bar: bool | None = ...,
-    ) -> Any: ...
-    @overload
-    def encode(
-        self,
-        texts: Sequence[str],
-        *,
-        instruction: str | None = ...,
-        batch_size: int | None = ...,
-        token_budget: int | None = ...,
-        convert_to: OutputFormat = ...,
-        normalize_embeddings: bool | None = ...,
-        show_progress_bar: bool | None = ...,
-    ) -> Any: ...
     def encode(
         self,
         texts: str | Sequence[str],
@@ -365,44 +286,19 @@ class AutoModelForEmbedding(nn.Module):
         if instruction:
             items = [apply_instruction(instruction, text) for text in items]
         device = self.device
-        kind = "cuda" if device.type == "cuda" else "cpu"
+        options = self._batch_options(batch_size, token_budget)
         output = torch.empty((len(items), self.embedding_dimension), dtype=torch.float32)
-        progress = None
-        if show_progress_bar or (show_progress_bar is None and len(items) >= PROGRESS_BAR_MIN_TEXTS):
-            from tqdm.auto import tqdm
-
-            progress = tqdm(
-                total=len(items),
-                desc="Encoding",
-                unit="text",
-                disable=None if show_progress_bar is None else False,
-            )
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode():
-                for batch in iter_token_batches(
-                    items,
-                    self.tokenize_ids,
-                    token_budget=token_budget or DEFAULT_TOKEN_BUDGET[kind],
-                    max_batch_size=batch_size or DEFAULT_MAX_BATCH_SIZE[kind],
-                    pad_id=self.tokenizer.pad_token_id,
-                    padding_side=self.tokenizer.padding_side,
-                    prefetch=kind == "cuda",
-                    pin_memory=kind == "cuda",
-                ):
-                    embeddings = self(
-                        batch.input_ids.to(device, non_blocking=True),
-                        batch.attention_mask.to(device, non_blocking=True),
-                        normalize=normalize_embeddings,
-                    )
-                    output[torch.from_numpy(batch.positions)] = embeddings.float().cpu()
-                    if progress is not None:
-                        progress.update(len(batch.positions))
-        finally:
-            self.train(was_training)
-            if progress is not None:
-                progress.close()
+        with self.inference(len(items), show_progress_bar, "Encoding") as progress:
+            for batch in iter_token_batches(
+                items, self.tokenize_ids, padding_side=self.tokenizer.padding_side, **options
+            ):
+                embeddings = self(
+                    batch.input_ids.to(device, non_blocking=True),
+                    batch.attention_mask.to(device, non_blocking=True),
+                    normalize=normalize_embeddings,
+                )
+                output[torch.from_numpy(batch.positions)] = embeddings.float().cpu()
+                progress.update(len(batch.positions))
         result: np.ndarray | torch.Tensor = output.numpy() if convert_to == "numpy" else output
         return result[0] if single else result
 
@@ -427,16 +323,24 @@ class AutoModelForEmbedding(nn.Module):
 
     def encode_corpus(
         self,
-        documents: str | Sequence[str],
+        documents: str | Mapping[str, str] | Sequence[str | Mapping[str, str]],
         *,
         batch_size: int | None = None,
         token_budget: int | None = None,
         convert_to: OutputFormat = "numpy",
         show_progress_bar: bool | None = None,
     ) -> np.ndarray | torch.Tensor:
-        """Embed documents with the model's document instruction (see :meth:`encode`)."""
+        """Embed documents with the model's document instruction (see :meth:`encode`).
+
+        A document is a string or a ``{"title", "text"}`` object (the form of BEIR corpora and training
+        records), embedded as ``title + " " + text`` as the evaluator and the trainer do. One string or object
+        gives a 1-D vector.
+        """
+        single = isinstance(documents, str | Mapping)
+        items = [documents] if single else list(documents)  # type: ignore[list-item]
+        texts = [_document_text(item, index) for index, item in enumerate(items)]
         return self.encode(
-            documents,
+            texts[0] if single else texts,
             instruction=self.settings.document_instruction,
             batch_size=batch_size,
             token_budget=token_budget,
@@ -457,12 +361,11 @@ class AutoModelForEmbedding(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         settings = self.settings
         self.tokenizer.save_pretrained(directory)
-        save_settings(directory, settings)
-        if self.has_lora and not merge_lora:
-            self.model.save_pretrained(directory)  # adapter_config.json + adapter_model.safetensors
-            return
-        backbone = merged_copy(self.model) if self.has_lora else self.model
-        backbone.save_pretrained(directory)
+        self._save_settings(directory)
+        transformer, _ = self._transformer_to_save(merge_lora)
+        transformer.save_pretrained(directory)  # a LoRA adapter alone: adapter_config.json + its weights
+        # the sentence-transformers layout for adapter folders too: sentence-transformers loads the adapter on
+        # its base model (through peft) and must pool, normalise and prompt as this model does
         skipped = write_sentence_transformers_layout(
             directory,
             pooling_method=settings.pooling_method,

@@ -19,33 +19,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from retrievals_rag.models.config import (
-    LLMRankerSettings,
-    merge_settings,
-    read_model_kind,
-    read_settings,
-    save_settings,
-)
-from retrievals_rag.models.loading import (
-    DtypeName,
-    default_max_length,
-    load_config,
-    load_model,
-    load_tokenizer,
-    resolve_device,
-    resolve_dtype,
-    resolve_model_path,
-)
-from retrievals_rag.models.lora import (
-    LoraSettings,
-    adapter_base_model,
-    apply_lora,
-    is_adapter_folder,
-    load_adapter,
-    merged_copy,
-)
+from retrievals_rag.models.base import resolve_settings
+from retrievals_rag.models.config import LLMRankerSettings
+from retrievals_rag.models.loading import DtypeName, default_max_length
 from retrievals_rag.models.pooling import pool
-from retrievals_rag.models.ranking import PairRanker
+from retrievals_rag.models.ranker import PairRanker
 from retrievals_rag.models.windows import find_token_frame, instruction_ids, tokenize_content
 
 if TYPE_CHECKING:
@@ -79,7 +57,7 @@ class LLMRanker(PairRanker):
     per input with gradients, for training; only the last real position goes through the LM head, so memory
     does not grow with vocabulary x length. Left and right padding give the same scores.
 
-    LoRA fine-tuning (:meth:`enable_lora`) wraps :attr:`model` in a peft model; scoring looks through the
+    LoRA fine-tuning (``enable_lora``, which the LM head is left out of) wraps :attr:`model` in a peft model; scoring looks through the
     wrapper to the decoder, so the adapters are used. :meth:`save_pretrained` then writes the adapter alone (or,
     with ``merge_lora=True``, a merged model), and :meth:`from_pretrained` loads an adapter folder on its base.
 
@@ -145,16 +123,10 @@ class LLMRanker(PairRanker):
                 training; its base model is found from the adapter's config), fold the adapter into the base
                 weights instead of keeping it as a separate module. Both give the same scores.
         """
-        path = resolve_model_path(model_name_or_path)
-        kind = read_model_kind(path) if Path(path).is_dir() else None
-        saved = read_settings(path, LLMRankerSettings) if kind == "llm_ranker" else None
-        adapter_path = path if is_adapter_folder(path) else None
-        weights_path = resolve_model_path(adapter_base_model(path)) if adapter_path else path
-        config = load_config(weights_path, trust_remote_code)
-        tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
-        settings: LLMRankerSettings = merge_settings(
+        folder = cls._open_folder(model_name_or_path, trust_remote_code=trust_remote_code)
+        settings = resolve_settings(
             LLMRankerSettings,
-            {
+            explicit={
                 "max_length": max_length,
                 "query_instruction": query_instruction,
                 "document_instruction": document_instruction,
@@ -163,20 +135,15 @@ class LLMRanker(PairRanker):
                 "window_stride": window_stride,
                 "max_windows": max_windows,
             },
-            saved,
-            {"max_length": min(default_max_length(tokenizer, config), DEFAULT_LLM_MAX_LENGTH)},
+            saved=folder.saved,
+            defaults={
+                "max_length": min(default_max_length(folder.tokenizer, folder.config), DEFAULT_LLM_MAX_LENGTH)
+            },
         )
-        resolved_device = resolve_device(device)
-        model = load_model(
-            weights_path,
-            task="causal_lm",
-            dtype=resolve_dtype(resolved_device, use_fp16, dtype),
-            device=resolved_device,
-            trust_remote_code=trust_remote_code,
+        model = cls._load_transformer(
+            folder, task="causal_lm", device=device, use_fp16=use_fp16, dtype=dtype, merge_lora=merge_lora
         )
-        if adapter_path is not None:
-            model = load_adapter(model, adapter_path, merge=merge_lora)
-        return cls(model, tokenizer, settings)
+        return cls(model, folder.tokenizer, settings)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -224,14 +191,6 @@ class LLMRanker(PairRanker):
             raise ValueError(f"{type(self._base_model()).__name__} has no LM head to score with")
         return head
 
-    # ------------------------------------------------------------------ LoRA
-    def enable_lora(self, settings: LoraSettings | None = None) -> None:
-        """Wrap the LLM in LoRA adapters (only they train; the LM head stays frozen). Save with
-        :meth:`save_pretrained`."""
-        if self.has_lora:
-            raise ValueError("this model already has a LoRA adapter")
-        self.model = apply_lora(self.model, settings or LoraSettings())
-
     # ------------------------------------------------------------------ input layout
     def _content_budget(self) -> int:
         fixed = (
@@ -274,12 +233,10 @@ class LLMRanker(PairRanker):
         """
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
-        if self.has_lora and not merge_lora:
-            self.model.save_pretrained(directory)  # adapter_config.json + adapter_model.safetensors
-        else:
-            (merged_copy(self.model) if self.has_lora else self.model).save_pretrained(directory)
+        transformer, _ = self._transformer_to_save(merge_lora)
+        transformer.save_pretrained(directory)  # a LoRA adapter alone: adapter_config.json + its weights
         self.tokenizer.save_pretrained(directory)
-        save_settings(directory, self.settings, model_kind="llm_ranker")
+        self._save_settings(directory)
 
     def __repr__(self) -> str:
         return (

@@ -46,16 +46,34 @@ def _require_peft() -> Any:
     return peft
 
 
-def apply_lora(backbone: nn.Module, settings: LoraSettings) -> nn.Module:
-    """Wrap ``backbone`` in a peft model whose only trainable weights are the LoRA matrices."""
+def apply_lora(
+    backbone: nn.Module, settings: LoraSettings | Any, modules_to_save: tuple[str, ...] = ()
+) -> nn.Module:
+    """Wrap ``backbone`` in a peft model whose only trainable weights are the LoRA matrices.
+
+    Args:
+        backbone: the transformer.
+        settings: our :class:`LoraSettings`, or a ``peft.LoraConfig`` used as given.
+        modules_to_save: modules that train fully beside the adapters (a fresh task head), saved with it.
+    """
     peft = _require_peft()
-    config = peft.LoraConfig(
-        r=settings.r,
-        lora_alpha=settings.alpha,
-        lora_dropout=settings.dropout,
-        target_modules=list(settings.target_modules) if settings.target_modules else "all-linear",
-        task_type=peft.TaskType.FEATURE_EXTRACTION,
-    )
+    if isinstance(settings, peft.LoraConfig):
+        config = copy.deepcopy(settings)
+        if modules_to_save and not config.modules_to_save:
+            config.modules_to_save = list(modules_to_save)
+    elif isinstance(settings, LoraSettings):
+        config = peft.LoraConfig(
+            r=settings.r,
+            lora_alpha=settings.alpha,
+            lora_dropout=settings.dropout,
+            target_modules=list(settings.target_modules) if settings.target_modules else "all-linear",
+            modules_to_save=list(modules_to_save) or None,
+            task_type=peft.TaskType.FEATURE_EXTRACTION,
+        )
+    else:
+        raise TypeError(
+            f"LoRA settings must be a LoraSettings or a peft.LoraConfig, got {type(settings).__name__}"
+        )
     return peft.get_peft_model(backbone, config)
 
 

@@ -1,33 +1,33 @@
-"""The scoring API every ranker shares (cross-encoder, LLM reranker, ColBERT): ``compute_score`` and ``rerank``.
+"""The scoring API every ranker shares (cross-encoder, LLM reranker, ColBERT): ``compute_score`` and ``rerank``,
+and :class:`PairRanker`, the base of the rankers that read query and document together (cross-encoder, LLM).
 
 Subclasses say how a batch of (query, document) pairs is scored; this base validates the input, batches,
-normalises and sorts, and holds what training needs of every ranker (LoRA state, checkpoint loading).
+normalises and sorts. What every model kind shares (loading, LoRA, checkpoints) is in ``models/base.py``.
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from retrievals_rag.models.embedding import (
-    DEFAULT_MAX_BATCH_SIZE,
-    DEFAULT_TOKEN_BUDGET,
-    PROGRESS_BAR_MIN_TEXTS,
+from retrievals_rag.models.base import RetrievalModel
+from retrievals_rag.models.batching import pad_sequences
+from retrievals_rag.models.config import CrossEncoderSettings, LLMRankerSettings
+from retrievals_rag.models.windows import (
+    best_per_owner,
+    fit_query,
+    iter_row_batches,
+    plan_windows,
+    tokenize_content,
 )
-from retrievals_rag.models.loading import (
-    load_saved_weights,
-)
-from retrievals_rag.models.lora import is_lora_model
 
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+# Pairs tokenized and windowed together: bounds memory on very large inputs.
+PAIRS_PER_CHUNK = 4_096
 
 
 @dataclass(frozen=True)
@@ -70,50 +70,13 @@ def check_pairs(pairs: Any) -> tuple[list[str], list[str], bool]:
     return queries, documents, False
 
 
-class Ranker(nn.Module, metaclass=ABCMeta):
+class Ranker(RetrievalModel, metaclass=ABCMeta):
     """The scoring API shared by every ranker: :meth:`compute_score` and :meth:`rerank`.
 
     Subclasses implement ``_score_pairs``, which scores each (query, document) pair as a float64 array.
-    They keep their transformer in ``model`` (wrapped by peft when LoRA adapters train).
+    They keep their transformer in ``model`` (wrapped by peft when LoRA adapters train); loading, LoRA and
+    checkpoint support come from :class:`~retrievals_rag.models.base.RetrievalModel`.
     """
-
-    tokenizer: PreTrainedTokenizerBase
-    model: nn.Module
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    # ------------------------------------------------------------------ training support
-    @property
-    def has_lora(self) -> bool:
-        """Whether :attr:`model` carries LoRA adapters (only they train)."""
-        return is_lora_model(self.model)
-
-    def _base_model(self) -> Any:
-        get_base_model = getattr(self.model, "get_base_model", None)  # a peft wrapper keeps LoRA inside
-        return get_base_model() if callable(get_base_model) else self.model
-
-    def load_weights(self, directory: str | os.PathLike[str]) -> None:
-        """Load weights saved by ``save_pretrained`` into this model (resuming from a checkpoint)."""
-        load_saved_weights(self.model, directory)
-
-    def activation_checkpointing_enable(
-        self,
-        activation_checkpointing_kwargs: dict[str, Any] | None = None,
-        every_n_layers: int = 1,
-        offload: bool = False,
-    ) -> None:
-        """Recompute activations in the backward pass (less memory); called by the HF Trainer."""
-        backbone = self._base_model()
-        if self.has_lora:
-            # inputs of a frozen embedding layer need gradients for checkpointed LoRA layers to get theirs
-            backbone.enable_input_require_grads()
-        backbone.activation_checkpointing_enable(
-            activation_checkpointing_kwargs=activation_checkpointing_kwargs,
-            every_n_layers=every_n_layers,
-            offload=offload,
-        )
 
     def compute_score(
         self,
@@ -233,20 +196,116 @@ class Ranker(nn.Module, metaclass=ABCMeta):
     ) -> np.ndarray:
         """Scores of the pairs ``(queries[i], documents[i])``, float64."""
 
-    def _batch_options(self, batch_size: int | None, token_budget: int | None) -> dict[str, Any]:
-        kind = "cuda" if self.device.type == "cuda" else "cpu"
-        return {
-            "token_budget": token_budget or DEFAULT_TOKEN_BUDGET[kind],
-            "max_batch_size": batch_size or DEFAULT_MAX_BATCH_SIZE[kind],
-            "pad_id": self.tokenizer.pad_token_id,
-            "prefetch": kind == "cuda",
-            "pin_memory": kind == "cuda",
-        }
 
-    @staticmethod
-    def _progress(total: int, show_progress_bar: bool | None, description: str) -> Any:
-        if not (show_progress_bar or (show_progress_bar is None and total >= PROGRESS_BAR_MIN_TEXTS)):
-            return None
-        from tqdm.auto import tqdm
+class PairRanker(Ranker):
+    """A ranker that reads query and document together: one forward pass per (query, document window).
 
-        return tqdm(total=total, desc=description, disable=None if show_progress_bar is None else False)
+    Subclasses give the input layout (``_layout``), the room it leaves for query and document tokens
+    (``_content_budget``) and ``forward``.
+    """
+
+    settings: CrossEncoderSettings | LLMRankerSettings
+    _padding_side: str = "right"
+
+    @property
+    def max_length(self) -> int:
+        return self.settings.max_length
+
+    @property
+    def padding_side(self) -> str:
+        """The side inference pads batches on (training collators pad the same way)."""
+        return self._padding_side
+
+    @property
+    def query_instruction(self) -> str | None:
+        return self.settings.query_instruction
+
+    @property
+    def document_instruction(self) -> str | None:
+        return self.settings.document_instruction
+
+    @abstractmethod
+    def _content_budget(self) -> int:
+        """Tokens left for query and document content once the layout's own tokens are counted."""
+
+    @abstractmethod
+    def _layout(self, query_ids: list[int], window_ids: list[int]) -> tuple[list[int], list[int] | None]:
+        """Model input ``(input_ids, token_type_ids or None)`` of a query and one document window."""
+
+    def _forward_batch(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
+    ) -> torch.Tensor:
+        return self(input_ids, attention_mask)
+
+    def _pair_rows(
+        self, query_ids: list[int], document_ids: list[int], max_windows: int
+    ) -> list[tuple[list[int], list[int] | None]]:
+        budget = self._content_budget()
+        keep = fit_query(len(query_ids), len(document_ids), budget)
+        windows = plan_windows(len(document_ids), budget - keep, self.settings.window_stride, max_windows)
+        return [self._layout(query_ids[:keep], document_ids[start:end]) for start, end in windows]
+
+    def tokenize_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int] | None]]:
+        """Model inputs ``(input_ids, token_type_ids or None)`` of pairs, documents cut to their first window.
+
+        This is the layout the model scores (instructions, special tokens, truncation), for training code
+        that must feed the model exactly what inference does.
+        """
+        queries, documents, _ = check_pairs(list(pairs))
+        query_ids = tokenize_content(self.tokenizer, queries)
+        document_ids = tokenize_content(self.tokenizer, documents)
+        return [self._pair_rows(q, d, max_windows=1)[0] for q, d in zip(query_ids, document_ids, strict=True)]
+
+    def _rows_of_pairs(
+        self, queries: list[str], documents: list[str]
+    ) -> tuple[list[list[int]], list[list[int] | None], np.ndarray]:
+        """Model inputs of every window of every pair: ``(input_ids, token_type_ids, owners)``.
+
+        ``owners[i]`` is the index of the pair that row ``i`` belongs to.
+        """
+        unique = list(dict.fromkeys(queries))
+        query_ids = dict(zip(unique, tokenize_content(self.tokenizer, unique), strict=True))
+        rows: list[list[int]] = []
+        types: list[list[int] | None] = []
+        owners: list[int] = []
+        for pair, (query, ids) in enumerate(
+            zip(queries, tokenize_content(self.tokenizer, documents), strict=True)
+        ):
+            for row, row_types in self._pair_rows(query_ids[query], ids, self.settings.max_windows):
+                rows.append(row)
+                types.append(row_types)
+                owners.append(pair)
+        return rows, types, np.asarray(owners, dtype=np.int64)
+
+    def _score_pairs(
+        self,
+        queries: list[str],
+        documents: list[str],
+        *,
+        batch_size: int | None,
+        token_budget: int | None,
+        show_progress_bar: bool | None,
+    ) -> np.ndarray:
+        scores = np.empty(len(queries), dtype=np.float64)
+        options = self._batch_options(batch_size, token_budget)
+        device = self.device
+        with self.inference(len(queries), show_progress_bar, "Scoring") as progress:
+            for start in range(0, len(queries), PAIRS_PER_CHUNK):
+                stop = min(start + PAIRS_PER_CHUNK, len(queries))
+                rows, types, owners = self._rows_of_pairs(queries[start:stop], documents[start:stop])
+                row_scores = np.empty(len(rows), dtype=np.float32)
+                for batch in iter_row_batches(rows, padding_side=self._padding_side, **options):
+                    token_type_ids = None
+                    if types[0] is not None:
+                        token_type_ids = pad_sequences(
+                            [types[i] for i in batch.positions], 0, self._padding_side
+                        )[0].to(device, non_blocking=True)
+                    batch_scores = self._forward_batch(
+                        batch.input_ids.to(device, non_blocking=True),
+                        batch.attention_mask.to(device, non_blocking=True),
+                        token_type_ids,
+                    )
+                    row_scores[batch.positions] = batch_scores.float().cpu().numpy()
+                scores[start:stop] = best_per_owner(owners, row_scores, stop - start)
+                progress.update(stop - start)
+        return scores

@@ -12,43 +12,19 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from abc import abstractmethod
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 
-from retrievals_rag.models.batching import pad_sequences
-from retrievals_rag.models.config import (
-    CrossEncoderSettings,
-    LLMRankerSettings,
-    merge_settings,
-    read_model_kind,
-    read_settings,
-    save_settings,
-)
-from retrievals_rag.models.loading import (
-    DtypeName,
-    default_max_length,
-    is_decoder_only,
-    load_config,
-    load_model,
-    load_tokenizer,
-    resolve_device,
-    resolve_dtype,
-    resolve_model_path,
-)
-from retrievals_rag.models.ranker import Ranker, RerankResult, check_pairs
+from retrievals_rag.models.base import resolve_settings
+from retrievals_rag.models.config import CrossEncoderSettings
+from retrievals_rag.models.loading import DtypeName, default_max_length, is_decoder_only, resolve_model_path
+from retrievals_rag.models.ranker import PairRanker, Ranker, RerankResult, check_pairs
+from retrievals_rag.models.registry import folder_kind
 from retrievals_rag.models.windows import (
-    best_per_owner,
     find_token_frame,
-    fit_query,
     instruction_ids,
-    iter_row_batches,
-    plan_windows,
-    tokenize_content,
 )
 
 __all__ = ["AutoModelForRanking", "PairRanker", "Ranker", "RerankResult", "check_pairs"]
@@ -58,134 +34,9 @@ if TYPE_CHECKING:
 
     from retrievals_rag.models.llm_ranking import LLMRanker
 
-# Pairs tokenized and windowed together: bounds memory on very large inputs.
-PAIRS_PER_CHUNK = 4_096
 # What sentence-transformers' CrossEncoder applies to the logits of a folder saved here: nothing, so that
 # CrossEncoder(folder).predict gives the raw logits, as compute_score does.
 _ST_IDENTITY = "torch.nn.modules.linear.Identity"
-
-
-class PairRanker(Ranker):
-    """A ranker that reads query and document together: one forward pass per (query, document window).
-
-    Subclasses give the input layout (``_layout``), the room it leaves for query and document tokens
-    (``_content_budget``) and ``forward``.
-    """
-
-    settings: CrossEncoderSettings | LLMRankerSettings
-    _padding_side: str = "right"
-
-    @property
-    def max_length(self) -> int:
-        return self.settings.max_length
-
-    @property
-    def padding_side(self) -> str:
-        """The side inference pads batches on (training collators pad the same way)."""
-        return self._padding_side
-
-    @property
-    def query_instruction(self) -> str | None:
-        return self.settings.query_instruction
-
-    @property
-    def document_instruction(self) -> str | None:
-        return self.settings.document_instruction
-
-    @abstractmethod
-    def _content_budget(self) -> int:
-        """Tokens left for query and document content once the layout's own tokens are counted."""
-
-    @abstractmethod
-    def _layout(self, query_ids: list[int], window_ids: list[int]) -> tuple[list[int], list[int] | None]:
-        """Model input ``(input_ids, token_type_ids or None)`` of a query and one document window."""
-
-    def _forward_batch(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
-    ) -> torch.Tensor:
-        return self(input_ids, attention_mask)
-
-    def _pair_rows(
-        self, query_ids: list[int], document_ids: list[int], max_windows: int
-    ) -> list[tuple[list[int], list[int] | None]]:
-        budget = self._content_budget()
-        keep = fit_query(len(query_ids), len(document_ids), budget)
-        windows = plan_windows(len(document_ids), budget - keep, self.settings.window_stride, max_windows)
-        return [self._layout(query_ids[:keep], document_ids[start:end]) for start, end in windows]
-
-    def tokenize_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int] | None]]:
-        """Model inputs ``(input_ids, token_type_ids or None)`` of pairs, documents cut to their first window.
-
-        This is the layout the model scores (instructions, special tokens, truncation), for training code
-        that must feed the model exactly what inference does.
-        """
-        queries, documents, _ = check_pairs(list(pairs))
-        query_ids = tokenize_content(self.tokenizer, queries)
-        document_ids = tokenize_content(self.tokenizer, documents)
-        return [self._pair_rows(q, d, max_windows=1)[0] for q, d in zip(query_ids, document_ids, strict=True)]
-
-    def _rows_of_pairs(
-        self, queries: list[str], documents: list[str]
-    ) -> tuple[list[list[int]], list[list[int] | None], np.ndarray]:
-        """Model inputs of every window of every pair: ``(input_ids, token_type_ids, owners)``.
-
-        ``owners[i]`` is the index of the pair that row ``i`` belongs to.
-        """
-        unique = list(dict.fromkeys(queries))
-        query_ids = dict(zip(unique, tokenize_content(self.tokenizer, unique), strict=True))
-        rows: list[list[int]] = []
-        types: list[list[int] | None] = []
-        owners: list[int] = []
-        for pair, (query, ids) in enumerate(
-            zip(queries, tokenize_content(self.tokenizer, documents), strict=True)
-        ):
-            for row, row_types in self._pair_rows(query_ids[query], ids, self.settings.max_windows):
-                rows.append(row)
-                types.append(row_types)
-                owners.append(pair)
-        return rows, types, np.asarray(owners, dtype=np.int64)
-
-    def _score_pairs(
-        self,
-        queries: list[str],
-        documents: list[str],
-        *,
-        batch_size: int | None,
-        token_budget: int | None,
-        show_progress_bar: bool | None,
-    ) -> np.ndarray:
-        scores = np.empty(len(queries), dtype=np.float64)
-        options = self._batch_options(batch_size, token_budget)
-        device = self.device
-        progress = self._progress(len(queries), show_progress_bar, "Scoring")
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode():
-                for start in range(0, len(queries), PAIRS_PER_CHUNK):
-                    stop = min(start + PAIRS_PER_CHUNK, len(queries))
-                    rows, types, owners = self._rows_of_pairs(queries[start:stop], documents[start:stop])
-                    row_scores = np.empty(len(rows), dtype=np.float32)
-                    for batch in iter_row_batches(rows, padding_side=self._padding_side, **options):
-                        token_type_ids = None
-                        if types[0] is not None:
-                            token_type_ids = pad_sequences(
-                                [types[i] for i in batch.positions], 0, self._padding_side
-                            )[0].to(device, non_blocking=True)
-                        batch_scores = self._forward_batch(
-                            batch.input_ids.to(device, non_blocking=True),
-                            batch.attention_mask.to(device, non_blocking=True),
-                            token_type_ids,
-                        )
-                        row_scores[batch.positions] = batch_scores.float().cpu().numpy()
-                    scores[start:stop] = best_per_owner(owners, row_scores, stop - start)
-                    if progress is not None:
-                        progress.update(stop - start)
-        finally:
-            self.train(was_training)
-            if progress is not None:
-                progress.close()
-        return scores
 
 
 class AutoModelForRanking(PairRanker):
@@ -257,12 +108,11 @@ class AutoModelForRanking(PairRanker):
             dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``; overrides ``use_fp16``.
             window_stride: tokens between the starts of a long document's windows (None: half a window).
             max_windows: most windows per document (default 8; 1 truncates, as sentence-transformers does).
-            merge_lora: for an LLM ranker folder holding a LoRA adapter, fold it into the base weights
-                (see :meth:`LLMRanker.from_pretrained`).
+            merge_lora: for a folder holding a LoRA adapter (saved after LoRA training; its base model is found
+                from the adapter's config), fold the adapter into the base weights. Both give the same scores.
         """
         path = resolve_model_path(model_name_or_path)
-        kind = read_model_kind(path) if Path(path).is_dir() else None
-        if causal_lm or kind == "llm_ranker":
+        if causal_lm or folder_kind(path) == "llm_ranker":
             if num_labels not in (None, 1):
                 raise ValueError(f"an LLM ranker scores with one token's logit; num_labels={num_labels}")
             from retrievals_rag.models.llm_ranking import LLMRanker
@@ -280,14 +130,12 @@ class AutoModelForRanking(PairRanker):
                 max_windows=max_windows,
                 merge_lora=merge_lora,
             )
-        saved = read_settings(path, CrossEncoderSettings) if kind == "cross_encoder" else None
-        config = load_config(path, trust_remote_code)
-        tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
-        architectures = getattr(config, "architectures", None) or []
+        folder = cls._open_folder(path, trust_remote_code=trust_remote_code)
+        architectures = getattr(folder.config, "architectures", None) or []
         has_head = any(name.endswith("ForSequenceClassification") for name in architectures)
-        settings: CrossEncoderSettings = merge_settings(
+        settings = resolve_settings(
             CrossEncoderSettings,
-            {
+            explicit={
                 "max_length": max_length,
                 "num_labels": num_labels,
                 "query_instruction": query_instruction,
@@ -295,25 +143,25 @@ class AutoModelForRanking(PairRanker):
                 "window_stride": window_stride,
                 "max_windows": max_windows,
             },
-            saved,
-            {
-                "max_length": default_max_length(tokenizer, config),
-                "num_labels": int(config.num_labels) if has_head else 1,
+            saved=folder.saved,
+            defaults={
+                "max_length": default_max_length(folder.tokenizer, folder.config),
+                "num_labels": int(folder.config.num_labels) if has_head else 1,
             },
         )
-        resolved_device = resolve_device(device)
-        model = load_model(
-            path,
+        model = cls._load_transformer(
+            folder,
             task="sequence_classification",
-            dtype=resolve_dtype(resolved_device, use_fp16, dtype),
-            device=resolved_device,
-            trust_remote_code=trust_remote_code,
+            device=device,
+            use_fp16=use_fp16,
+            dtype=dtype,
+            merge_lora=merge_lora,
             num_labels=settings.num_labels,
         )
-        if is_decoder_only(model.config) and model.config.pad_token_id is None:
+        if is_decoder_only(folder.config) and model.config.pad_token_id is None:
             # Decoder classification heads find each row's last token through the pad id.
-            model.config.pad_token_id = tokenizer.pad_token_id
-        return cls(model, tokenizer, settings)
+            model.config.pad_token_id = folder.tokenizer.pad_token_id
+        return cls(model, folder.tokenizer, settings)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -337,12 +185,9 @@ class AutoModelForRanking(PairRanker):
         Returns:
             The logit (``num_labels == 1``) or ``logit[1] - logit[0]`` (``num_labels == 2``).
         """
-        inputs: dict[str, torch.Tensor | None] = {"input_ids": input_ids}
-        # A batch with no padding needs no mask, which lets SDPA take its fastest kernel.
-        inputs["attention_mask"] = attention_mask if bool((attention_mask == 0).any()) else None
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
-        logits = self.model(**inputs).logits  # (batch, num_labels)
+        logits = self.model(
+            **self._transformer_inputs(input_ids, attention_mask, token_type_ids)
+        ).logits  # (batch, num_labels)
         if self.settings.num_labels == 1:
             return logits[:, 0]
         return logits[:, 1] - logits[:, 0]
@@ -371,28 +216,31 @@ class AutoModelForRanking(PairRanker):
         )
 
     # ------------------------------------------------------------------ saving
-    def save_pretrained(self, save_directory: str | os.PathLike[str]) -> None:
+    def save_pretrained(self, save_directory: str | os.PathLike[str], merge_lora: bool = False) -> None:
         """Write weights (safetensors), tokenizer and settings.
 
         The folder loads here with the same settings, and in ``sentence_transformers.CrossEncoder(folder)``
         with the same scores: its tokenizer's maximum length is ``max_length`` and its activation is the
         identity, so ``predict`` returns the logits that :meth:`compute_score` returns (for inputs that fit in
-        one window; pass ``activation_fn=torch.nn.Sigmoid()`` to match ``normalize=True``).
+        one window; pass ``activation_fn=torch.nn.Sigmoid()`` to match ``normalize=True``). A model with a LoRA
+        adapter saves the adapter (and its head) alone, or with ``merge_lora=True`` a full merged model.
         """
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(directory)
+        transformer, full = self._transformer_to_save(merge_lora)
+        transformer.save_pretrained(directory)
         saved_limit = self.tokenizer.model_max_length
         self.tokenizer.model_max_length = self.settings.max_length
         try:
             self.tokenizer.save_pretrained(directory)
         finally:
             self.tokenizer.model_max_length = saved_limit
-        config_path = directory / "config.json"
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        config["sentence_transformers"] = {"activation_fn": _ST_IDENTITY}
-        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        save_settings(directory, self.settings, model_kind="cross_encoder")
+        if full:
+            config_path = directory / "config.json"
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+            config["sentence_transformers"] = {"activation_fn": _ST_IDENTITY}
+            config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        self._save_settings(directory)
         if self.settings.query_instruction or self.settings.document_instruction:
             warnings.warn(
                 "sentence-transformers' CrossEncoder does not apply this model's instructions: its scores "
@@ -400,6 +248,11 @@ class AutoModelForRanking(PairRanker):
                 UserWarning,
                 stacklevel=2,
             )
+
+    def _lora_modules_to_save(self) -> tuple[str, ...]:
+        # the classification head is fresh (or task-specific): it trains fully beside the adapters
+        names = {name for name, _ in self._base_model().named_children()}
+        return tuple(head for head in ("classifier", "score") if head in names)
 
     def __repr__(self) -> str:
         return (

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from retrievals_rag.models.config import (
@@ -46,6 +46,8 @@ class KindSpec:
         class_name: the public class that loads and saves it (named in error messages).
         settings_class: the frozen settings dataclass saved next to its weights.
         ranker: scores (query, document) pairs (``compute_score`` / ``rerank``) rather than embedding texts.
+        load_options: the keyword arguments of the class's ``from_pretrained`` beyond the path, ``device`` and
+            ``use_fp16`` (what an adapter's ``model_kwargs`` may carry; a test holds it to the signature).
         aliases: other spellings accepted on input (the command line's ``cross-encoder``, ``llm``).
         description: one line for help texts.
     """
@@ -55,6 +57,7 @@ class KindSpec:
     class_name: str
     settings_class: type[AnySettings]
     ranker: bool
+    load_options: frozenset[str]
     aliases: tuple[str, ...] = ()
     description: str = ""
 
@@ -62,6 +65,10 @@ class KindSpec:
         """The kind's class (imports torch and the defining module now)."""
         return getattr(importlib.import_module(self.module), self.class_name)
 
+
+_COMMON_OPTIONS = frozenset({"max_length", "trust_remote_code", "dtype", "merge_lora"})
+_WINDOW_OPTIONS = frozenset({"window_stride", "max_windows"})
+_INSTRUCTIONS = frozenset({"query_instruction", "document_instruction"})
 
 KINDS: dict[ModelKind, KindSpec] = {
     spec.name: spec
@@ -72,6 +79,8 @@ KINDS: dict[ModelKind, KindSpec] = {
             "AutoModelForEmbedding",
             EmbeddingSettings,
             ranker=False,
+            load_options=_COMMON_OPTIONS
+            | {"pooling_method", "query_instruction", "document_instruction", "normalize_embeddings"},
             aliases=("embedder", "bi-encoder"),
             description="dense embedder: a transformer plus pooling (encoders and decoder LLMs)",
         ),
@@ -81,6 +90,7 @@ KINDS: dict[ModelKind, KindSpec] = {
             "AutoModelForRanking",
             CrossEncoderSettings,
             ranker=True,
+            load_options=_COMMON_OPTIONS | _WINDOW_OPTIONS | _INSTRUCTIONS | {"num_labels"},
             aliases=("cross-encoder",),
             description="cross-encoder reranker: a classification head reads query and document together",
         ),
@@ -90,6 +100,7 @@ KINDS: dict[ModelKind, KindSpec] = {
             "LLMRanker",
             LLMRankerSettings,
             ranker=True,
+            load_options=_COMMON_OPTIONS | _WINDOW_OPTIONS | _INSTRUCTIONS | {"prompt", "target_token"},
             aliases=("llm", "llm-ranker"),
             description="LLM reranker: a decoder LLM scored by its 'Yes' logit",
         ),
@@ -99,11 +110,13 @@ KINDS: dict[ModelKind, KindSpec] = {
             "ColBERT",
             ColBERTSettings,
             ranker=True,
+            load_options=_COMMON_OPTIONS | _WINDOW_OPTIONS | {"colbert_dim", "query_max_length"},
             description="ColBERT late interaction: per-token vectors scored by MaxSim",
         ),
     )
 }
 """Every kind, by its one spelling. A new kind is one entry here."""
+
 
 def kind_names(rankers_only: bool = False) -> list[str]:
     """The kinds' spellings, in registry order."""
@@ -164,6 +177,10 @@ def folder_kind(path: str | os.PathLike[str]) -> ModelKind | None:
         raise ValueError(f"{path}: {error}") from None
 
 
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" or word.startswith("llm") else "a"
+
+
 def check_folder_kind(path: str | os.PathLike[str], expected: str, *, accept: tuple[str, ...] = ()) -> None:
     """Refuse a folder saved as another kind than ``expected`` (or one of ``accept``), naming the class to use.
 
@@ -171,8 +188,8 @@ def check_folder_kind(path: str | os.PathLike[str], expected: str, *, accept: tu
     start from it.
 
     Raises:
-        ValueError: e.g. "runs/colbert holds a colbert model: load it with ColBERT.from_pretrained, not
-            AutoModelForEmbedding".
+        ValueError: e.g. "runs/colbert holds a colbert model, not an embedding model: load it with
+            ColBERT.from_pretrained".
     """
     found = folder_kind(path)
     wanted = kind_spec(expected)
@@ -181,12 +198,14 @@ def check_folder_kind(path: str | os.PathLike[str], expected: str, *, accept: tu
         return
     holder = KINDS[found]
     raise ValueError(
-        f"{path} holds a {found} model: load it with {holder.class_name}.from_pretrained, not "
-        f"{wanted.class_name} (or pass the matching kind)"
+        f"{path} holds a {found} model, not {_article(wanted.name)} {wanted.name} model: load it with "
+        f"{holder.class_name}.from_pretrained (or pass the kind it holds)"
     )
 
 
-def resolve_kind(path: str | os.PathLike[str], kind: str = "auto", *, default: str | None = None) -> ModelKind:
+def resolve_kind(
+    path: str | os.PathLike[str], kind: str = "auto", *, default: str | None = None
+) -> ModelKind:
     """The kind to load ``path`` as: ``kind`` itself, or for ``"auto"`` the kind the folder was saved as.
 
     Args:

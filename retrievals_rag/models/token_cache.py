@@ -79,6 +79,15 @@ class DocumentVectorCache:
                 self.nbytes -= evicted
         return stored
 
+    def resize(self, max_bytes: int) -> None:
+        """Change the byte budget, forgetting the least recently used documents beyond a smaller one."""
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+        self.max_bytes = max_bytes
+        while self.nbytes > self.max_bytes:
+            _, (_, evicted) = self._entries.popitem(last=False)
+            self.nbytes -= evicted
+
     def clear(self) -> None:
         """Forget every document (and the hit / miss counts)."""
         self._entries.clear()

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from retrievals_rag.data.tokenization import apply_instruction
+from retrievals_rag.models.base import resolve_settings
 from retrievals_rag.models.config import (
     ColBERTSettings,
     CrossEncoderSettings,
     LLMRankerSettings,
-    merge_settings,
 )
 from retrievals_rag.models.ranking import check_pairs
 from retrievals_rag.models.windows import (
@@ -146,11 +146,14 @@ def test_settings_are_validated() -> None:
         ColBERTSettings(colbert_dim=0, max_length=32)
 
 
-def test_merge_settings_precedence() -> None:
-    settings = merge_settings(
+def test_settings_precedence_explicit_then_saved_then_sentence_transformers_then_defaults() -> None:
+    settings = resolve_settings(
         CrossEncoderSettings,
-        {"max_length": None, "max_windows": 2},
-        {"max_length": 64, "max_windows": 4, "query_instruction": "q: "},
-        {"max_length": 512},
+        explicit={"max_length": None, "max_windows": 2},
+        saved={"max_length": 64, "max_windows": 4, "query_instruction": "q: "},
+        sentence_transformers={"max_length": 128, "document_instruction": "d: ", "num_labels": None},
+        defaults={"max_length": 512, "num_labels": 2},
     )
-    assert settings == CrossEncoderSettings(max_length=64, max_windows=2, query_instruction="q: ")
+    assert settings == CrossEncoderSettings(
+        max_length=64, max_windows=2, query_instruction="q: ", document_instruction="d: ", num_labels=2
+    )

@@ -44,7 +44,7 @@ def test_kind_of_a_class_and_its_classes_import():
 
 def test_a_folder_of_another_kind_is_refused_with_the_class_to_use(tmp_path):
     colbert = _folder(tmp_path, "colbert")
-    with pytest.raises(ValueError, match=r"holds a colbert model: load it with ColBERT.from_pretrained"):
+    with pytest.raises(ValueError, match=r"holds a colbert model, not a cross_encoder model: load it with ColBERT.from_pretrained"):
         registry.check_folder_kind(colbert, "cross_encoder")
     registry.check_folder_kind(colbert, "colbert")
     # a bare folder (no config of ours) may start any kind
@@ -66,3 +66,22 @@ def test_an_unknown_saved_kind_names_the_folder(tmp_path):
     folder = _folder(tmp_path, "splade")
     with pytest.raises(ValueError, match=r"splade.*unknown model kind 'splade'"):
         registry.folder_kind(folder)
+
+
+def test_load_options_are_the_from_pretrained_keywords_of_each_class():
+    import inspect
+
+    for spec in registry.KINDS.values():
+        parameters = set(inspect.signature(spec.model_class().from_pretrained).parameters)
+        # the path, and the device / precision fields that adapters hold themselves; causal_lm only dispatches
+        expected = parameters - {"model_name_or_path", "device", "use_fp16", "causal_lm"}
+        assert spec.load_options == expected, spec.name
+
+
+def test_importing_the_registry_loads_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, retrievals_rag.models.registry; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -97,20 +97,48 @@ def test_cache_documents_ahead_then_only_queries_are_encoded(tiny_bert_path: Pat
         colbert.cache_documents(["a", 2])  # type: ignore[list-item]
 
 
-def test_training_or_new_weights_clear_the_cache(tiny_bert_path: Path, tmp_path: Path) -> None:
+def test_a_mode_switch_keeps_the_cache_and_new_weights_empty_it(tiny_bert_path: Path, tmp_path: Path) -> None:
     colbert = _colbert(tiny_bert_path)
-    colbert.cache_documents(DOCUMENTS)
-    colbert.eval()
+    colbert.train()  # a model left in train mode still fills the cache (it used to return N and keep nothing)
+    assert colbert.cache_documents(DOCUMENTS) == len(DOCUMENTS)
     assert len(colbert.document_cache) == len(DOCUMENTS)  # type: ignore[arg-type]
-    colbert.train()
-    assert len(colbert.document_cache) == 0  # type: ignore[arg-type]
     colbert.eval()
+    colbert.train()
+    colbert.eval()
+    assert colbert.cache_documents(DOCUMENTS) == 0  # still there after mode switches
+    # a training step changes the weights: the cached vectors are stale and must not be used
+    optimizer = torch.optim.SGD(colbert.parameters(), lr=0.5)
+    colbert.train()
+    row = colbert.tokenize_documents(["the cell is a unit"])[0]
+    encoded = colbert(torch.tensor([row]), torch.ones((1, len(row)), dtype=torch.long), "document")
+    loss = encoded.embeddings.sum()
+    loss.backward()
+    optimizer.step()
+    colbert.eval()
+    cached = colbert.compute_score([("cancer risk", document) for document in DOCUMENTS])
+    colbert.disable_document_cache()
+    fresh = colbert.compute_score([("cancer risk", document) for document in DOCUMENTS])
+    assert cached == pytest.approx(fresh, abs=1e-2)  # float16 storage; stale vectors would differ by far more
+    colbert.enable_document_cache()
     colbert.save_pretrained(tmp_path)
     colbert.cache_documents(DOCUMENTS)
     colbert.load_weights(tmp_path)
-    assert len(colbert.document_cache) == 0  # type: ignore[arg-type]
+    assert colbert.cache_documents(DOCUMENTS) == len(DOCUMENTS)  # loading weights emptied it
     colbert.disable_document_cache()
     assert colbert.document_cache is None
+
+
+def test_enable_document_cache_applies_new_arguments(tiny_bert_path: Path) -> None:
+    colbert = _colbert(tiny_bert_path)
+    cache = colbert.enable_document_cache()
+    colbert.cache_documents(DOCUMENTS)
+    assert colbert.enable_document_cache() is cache and len(cache) == len(DOCUMENTS)
+    colbert.enable_document_cache(max_bytes=1)  # smaller: documents that no longer fit are forgotten
+    assert cache.max_bytes == 1 and len(cache) == 0
+    colbert.enable_document_cache(max_bytes=1 << 20)
+    colbert.cache_documents(DOCUMENTS)
+    float32 = colbert.enable_document_cache(dtype=torch.float32)  # another storage type: a new cache
+    assert float32.dtype == torch.float32 and float32.max_bytes == 1 << 20 and len(float32) == 0
 
 
 def test_a_cache_smaller_than_the_documents_still_scores_every_pair(tiny_bert_path: Path) -> None:

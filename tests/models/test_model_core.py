@@ -1,0 +1,190 @@
+"""The shared model core: folders saved by release 0.1.0 load unchanged, every kind refuses a folder of another
+kind, LoRA and merge_lora work alike for every kind, and the fixes of the model-core issue."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from retrievals_rag import AutoModelForEmbedding, AutoModelForRanking, ColBERT, LLMRanker
+from retrievals_rag.models.lora import LoraSettings
+
+LEGACY = Path(__file__).parent.parent / "data" / "legacy_0_1_0"
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict:
+    return json.loads((LEGACY / "expected.json").read_text(encoding="utf-8"))
+
+
+def _pairs(expected: dict) -> list[tuple[str, str]]:
+    return [(query, document) for query in expected["queries"] for document in expected["documents"]]
+
+
+def test_an_embedding_folder_of_release_0_1_0_gives_the_same_vectors(expected: dict) -> None:
+    model = AutoModelForEmbedding.from_pretrained(LEGACY / "embedding")
+    assert model.query_instruction == "query: "
+    np.testing.assert_allclose(
+        model.encode_queries(expected["queries"]), expected["embedding"]["queries"], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        model.encode_corpus(expected["documents"]), expected["embedding"]["documents"], atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "model_class"),
+    [("cross_encoder", AutoModelForRanking), ("colbert", ColBERT), ("llm_ranker", LLMRanker)],
+)
+def test_a_ranker_folder_of_release_0_1_0_gives_the_same_scores(kind, model_class, expected: dict) -> None:
+    model = model_class.from_pretrained(LEGACY / kind)
+    assert model.compute_score(_pairs(expected)) == pytest.approx(expected[kind], abs=1e-5)
+    # the cross-encoder's Auto class finds an LLM ranker folder by itself, as before
+    if kind == "llm_ranker":
+        assert isinstance(AutoModelForRanking.from_pretrained(LEGACY / kind), LLMRanker)
+
+
+@pytest.mark.parametrize(
+    ("folder", "model_class", "message"),
+    [
+        (
+            "colbert",
+            AutoModelForRanking,
+            "holds a colbert model, not a cross_encoder model: load it with ColBERT",
+        ),
+        ("embedding", ColBERT, None),  # a ranker may start from an embedder (a fresh head / projection)
+        (
+            "cross_encoder",
+            ColBERT,
+            "holds a cross_encoder model, not a colbert model: load it with AutoModelFor",
+        ),
+        (
+            "colbert",
+            AutoModelForEmbedding,
+            "holds a colbert model, not an embedding model: load it with ColBERT",
+        ),
+        ("cross_encoder", LLMRanker, "holds a cross_encoder model, not an llm_ranker model"),
+    ],
+)
+def test_every_kind_refuses_a_folder_of_another_kind(folder, model_class, message) -> None:
+    if message is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model_class.from_pretrained(LEGACY / folder)
+        return
+    with pytest.raises(ValueError, match=message):
+        model_class.from_pretrained(LEGACY / folder)
+
+
+def test_encode_corpus_takes_title_and_text_documents(expected: dict) -> None:
+    model = AutoModelForEmbedding.from_pretrained(LEGACY / "embedding")
+    as_objects = model.encode_corpus(
+        [{"title": "the cell", "text": "is the unit of a study"}, {"text": "risk"}]
+    )
+    as_text = model.encode_corpus(["the cell is the unit of a study", "risk"])
+    np.testing.assert_allclose(as_objects, as_text, atol=1e-6)
+    assert model.encode_corpus({"title": "", "text": "risk"}).shape == (model.embedding_dimension,)
+    with pytest.raises(ValueError, match=r"documents\[1\].*'text'"):
+        model.encode_corpus(["fine", {"title": "no text"}])
+    with pytest.raises(TypeError, match=r"documents\[0\] is int"):
+        model.encode_corpus([3])  # type: ignore[list-item]
+
+
+def test_merge_lora_on_a_folder_without_an_adapter_says_so() -> None:
+    with pytest.warns(UserWarning, match="holds no LoRA adapter: there is nothing to merge"):
+        AutoModelForEmbedding.from_pretrained(LEGACY / "embedding", merge_lora=True)
+
+
+@pytest.mark.parametrize("kind", ["cross_encoder", "colbert", "llm_ranker"])
+def test_every_ranker_trains_lora_saves_the_adapter_and_reloads_it_merged_or_not(
+    kind, expected, tmp_path
+) -> None:
+    model_class = {"cross_encoder": AutoModelForRanking, "colbert": ColBERT, "llm_ranker": LLMRanker}[kind]
+    model = model_class.from_pretrained(LEGACY / kind)
+    model.enable_lora(LoraSettings(r=4, alpha=8, dropout=0.0))
+    with torch.no_grad():  # a non-zero update, so that the adapter changes the scores
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0.0, 0.5)
+    scores = model.compute_score(_pairs(expected))
+    assert scores != pytest.approx(expected[kind], abs=1e-4)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "adapter_config.json").is_file() and not (tmp_path / "model.safetensors").is_file()
+    for merge in (False, True):
+        reloaded = model_class.from_pretrained(tmp_path, merge_lora=merge)
+        assert reloaded.has_lora is not merge
+        assert reloaded.compute_score(_pairs(expected)) == pytest.approx(scores, abs=1e-4)
+    model.merge_lora()
+    assert not model.has_lora
+    assert model.compute_score(_pairs(expected)) == pytest.approx(scores, abs=1e-4)
+
+
+def test_a_decoder_with_last_pooling_and_no_eos_pools_sep_or_says_how_to_fix(tmp_path, expected) -> None:
+    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
+
+    tokenizer = AutoTokenizer.from_pretrained(LEGACY / "embedding")  # a BERT tokenizer: SEP, no EOS
+    assert tokenizer.eos_token is None
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    LlamaModel(config).save_pretrained(tmp_path / "with-sep")
+    tokenizer.save_pretrained(tmp_path / "with-sep")
+    model = AutoModelForEmbedding.from_pretrained(tmp_path / "with-sep", pooling_method="last")
+    ids = model.tokenize_ids(["what is a cell"])[0]
+    assert ids[-1] == tokenizer.sep_token_id  # the SEP the tokenizer appends is the pooled end token
+    assert model.encode(expected["queries"]).shape == (2, 16)
+    model.save_pretrained(tmp_path / "saved")
+    again = AutoModelForEmbedding.from_pretrained(tmp_path / "saved")
+    np.testing.assert_allclose(
+        again.encode(expected["queries"]), model.encode(expected["queries"]), atol=1e-6
+    )
+
+    tokenizer.sep_token = None
+    tokenizer.save_pretrained(tmp_path / "no-end")
+    LlamaModel(config).save_pretrained(tmp_path / "no-end")
+    with pytest.raises(ValueError, match=r"no-end: pooling_method='last'.*neither an EOS nor a SEP"):
+        AutoModelForEmbedding.from_pretrained(tmp_path / "no-end", pooling_method="last")
+
+
+def test_inference_restores_the_mode_it_found() -> None:
+    model = AutoModelForEmbedding.from_pretrained(LEGACY / "embedding")
+    model.train()
+    with model.inference():
+        assert not model.training and not torch.is_grad_enabled()
+    assert model.training
+    model.encode(["a"])
+    assert model.training
+
+
+@pytest.mark.slow
+def test_a_lora_adapter_folder_loads_in_sentence_transformers_with_the_same_vectors(
+    minilm_path, tmp_path
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    model = AutoModelForEmbedding.from_pretrained(minilm_path, query_instruction="query: ")
+    model.enable_lora(LoraSettings(r=4, alpha=8, dropout=0.0))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0.0, 0.05)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "adapter_config.json").is_file() and (tmp_path / "modules.json").is_file()
+    texts = ["what is dense retrieval?", "BM25 ranks documents by shared terms."]
+    st_model = SentenceTransformer(str(tmp_path), device="cpu")
+    base = AutoModelForEmbedding.from_pretrained(minilm_path, query_instruction="query: ")
+    assert (
+        np.abs(base.encode_queries(texts) - model.encode_queries(texts)).max() > 1e-3
+    )  # the adapter matters
+    np.testing.assert_allclose(st_model.encode_query(texts), model.encode_queries(texts), atol=1e-5)
+    np.testing.assert_allclose(st_model.encode_document(texts), model.encode_corpus(texts), atol=1e-5)
