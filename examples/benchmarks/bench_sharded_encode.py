@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument(
         "--corpus", type=Path, default=ROOT / "tests" / "data" / "scifact_subset" / "corpus.jsonl"
     )
+    parser.add_argument("--limit", type=int, default=None, help="encode only the first LIMIT documents")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="cores in all")
     parser.add_argument("--device", default="cpu")
@@ -52,10 +53,19 @@ def main() -> None:
 
     from retrievals_rag.distributed.merge import load_encoded_corpus
 
-    encode = ["-m", "retrievals_rag.cli.main", "encode", "--input", str(args.corpus), "--device", args.device]
     with tempfile.TemporaryDirectory() as scratch:
+        corpus = args.corpus
+        if args.limit is not None:
+            corpus = Path(scratch) / "corpus.jsonl"
+            with args.corpus.open(encoding="utf-8") as source:
+                corpus.write_text(
+                    "".join(line for _, line in zip(range(args.limit), source, strict=False)),
+                    encoding="utf-8",
+                )
+        encode = ["-m", "retrievals_rag.cli.main", "encode", "--input", str(corpus), "--device", args.device]
         one, many = Path(scratch) / "one", Path(scratch) / "many"
-        print(f"corpus {args.corpus} on {args.threads} cores, device {args.device}")
+        rows = sum(1 for _ in corpus.open(encoding="utf-8"))
+        print(f"corpus {args.corpus} ({rows} documents) on {args.threads} cores, device {args.device}")
         seconds, log = run([sys.executable, *encode, "--output-dir", str(one)], args.threads)
         rates = [float(rate) for rate in re.findall(r"\(([\d.]+) docs/s", log)]
         print(
@@ -64,7 +74,7 @@ def main() -> None:
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.processes),
                     "--master_addr", "127.0.0.1", "--master_port", "0"]  # fmt: skip
         threads = max(1, args.threads // args.processes)
-        seconds, log = run([*torchrun, *encode[1:], "--output-dir", str(many)], threads)
+        seconds, log = run([*torchrun, *encode, "--output-dir", str(many)], threads)
         rates = [float(rate) for rate in re.findall(r"\(([\d.]+) docs/s", log)]
         print(
             f"{args.processes} processes x {threads} threads: wall {seconds:.1f}s (model load included), "
