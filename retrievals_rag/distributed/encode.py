@@ -100,6 +100,12 @@ def process_device(requested: str | None) -> str | None:
     return None
 
 
+def _absolute(model_path: str | os.PathLike[str]) -> str:
+    """A model folder as an absolute path (the manifest is read from other working directories); a hub id as is."""
+    path = Path(model_path)
+    return str(path.resolve()) if path.is_dir() else os.fspath(model_path)
+
+
 def corpus_manifest(
     model: Any,
     model_path: str | os.PathLike[str],
@@ -112,7 +118,7 @@ def corpus_manifest(
     change vectors, the input (path, sha256, rows), the shard count, and the vectors' width and dtype."""
     instruction = {"query": model.query_instruction, "document": model.document_instruction}.get(text_kind)
     return {
-        "model": {"path": os.fspath(model_path), "fingerprint": folder_fingerprint(model_path)},
+        "model": {"path": _absolute(model_path), "fingerprint": folder_fingerprint(model_path)},
         "settings": {
             "text_kind": text_kind,
             "instruction": instruction,

@@ -270,3 +270,22 @@ def test_evaluate_and_mine_read_the_encoded_corpus(
                 str(folder),
             ]
         )
+
+
+def test_merge_into_chroma(two_shards: Path, model_path: Path, tmp_path: Path) -> None:
+    pytest.importorskip("chromadb")
+    from retrievals_rag.integrations.chroma import persistent_client
+
+    assert (
+        main(["merge", str(two_shards), "--data-dir", str(tmp_path / "rag"), "--collection", "scifact"]) == 0
+    )
+    collection = persistent_client(tmp_path / "rag" / "chroma").get_collection("scifact")
+    assert collection.count() == 600
+    corpus = load_encoded_corpus(two_shards)
+    stored = collection.get(ids=corpus.ids[:3], include=["embeddings", "documents"])
+    order = [stored["ids"].index(identifier) for identifier in corpus.ids[:3]]
+    assert np.allclose(np.asarray(stored["embeddings"])[order], corpus.embeddings[:3], atol=1e-6)
+    assert all(stored["documents"])  # the texts, read back from the unchanged input
+    # queries embedded by the collection's function (the same model) find their own documents
+    hits = collection.query(query_embeddings=corpus.embeddings[:3].tolist(), n_results=1)
+    assert [ids[0] for ids in hits["ids"]] == corpus.ids[:3]
