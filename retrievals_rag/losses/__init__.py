@@ -21,6 +21,7 @@ from retrievals_rag.losses.registry import LOSSES, build_loss, loss_class
 # public name -> module that defines it
 _LAZY_NAMES: dict[str, str] = {
     "CoSENTLoss": "retrievals_rag.losses.cosent",
+    "GradCacheLoss": "retrievals_rag.losses.cached",
     "InfoNCELoss": "retrievals_rag.losses.infonce",
     "KLDistillationLoss": "retrievals_rag.losses.distillation",
     "ListwiseCrossEntropyLoss": "retrievals_rag.losses.listwise",
@@ -30,6 +31,7 @@ _LAZY_NAMES: dict[str, str] = {
     "TripletMarginLoss": "retrievals_rag.losses.triplet",
     "cosent_loss": "retrievals_rag.losses.cosent",
     "gather_with_grad": "retrievals_rag.losses.distributed",
+    "grad_cache_loss": "retrievals_rag.losses.cached",
     "grouped_scores": "retrievals_rag.losses._grouped",
     "infonce_loss": "retrievals_rag.losses.infonce",
     "is_distributed": "retrievals_rag.losses.distributed",
@@ -44,6 +46,7 @@ _LAZY_NAMES: dict[str, str] = {
 __all__ = [
     "LOSSES",
     "CoSENTLoss",
+    "GradCacheLoss",
     "InfoNCELoss",
     "KLDistillationLoss",
     "ListwiseCrossEntropyLoss",
@@ -54,6 +57,7 @@ __all__ = [
     "build_loss",
     "cosent_loss",
     "gather_with_grad",
+    "grad_cache_loss",
     "grouped_scores",
     "infonce_loss",
     "is_distributed",
@@ -68,6 +72,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from retrievals_rag.losses._grouped import grouped_scores
+    from retrievals_rag.losses.cached import GradCacheLoss, grad_cache_loss
     from retrievals_rag.losses.cosent import CoSENTLoss, cosent_loss
     from retrievals_rag.losses.distillation import (
         KLDistillationLoss,

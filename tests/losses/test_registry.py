@@ -12,6 +12,7 @@ from retrievals_rag.losses import LOSSES, build_loss, loss_class
 
 EXPECTED_ALL = [
     "CoSENTLoss",
+    "GradCacheLoss",
     "InfoNCELoss",
     "KLDistillationLoss",
     "LOSSES",
@@ -23,6 +24,7 @@ EXPECTED_ALL = [
     "build_loss",
     "cosent_loss",
     "gather_with_grad",
+    "grad_cache_loss",
     "grouped_scores",
     "infonce_loss",
     "is_distributed",
