@@ -6,9 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
-from retrievals_rag.cli.common import add_model_arguments, load_embedder, positive_int
+from retrievals_rag.cli.common import (
+    add_model_arguments,
+    load_embedder,
+    on_terminal,
+    positive_int,
+    report_time,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--kind",
         choices=["query", "document", "plain"],
         default="document",
-        help="which instruction to apply: the model's query or document instruction, or none",
+        help="which instruction to apply: the model's query or document instruction, or none (plain)",
     )
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--output", type=Path, help="a .npy or .safetensors file")
@@ -82,10 +89,15 @@ def run(args: argparse.Namespace) -> int:
     output: Path = args.output
     if output.suffix not in (".npy", ".safetensors"):
         raise ValueError(f"--output must end in .npy or .safetensors, got {output}")
+    start = time.perf_counter()
     ids, texts = _read_inputs(args)
     model = load_embedder(args)
     encode = {"query": model.encode_queries, "document": model.encode_corpus}.get(args.kind)
-    options = {"batch_size": args.batch_size, "token_budget": args.token_budget}
+    options = {
+        "batch_size": args.batch_size,
+        "token_budget": args.token_budget,
+        "show_progress_bar": on_terminal(),
+    }
     embeddings = encode(texts, **options) if encode is not None else model.encode(texts, **options)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix == ".npy":
@@ -102,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         metadata = {"ids": json.dumps(ids)} if ids is not None else None
         save_file({"embeddings": embeddings}, str(output), metadata=metadata)
     print(f"wrote {output}: {embeddings.shape[0]} x {embeddings.shape[1]} float32", file=sys.stderr)
+    report_time(f"encoded {len(texts)} text(s)", start)
     return 0
 
 

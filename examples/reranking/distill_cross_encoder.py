@@ -1,0 +1,307 @@
+"""Fine-tune a cross-encoder by distillation from a reranker you already have, and compare it side by side with
+sentence-transformers' CrossEncoder trainer on the same groups, base model, steps and loss.
+
+    # teacher: a ColBERT fine-tuned by examples/reranking/scifact_rerank.py --train --train-kind colbert
+    python examples/reranking/distill_cross_encoder.py --data ../shared/data/scifact --teacher runs/colbert/colbert \
+        --dense-run runs/scifact-dense.json --output runs/ce-distill
+
+Steps (every figure is printed and kept in ``results.json``):
+
+1. candidates for each train query: the packaged MiniLM's dense top ``--candidates`` (the train run is saved to
+   ``--train-run`` and read back on the next run);
+2. teacher scores of each query's positive and candidates (one ``compute_score`` call per teacher; several
+   ``--teacher`` folders are averaged after standardising each teacher's scores per query);
+3. false negatives dropped: a candidate the teacher scores within ``--false-negative-margin`` of the positive (or
+   above it) is probably relevant but unjudged, and is not used as a negative;
+4. one fixed group per query: the positive and the teacher's ``--group-size - 1`` hardest remaining negatives, so
+   that both trainers see exactly the same examples;
+5. our cross-encoder (``train_reranker``, fresh head on the packaged MiniLM) and, with ``--st-baseline``,
+   sentence-transformers' ``CrossEncoderTrainer`` with its ``MarginMSELoss`` (or ``ListNetLoss`` for ``kl``) on
+   the same groups, epochs, batch size, learning rate and maximum length;
+6. both rerank the dense top-``--top-k`` of the test queries and are evaluated by the same ``evaluate_run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from retrievals_rag import AutoModelForEmbedding, RetrievalEvaluator, default_embedding_model_path
+from retrievals_rag.data.jsonl import write_jsonl
+from retrievals_rag.evaluation.beir import load_beir
+from retrievals_rag.evaluation.metrics import evaluate_run
+from retrievals_rag.retrieval.runs import Run, rank_documents
+
+SHOWN = ("nDCG@10", "MRR@10", "Recall@10", "Recall@100")
+
+
+def judged(dataset: Any, limit: int | None) -> dict[str, str]:
+    ids = [q for q in dataset.queries if any(grade > 0 for grade in dataset.qrels.get(q, {}).values())]
+    return {q: dataset.queries[q] for q in ids[:limit]}
+
+
+def dense_run(path: Path | None, dataset: Any, queries: dict[str, str], top_k: int, encoder: Any) -> Run:
+    """The dense top-``top_k`` of ``queries`` (read from ``path`` when it holds exactly these queries)."""
+    if path is not None and path.is_file():
+        run = json.loads(path.read_text(encoding="utf-8"))
+        if set(queries) <= set(run):
+            return {q: run[q] for q in queries}
+        print(f"{path} lacks some of these queries: computing the run again")
+    qrels = {q: dataset.qrels[q] for q in queries}
+    run, _ = RetrievalEvaluator(dataset.corpus, queries, qrels, k_values=[top_k]).retrieve(encoder)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(run) + "\n", encoding="utf-8")
+    return run
+
+
+def standardised(values: list[float]) -> list[float]:
+    mean = statistics.fmean(values)
+    spread = statistics.pstdev(values) or 1.0
+    return [(value - mean) / spread for value in values]
+
+
+def teacher_groups(
+    args: argparse.Namespace, dataset: Any, queries: dict[str, str], run: Run, texts: dict[str, str]
+) -> list[dict[str, Any]]:
+    """One distillation record per train query: its positive, the hardest kept negatives, teacher scores."""
+    from retrievals_rag.models.registry import load_model
+
+    candidates: dict[str, tuple[str, list[str]]] = {}
+    for query_id in queries:
+        positives = [d for d, grade in dataset.qrels[query_id].items() if grade > 0]
+        positive_texts = {texts[d] for d in positives}
+        others = [
+            d
+            for d in rank_documents(run[query_id])[: args.candidates]
+            if d not in positives and texts[d] not in positive_texts
+        ]
+        if others:
+            candidates[query_id] = (positives[0], others)
+    owners = [(q, d) for q, (positive, others) in candidates.items() for d in [positive, *others]]
+    pairs = [(queries[q], texts[d]) for q, d in owners]
+    per_teacher: list[dict[tuple[str, str], float]] = []
+    for folder in args.teacher:
+        teacher = load_model(folder, "auto", options={"device": args.device})
+        start = time.perf_counter()
+        scores = teacher.compute_score(pairs, show_progress_bar=True)
+        print(f"teacher {folder}: {len(pairs)} pairs scored in {time.perf_counter() - start:.0f}s")
+        raw = dict(zip(owners, scores, strict=True))
+        if len(args.teacher) == 1:
+            per_teacher.append(raw)
+            continue
+        normalised: dict[tuple[str, str], float] = {}
+        for q, (positive, others) in candidates.items():
+            group = [positive, *others]
+            normalised.update(
+                zip([(q, d) for d in group], standardised([raw[(q, d)] for d in group]), strict=True)
+            )
+        per_teacher.append(normalised)
+    records: list[dict[str, Any]] = []
+    dropped = 0
+    for q, (positive, others) in candidates.items():
+        score = {d: statistics.fmean(t[(q, d)] for t in per_teacher) for d in [positive, *others]}
+        kept = [d for d in others if score[d] < score[positive] - args.false_negative_margin]
+        dropped += len(others) - len(kept)
+        kept = sorted(kept, key=lambda d: -score[d])[: args.group_size - 1]
+        if len(kept) < args.group_size - 1:
+            continue  # too few negatives left for a full group
+        records.append(
+            {
+                "query": queries[q],
+                "positive": [texts[positive]],
+                "negative": [texts[d] for d in kept],
+                "positive_scores": [score[positive]],
+                "negative_scores": [score[d] for d in kept],
+            }
+        )
+    print(
+        f"{len(records)} groups of {args.group_size} from {len(candidates)} train queries; "
+        f"{dropped} candidates dropped as likely false negatives (margin {args.false_negative_margin})"
+    )
+    return records
+
+
+def train_ours(args: argparse.Namespace, records_path: Path) -> Path:
+    from retrievals_rag.training.arguments import (
+        RerankerDataArguments,
+        RerankerModelArguments,
+        RerankerTrainingArguments,
+    )
+    from retrievals_rag.training.run import train_reranker
+
+    summary = train_reranker(
+        RerankerModelArguments(kind="cross-encoder", max_length=args.max_length),
+        RerankerDataArguments(train_data=str(records_path), train_group_size=args.group_size),
+        RerankerTrainingArguments(
+            output_dir=str(args.output / "ours"),
+            per_device_train_batch_size=args.batch_size,
+            num_train_epochs=args.epochs,
+            learning_rate=args.learning_rate,
+            warmup_steps=0.1,
+            logging_steps=10,
+            save_strategy="no",
+            report_to="none",
+            seed=args.seed,
+            loss=args.loss,
+            temperature=args.temperature,
+        ),
+    )
+    print(summary.describe())
+    return Path(summary.output_dir)
+
+
+def train_sentence_transformers(args: argparse.Namespace, records: list[dict[str, Any]]) -> Path:
+    """sentence-transformers' CrossEncoder on the same groups: MarginMSE (or ListNet for kl), same settings."""
+    from datasets import Dataset
+    from sentence_transformers.cross_encoder import (
+        CrossEncoder,
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+        losses,
+    )
+
+    model = CrossEncoder(
+        str(default_embedding_model_path()), num_labels=1, max_length=args.max_length, device="cpu"
+    )
+    if args.loss == "kl":
+        dataset = Dataset.from_dict(
+            {
+                "query": [r["query"] for r in records],
+                "docs": [r["positive"] + r["negative"] for r in records],
+                "labels": [
+                    [s / args.temperature for s in r["positive_scores"] + r["negative_scores"]]
+                    for r in records
+                ],
+            }
+        )
+        loss = losses.ListNetLoss(model)
+    else:
+        columns: dict[str, list[Any]] = {"query": [r["query"] for r in records]}
+        columns["positive"] = [r["positive"][0] for r in records]
+        for index in range(args.group_size - 1):
+            columns[f"negative_{index + 1}"] = [r["negative"][index] for r in records]
+        columns["label"] = [r["positive_scores"] + r["negative_scores"] for r in records]
+        dataset = Dataset.from_dict(columns)
+        loss = losses.MarginMSELoss(model)
+    output = args.output / "sentence-transformers"
+    trainer = CrossEncoderTrainer(
+        model=model,
+        args=CrossEncoderTrainingArguments(
+            output_dir=str(output),
+            per_device_train_batch_size=args.batch_size,
+            num_train_epochs=args.epochs,
+            learning_rate=args.learning_rate,
+            warmup_steps=0.1,
+            logging_steps=10,
+            save_strategy="no",
+            report_to="none",
+            seed=args.seed,
+            use_cpu=True,
+        ),
+        train_dataset=dataset,
+        loss=loss,
+    )
+    start = time.perf_counter()
+    trainer.train()
+    print(f"sentence-transformers CrossEncoder trained in {time.perf_counter() - start:.0f}s")
+    model.save_pretrained(str(output))
+    return output
+
+
+def rerank(scorer: Any, run: Run, queries: dict[str, str], texts: dict[str, str], top_k: int) -> Run:
+    owners = [(q, d) for q, hits in run.items() for d in rank_documents(hits)[:top_k]]
+    scores = scorer([(queries[q], texts[d]) for q, d in owners])
+    reranked: Run = {q: {} for q in run}
+    for (q, d), score in zip(owners, scores, strict=True):
+        reranked[q][d] = float(score)
+    return reranked
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, required=True, help="BEIR folder (SciFact)")
+    parser.add_argument("--teacher", action="append", required=True, help="teacher folder (repeat: ensemble)")
+    parser.add_argument("--output", type=Path, default=Path("runs/ce-distill"), help="default: %(default)s")
+    parser.add_argument("--dense-run", type=Path, default=None, help="test dense run (JSON), read or written")
+    parser.add_argument(
+        "--train-run", type=Path, default=None, help="train dense run (JSON), read or written"
+    )
+    parser.add_argument(
+        "--candidates", type=int, default=30, help="dense candidates per train query (%(default)s)"
+    )
+    parser.add_argument("--group-size", type=int, default=8, help="positive + negatives (%(default)s)")
+    parser.add_argument("--false-negative-margin", type=float, default=0.0, help="default: %(default)s")
+    parser.add_argument(
+        "--loss", choices=["margin_mse", "kl"], default="margin_mse", help="default: %(default)s"
+    )
+    parser.add_argument("--temperature", type=float, default=1.0, help="kl temperature (%(default)s)")
+    parser.add_argument("--epochs", type=float, default=2, help="default: %(default)s")
+    parser.add_argument("--batch-size", type=int, default=16, help="queries per step (%(default)s)")
+    parser.add_argument("--learning-rate", type=float, default=5e-5, help="default: %(default)s")
+    parser.add_argument("--max-length", type=int, default=192, help="tokens per pair (%(default)s)")
+    parser.add_argument("--top-k", type=int, default=100, help="test candidates reranked (%(default)s)")
+    parser.add_argument("--limit-queries", type=int, default=None, help="first N queries of each split")
+    parser.add_argument(
+        "--st-baseline", action="store_true", help="also train sentence-transformers' CrossEncoder"
+    )
+    parser.add_argument("--device", default="cpu", help="default: %(default)s")
+    parser.add_argument("--seed", type=int, default=42, help="default: %(default)s")
+    args = parser.parse_args(argv)
+    args.output.mkdir(parents=True, exist_ok=True)
+
+    train, test = load_beir(args.data, "train"), load_beir(args.data, "test")
+    texts = {d: (doc.title + " " + doc.text).strip() for d, doc in test.corpus.items()}
+    train_queries, test_queries = judged(train, args.limit_queries), judged(test, args.limit_queries)
+    encoder = AutoModelForEmbedding.from_pretrained(default_embedding_model_path(), device=args.device)
+    test_run = dense_run(args.dense_run, test, test_queries, args.top_k, encoder)
+    train_run = dense_run(args.train_run, train, train_queries, args.candidates, encoder)
+    records_path = args.output / "teacher_groups.jsonl"
+    records = teacher_groups(args, train, train_queries, train_run, texts)
+    write_jsonl(records, records_path)
+
+    qrels = {q: test.qrels[q] for q in test_queries}
+    k_values = [1, 10, 100]
+    results = {"dense (MiniLM)": evaluate_run(qrels, test_run, k_values=k_values)}
+    ours = load_reranker_scorer(train_ours(args, records_path))
+    start = time.perf_counter()
+    results["cross-encoder (ours)"] = evaluate_run(
+        qrels, rerank(ours, test_run, test_queries, texts, args.top_k), k_values=k_values
+    )
+    print(f"ours reranked in {time.perf_counter() - start:.0f}s")
+    if args.st_baseline:
+        from sentence_transformers.cross_encoder import CrossEncoder
+
+        st_model = CrossEncoder(str(train_sentence_transformers(args, records)), device="cpu")
+        st_scorer = lambda pairs: st_model.predict(pairs, batch_size=64).tolist()  # noqa: E731
+        results["cross-encoder (sentence-transformers)"] = evaluate_run(
+            qrels, rerank(st_scorer, test_run, test_queries, texts, args.top_k), k_values=k_values
+        )
+    print(f"\n{args.data.name} test: {len(test_queries)} queries, first stage dense top-{args.top_k}")
+    print(f"{'':<40}" + "".join(f"{name:>12}" for name in SHOWN))
+    for label, metrics in results.items():
+        print(f"{label:<40}" + "".join(f"{metrics[name]:>12.4f}" for name in SHOWN))
+    (args.output / "results.json").write_text(
+        json.dumps({"arguments": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2)
+        + "\n",
+        encoding="utf-8",
+    )
+    return results
+
+
+def load_reranker_scorer(folder: Path) -> Any:
+    from retrievals_rag import AutoModelForRanking
+
+    model = AutoModelForRanking.from_pretrained(folder, max_windows=1)
+    return lambda pairs: model.compute_score(pairs, show_progress_bar=True)
+
+
+if __name__ == "__main__":
+    main()
