@@ -48,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--shard",
         default=None,
         metavar="I/N",
-        help="with --output-dir: encode only shard I of N (0-based), e.g. from a job scheduler",
+        help="with --output-dir: encode only shard I of N (0-based), e.g. from a job scheduler (default: every "
+        "shard of this process)",
     )
     parser.add_argument(
         "--num-shards",

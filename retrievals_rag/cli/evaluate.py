@@ -47,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--encoded-corpus",
         type=Path,
         default=None,
-        help="the corpus already encoded by this model (`encode --output-dir`): read, not encoded again",
+        help="the corpus already encoded by this model (`encode --output-dir`): read, not encoded again "
+        "(default: encode it)",
     )
     parser.set_defaults(handler=run)
 

@@ -30,14 +30,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--index",
         choices=["exact", "faiss-flat", "faiss-ivf", "faiss-hnsw"],
         default="exact",
-        help="with --output: the index to build (faiss kinds need the faiss extra)",
+        help="with --output: the index to build (faiss kinds need the faiss extra; default: exact)",
     )
     parser.add_argument(
-        "--faiss-factory", default=None, help="a faiss index factory string, e.g. IVF1024,PQ32"
+        "--faiss-factory",
+        default=None,
+        help="a faiss index factory string, e.g. IVF1024,PQ32 (default: the one --index picks)",
     )
-    parser.add_argument("--score-function", choices=["cos", "dot"], default="cos")
-    parser.add_argument("--collection", default=None, help="with --data-dir / --chroma-url: the collection")
-    parser.add_argument("--model", default=None, help="refuse shards not encoded by this model folder")
+    parser.add_argument(
+        "--score-function",
+        choices=["cos", "dot"],
+        default="cos",
+        help="similarity of the index (default: cos)",
+    )
+    parser.add_argument(
+        "--collection",
+        default=None,
+        help="with --data-dir / --chroma-url: the collection (default: none; required there)",
+    )
+    parser.add_argument(
+        "--model", default=None, help="refuse shards not encoded by this model folder (default: no check)"
+    )
     parser.set_defaults(handler=run)
 
 

@@ -34,6 +34,7 @@ def test_every_command_is_listed() -> None:
         "encode",
         "evaluate",
         "index",
+        "merge",
         "mine",
         "train",
     ]
