@@ -24,7 +24,6 @@ def local_cluster():
     ray.shutdown()
 
 
-@pytest.mark.timeout(400)
 def test_ray_data_writes_the_same_vectors_and_metrics(
     local_cluster, minilm_path: Path, tmp_path: Path
 ) -> None:
