@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from retrievals_rag.cli.common import HelpFormatter  # help that shows the defaults
 from retrievals_rag.rag.loaders import LoadedDocument, Page
 
 
@@ -97,9 +98,11 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="BEIR folder (corpus.jsonl, queries.jsonl)")
-    parser.add_argument("--limit", type=int, default=None, help="index only the first N documents")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="index only the first N documents (default: all)"
+    )
     parser.add_argument("--queries", type=int, default=100, help="queries timed")
     parser.add_argument(
         "--candidates", type=int, default=20, help="chunks retrieved (and reranked) per query"
@@ -108,13 +111,18 @@ def main() -> None:
     parser.add_argument("--embedder", default=None, help="embedding model folder (default: packaged MiniLM)")
     parser.add_argument("--reranker", default=None, help="reranker folder (default: no reranking)")
     parser.add_argument(
-        "--reranker-kind", choices=["cross-encoder", "llm", "colbert"], default="cross-encoder"
+        "--reranker-kind",
+        choices=["cross-encoder", "llm", "colbert"],
+        default="cross-encoder",
+        help="what --reranker holds",
     )
-    parser.add_argument("--use-bm25", action="store_true", help="fuse BM25 with dense retrieval")
+    parser.add_argument(
+        "--use-bm25", action="store_true", help="fuse BM25 with dense retrieval (default: dense only)"
+    )
     parser.add_argument(
         "--precompute",
         action="store_true",
-        help="colbert: compute every chunk's token vectors after indexing (else on first retrieval)",
+        help="colbert: compute every chunk's token vectors after indexing (default: on first retrieval)",
     )
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="store folder (default: a new temp folder)"
@@ -122,10 +130,11 @@ def main() -> None:
     parser.add_argument(
         "--reuse",
         action="store_true",
-        help="keep the collection already in --data-dir: indexing adds only what is missing (resumes)",
+        help="keep the collection already in --data-dir: indexing adds only what is missing (resumes); "
+        "default: a new collection",
     )
     parser.add_argument("--batch-size", type=int, default=64, help="chunks embedded and written per batch")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="device of the embedder and reranker")
     args = parser.parse_args()
 
     from tqdm.auto import tqdm
@@ -183,7 +192,7 @@ def main() -> None:
         top_k=args.top_k if reranker is not None else args.candidates,
         use_bm25=args.use_bm25,
         reranker=reranker,
-        rerank_candidates=args.candidates,
+        candidates=args.candidates,
     )
     queries, relevant = read_queries(args.data, {document.source for document in documents}, args.queries)
     for _, text in queries[:3]:  # warm-up, not timed

@@ -42,29 +42,46 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from retrievals_rag.cli.common import RawDescriptionHelpFormatter  # help that shows the defaults
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--data", type=Path, default=REPO_ROOT / "tests" / "data" / "scifact_subset", help="BEIR folder"
     )
-    parser.add_argument("--data", type=Path, default=REPO_ROOT / "tests" / "data" / "scifact_subset")
     parser.add_argument("--queries", type=int, default=3, help="queries reranked per round")
     parser.add_argument("--candidates", type=int, default=100, help="documents per query")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
-    parser.add_argument("--st-dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each side")
+    parser.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "float16", "bfloat16"],
+        default=None,
+        help="our dtype (default: float32; half precision only on a GPU)",
+    )
+    parser.add_argument(
+        "--st-dtype",
+        choices=["float32", "float16", "bfloat16"],
+        default="float32",
+        help="sentence-transformers' dtype",
+    )
     parser.add_argument("--st-batch-size", type=int, default=32, help="sentence-transformers' batch size")
     parser.add_argument("--max-windows", type=int, default=1, help="our windows per document")
     parser.add_argument(
         "--max-length",
         type=int,
         default=None,
-        help="tokens per input, both sides (default: the model's, 512)",
+        help="tokens per input, both sides (default: the model's)",
     )
-    parser.add_argument("--skip", choices=["cross-encoder", "colbert"], default=None)
+    parser.add_argument(
+        "--skip",
+        choices=["cross-encoder", "colbert"],
+        default=None,
+        help="leave one part out (default: run both)",
+    )
     return parser.parse_args(argv)
 
 

@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from retrievals_rag.cli.common import RawDescriptionHelpFormatter  # help that shows the defaults
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -107,18 +109,21 @@ def train_theirs(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=REPO / "tests" / "data" / "scifact_subset")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--model", default=None, help="default: the packaged all-MiniLM-L6-v2")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--steps", type=int, default=None, help="default: 10, or fewer where the data has fewer batches"
+        "--data", type=Path, default=REPO / "tests" / "data" / "scifact_subset", help="BEIR folder"
     )
-    parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--split", default="test", help="qrels split whose pairs are trained on")
+    parser.add_argument("--model", default=None, help="model folder (default: the packaged all-MiniLM-L6-v2)")
+    parser.add_argument("--batch-size", type=int, default=16, help="pairs per training step")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="training steps timed (default: 10, or fewer where the data has fewer batches)",
+    )
+    parser.add_argument("--max-length", type=int, default=256, help="tokens per text")
+    parser.add_argument("--rounds", type=int, default=2, help="timed rounds of each side")
     args = parser.parse_args()
 
     import torch

@@ -23,6 +23,8 @@ import subprocess
 import sys
 from typing import Any
 
+from retrievals_rag.cli.common import HelpFormatter  # help that shows the defaults
+
 # adapter -> (the framework's modules, the adapter module)
 ADAPTERS: dict[str, tuple[list[str], str]] = {
     "langchain": (
@@ -83,12 +85,16 @@ def measure(adapter: str, rounds: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--adapter", choices=[*ADAPTERS, "all"], default="langchain")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    parser.add_argument(
+        "--adapter", choices=[*ADAPTERS, "all"], default="langchain", help="which adapter's import to time"
+    )
     parser.add_argument(
         "--rounds", type=int, default=5, help="measurements of each side (the fastest is kept)"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object per adapter")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object per adapter (default: a table)"
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")

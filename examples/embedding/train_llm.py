@@ -31,19 +31,21 @@ from retrievals_rag.training.run import train_embedding
 QUERY_INSTRUCTION = (
     "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery: "
 )
-DEFAULTS = [
-    "--use_lora", "true",
-    "--pooling_method", "last",
-    "--query_instruction", QUERY_INSTRUCTION,
-    "--document_instruction", "",
-    "--temperature", "0.02",
-]  # fmt: skip
+# Set as the parser's defaults, so that --help shows them and the command line overrides them.
+DEFAULTS = {
+    "use_lora": True,
+    "pooling_method": "last",
+    "query_instruction": QUERY_INSTRUCTION,
+    "document_instruction": "",
+    "temperature": 0.02,
+}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = HfArgumentParser((EmbeddingModelArguments, RetrievalDataArguments, RetrievalTrainingArguments))
+    parser.set_defaults(**DEFAULTS)
     arguments = list(sys.argv[1:] if argv is None else argv)
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=DEFAULTS + arguments)
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=arguments)
     if not model_args.model_name_or_path:
         raise SystemExit("error: --model_name_or_path is required (a local decoder LLM folder)")
     summary = train_embedding(model_args, data_args, training_args)

@@ -43,6 +43,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from retrievals_rag.cli.common import HelpFormatter  # help that shows the defaults
+
 # Cosine relevance (1 - cosine distance) is below 0 for an unrelated passage; LangChain warns but keeps it.
 warnings.filterwarnings("ignore", message="Relevance scores must be between 0 and 1")
 # langchain-chroma creates its collections without a chromadb embedding function, which chromadb calls legacy.
@@ -56,13 +58,15 @@ UNTRAINED_WARNING = (
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("files", nargs="+", type=Path, help="Text files to index.")
     parser.add_argument("--question", required=True, help="The question to answer.")
     parser.add_argument("--data-dir", required=True, type=Path, help="Folder of the persistent Chroma store.")
     parser.add_argument("--collection", default="rag-langchain", help="Chroma collection name.")
     parser.add_argument("--embedding-model", help="Embedding model folder; default: the packaged MiniLM.")
-    parser.add_argument("--reranker", help="Reranker folder (cross-encoder, LLM ranker or ColBERT).")
+    parser.add_argument(
+        "--reranker", help="Reranker folder (cross-encoder, LLM ranker or ColBERT); default: no reranking."
+    )
     parser.add_argument("--fetch-k", type=int, default=10, help="Candidates retrieved before reranking.")
     parser.add_argument("--top-n", type=int, default=3, help="Passages kept after reranking.")
     parser.add_argument("--chunk-chars", type=int, default=800, help="Most characters per passage.")
@@ -74,10 +78,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="Without --openai-base-url: auto = SmolLM2 when installed, else extractive.",
     )
     parser.add_argument(
-        "--openai-base-url", help="An OpenAI-compatible API root, e.g. http://127.0.0.1:11434/v1."
+        "--openai-base-url",
+        help="An OpenAI-compatible API root, e.g. http://127.0.0.1:11434/v1; default: none (see --llm).",
     )
     parser.add_argument("--openai-model", default="llama3.2", help="The model name the server knows.")
-    parser.add_argument("--openai-api-key", help="Bearer token, if the server wants one.")
+    parser.add_argument("--openai-api-key", help="Bearer token, if the server wants one; default: none.")
     args = parser.parse_args(argv)
     for name in ("fetch_k", "top_n", "chunk_chars"):
         if getattr(args, name) < 1:

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from retrievals_rag.cli.common import HelpFormatter  # help that shows the defaults
+
 UNTRAINED_WARNING = (
     "WARNING: no --reranker given: reranking with a cross-encoder built from the packaged MiniLM with a fresh, "
     "UNTRAINED classification head. Its scores are random and its order means nothing; fine-tune one "
@@ -37,11 +39,13 @@ UNTRAINED_WARNING = (
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("files", nargs="+", type=Path, help="Text files to index.")
     parser.add_argument("--question", required=True, help="The question to retrieve for.")
     parser.add_argument("--embedding-model", help="Embedding model folder; default: the packaged MiniLM.")
-    parser.add_argument("--reranker", help="Reranker folder (cross-encoder, LLM ranker or ColBERT).")
+    parser.add_argument(
+        "--reranker", help="Reranker folder (cross-encoder, LLM ranker or ColBERT); default: no reranking."
+    )
     parser.add_argument("--similarity-top-k", type=int, default=10, help="Nodes retrieved before reranking.")
     parser.add_argument("--top-n", type=int, default=3, help="Nodes kept after reranking.")
     parser.add_argument("--chunk-size", type=int, default=256, help="SentenceSplitter chunk size, in tokens.")

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from retrievals_rag import AutoModelForEmbedding, RetrievalEvaluator, default_embedding_model_path
+from retrievals_rag.cli.common import RawDescriptionHelpFormatter  # help that shows the defaults
 from retrievals_rag.data.jsonl import write_jsonl
 from retrievals_rag.evaluation.beir import BeirDataset, document_text, load_beir
 from retrievals_rag.evaluation.metrics import evaluate_run
@@ -145,22 +146,26 @@ def fine_tune(args: argparse.Namespace, triplets: Path) -> Path:
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     parser.add_argument(
         "--data", type=Path, required=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)"
     )
     parser.add_argument("--split", default="test", help="qrels split to evaluate on")
     parser.add_argument(
-        "--reranker", default=None, help="reranker folder (cross-encoder, LLM ranker or ColBERT)"
+        "--reranker",
+        default=None,
+        help="reranker folder (cross-encoder, LLM ranker or ColBERT); default: the one --train makes",
     )
     parser.add_argument(
         "--dense-model", default=None, help="first-stage embedder (default: the packaged MiniLM)"
     )
     parser.add_argument("--top-k", type=int, default=100, help="documents per query to rerank")
-    parser.add_argument("--limit-queries", type=int, default=None, help="only the first N judged queries")
-    parser.add_argument("--batch-size", type=int, default=None, help="most inputs per scoring batch")
+    parser.add_argument(
+        "--limit-queries", type=int, default=None, help="only the first N judged queries (default: all)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="most inputs per scoring batch (default: the model's)"
+    )
     parser.add_argument(
         "--max-windows",
         type=int,
@@ -168,22 +173,28 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="windows scored per long document (1: truncate; default: the model's setting)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    parser.add_argument("--output", type=Path, default=Path("runs/scifact-rerank"))
+    parser.add_argument(
+        "--output", type=Path, default=Path("runs/scifact-rerank"), help="where runs and results go"
+    )
     parser.add_argument(
         "--dense-run",
         type=Path,
         default=None,
-        help="JSON file of the dense run: read when it exists (no encoding), else written after retrieval",
+        help="JSON file of the dense run: read when it exists (no encoding), else written after retrieval "
+        "(default: none)",
     )
     training = parser.add_argument_group("--train: fine-tune a reranker on the train qrels first")
-    training.add_argument("--train", action="store_true")
-    training.add_argument("--train-kind", choices=["cross-encoder", "colbert"], default="cross-encoder")
-    training.add_argument("--train-split", default="train")
+    training.add_argument("--train", action="store_true", help="fine-tune a reranker first (default: off)")
+    training.add_argument(
+        "--train-kind", choices=["cross-encoder", "colbert"], default="cross-encoder", help="what to train"
+    )
+    training.add_argument("--train-split", default="train", help="qrels split to train on")
     training.add_argument(
         "--triplets",
         type=Path,
         default=None,
-        help="triplet jsonl: trained on when it exists (no mining), else where the mined triplets go",
+        help="triplet jsonl: trained on when it exists (no mining), else where the mined triplets go "
+        "(default: in --output)",
     )
     training.add_argument("--base-model", default=None, help="default: the packaged MiniLM, fresh head")
     training.add_argument("--rank-range", type=int, nargs=2, default=(10, 50), help="mined negatives' ranks")
@@ -192,11 +203,11 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     training.add_argument(
         "--max-length", type=int, default=None, help="tokens per input (default: the model's)"
     )
-    training.add_argument("--train-batch-size", type=int, default=16)
-    training.add_argument("--epochs", type=float, default=1)
+    training.add_argument("--train-batch-size", type=int, default=16, help="queries per training batch")
+    training.add_argument("--epochs", type=float, default=1, help="training epochs")
     training.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (-1: epochs)")
-    training.add_argument("--learning-rate", type=float, default=2e-5)
-    training.add_argument("--seed", type=int, default=42)
+    training.add_argument("--learning-rate", type=float, default=2e-5, help="peak learning rate")
+    training.add_argument("--seed", type=int, default=42, help="seed of mining draws and training")
     args = parser.parse_args(argv)
     if not args.train and args.reranker is None:
         parser.error("give --reranker FOLDER, or --train to fine-tune one first")

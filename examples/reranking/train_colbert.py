@@ -30,18 +30,15 @@ from retrievals_rag.training.arguments import (
 )
 from retrievals_rag.training.run import train_reranker
 
-DEFAULTS = [
-    "--kind", "colbert",
-    "--train_group_size", "4",
-    "--learning_rate", "2e-5",
-    "--warmup_steps", "0.1",
-]  # fmt: skip
+# Set as the parser's defaults, so that --help shows them and the command line overrides them.
+DEFAULTS = {"kind": "colbert", "train_group_size": 4, "learning_rate": 2e-5, "warmup_steps": 0.1}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = HfArgumentParser((RerankerModelArguments, RerankerDataArguments, RerankerTrainingArguments))
+    parser.set_defaults(**DEFAULTS)
     arguments = list(sys.argv[1:] if argv is None else argv)
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=DEFAULTS + arguments)
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=arguments)
     summary = train_reranker(model_args, data_args, training_args)
     print(summary.describe(), file=sys.stderr)
 

@@ -28,15 +28,17 @@ from retrievals_rag.training.arguments import (
 )
 from retrievals_rag.training.run import train_reranker
 
-DEFAULTS = ["--kind", "llm", "--use_lora", "true", "--learning_rate", "1e-4", "--warmup_steps", "0.1"]
+# Set as the parser's defaults, so that --help shows them and the command line overrides them.
+DEFAULTS = {"kind": "llm", "use_lora": True, "learning_rate": 1e-4, "warmup_steps": 0.1}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = HfArgumentParser((RerankerModelArguments, RerankerDataArguments, RerankerTrainingArguments))
+    parser.set_defaults(**DEFAULTS)
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if "--model_name_or_path" not in arguments:
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=arguments)
+    if "--model_name_or_path" not in arguments and "--model-name-or-path" not in arguments:
         raise SystemExit("error: --model_name_or_path is required (a local decoder LLM folder)")
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=DEFAULTS + arguments)
     summary = train_reranker(model_args, data_args, training_args)
     print(summary.describe(), file=sys.stderr)
 

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from retrievals_rag import AutoModelForEmbedding, RetrievalEvaluator, default_embedding_model_path
+from retrievals_rag.cli.common import RawDescriptionHelpFormatter  # help that shows the defaults
 from retrievals_rag.data.datasets import RetrievalTrainDataset
 from retrievals_rag.data.jsonl import write_jsonl
 from retrievals_rag.evaluation.beir import document_text, load_beir
@@ -33,30 +34,45 @@ from retrievals_rag.training.trainer import RetrievalTrainer
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="BEIR SciFact folder (with qrels/train.tsv)")
-    parser.add_argument("--output", type=Path, default=Path("runs/scifact-minilm"))
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("runs/scifact-minilm"),
+        help="where triplets, model and results go",
+    )
     parser.add_argument("--model", default=None, help="default: the packaged all-MiniLM-L6-v2")
-    parser.add_argument("--rank-range", type=int, nargs=2, default=(10, 50))
+    parser.add_argument(
+        "--rank-range",
+        type=int,
+        nargs=2,
+        default=(10, 50),
+        help="0-based ranks of mined negatives, END excluded",
+    )
     parser.add_argument("--num-negatives", type=int, default=8, help="mined per query")
     parser.add_argument(
         "--group-size", type=int, default=4, help="1 positive + (n-1) hard negatives per query"
     )
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--epochs", type=float, default=3)
-    parser.add_argument("--learning-rate", type=float, default=3e-5)
-    parser.add_argument("--temperature", type=float, default=0.05)
+    parser.add_argument("--batch-size", type=int, default=32, help="queries per training batch")
+    parser.add_argument("--epochs", type=float, default=3, help="training epochs")
+    parser.add_argument("--learning-rate", type=float, default=3e-5, help="peak learning rate")
+    parser.add_argument("--temperature", type=float, default=0.05, help="InfoNCE temperature")
     parser.add_argument(
         "--document-max-length",
         type=int,
         default=128,
         help="tokens per document in training (evaluation: 256)",
     )
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--triplets", type=Path, default=None, help="reuse mined triplets instead of mining")
-    parser.add_argument("--skip-zero-shot", action="store_true", help="do not evaluate the base model first")
+    parser.add_argument("--seed", type=int, default=42, help="seed of mining draws and training")
+    parser.add_argument(
+        "--triplets", type=Path, default=None, help="reuse mined triplets instead of mining (default: mine)"
+    )
+    parser.add_argument(
+        "--skip-zero-shot",
+        action="store_true",
+        help="do not evaluate the base model first (default: evaluate it)",
+    )
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -139,7 +155,9 @@ def main() -> None:
         "loss_history": [entry for entry in trainer.state.log_history if "loss" in entry],
     }
     (args.output / "results.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    print("\nSciFact test (300 queries, 5,183 documents)")
+    print(
+        f"\nSciFact test ({len(test_evaluator.query_ids)} queries, {len(test_evaluator.document_ids):,} documents)"
+    )
     for name, result in (("zero-shot ", before), ("fine-tuned", after)):
         if result is not None:
             metrics = result.metrics

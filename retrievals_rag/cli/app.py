@@ -33,23 +33,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "app",
         help="run the Streamlit RAG app",
         description="Run the Streamlit app that indexes your documents and chats over them (headless: open "
-        "http://HOST:PORT in a browser).",
+        "http://HOST:PORT in a browser). Each option sets the environment variable named in its help, which "
+        "the app reads; the local SmolLM2 is converted once per machine, in $RETRIEVALS_RAG_CACHE (default "
+        "~/.cache/retrievals_rag).",
     )
     parser.add_argument(
         "--data-dir",
         default=None,
         help="the engine's folder; default: $RETRIEVALS_RAG_DATA_DIR or ./rag-data",
     )
-    parser.add_argument("--chroma-url", default=None, help="a Chroma server instead of the embedded database")
+    parser.add_argument(
+        "--chroma-url",
+        default=None,
+        help="a Chroma server (http://127.0.0.1:8000) instead of the embedded database; "
+        "default: $RETRIEVALS_RAG_CHROMA_URL, else the embedded one",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8501, help="port (default: 8501)")
     parser.add_argument(
         "--llm",
         choices=["smollm2", "openai", "extractive"],
         default=None,
-        help="the answer backend selected at start (default: smollm2)",
+        help="the answer backend selected at start (default: $RETRIEVALS_RAG_LLM, else smollm2)",
     )
-    parser.add_argument("--embedder", default=None, help="embedder folder shown by default")
+    parser.add_argument(
+        "--llm-base-url",
+        default=None,
+        help="API root of an OpenAI-compatible server for --llm openai, e.g. http://127.0.0.1:11434/v1 "
+        "(Ollama); default: $RETRIEVALS_RAG_LLM_BASE_URL, else http://127.0.0.1:11434/v1",
+    )
+    parser.add_argument(
+        "--llm-model",
+        default=None,
+        help="the model name that server knows, for --llm openai; default: $RETRIEVALS_RAG_LLM_MODEL",
+    )
+    parser.add_argument(
+        "--llm-api-key",
+        default=None,
+        help="bearer token for that server, if it wants one; default: $RETRIEVALS_RAG_LLM_API_KEY, else none "
+        "(prefer the variable: a command line is visible to other users)",
+    )
+    parser.add_argument(
+        "--embedder",
+        default=None,
+        help="embedder folder shown in the settings; default: $RETRIEVALS_RAG_EMBEDDER, else the packaged "
+        "all-MiniLM-L6-v2",
+    )
+    parser.add_argument(
+        "--reranker",
+        default=None,
+        help="reranker folder shown in the settings; default: $RETRIEVALS_RAG_RERANKER, else no reranking",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -80,6 +114,10 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
         ("RETRIEVALS_RAG_CHROMA_URL", args.chroma_url),
         ("RETRIEVALS_RAG_LLM", args.llm),
         ("RETRIEVALS_RAG_EMBEDDER", args.embedder),
+        ("RETRIEVALS_RAG_RERANKER", args.reranker),
+        ("RETRIEVALS_RAG_LLM_BASE_URL", args.llm_base_url),
+        ("RETRIEVALS_RAG_LLM_MODEL", args.llm_model),
+        ("RETRIEVALS_RAG_LLM_API_KEY", args.llm_api_key),
     ):
         if value:
             env[name] = value

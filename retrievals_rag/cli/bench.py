@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from retrievals_rag.cli.common import positive_int
+from retrievals_rag.cli.common import activity, positive_int, report_time
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,9 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     encode.add_argument("--data", type=Path, required=True, help="BEIR folder (its corpus.jsonl is encoded)")
     encode.add_argument("--model", default=None, help="model folder (default: the packaged all-MiniLM-L6-v2)")
-    encode.add_argument("--n-docs", type=positive_int, default=1000)
-    encode.add_argument("--rounds", type=positive_int, default=3)
-    encode.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    encode.add_argument("--n-docs", type=positive_int, default=1000, help="documents encoded, from the start")
+    encode.add_argument("--rounds", type=positive_int, default=3, help="timed rounds of each encoder")
+    encode.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available, else cpu)")
     encode.add_argument(
         "--dtype",
         choices=["float32", "float16", "bfloat16"],
@@ -41,9 +41,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="float32",
         help="sentence-transformers' dtype (default: float32, its own default)",
     )
-    encode.add_argument("--token-budget", type=positive_int, default=None, help="ours (default: the model's)")
-    encode.add_argument("--batch-size", type=positive_int, default=None, help="our most rows per batch")
-    encode.add_argument("--st-batch-size", type=positive_int, default=32, help="sentence-transformers' batch")
+    encode.add_argument(
+        "--token-budget",
+        type=positive_int,
+        default=None,
+        help="our most padded tokens per batch (default: ours)",
+    )
+    encode.add_argument(
+        "--batch-size", type=positive_int, default=None, help="our most rows per batch (default: ours)"
+    )
+    encode.add_argument(
+        "--st-batch-size", type=positive_int, default=32, help="sentence-transformers' batch size"
+    )
     encode.set_defaults(handler=run_encode)
 
 
@@ -74,6 +83,7 @@ def run_encode(args: argparse.Namespace) -> int:
             "error: the benchmark needs sentence-transformers: pip install sentence-transformers"
         ) from error
 
+    start = time.perf_counter()
     corpus = load_corpus(Path(args.data) / "corpus.jsonl")
     documents = [document_text(document) for document in list(corpus.values())[: args.n_docs]]
     model_path = str(args.model or default_embedding_model_path())
@@ -103,7 +113,8 @@ def run_encode(args: argparse.Namespace) -> int:
         if round_index % 2:
             order.reverse()
         for name, function in order:
-            vectors, seconds = _timed(function, device)
+            with activity(f"round {round_index + 1}: {name}"):
+                vectors, seconds = _timed(function, device)
             if name == "ours":
                 our_vectors, our_times = vectors, [*our_times, seconds]
             else:
@@ -127,4 +138,5 @@ def run_encode(args: argparse.Namespace) -> int:
         f"  ratio: {ours_rate / theirs_rate:.3f}x   max |difference|: {difference:.2e}   "
         f"(median of {args.rounds} rounds)"
     )
+    report_time("benchmark", start)
     return 0

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from typing import Any
+
+from retrievals_rag.cli.common import report_time
 
 DEFAULT_DATA_DIR = "rag-data"
 
@@ -44,8 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--embedder", default=None, help="embedding model folder (default: the packaged all-MiniLM-L6-v2)"
     )
-    parser.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default: a bar on a terminal)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -55,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from retrievals_rag.rag import RagEngine
     from retrievals_rag.rag.store import validate_collection_name
 
+    start = time.perf_counter()
     validate_collection_name(args.collection)  # before loading any model
     engine = RagEngine(
         args.data_dir or default_data_dir(),
@@ -63,13 +69,19 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         llm="extractive",
     )
-    bar = tqdm(unit="file", desc=f"indexing into {args.collection}", disable=args.no_progress or None)
+    # By chunks (the unit of work), with tqdm's rate and time left; files are read first, so the total is known.
+    bar = tqdm(unit="chunk", desc=f"indexing into {args.collection}", disable=args.no_progress or None)
 
     def show(progress: Any) -> None:
-        if progress.files_total is not None and bar.total != progress.files_total:
-            bar.total = progress.files_total
-        bar.n = progress.files_done
-        bar.set_postfix(added=progress.chunks_added, skipped=progress.chunks_skipped, refresh=False)
+        if bar.total != progress.chunks_total:
+            bar.total = progress.chunks_total
+        bar.update(progress.chunks_done - bar.n)
+        files = (
+            f"{progress.files_done}/{progress.files_total}" if progress.files_total else progress.files_done
+        )
+        bar.set_postfix(
+            files=files, added=progress.chunks_added, skipped=progress.chunks_skipped, refresh=False
+        )
         bar.refresh()
 
     try:
@@ -80,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
         f"{len(report.indexed)} file(s) indexed into {args.collection!r}: {report.chunks_added} chunk(s) added, "
         f"{report.chunks_skipped} already indexed; {len(report.errors)} file(s) failed"
     )
+    for result in report.documents:
+        if result.duplicate_of is not None:
+            print(f"{result.source}: same text as {result.duplicate_of}, kept once under both names")
     for error in report.errors:
         print(f"failed: {error.path}: {error.reason}", file=sys.stderr)
+    report_time(f"indexed {len(report.indexed)} file(s)", start)
     return 1 if report.errors else 0

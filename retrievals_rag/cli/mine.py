@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from retrievals_rag.cli.common import add_model_arguments, load_embedder, positive_int
+from retrievals_rag.cli.common import activity, add_model_arguments, load_embedder, on_terminal, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,12 +34,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar=("START", "END"),
         help="0-based ranks to draw negatives from, END excluded (default: 10 100)",
     )
-    parser.add_argument("--num-negatives", type=positive_int, default=8, help="negatives per query")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-negatives", type=positive_int, default=8, help="negatives drawn per query")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the draws (with each query id)")
     parser.add_argument(
         "--keep-query-id",
         action="store_true",
         help="allow the document whose id equals the query id as a negative (by default it is excluded)",
+    )
+    parser.add_argument(
+        "--encoded-corpus",
+        type=Path,
+        default=None,
+        help="the corpus already encoded by this model (`encode --output-dir`): read, not encoded again "
+        "(default: encode it)",
     )
     parser.set_defaults(handler=run)
 
@@ -53,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     start_rank, end_rank = args.rank_range
     if not 0 <= start_rank < end_rank:
         raise ValueError(f"--rank-range must satisfy 0 <= START < END, got {start_rank} {end_rank}")
-    dataset = load_beir(args.data, args.split)
+    with activity(f"reading {args.data}"):
+        dataset = load_beir(args.data, args.split)
     positives = {
         query_id: [document_id for document_id, grade in judgments.items() if grade > 0]
         for query_id, judgments in dataset.qrels.items()
@@ -65,6 +73,13 @@ def run(args: argparse.Namespace) -> int:
         f"model: {args.model or 'packaged all-MiniLM-L6-v2'} ({model.device})",
         file=sys.stderr,
     )
+    corpus_embeddings = None
+    if args.encoded_corpus is not None:
+        from retrievals_rag.distributed.merge import encoded_corpus_for
+        from retrievals_rag.models.loading import default_embedding_model_path
+
+        model_path = args.model or default_embedding_model_path()
+        corpus_embeddings = encoded_corpus_for(args.encoded_corpus, model_path, list(dataset.corpus))
     records = mine_hard_negatives(
         model,
         list(dataset.corpus),
@@ -77,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         exclude_query_id=not args.keep_query_id,
         batch_size=args.batch_size,
         token_budget=args.token_budget,
+        show_progress_bar=on_terminal(),
+        corpus_embeddings=corpus_embeddings,
     )
     write_jsonl(records, args.output)
     counts = [len(record["negative"]) for record in records]

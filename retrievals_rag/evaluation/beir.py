@@ -7,8 +7,12 @@ A BEIR dataset is a folder holding::
     qrels/SPLIT.tsv   query-id <TAB> corpus-id <TAB> integer score, with an optional header row
 
 Every file is read as UTF-8, blank lines are skipped, and other fields (such as ``metadata``) are ignored.
-Input is validated strictly: any problem raises :class:`BeirFormatError` naming the file, the 1-based line
-and the field.
+A problem raises :class:`BeirFormatError` naming the file, the 1-based line and the field. :func:`load_beir`
+checks what the requested split uses: every corpus record, the split's qrels rows (an unknown query or document
+id there is an error), and the queries those rows name; a query record the split does not use is not checked
+beyond its ``_id``, and a query the split uses whose text is empty is skipped with one warning (file and line)
+and listed in :attr:`BeirDataset.skipped_queries`. ``strict=True`` checks every query record as
+:func:`load_queries` does, and refuses empty ones.
 
 Example::
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +36,7 @@ __all__ = [
     "BeirDataset",
     "BeirFormatError",
     "Document",
+    "SkippedQuery",
     "document_text",
     "load_beir",
     "load_corpus",
@@ -95,18 +101,36 @@ def document_text(document: Document) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedQuery:
+    """A query of the split left out of a :class:`BeirDataset` because its text is empty.
+
+    Attributes:
+        query_id: Its id.
+        path: The queries file.
+        line: Its 1-based line in that file.
+    """
+
+    query_id: str
+    path: Path
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
 class BeirDataset:
     """One split of a BEIR dataset.
 
     Attributes:
         corpus: Document id -> document, in file order.
         queries: Query id -> query text, only the queries that appear in the split's qrels, in file order.
-        qrels: Query id -> document id -> graded relevance (an integer; > 0 means relevant), in file order.
+        qrels: Query id -> document id -> graded relevance (an integer; > 0 means relevant), in file order;
+            without the skipped queries.
+        skipped_queries: The split's queries left out because their text is empty (never with ``strict``).
     """
 
     corpus: dict[str, Document]
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
+    skipped_queries: tuple[SkippedQuery, ...] = ()
 
 
 def _require_file(path: Path, expected: str) -> None:
@@ -283,19 +307,23 @@ def load_qrels(
     return qrels
 
 
-def load_beir(data_dir: str | Path, split: str = "test") -> BeirDataset:
+def load_beir(data_dir: str | Path, split: str = "test", *, strict: bool = False) -> BeirDataset:
     """Load one split of a BEIR dataset folder.
 
     Args:
         data_dir: The folder holding ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/``.
         split: The qrels file to use, ``qrels/{split}.tsv``.
+        strict: Check every query record (as :func:`load_queries`) and refuse an empty query. False (the
+            default): a query record the split does not use is checked only for its ``_id``, and a query of the
+            split whose text is empty is skipped, with one warning naming the file and line of each.
 
     Returns:
         The corpus, the queries judged in this split, and the split's qrels.
 
     Raises:
         BeirFormatError: A file is missing or malformed, the split does not exist (the message lists the
-            splits that do), or the qrels name a query or document that the other files lack.
+            splits that do), the qrels name a query or document that the other files lack, a query of the split
+            has no string ``text``, or every query of the split is empty.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -313,7 +341,45 @@ def load_beir(data_dir: str | Path, split: str = "test") -> BeirDataset:
             qrels_path, f"split {split!r} not found; expected qrels/{split}.tsv. Available splits: {listing}"
         )
     corpus = load_corpus(data_dir / "corpus.jsonl")
-    all_queries = load_queries(data_dir / "queries.jsonl")
-    qrels = load_qrels(qrels_path, query_ids=all_queries, document_ids=corpus)
-    queries = {query_id: text for query_id, text in all_queries.items() if query_id in qrels}
-    return BeirDataset(corpus=corpus, queries=queries, qrels=qrels)
+    queries_path = data_dir / "queries.jsonl"
+    if strict:
+        all_queries = load_queries(queries_path)
+        qrels = load_qrels(qrels_path, query_ids=all_queries, document_ids=corpus)
+        queries = {query_id: text for query_id, text in all_queries.items() if query_id in qrels}
+        return BeirDataset(corpus=corpus, queries=queries, qrels=qrels)
+    records = _query_records(queries_path)
+    qrels = load_qrels(qrels_path, query_ids=records, document_ids=corpus)
+    kept: dict[str, str] = {}
+    skipped: list[SkippedQuery] = []
+    for query_id, (line_number, record) in records.items():
+        if query_id not in qrels:
+            continue  # a record this split does not use: not checked further
+        text = _string_field(record, "text", queries_path, line_number)
+        if text.strip():
+            kept[query_id] = text
+        else:
+            skipped.append(SkippedQuery(query_id, queries_path, line_number))
+    if skipped:
+        listing = ", ".join(f"line {query.line} (id {query.query_id!r})" for query in skipped)
+        warnings.warn(
+            f"{queries_path}: skipped {len(skipped)} empty quer{'y' if len(skipped) == 1 else 'ies'} of split "
+            f"{split!r}: {listing}",
+            UserWarning,
+            stacklevel=2,
+        )
+        if not kept:
+            raise BeirFormatError(queries_path, f"every query of split {split!r} is empty", field="text")
+        qrels = {query_id: judged for query_id, judged in qrels.items() if query_id in kept}
+    return BeirDataset(corpus=corpus, queries=kept, qrels=qrels, skipped_queries=tuple(skipped))
+
+
+def _query_records(path: Path) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Every record of a queries file by id, with its line: each must be JSON with a unique string ``_id``."""
+    _require_file(path, "a BEIR queries file (JSONL, one {'_id', 'text'} object per line)")
+    seen: dict[str, int] = {}
+    records: dict[str, tuple[int, dict[str, Any]]] = {}
+    for line_number, record in _json_records(path):
+        records[_record_id(record, seen, path, line_number)] = (line_number, record)
+    if not records:
+        raise BeirFormatError(path, "the file holds no queries")
+    return records

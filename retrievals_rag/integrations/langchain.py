@@ -45,7 +45,7 @@ from retrievals_rag.integrations._ranking import (
 )
 from retrievals_rag.retrieval.bm25 import BM25Retriever
 from retrievals_rag.retrieval.dense import DenseIndex
-from retrievals_rag.retrieval.fusion import fuse_rankings
+from retrievals_rag.retrieval.hybrid import Candidate, Hit, HybridSearch, check_count
 from retrievals_rag.similarity import ScoreFunction
 
 try:
@@ -257,6 +257,11 @@ class LangchainReranker(RankerOptions, BaseDocumentCompressor):
 class LangchainRetriever(BaseRetriever):
     """A LangChain retriever over a corpus (dense, optionally with BM25) or a ``VectorStore``, optionally reranked.
 
+    The search is :class:`~retrievals_rag.retrieval.hybrid.HybridSearch`, the one orchestration of dense search,
+    BM25 fusion and reranking that the RAG engine uses too. LangChain's conventional names map onto its knobs:
+    ``k`` is its ``top_k`` (documents returned) and ``fetch_k`` its ``candidates`` (documents each first-stage
+    retriever returns when fusing or reranking, and the number given to the reranker); ``rrf_k`` is ``rrf_k``.
+
     Over a corpus, the texts are embedded once, when the retriever is built, with ``embeddings`` (any
     LangChain ``Embeddings``; None: a :class:`LangchainEmbedding` of the packaged MiniLM), and searched
     exactly with :class:`~retrievals_rag.retrieval.dense.DenseIndex`. With ``use_bm25=True`` the best
@@ -388,6 +393,20 @@ class LangchainRetriever(BaseRetriever):
         self._index_corpus(self.texts)
         return self
 
+    def _hybrid_search(self) -> HybridSearch:
+        """The core search with this retriever's current knobs: ``k`` is its ``top_k``, ``fetch_k`` its
+        ``candidates`` (built per query: it holds no state, so a changed field takes effect at once)."""
+        reranker = self.reranker
+        return HybridSearch(
+            self._dense,
+            lexical=None if self._bm25 is None else self._lexical,
+            reranker=None if reranker is None else reranker._score,
+            top_k=self.k,
+            candidates=self.fetch_k,
+            rrf_k=self.rrf_k,
+            rerank_threshold=None if reranker is None else reranker.score_threshold,
+        )
+
     def _check_vectorstore_options(self) -> None:
         corpus_options = [
             name
@@ -439,86 +458,91 @@ class LangchainRetriever(BaseRetriever):
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
         top_k = self._top_k(k)
-        n_candidates = self._candidates(top_k)
-        if self.vectorstore is not None:
-            with _relevance_scores_supported(self.vectorstore):
-                if self.vectorstore_score == "relevance":
-                    pairs = self.vectorstore.similarity_search_with_relevance_scores(
-                        query, k=n_candidates, **self.search_kwargs
-                    )
-                else:
-                    pairs = self.vectorstore.similarity_search_with_score(
-                        query, k=n_candidates, **self.search_kwargs
-                    )
-            candidates = [
-                _copy_with_scores(document, {RETRIEVAL_SCORE_KEY: score}) for document, score in pairs
-            ]
-        elif not self._documents:
-            return []
-        else:
-            candidates = self._search_corpus(query, self._embeddings.embed_query(query), n_candidates)
-        if self.reranker is None:
-            return candidates
-        return self.reranker.rerank_documents(candidates, query, top_n=top_k)
+        return [self._result(hit) for hit in self._hybrid_search().search(query, top_k)]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
+        search = self._hybrid_search()
         top_k = self._top_k(k)
-        n_candidates = self._candidates(top_k)
-        if self.vectorstore is not None:
-            with _relevance_scores_supported(self.vectorstore):
-                if self.vectorstore_score == "relevance":
-                    pairs = await self.vectorstore.asimilarity_search_with_relevance_scores(
-                        query, k=n_candidates, **self.search_kwargs
-                    )
-                else:
-                    pairs = await self.vectorstore.asimilarity_search_with_score(
-                        query, k=n_candidates, **self.search_kwargs
-                    )
-            candidates = [
-                _copy_with_scores(document, {RETRIEVAL_SCORE_KEY: score}) for document, score in pairs
-            ]
-        elif not self._documents:
-            return []
-        else:
-            query_embedding = await self._embeddings.aembed_query(query)
-            candidates = await asyncio.to_thread(self._search_corpus, query, query_embedding, n_candidates)
-        if self.reranker is None:
-            return candidates
-        return await asyncio.to_thread(self.reranker.rerank_documents, candidates, query, top_n=top_k)
-
-    def _candidates(self, top_k: int) -> int:
-        """Documents to retrieve: ``top_k``, or ``max(top_k, fetch_k)`` candidates for the reranker."""
-        return top_k if self.reranker is None else max(top_k, self.fetch_k)
+        dense = await self._adense(query, search.first_stage_size(top_k))
+        hits = await asyncio.to_thread(search.complete, query, dense, top_k)
+        return [self._result(hit) for hit in hits]
 
     def _top_k(self, k: int | None) -> int:
         top_k = self.k if k is None else k
-        if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
-            raise ValueError(f"k must be an integer >= 1, got {top_k!r}")
+        check_count("k", top_k)
         return int(top_k)
 
-    def _search_corpus(self, query: str, query_embedding: Sequence[float], top_k: int) -> list[Document]:
-        query_matrix = np.asarray([query_embedding], dtype=np.float32)  # (1, dim)
-        if self._bm25 is None:
-            hits = self._dense_index.search(query_matrix, top_k)[0]
-            return [self._result(doc_id, {RETRIEVAL_SCORE_KEY: score}) for doc_id, score in hits]
-        candidates = max(top_k, self.fetch_k)
-        dense_scores = dict(self._dense_index.search(query_matrix, candidates)[0])
-        bm25_scores = dict(self._bm25.search([query], candidates)[0])
-        fused = fuse_rankings([list(dense_scores), list(bm25_scores)], k=self.rrf_k)[:top_k]
-        results = []
-        for doc_id, fused_score in fused:
-            scores = {RETRIEVAL_SCORE_KEY: fused_score}
-            if doc_id in dense_scores:
-                scores[DENSE_SCORE_KEY] = dense_scores[doc_id]
-            if doc_id in bm25_scores:
-                scores[BM25_SCORE_KEY] = bm25_scores[doc_id]
-            results.append(self._result(doc_id, scores))
-        return results
+    def _dense(self, query: str, n_results: int) -> list[Candidate]:
+        """The dense first stage: the vector store's search, or exact search over the corpus."""
+        if self.vectorstore is None:
+            if not self._documents:
+                return []
+            return self._search_corpus(self._embeddings.embed_query(query), n_results)
+        with _relevance_scores_supported(self.vectorstore):
+            if self.vectorstore_score == "relevance":
+                pairs = self.vectorstore.similarity_search_with_relevance_scores(
+                    query, k=n_results, **self.search_kwargs
+                )
+            else:
+                pairs = self.vectorstore.similarity_search_with_score(
+                    query, k=n_results, **self.search_kwargs
+                )
+        return _store_candidates(pairs)
 
-    def _result(self, doc_id: str, scores: dict[str, float]) -> Document:
-        return _copy_with_scores(self._documents[self._positions[doc_id]], scores)
+    async def _adense(self, query: str, n_results: int) -> list[Candidate]:
+        """:meth:`_dense` with the store's (or the embeddings') own async methods."""
+        if self.vectorstore is None:
+            if not self._documents:
+                return []
+            query_embedding = await self._embeddings.aembed_query(query)
+            return await asyncio.to_thread(self._search_corpus, query_embedding, n_results)
+        with _relevance_scores_supported(self.vectorstore):
+            if self.vectorstore_score == "relevance":
+                pairs = await self.vectorstore.asimilarity_search_with_relevance_scores(
+                    query, k=n_results, **self.search_kwargs
+                )
+            else:
+                pairs = await self.vectorstore.asimilarity_search_with_score(
+                    query, k=n_results, **self.search_kwargs
+                )
+        return _store_candidates(pairs)
+
+    def _search_corpus(self, query_embedding: Sequence[float], n_results: int) -> list[Candidate]:
+        query_matrix = np.asarray([query_embedding], dtype=np.float32)  # (1, dim)
+        hits = self._dense_index.search(query_matrix, n_results)[0]
+        return [self._candidate(doc_id, score) for doc_id, score in hits]
+
+    def _lexical(self, query: str, n_results: int) -> list[Candidate]:
+        assert self._bm25 is not None
+        return [self._candidate(doc_id, score) for doc_id, score in self._bm25.search([query], n_results)[0]]
+
+    def _candidate(self, doc_id: str, score: float) -> Candidate:
+        document = self._documents[self._positions[doc_id]]
+        return Candidate(doc_id, document.page_content, float(score), document)
+
+    def _result(self, hit: Hit) -> Document:
+        """A new document: the original's fields, a deep copy of its metadata, and the hit's scores as floats."""
+        scores: dict[str, float] = {RETRIEVAL_SCORE_KEY: hit.retrieval_score}
+        if hit.fused:
+            if hit.dense_score is not None:
+                scores[DENSE_SCORE_KEY] = hit.dense_score
+            if hit.bm25_score is not None:
+                scores[BM25_SCORE_KEY] = hit.bm25_score
+        document = _copy_with_scores(hit.item, scores)
+        if hit.rerank_score is None or self.reranker is None:
+            return document
+        metadata = metadata_with_score(document.metadata, hit.rerank_score, self.reranker.score_key)
+        return document.model_copy(update={"metadata": metadata})
+
+
+def _store_candidates(pairs: Sequence[tuple[Document, float]]) -> list[Candidate]:
+    """A vector store's ``(document, score)`` pairs as candidates, identified by position (ids may be None)."""
+    return [
+        Candidate(str(position), document.page_content, float(score), document)
+        for position, (document, score) in enumerate(pairs)
+    ]
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from retrievals_rag.losses.registry import KIND_LOSSES, LOSSES, build_loss, loss
 # public name -> module that defines it
 _LAZY_NAMES: dict[str, str] = {
     "CoSENTLoss": "retrievals_rag.losses.cosent",
+    "GradCacheLoss": "retrievals_rag.losses.cached",
     "InfoNCELoss": "retrievals_rag.losses.infonce",
     "KLDistillationLoss": "retrievals_rag.losses.distillation",
     "LateInteractionInfoNCELoss": "retrievals_rag.losses.late_interaction",
@@ -35,6 +36,7 @@ _LAZY_NAMES: dict[str, str] = {
     "TripletMarginLoss": "retrievals_rag.losses.triplet",
     "cosent_loss": "retrievals_rag.losses.cosent",
     "gather_with_grad": "retrievals_rag.losses.distributed",
+    "grad_cache_loss": "retrievals_rag.losses.cached",
     "grouped_scores": "retrievals_rag.losses._grouped",
     "infonce_from_scores": "retrievals_rag.losses.infonce",
     "infonce_loss": "retrievals_rag.losses.infonce",
@@ -51,6 +53,7 @@ __all__ = [
     "KIND_LOSSES",
     "LOSSES",
     "CoSENTLoss",
+    "GradCacheLoss",
     "InfoNCELoss",
     "KLDistillationLoss",
     "LateInteractionInfoNCELoss",
@@ -64,6 +67,7 @@ __all__ = [
     "build_loss",
     "cosent_loss",
     "gather_with_grad",
+    "grad_cache_loss",
     "grouped_scores",
     "infonce_from_scores",
     "infonce_loss",
@@ -80,6 +84,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from retrievals_rag.losses._grouped import grouped_scores
+    from retrievals_rag.losses.cached import GradCacheLoss, grad_cache_loss
     from retrievals_rag.losses.cosent import CoSENTLoss, cosent_loss
     from retrievals_rag.losses.distillation import (
         KLDistillationLoss,

@@ -9,10 +9,11 @@ form              call
 ``embeddings``    ``loss(query_embeddings, document_embeddings)``, plus ``labels`` (scored pairs) or
                   ``teacher_scores`` (distillation records) as third argument. Bi-encoders; the default of a
                   loss that declares nothing (any ``nn.Module`` written for ``RetrievalTrainer`` before).
-``model``         ``loss(model, inputs)``: the loss runs the model itself on the collated batch (the
-                  tokenized ``"query"`` / ``"documents"`` and any ``"labels"`` / ``"teacher_scores"``), e.g.
-                  GradCache, which embeds in chunks without gradients and replays them with gradients. It
-                  returns the loss; the trainer's ``backward`` then runs as for any loss.
+``model``         ``loss.model_loss(model, inputs)``: the loss runs the model itself on the collated batch
+                  (the tokenized ``"query"`` / ``"documents"`` and any ``"labels"`` / ``"teacher_scores"``),
+                  e.g. :class:`~retrievals_rag.losses.cached.GradCacheLoss`, which embeds in chunks without
+                  gradients and replays them with gradients. It returns the loss; the trainer's ``backward``
+                  then runs as for any loss. A trainer prefers this form when a loss offers it beside another.
 ``group_scores``  ``loss(scores)``, ``scores`` ``(batch, group_size)``: a ranker's score of each query's group,
                   positive first; a loss with ``needs_teacher = True`` is called
                   ``loss(scores, teacher_scores)``.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -32,17 +33,34 @@ def default_embedding_model_path() -> Path:
     return Path(spec.submodule_search_locations[0]) / "model"
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+_TRUE = {"1", "true", "yes", "on"}
+
+
 def resolve_model_path(name_or_path: str | os.PathLike[str]) -> str:
-    """Return a local folder as an absolute path, or a hub id unchanged; reject a missing local path."""
+    """Return a local folder as an absolute path, or a hub id unchanged; reject a missing local path at once.
+
+    Only a name shaped like a hub id (``name`` or ``org/name``) whose first part is not a local folder is left
+    for the hub, and only when offline mode (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``) is off; anything
+    else that does not exist fails here with "not found", without a network round trip.
+    """
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
     if path.is_dir():
         return str(path.resolve())
     if path.exists():
         raise ValueError(f"{text} is a file; expected a model folder (with config.json)")
-    # A hub id is "name" or "org/name"; anything else that does not exist is a missing local folder.
-    if text.startswith((".", "~")) or os.path.isabs(text) or text.count("/") > 1 or "\\" in text:
+    hub_like = bool(_HUB_ID.match(text)) and ".." not in text and "--" not in text
+    if not hub_like or (len(path.parts) > 1 and Path(path.parts[0]).is_dir()):
         raise FileNotFoundError(f"model folder not found: {text}")
+    if any(
+        os.environ.get(name, "").strip().lower() in _TRUE
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    ):
+        raise FileNotFoundError(
+            f"model folder not found: {text} (it is not a local folder, and offline mode is on "
+            "(HF_HUB_OFFLINE), so the hub is not tried)"
+        )
     return text
 
 

@@ -11,7 +11,7 @@ Names are resolved lazily: ``import retrievals_rag.rag`` loads neither torch, tr
 
 Modules: :mod:`~retrievals_rag.rag.loaders` (files to text), :mod:`~retrievals_rag.rag.chunking` (token-sized
 chunks with content ids), :mod:`~retrievals_rag.rag.store` (Chroma), :mod:`~retrievals_rag.rag.indexing` (bulk,
-resumable), :mod:`~retrievals_rag.rag.retrieve` (dense, BM25 fusion, reranking),
+resumable), :mod:`~retrievals_rag.rag.jobs` (indexing in the background), :mod:`~retrievals_rag.rag.retrieve` (dense, BM25 fusion, reranking),
 :mod:`~retrievals_rag.rag.generate` (prompt, citations, extractive answers), :mod:`~retrievals_rag.rag.llm`
 (SmolLM2 through transformers, OpenAI-compatible servers), :mod:`~retrievals_rag.rag.engine` (the facade).
 """
@@ -36,9 +36,14 @@ _LAZY_NAMES: dict[str, str] = {
     "Chunker": "retrievals_rag.rag.chunking",
     "CollectionNotFoundError": "retrievals_rag.rag.store",
     "DocumentInfo": "retrievals_rag.rag.store",
+    "EmbedderMismatchError": "retrievals_rag.rag.store",
     "StoreConnectionError": "retrievals_rag.rag.store",
     "VectorStore": "retrievals_rag.rag.store",
+    "DocumentResult": "retrievals_rag.rag.indexing",
     "FileError": "retrievals_rag.rag.indexing",
+    "IndexCancelledError": "retrievals_rag.rag.jobs",
+    "IndexJob": "retrievals_rag.rag.jobs",
+    "JobRunner": "retrievals_rag.rag.jobs",
     "IndexProgress": "retrievals_rag.rag.indexing",
     "IndexReport": "retrievals_rag.rag.indexing",
     "index_documents": "retrievals_rag.rag.indexing",
@@ -72,11 +77,16 @@ __all__ = [
     "CollectionNotFoundError",
     "DocumentInfo",
     "DocumentLoadError",
+    "DocumentResult",
+    "EmbedderMismatchError",
     "ExtractiveAnswer",
     "FileError",
     "GenerationError",
+    "IndexCancelledError",
+    "IndexJob",
     "IndexProgress",
     "IndexReport",
+    "JobRunner",
     "LoadedDocument",
     "OpenAICompatibleChat",
     "Page",
@@ -113,6 +123,7 @@ if TYPE_CHECKING:
         build_prompt,
     )
     from retrievals_rag.rag.indexing import (
+        DocumentResult,
         FileError,
         IndexProgress,
         IndexReport,
@@ -120,6 +131,7 @@ if TYPE_CHECKING:
         index_paths,
         index_uploads,
     )
+    from retrievals_rag.rag.jobs import IndexCancelledError, IndexJob, JobRunner
     from retrievals_rag.rag.llm import OpenAICompatibleChat, TransformersChat, convert_gguf
     from retrievals_rag.rag.loaders import (
         SUPPORTED_EXTENSIONS,
@@ -135,6 +147,7 @@ if TYPE_CHECKING:
     from retrievals_rag.rag.store import (
         CollectionNotFoundError,
         DocumentInfo,
+        EmbedderMismatchError,
         StoreConnectionError,
         VectorStore,
     )

@@ -5,6 +5,11 @@ then lines, then sentences, then words) whose length function counts tokens of t
 chunk never exceeds what the embedder reads: the default size is 25/32 of the embedder's ``max_length`` (200
 tokens of MiniLM's 256) with a fifth of it as overlap (40).
 
+The embedder reads more than the chunk: its special tokens (``[CLS]`` and ``[SEP]`` for BERT), the document
+instruction, and an appended EOS token for some decoders. A chunk size that leaves no room for them would be cut
+off silently before embedding, so the :class:`Chunker` refuses it (naming the largest size that fits) rather than
+shrink a size the user chose; the default size is lowered to fit when the instruction is long.
+
 Chunk ids are a hash of the source, the page, the start offset and the text (:func:`chunk_id`): indexing the same
 file twice gives the same ids, which is what makes re-indexing add nothing and a killed bulk run resumable.
 A chunk's ``document_id`` is a hash of its source (:func:`document_id`).
@@ -16,6 +21,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from retrievals_rag.data.tokenization import apply_instruction
 from retrievals_rag.rag.loaders import LoadedDocument
 
 if TYPE_CHECKING:
@@ -114,12 +120,17 @@ class Chunker:
         tokenizer: The embedder's tokenizer (a Hugging Face ``PreTrainedTokenizerBase``); lengths are counted
             in its tokens, special tokens excluded.
         max_length: The embedder's window in tokens; sets the defaults of the two sizes below.
-        chunk_size: Most tokens per chunk; None: from ``max_length`` (:func:`default_chunk_sizes`).
+        chunk_size: Most tokens per chunk; None: from ``max_length`` (:func:`default_chunk_sizes`), lowered
+            to :attr:`capacity` when that is smaller.
         chunk_overlap: Tokens shared by consecutive chunks; None: a fifth of ``chunk_size``.
+        document_instruction: The embedder's document instruction (``{}`` is a placeholder for the text);
+            its tokens are read with every chunk.
+        append_eos: The embedder appends an EOS token to every text (some decoder embedders do).
 
     Raises:
         ValueError: When a size is not positive, the overlap is not smaller than the chunk size, or the chunk
-            size exceeds ``max_length``.
+            size exceeds :attr:`capacity` (``max_length`` less the special tokens, the instruction's tokens
+            and the EOS token).
     """
 
     def __init__(
@@ -129,20 +140,35 @@ class Chunker:
         max_length: int,
         chunk_size: int | None = None,
         chunk_overlap: int | None = None,
+        document_instruction: str | None = None,
+        append_eos: bool = False,
     ) -> None:
+        self.tokenizer = tokenizer
+        special = int(tokenizer.num_special_tokens_to_add(pair=False)) + (1 if append_eos else 0)
+        instruction = (
+            self.count_tokens(apply_instruction(document_instruction, "")) if document_instruction else 0
+        )
+        self.capacity = max_length - special - instruction
+        """The most tokens of a chunk the embedder reads whole."""
+        if self.capacity < 1:
+            raise ValueError(
+                f"the embedder's max_length {max_length} leaves no room for text after {special} special "
+                f"token(s) and {instruction} token(s) of the document instruction"
+            )
         default_size, _ = default_chunk_sizes(max_length)
-        size = default_size if chunk_size is None else chunk_size
+        size = min(default_size, self.capacity) if chunk_size is None else chunk_size
         overlap = size // 5 if chunk_overlap is None else chunk_overlap
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
-        if size > max_length:
+        if size > self.capacity:
             raise ValueError(
-                f"chunk_size {size} exceeds the embedder's max_length {max_length}: the end of each chunk "
-                "would be cut off before embedding"
+                f"chunk_size {size} does not fit the embedder's window: max_length {max_length} less "
+                f"{special} special token(s) and {instruction} token(s) of the document instruction leaves "
+                f"{self.capacity}, so the end of each chunk would be cut off before embedding; give a "
+                f"chunk_size of at most {self.capacity}"
             )
         if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < size:
             raise ValueError(f"chunk_overlap must be an integer in [0, chunk_size), got {chunk_overlap!r}")
-        self.tokenizer = tokenizer
         self.max_length = max_length
         self.chunk_size = size
         self.chunk_overlap = overlap
@@ -152,12 +178,15 @@ class Chunker:
     def for_embedder(
         cls, embedder: Any, *, chunk_size: int | None = None, chunk_overlap: int | None = None
     ) -> Chunker:
-        """A chunker with an ``AutoModelForEmbedding``'s tokenizer and ``max_length``."""
+        """A chunker with an ``AutoModelForEmbedding``'s tokenizer, ``max_length``, document instruction and EOS."""
+        settings = getattr(embedder, "settings", None)
         return cls(
             embedder.tokenizer,
             max_length=int(embedder.max_length),
             chunk_size=chunk_size,
             chunk_overlap=chunk_overlap,
+            document_instruction=getattr(embedder, "document_instruction", None),
+            append_eos=bool(getattr(settings, "append_eos", False)),
         )
 
     def count_tokens(self, text: str) -> int:

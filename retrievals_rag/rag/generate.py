@@ -1,10 +1,19 @@
 """Answers with numbered sources: the prompt, the citations, an extractive answerer and the streaming answer.
 
-The chunks found for a question are numbered ``[1]``, ``[2]``... in the prompt (:func:`build_prompt`), and the
-model is asked to cite them by number; :class:`Citation` maps each number back to its chunk, and
-:func:`cited_numbers` finds which ones an answer cites. Chat backends (:mod:`retrievals_rag.rag.llm`) share one
-small interface, :class:`ChatBackend`: ``stream(messages) -> Iterator[str]``. :class:`ExtractiveAnswer` needs no
-model: it picks the sentences of the sources that share the most (rare) words with the question and cites them.
+The chunks found for a question are numbered ``[1]``, ``[2]``...; :class:`Citation` maps each number back to its
+chunk, and :func:`cited_numbers` finds which ones an answer cites. Chat backends (:mod:`retrievals_rag.rag.llm`)
+share one small interface, :class:`ChatBackend`: ``stream(messages) -> Iterator[str]``.
+
+Grounded answers (``answer(..., scorer=...)``, what the engine does): every sentence (or record) of the best
+``max_sources`` chunks is scored against the question by a :class:`~retrievals_rag.rag.grounding.SentenceScorer`
+(the embedder's cosine similarity, or a reranker's probability), see :mod:`retrievals_rag.rag.grounding`. When no
+sentence that speaks of what is asked reaches the relevance floor, the answer is
+:data:`NOT_IN_DOCUMENTS_ANSWER` and no model is called. Otherwise :class:`ExtractiveAnswer` answers with the best
+sentences as clean text, each with its citation, and a chat model gets a short prompt: only the best sentences of
+the sources that hold them, the question last (:func:`build_grounded_prompt`); when its reply cites no source,
+the source whose sentences it used (the most shared words) is cited after it. Without a scorer, the extractive
+answer picks the sentences that share the most (rare) words with the question, and a chat model gets the whole
+chunks (:func:`build_prompt`).
 
 :func:`answer` returns an :class:`AnswerStream`: iterate it for the text as it is generated; its ``citations``
 are known before the first piece. When the backend fails (:class:`GenerationError`: server down, model missing,
@@ -21,10 +30,19 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Protocol, runtime_checkable
 
+from retrievals_rag.rag.grounding import (
+    DEFAULT_RELEVANCE_FLOORS,
+    ScoredUnit,
+    SentenceScorer,
+    content_words,
+    rank_units,
+)
 from retrievals_rag.rag.retrieve import RetrievedChunk
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
+    "GROUNDED_SYSTEM_PROMPT",
+    "NOT_IN_DOCUMENTS_ANSWER",
     "NO_SOURCES_ANSWER",
     "AnswerStream",
     "BackendUnavailableError",
@@ -34,6 +52,7 @@ __all__ = [
     "ExtractiveAnswer",
     "GenerationError",
     "answer",
+    "build_grounded_prompt",
     "build_prompt",
     "cited_numbers",
     "make_citations",
@@ -48,6 +67,13 @@ DEFAULT_SYSTEM_PROMPT = (
     "contain the answer, say that the documents do not answer the question. Be concise."
 )
 NO_SOURCES_ANSWER = "No passage of the indexed documents matches this question."
+NOT_IN_DOCUMENTS_ANSWER = "The documents do not contain the answer to this question."
+"""The answer when no sentence of the sources is relevant enough (no model is called)."""
+GROUNDED_SYSTEM_PROMPT = (
+    "You answer the question with facts from the sources only. Reply with one short sentence that contains "
+    "the answer, then the source number in square brackets, like [1]."
+)
+"""The instruction for a chat model given a grounded prompt: short, for small models."""
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -128,6 +154,32 @@ def build_prompt(
     ]
 
 
+def build_grounded_prompt(
+    question: str,
+    passages: Sequence[tuple[Citation, Sequence[str]]],
+    *,
+    system_prompt: str = GROUNDED_SYSTEM_PROMPT,
+) -> list[ChatMessage]:
+    """The chat messages that ask a model to answer from short passages (a few sentences per source).
+
+    Each passage keeps its source's citation number; the question comes last.
+
+    Example:
+        >>> chunk = RetrievedChunk("We open at 8 am. Dogs welcome.", "cafe.html", None, "c1", 0.9, 0.9)
+        >>> print(build_grounded_prompt("When do you open?", [(make_citations([chunk])[0], ["We open at 8 am."])])[1]["content"])
+        [1] cafe.html: We open at 8 am.
+        <BLANKLINE>
+        Question: When do you open?
+    """
+    sources = "\n\n".join(
+        f"[{citation.number}] {citation.label}: {' '.join(units)}" for citation, units in passages
+    )
+    return [
+        {"role": "system", "content": system_prompt},
+        {"role": "user", "content": f"{sources}\n\nQuestion: {question.strip()}"},
+    ]
+
+
 def cited_numbers(text: str, citations: Sequence[Citation]) -> list[int]:
     """The citation numbers that ``text`` cites (``[n]`` with a known ``n``), in order of first appearance.
 
@@ -156,9 +208,11 @@ def _sentences(text: str) -> list[str]:
 class ExtractiveAnswer:
     """An answer without a language model: the source sentences most like the question, each with its citation.
 
-    Sentences are scored by the inverse document frequency (over all the sources' sentences) of the question
-    words they contain (stopwords and one-letter words ignored); ties go to the better-ranked source, then to
-    the earlier sentence. Deterministic.
+    In a grounded answer (:func:`answer` with a scorer) it shows the best sentence and, when another sentence of
+    the same source also clears the floor, the next best (``max_sentences`` in all), as clean text.
+    Without a scorer, sentences are scored by the inverse document frequency (over all the sources' sentences)
+    of the question words they contain (stopwords and one-letter words ignored); ties go to the better-ranked
+    source, then to the earlier sentence. Deterministic.
 
     Args:
         max_sentences: Most sentences in the answer.
@@ -166,7 +220,7 @@ class ExtractiveAnswer:
 
     name = "extractive"
 
-    def __init__(self, *, max_sentences: int = 3) -> None:
+    def __init__(self, *, max_sentences: int = 2) -> None:
         if isinstance(max_sentences, bool) or not isinstance(max_sentences, int) or max_sentences < 1:
             raise ValueError(f"max_sentences must be an integer >= 1, got {max_sentences!r}")
         self.max_sentences = max_sentences
@@ -199,8 +253,24 @@ class ExtractiveAnswer:
             return [(_shorten(first[2]), first[0])]
         return [(_shorten(sentence), number) for sentence, number in chosen[: self.max_sentences]]
 
+    def choose(self, units: Sequence[ScoredUnit]) -> list[ScoredUnit]:
+        """From grounded units (best first, all above the floor): the best, and the next best of its source."""
+        if not units:
+            return []
+        source = units[0].source_number
+        return [unit for unit in units if unit.source_number == source][: self.max_sentences]
+
+    def stream_units(self, units: Sequence[ScoredUnit]) -> Iterator[str]:
+        """Yield :meth:`choose`'s sentences, each followed by its citation (:data:`NO_SOURCES_ANSWER` if none)."""
+        chosen = self.choose(units)
+        if not chosen:
+            yield NO_SOURCES_ANSWER
+            return
+        for position, unit in enumerate(chosen):
+            yield f"{'' if position == 0 else ' '}{_shorten(unit.text)} [{unit.source_number}]"
+
     def stream_answer(self, question: str, citations: Sequence[Citation]) -> Iterator[str]:
-        """Yield the answer sentence by sentence, each followed by its citation."""
+        """Yield the answer sentence by sentence, each followed by its citation (word-overlap selection)."""
         selected = self.select(question, citations)
         if not selected:
             yield NO_SOURCES_ANSWER
@@ -226,6 +296,11 @@ class AnswerStream(Iterator[str]):
         backend_name: The backend that answers (``"extractive"`` after a fallback).
         fallback_reason: Why the backend failed and the extractive answer was used; None otherwise.
         text: The text yielded so far (the whole answer once iterated to the end).
+        grounded: False when no sentence of the sources reached the relevance floor (the answer says the
+            documents do not contain it, and no model was called); True when one did; None without a scorer.
+        relevance: The best supported sentence's score on ``relevance_scale`` (None without a scorer, or when
+            no sentence speaks of what is asked).
+        relevance_scale: The scorer's scale (``"cosine similarity"``, ``"reranker probability"``); None without.
     """
 
     def __init__(
@@ -241,6 +316,10 @@ class AnswerStream(Iterator[str]):
         self.backend_name = backend_name
         self.fallback_reason: str | None = None
         self.text = ""
+        self.grounded: bool | None = None
+        self.relevance: float | None = None
+        self.relevance_scale: str | None = None
+        self._units: list[ScoredUnit] | None = None
         self._pieces = pieces
 
     def __next__(self) -> str:
@@ -266,7 +345,10 @@ def answer(
     backend: ChatBackend | ExtractiveAnswer | None = None,
     *,
     fallback: bool = True,
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    system_prompt: str | None = None,
+    scorer: SentenceScorer | None = None,
+    relevance_floor: float | None = None,
+    max_sources: int = 3,
 ) -> AnswerStream:
     """Answer ``question`` from ``chunks``, citing them by number, as a stream of text.
 
@@ -276,25 +358,90 @@ def answer(
         backend: A chat backend, or an :class:`ExtractiveAnswer`; None: extractive.
         fallback: When the chat backend fails (a :class:`GenerationError`), say so and answer extractively;
             False: raise the error from the iteration.
-        system_prompt: The instruction given to a chat model.
+        system_prompt: The instruction given to a chat model; None: :data:`GROUNDED_SYSTEM_PROMPT` with a
+            scorer, :data:`DEFAULT_SYSTEM_PROMPT` without.
+        scorer: Scores the sentences of the sources against the question (see the module's description);
+            None: no grounding check, word-overlap extraction, whole chunks in the prompt.
+        relevance_floor: The score a supported sentence must reach (on the scorer's scale); None: the scale's
+            :data:`~retrievals_rag.rag.grounding.DEFAULT_RELEVANCE_FLOORS` entry (no floor for another scale).
+        max_sources: With a scorer, the best chunks whose sentences are scored (and may reach the model).
 
     Returns:
-        The :class:`AnswerStream`. Without chunks it holds a fixed "no passage matches" answer and no model is
-        called.
+        The :class:`AnswerStream`. Without chunks it holds a fixed "no passage matches" answer, below the floor
+        :data:`NOT_IN_DOCUMENTS_ANSWER`; in both cases no model is called.
     """
     citations = make_citations(chunks)
     if backend is None:
         backend = ExtractiveAnswer()
     name = getattr(backend, "name", type(backend).__name__)
-    if isinstance(backend, ExtractiveAnswer) or not citations:
-        extractive = backend if isinstance(backend, ExtractiveAnswer) else ExtractiveAnswer()
-        return AnswerStream(question, citations, extractive.stream_answer(question, citations), name)
-    if not callable(getattr(backend, "stream", None)):
+    is_extractive = isinstance(backend, ExtractiveAnswer)
+    if not is_extractive and not callable(getattr(backend, "stream", None)):
         raise TypeError(f"backend must have a stream(messages) method, got {type(backend).__name__}")
-    messages = build_prompt(question, citations, system_prompt=system_prompt)
+    if scorer is None or not citations:
+        if is_extractive or not citations:
+            extractive = backend if isinstance(backend, ExtractiveAnswer) else ExtractiveAnswer()
+            return AnswerStream(question, citations, extractive.stream_answer(question, citations), name)
+        messages = build_prompt(question, citations, system_prompt=system_prompt or DEFAULT_SYSTEM_PROMPT)
+        stream = AnswerStream(question, citations, iter(()), name)
+        stream._pieces = _with_fallback(stream, backend, messages, fallback)
+        return stream
+
+    ranked = rank_units(
+        question, [citation.chunk.text for citation in citations], scorer, max_chunks=max_sources
+    )
+    supported = [unit for unit in ranked if unit.supported]
+    floor = relevance_floor if relevance_floor is not None else DEFAULT_RELEVANCE_FLOORS.get(scorer.scale)
+    units = [unit for unit in supported if floor is None or unit.score >= floor]
     stream = AnswerStream(question, citations, iter(()), name)
-    stream._pieces = _with_fallback(stream, backend, messages, fallback)
+    stream.relevance = supported[0].score if supported else None
+    stream.relevance_scale = scorer.scale
+    stream.grounded = bool(units)
+    stream._units = units
+    if not units:
+        stream.backend_name = "relevance floor"
+        stream._pieces = iter([NOT_IN_DOCUMENTS_ANSWER])
+    elif isinstance(backend, ExtractiveAnswer):
+        stream._pieces = backend.stream_units(units)
+    else:
+        passages = _passages(units, citations)
+        messages = build_grounded_prompt(
+            question, passages, system_prompt=system_prompt or GROUNDED_SYSTEM_PROMPT
+        )
+        stream._pieces = _with_citation(stream, _with_fallback(stream, backend, messages, fallback), passages)
     return stream
+
+
+def _passages(
+    units: Sequence[ScoredUnit], citations: Sequence[Citation], *, max_passages: int = 2, per_passage: int = 3
+) -> list[tuple[Citation, list[str]]]:
+    """The sources of the best units (best source first), each with its best units in document order."""
+    by_source: dict[int, list[ScoredUnit]] = {}
+    for unit in units:  # best first, so the first source seen is the best
+        if unit.source_number in by_source or len(by_source) < max_passages:
+            by_source.setdefault(unit.source_number, []).append(unit)
+    return [
+        (
+            citations[number - 1],
+            [unit.text for unit in sorted(chosen[:per_passage], key=lambda unit: unit.position)],
+        )
+        for number, chosen in by_source.items()
+    ]
+
+
+def _with_citation(
+    stream: AnswerStream, pieces: Iterator[str], passages: Sequence[tuple[Citation, Sequence[str]]]
+) -> Iterator[str]:
+    """Pass the model's reply through; if it cites none of the passages, cite the one it used most."""
+    yield from pieces
+    if stream.fallback_reason is not None or not passages:
+        return
+    given = [citation for citation, _ in passages]
+    if cited_numbers(stream.text, given):
+        return
+    reply = content_words(stream.text)
+    overlaps = [len(reply & content_words(" ".join(units))) for _, units in passages]
+    best = max(range(len(passages)), key=lambda index: (overlaps[index], -index))
+    yield f" [{given[best].number}]"
 
 
 def _with_fallback(
@@ -317,4 +464,7 @@ def _with_fallback(
     stream.backend_name = ExtractiveAnswer.name
     separator = "\n\n" if produced else ""
     yield f"{separator}(The language model failed: {error}. Showing the most relevant passages instead.)\n\n"
-    yield from ExtractiveAnswer().stream_answer(stream.question, stream.citations)
+    if stream._units is not None:
+        yield from ExtractiveAnswer().stream_units(stream._units)
+    else:
+        yield from ExtractiveAnswer().stream_answer(stream.question, stream.citations)

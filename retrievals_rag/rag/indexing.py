@@ -5,6 +5,12 @@ in batches that may span files (:meth:`VectorStore.write_chunks`: existing ids s
 call). Because chunk ids are content hashes, a run that is killed (or whose progress callback raises) and is run
 again writes each missing chunk once and nothing twice: resuming needs no journal.
 
+Every chunk records its document's chunk count and text hash: a document with fewer chunks stored (being indexed,
+or after a stopped run) is listed as partial (:attr:`~retrievals_rag.rag.store.DocumentInfo.complete`), and a
+document whose text is already stored under another name is recorded as another name of it, not stored again.
+Files are read and split before the first chunk is written, so the progress reports know the total number of
+chunks and give a time estimate.
+
 A file that cannot be loaded (unsupported type, no text, corrupt, unreadable) is recorded in the report with its
 reason and the run goes on with the next file. Errors of the store itself (Chroma, the embedder) and of the
 progress callback are raised: what was written before them stays, and a new run resumes after it.
@@ -24,9 +30,11 @@ Example:
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from retrievals_rag.rag.chunking import Chunk
@@ -42,12 +50,15 @@ from retrievals_rag.rag.loaders import (
 from retrievals_rag.rag.store import VectorStore
 
 __all__ = [
+    "DocumentResult",
     "FileError",
     "IndexProgress",
     "IndexReport",
     "ProgressCallback",
+    "content_sha",
     "expand_paths",
     "index_documents",
+    "index_loaded",
     "index_paths",
     "index_uploads",
 ]
@@ -71,6 +82,9 @@ class IndexProgress:
         chunks_added: Chunks written so far.
         chunks_skipped: Chunks found already stored.
         current: The source being processed, None at the end.
+        chunks_total: Chunks of the documents read so far (of all documents once they are all read; files are
+            read before any chunk is written, except by :func:`index_documents`, which streams).
+        elapsed: Seconds spent writing chunks so far (reading excluded), the base of :attr:`eta_seconds`.
     """
 
     files_done: int
@@ -78,9 +92,45 @@ class IndexProgress:
     chunks_added: int
     chunks_skipped: int
     current: str | None
+    chunks_total: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def chunks_done(self) -> int:
+        """Chunks stored so far, written or found already there."""
+        return self.chunks_added + self.chunks_skipped
+
+    @property
+    def fraction(self) -> float:
+        """Share of the known chunks done, from 0 to 1."""
+        return min(1.0, self.chunks_done / self.chunks_total) if self.chunks_total else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the rate of chunk writing so far; None until a chunk has been written."""
+        if not self.chunks_added or not self.chunks_total or self.elapsed <= 0:
+            return None
+        return max(0.0, self.chunks_total - self.chunks_done) * self.elapsed / self.chunks_added
 
 
 ProgressCallback = Callable[[IndexProgress], None]
+
+
+@dataclass(frozen=True)
+class DocumentResult:
+    """What a bulk run did with one document.
+
+    Attributes:
+        source: The document's name.
+        chunks: Its chunks.
+        added: Chunks written by this run (the others were already stored).
+        duplicate_of: The stored document with the same text, when the text was not stored again.
+    """
+
+    source: str
+    chunks: int
+    added: int
+    duplicate_of: str | None = None
 
 
 @dataclass
@@ -88,16 +138,18 @@ class IndexReport:
     """What a bulk run did.
 
     Attributes:
-        indexed: Sources whose chunks are all stored (new or already there).
+        indexed: Sources whose chunks are all stored (new or already there), duplicates included.
         chunks_added: Chunks written.
         chunks_skipped: Chunks that were already stored.
         errors: Files that failed, with the reason.
+        documents: Each document indexed, with its chunk counts, in order.
     """
 
     indexed: list[str] = field(default_factory=list)
     chunks_added: int = 0
     chunks_skipped: int = 0
     errors: list[FileError] = field(default_factory=list)
+    documents: list[DocumentResult] = field(default_factory=list)
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]], *, recursive: bool = True) -> list[Path]:
@@ -124,64 +176,93 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]], *, recursive: bool = T
     return files
 
 
+def content_sha(document: LoadedDocument) -> str:
+    """The SHA-256 of a document's text: equal for identical content under any name."""
+    return hashlib.sha256(document.text.encode("utf-8")).hexdigest()
+
+
 class _BatchWriter:
-    """Buffers chunks of consecutive documents and writes them in batches, reporting progress."""
+    """Writes the chunks of consecutive documents in batches that may span documents, reporting progress.
+
+    A document's chunks carry its chunk count and text hash (see :mod:`retrievals_rag.rag.store`); a document
+    whose text is already stored under another name becomes an alias of it instead.
+    """
 
     def __init__(
         self,
         store: VectorStore,
         collection: str,
-        report: IndexReport,
         progress: ProgressCallback | None,
         files_total: int | None,
     ) -> None:
         self.store = store
         self.collection = collection
-        self.report = report
+        self.report = IndexReport()
         self.progress = progress
         self.files_total = files_total
-        self.buffer: list[Chunk] = []
+        self.batch_size = store.batch_size
+        self.queue: list[Chunk] = []
         self.files_done = 0
-        self.waiting: list[str] = []  # sources whose last chunk is in the buffer
+        self.chunks_total = 0
+        self.writing_seconds = 0.0
+        self.shas: dict[str, str] = {}  # text hash -> source, within this run
+        self.pending: dict[str, list[int]] = {}  # source -> [chunks, chunks left to write, chunks added]
+
+    def prepare(self, document: LoadedDocument) -> list[Chunk]:
+        """The document's chunks, stamped; [] when its text is stored under another name (recorded)."""
+        sha = content_sha(document)
+        original = self.shas.get(sha) or self.store.source_with_content(self.collection, sha)
+        if original is not None and original != document.source:
+            self.store.add_alias(self.collection, original, document.source)
+            self.report.indexed.append(document.source)
+            self.report.documents.append(DocumentResult(document.source, 0, 0, duplicate_of=original))
+            self.files_done += 1
+            self._notify(document.source)
+            return []
+        self.shas[sha] = document.source
+        chunks = self.store.split(document)
+        stamp = {"document_chunks": len(chunks), "content_sha": sha}
+        stamped = [replace(chunk, document_metadata={**chunk.document_metadata, **stamp}) for chunk in chunks]
+        self.chunks_total += len(stamped)
+        self._notify(document.source)
+        return stamped
 
     def add(self, source: str, chunks: Sequence[Chunk]) -> None:
-        self.buffer.extend(chunks)
-        self.waiting.append(source)
-        while len(self.buffer) >= self.store.batch_size:
-            self._write(self.store.batch_size, source)
-        if not self.buffer:
-            self._finish_waiting()
-        self._notify(source)
+        if not chunks:
+            return
+        self.queue.extend(chunks)
+        self.pending[source] = [len(chunks), len(chunks), 0]
+        while len(self.queue) >= self.batch_size:
+            self._write(source)
 
     def fail(self, error: FileError) -> None:
         self.report.errors.append(error)
         self.files_done += 1
         self._notify(error.path)
 
-    def close(self) -> None:
-        while self.buffer:
-            self._write(self.store.batch_size, None)
-        self._finish_waiting()
+    def close(self) -> IndexReport:
+        while self.queue:
+            self._write(None)
         self._notify(None)
+        return self.report
 
-    def _write(self, size: int, current: str | None) -> None:
-        batch, self.buffer = self.buffer[:size], self.buffer[size:]
-        added = self.store.write_chunks(self.collection, batch)
-        self.report.chunks_added += added
-        self.report.chunks_skipped += len({chunk.id for chunk in batch}) - added
-        buffered_sources = {chunk.source for chunk in self.buffer}
-        # A waiting source with no chunk left in the buffer is complete: its chunks were all buffered.
-        done = [source for source in self.waiting if source not in buffered_sources]
-        if done:
-            self.waiting = [source for source in self.waiting if source in buffered_sources]
-            self.report.indexed.extend(done)
-            self.files_done += len(done)
+    def _write(self, current: str | None) -> None:
+        batch, self.queue = self.queue[: self.batch_size], self.queue[self.batch_size :]
+        began = time.monotonic()
+        written = set(self.store.write_new_chunks(self.collection, batch))
+        self.writing_seconds += time.monotonic() - began
+        self.report.chunks_added += len(written)
+        self.report.chunks_skipped += len({chunk.id for chunk in batch} - written)
+        for chunk in batch:
+            counts = self.pending[chunk.source]
+            counts[1] -= 1
+            counts[2] += chunk.id in written
+            if counts[1] == 0:  # the document's last chunk is stored
+                del self.pending[chunk.source]
+                self.report.indexed.append(chunk.source)
+                self.report.documents.append(DocumentResult(chunk.source, counts[0], counts[2]))
+                self.files_done += 1
         self._notify(current)
-
-    def _finish_waiting(self) -> None:
-        self.report.indexed.extend(self.waiting)
-        self.files_done += len(self.waiting)
-        self.waiting = []
 
     def _notify(self, current: str | None) -> None:
         if self.progress is not None:
@@ -192,6 +273,8 @@ class _BatchWriter:
                     chunks_added=self.report.chunks_added,
                     chunks_skipped=self.report.chunks_skipped,
                     current=current,
+                    chunks_total=self.chunks_total,
+                    elapsed=self.writing_seconds,
                 )
             )
 
@@ -208,7 +291,7 @@ def index_documents(
 
     Args:
         store: The store.
-        documents: The documents (an iterator is consumed lazily).
+        documents: The documents (an iterator is consumed lazily: ``chunks_total`` grows as they are read).
         collection: The collection, created if missing.
         progress: Called with an :class:`IndexProgress` after each batch and each document.
         total: How many documents there are, for the progress reports; None: ``len(documents)`` if it has one.
@@ -217,36 +300,44 @@ def index_documents(
         The report (no errors: loading happened before).
     """
     store.create_collection(collection)
-    report = IndexReport()
     files_total = (
         total if total is not None else (len(documents) if isinstance(documents, Sequence) else None)
     )
-    writer = _BatchWriter(store, collection, report, progress, files_total)
+    writer = _BatchWriter(store, collection, progress, files_total)
     for document in documents:
-        writer.add(document.source, store.split(document))
-    writer.close()
-    return report
+        writer.add(document.source, writer.prepare(document))
+    return writer.close()
 
 
-def _index_loaders(
+def index_loaded(
     store: VectorStore,
     loaders: Sequence[tuple[str, Callable[[], LoadedDocument]]],
     collection: str,
     progress: ProgressCallback | None,
 ) -> IndexReport:
-    """Load each item (a load error is recorded, not raised) and write its chunks in shared batches."""
+    """Load and split every item first (a load error is recorded, not raised), then write the chunks.
+
+    Reading first gives the progress reports the total number of chunks, hence a time estimate.
+
+    Args:
+        store: The store.
+        loaders: ``(name, load)`` pairs; ``load()`` returns the document or raises ``DocumentLoadError``.
+        collection: The collection, created if missing.
+        progress: Called with an :class:`IndexProgress` after each file read and each batch written.
+    """
     store.create_collection(collection)
-    report = IndexReport()
-    writer = _BatchWriter(store, collection, report, progress, len(loaders))
+    writer = _BatchWriter(store, collection, progress, len(loaders))
+    prepared: list[tuple[str, list[Chunk]]] = []
     for name, load in loaders:
         try:
             document = load()
         except DocumentLoadError as error:
             writer.fail(FileError(path=name, reason=error.reason))
             continue
-        writer.add(document.source, store.split(document))
-    writer.close()
-    return report
+        prepared.append((document.source, writer.prepare(document)))
+    for source, chunks in prepared:
+        writer.add(source, chunks)
+    return writer.close()
 
 
 def index_paths(
@@ -278,7 +369,7 @@ def index_paths(
         (str(path), functools.partial(load_document, path, max_bytes=max_bytes))
         for path in expand_paths(paths, recursive=recursive)
     ]
-    return _index_loaders(store, loaders, collection, progress)
+    return index_loaded(store, loaders, collection, progress)
 
 
 def index_uploads(
@@ -298,4 +389,4 @@ def index_uploads(
         (display_name(name), functools.partial(load_bytes, data, name, max_bytes=max_bytes))
         for name, data in files
     ]
-    return _index_loaders(store, loaders, collection, progress)
+    return index_loaded(store, loaders, collection, progress)

@@ -39,6 +39,7 @@ __all__ = [
     "OpenAICompatibleChat",
     "TransformersChat",
     "convert_gguf",
+    "converted_folder",
     "default_cache_dir",
     "smollm2_gguf_path",
 ]
@@ -82,6 +83,23 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _target(source: Path, cache_dir: str | os.PathLike[str] | None) -> tuple[Path, str]:
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "models"
+    digest = _file_sha256(source)
+    return root / f"{source.stem}-{digest[:12]}", digest
+
+
+def converted_folder(
+    gguf_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
+) -> Path | None:
+    """The folder :func:`convert_gguf` made from this file before (same content, same cache), or None."""
+    source = Path(gguf_path)
+    if not source.is_file():
+        raise FileNotFoundError(f"no GGUF file at {source}")
+    target, _ = _target(source, cache_dir)
+    return target if (target / _CONVERSION_MARKER).is_file() else None
+
+
 def convert_gguf(gguf_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Convert a GGUF chat model into a transformers folder once, and return that folder.
 
@@ -105,9 +123,8 @@ def convert_gguf(gguf_path: str | os.PathLike[str], cache_dir: str | os.PathLike
     source = Path(gguf_path)
     if not source.is_file():
         raise FileNotFoundError(f"no GGUF file at {source}")
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "models"
-    digest = _file_sha256(source)
-    target = root / f"{source.stem}-{digest[:12]}"
+    target, digest = _target(source, cache_dir)
+    root = target.parent
     if (target / _CONVERSION_MARKER).is_file():
         return target
     if importlib.util.find_spec("gguf") is None:

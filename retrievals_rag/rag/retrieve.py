@@ -1,30 +1,50 @@
 """Retrieval over a collection: dense search, optional BM25 fused by RRF, optional reranking.
 
-:class:`Retriever` embeds the query with the embedder's query instruction and asks the store for the nearest
-chunks (cosine). With ``use_bm25=True`` a BM25 index over the collection's chunks, built on first use and rebuilt
-when the collection's revision changes, ranks them too, and the two rankings are fused by reciprocal rank fusion
-(:func:`retrievals_rag.retrieval.fusion.fuse_rankings`). With a ``reranker`` (any object with
-``rerank(query, documents, top_k=None)`` returning items with ``index`` and ``score``: ``AutoModelForRanking``,
-``LLMRanker``, ``ColBERT``), the best ``rerank_candidates`` are reordered by it.
+:class:`Retriever` is the RAG engine's adapter over :class:`retrievals_rag.retrieval.hybrid.HybridSearch`, the
+one orchestration of these steps (the LangChain retriever uses it too), with the same knob names: ``top_k``,
+``candidates``, ``rrf_k``. Its dense stage embeds the query with the embedder's query instruction and asks the
+store for the nearest chunks (cosine). With ``use_bm25=True`` a BM25 index over the collection's chunks, built on
+first use and rebuilt when the collection's revision changes, ranks them too, and the two rankings are fused by
+reciprocal rank fusion. With a ``reranker`` (any object with ``rerank(query, documents, top_k=None)`` returning
+items with ``index`` and ``score``: ``AutoModelForRanking``, ``LLMRanker``, ``ColBERT``), the best ``candidates``
+are reordered by it.
 
-Every :class:`RetrievedChunk` keeps both scores, as Python floats: ``retrieval_score`` (the cosine similarity, or
-the RRF score when BM25 is fused) and ``rerank_score`` (None without a reranker); ``score`` is the one that set
-the order.
+Every :class:`RetrievedChunk` keeps each score under its own name, as Python floats: ``retrieval_score`` (the
+cosine similarity, or the RRF score when BM25 is fused), ``dense_score`` (the cosine similarity), ``rerank_score``
+(None without a reranker); ``score`` is the one that set the order. For people, :attr:`RetrievedChunk.relevance`
+is on one documented scale, named by :attr:`RetrievedChunk.relevance_scale` (see :data:`RelevanceScale`), and
+:meth:`RetrievedChunk.describe` renders it with the ranks (never the tiny fused numbers).
 """
 
 from __future__ import annotations
 
+import math
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from retrievals_rag.rag.store import StoredChunk, VectorStore
+from retrievals_rag.retrieval.hybrid import Candidate, Hit, HybridSearch, check_count
 
 if TYPE_CHECKING:
     from retrievals_rag.retrieval.bm25 import BM25Retriever
 
-__all__ = ["QueryEncoder", "Reranker", "RetrievedChunk", "Retriever"]
+__all__ = ["QueryEncoder", "RelevanceScale", "Reranker", "RetrievedChunk", "Retriever"]
+
+RelevanceScale = Literal["cosine similarity", "reranker probability", "reranker score"]
+"""The scale of :attr:`RetrievedChunk.relevance`:
+
+- ``"cosine similarity"``: the embedder's cosine similarity between the question and the chunk, in [-1, 1]
+  (without a reranker; with BM25 fused too, for the chunks dense search found);
+- ``"reranker probability"``: a cross-encoder's or LLM ranker's sigmoid of its score, in (0, 1): the
+  probability it gives that the chunk answers the question;
+- ``"reranker score"``: another reranker's own score (ColBERT's MaxSim, a sum over the query's tokens), which
+  has no fixed range: compare it only between chunks of one question.
+"""
+
+_PROBABILITY_KINDS = ("cross_encoder", "llm_ranker")
 
 
 @runtime_checkable
@@ -58,6 +78,14 @@ class RetrievedChunk:
         retrieval_score: Cosine similarity to the query; the reciprocal-rank-fusion score when BM25 was fused.
         rerank_score: The reranker's score; None without a reranker.
         metadata: The chunk's stored metadata (a copy).
+        dense_score: Cosine similarity to the query; None when only BM25 found the chunk.
+        relevance: The relevance shown to people, on :attr:`relevance_scale`; None when there is none (a chunk
+            only BM25 found, without a reranker).
+        relevance_scale: The scale of ``relevance`` (:data:`RelevanceScale`).
+        rank: Its 1-based rank in the results (0 when not made by a :class:`Retriever`).
+        dense_rank: Its rank in dense search; None when dense search did not return it.
+        bm25_rank: Its rank in BM25's answer; None without BM25 or when BM25 did not return it.
+        fused: Whether BM25 was fused (``retrieval_score`` is then an RRF score).
     """
 
     text: str
@@ -68,10 +96,38 @@ class RetrievedChunk:
     retrieval_score: float
     rerank_score: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    dense_score: float | None = None
+    relevance: float | None = None
+    relevance_scale: RelevanceScale = "cosine similarity"
+    rank: int = 0
+    dense_rank: int | None = None
+    bm25_rank: int | None = None
+    fused: bool = False
+
+    def describe(self) -> str:
+        """The relevance for people: its scale and value, and the ranks when rankings were fused or reranked.
+
+        Example:
+            >>> RetrievedChunk("t", "a.txt", None, "c", 0.61, 0.61, dense_score=0.61, relevance=0.61).describe()
+            'cosine similarity 0.61'
+            >>> RetrievedChunk(
+            ...     "t", "a.txt", None, "c", 0.03, 0.03, relevance=None, rank=1, bm25_rank=1, fused=True
+            ... ).describe()
+            'rank 1 (BM25 #1, not found by dense search)'
+        """
+        parts = []
+        if self.relevance is not None:
+            parts.append(f"{self.relevance_scale} {self.relevance:.2f}")
+        if self.fused:
+            dense = "not found by dense search" if self.dense_rank is None else f"dense #{self.dense_rank}"
+            bm25 = "not found by BM25" if self.bm25_rank is None else f"BM25 #{self.bm25_rank}"
+            order = f"{bm25}, {dense}" if self.dense_rank is None else f"{dense}, {bm25}"
+            parts.append(f"rank {self.rank} ({order})")
+        return " · ".join(parts) if parts else f"rank {self.rank}"
 
 
 class Retriever:
-    """Find the chunks of a collection that best answer a query.
+    """Find the chunks of a collection that best answer a query (an adapter over ``HybridSearch``).
 
     Args:
         store: The store holding the collection.
@@ -80,12 +136,14 @@ class Retriever:
             embedder the collection was built with.
         top_k: Chunks returned.
         use_bm25: Fuse BM25 over the collection's chunks with the dense ranking (RRF).
-        reranker: Reorders the best ``rerank_candidates`` (see :class:`Reranker`); None: no reranking.
-        rerank_candidates: Candidates given to the reranker (at least ``top_k`` are).
+        reranker: Reorders the best ``candidates`` (see :class:`Reranker`); None: no reranking.
+        candidates: When fusing or reranking, the chunks each first-stage retriever returns, and the number
+            given to the reranker (at least ``top_k`` are).
         rrf_k: The reciprocal-rank-fusion constant.
+        rerank_candidates: The former name of ``candidates`` (deprecated; give one or the other).
 
     Raises:
-        ValueError: On ``top_k`` or ``rerank_candidates`` below 1.
+        ValueError: On ``top_k`` or ``candidates`` below 1, or both ``candidates`` and ``rerank_candidates``.
         TypeError: When ``reranker`` has no ``rerank`` method or ``embedder`` no ``encode_queries``.
     """
 
@@ -98,11 +156,17 @@ class Retriever:
         top_k: int = 5,
         use_bm25: bool = False,
         reranker: Reranker | None = None,
-        rerank_candidates: int = 20,
+        candidates: int | None = None,
         rrf_k: int = 60,
+        rerank_candidates: int | None = None,
     ) -> None:
-        _check_positive("top_k", top_k)
-        _check_positive("rerank_candidates", rerank_candidates)
+        if rerank_candidates is not None:
+            if candidates is not None:
+                raise ValueError("give candidates (rerank_candidates is its former name), not both")
+            warnings.warn(
+                "Retriever(rerank_candidates=...) is now candidates=...", DeprecationWarning, stacklevel=2
+            )
+            candidates = rerank_candidates
         if reranker is not None and not callable(getattr(reranker, "rerank", None)):
             raise TypeError(
                 f"reranker must have a rerank(query, documents, top_k) method, got {type(reranker).__name__}"
@@ -112,18 +176,80 @@ class Retriever:
         self.store = store
         self.collection = collection
         self.embedder = embedder
-        self.top_k = top_k
         self.use_bm25 = use_bm25
         self.reranker = reranker
-        self.rerank_candidates = rerank_candidates
-        self.rrf_k = rrf_k
+        self._search = HybridSearch(
+            self._dense,
+            lexical=self._lexical if use_bm25 else None,
+            reranker=None if reranker is None else self._rerank_scores,
+            top_k=top_k,
+            candidates=20 if candidates is None else candidates,
+            rrf_k=rrf_k,
+        )
+        self._relevance_scale: RelevanceScale = "cosine similarity"
+        if reranker is not None:
+            self._relevance_scale = (
+                "reranker probability" if _reranker_kind(reranker) in _PROBABILITY_KINDS else "reranker score"
+            )
         self._bm25_lock = threading.Lock()
         self._bm25_state: tuple[tuple[str, int], BM25Retriever | None, dict[str, StoredChunk]] | None = None
+
+    @property
+    def top_k(self) -> int:
+        """Chunks returned by default."""
+        return self._search.top_k
+
+    @property
+    def candidates(self) -> int:
+        """Chunks each first-stage retriever returns when fusing or reranking, and given to the reranker."""
+        return self._search.candidates
+
+    @property
+    def rerank_candidates(self) -> int:
+        """The former name of :attr:`candidates`."""
+        return self._search.candidates
+
+    @property
+    def rrf_k(self) -> int:
+        """The reciprocal-rank-fusion constant."""
+        return self._search.rrf_k
+
+    @property
+    def relevance_scale(self) -> RelevanceScale:
+        """The scale of the results' ``relevance`` (:data:`RelevanceScale`)."""
+        return self._relevance_scale
 
     def _embed(self, query: str) -> Any:
         if self.embedder is None:
             return self.store.embed_query(query)
         return self.embedder.encode_queries([query])[0]
+
+    def _dense(self, query: str, n_results: int) -> list[Candidate]:
+        found = self.store.query(self.collection, self._embed(query), n_results)
+        return [Candidate(chunk.id, chunk.text, 1.0 - float(chunk.distance or 0.0), chunk) for chunk in found]
+
+    def _lexical(self, query: str, n_results: int) -> list[Candidate]:
+        index, chunks = self._bm25()
+        if index is None:
+            return []
+        return [
+            Candidate(chunk_id, chunks[chunk_id].text, score, chunks[chunk_id])
+            for chunk_id, score in index.search([query], top_k=n_results)[0]
+            if chunk_id in chunks
+        ]
+
+    def _rerank_scores(self, query: str, texts: Sequence[str]) -> list[float]:
+        assert self.reranker is not None
+        results = list(self.reranker.rerank(query, list(texts), top_k=None))
+        scores: list[float | None] = [None] * len(texts)
+        for result in results:
+            index = int(result.index)
+            if not 0 <= index < len(texts):
+                raise ValueError(f"the reranker returned index {index} for {len(texts)} documents")
+            scores[index] = float(result.score)
+        if any(score is None for score in scores):
+            raise ValueError(f"the reranker scored {len(results)} of {len(texts)} documents; expected all")
+        return [float(score) for score in scores if score is not None]
 
     def _bm25(self) -> tuple[BM25Retriever | None, dict[str, StoredChunk]]:
         """The BM25 index of the collection, rebuilt when its revision changed since it was built."""
@@ -142,25 +268,6 @@ class Retriever:
                 self._bm25_state = (revision, index, chunks)
             return self._bm25_state[1], self._bm25_state[2]
 
-    def candidates(self, query: str, n_candidates: int) -> list[RetrievedChunk]:
-        """The first stage: dense (and BM25, fused) candidates, best first, without reranking."""
-        dense = self.store.query(self.collection, self._embed(query), n_candidates)
-        if not self.use_bm25:
-            return [_to_retrieved(chunk, 1.0 - float(chunk.distance or 0.0)) for chunk in dense]
-        from retrievals_rag.retrieval.fusion import fuse_rankings
-
-        index, chunks = self._bm25()
-        lexical = [] if index is None else index.search([query], top_k=n_candidates)[0]
-        by_id = {chunk.id: chunk for chunk in dense}
-        for chunk_id, _ in lexical:
-            if chunk_id not in by_id and chunk_id in chunks:
-                by_id[chunk_id] = chunks[chunk_id]
-        fused = fuse_rankings(
-            [[chunk.id for chunk in dense], [chunk_id for chunk_id, _ in lexical if chunk_id in by_id]],
-            k=self.rrf_k,
-        )
-        return [_to_retrieved(by_id[chunk_id], score) for chunk_id, score in fused[:n_candidates]]
-
     def retrieve(self, query: str, *, top_k: int | None = None) -> list[RetrievedChunk]:
         """The best chunks for ``query``, best first.
 
@@ -172,54 +279,54 @@ class Retriever:
             At most ``top_k`` chunks (fewer when the collection is smaller), scores as Python floats.
 
         Raises:
-            ValueError: On an empty query.
+            ValueError: On an empty query or ``top_k`` below 1.
         """
         if not isinstance(query, str) or not query.strip():
             raise ValueError("the query is empty")
-        k = self.top_k if top_k is None else top_k
-        _check_positive("top_k", k)
-        if self.reranker is None:
-            return self.candidates(query, k)[:k]
-        first_stage = self.candidates(query, max(k, self.rerank_candidates))
-        if not first_stage:
-            return []
-        results = self.reranker.rerank(query, [chunk.text for chunk in first_stage], top_k=k)
-        reranked: list[RetrievedChunk] = []
-        for result in list(results)[:k]:
-            index = int(result.index)
-            if not 0 <= index < len(first_stage):
-                raise ValueError(f"the reranker returned index {index} for {len(first_stage)} documents")
-            chunk = first_stage[index]
-            score = float(result.score)
-            reranked.append(
-                RetrievedChunk(
-                    text=chunk.text,
-                    source=chunk.source,
-                    page=chunk.page,
-                    chunk_id=chunk.chunk_id,
-                    score=score,
-                    retrieval_score=chunk.retrieval_score,
-                    rerank_score=score,
-                    metadata=dict(chunk.metadata),
-                )
-            )
-        return reranked
+        if top_k is not None:
+            check_count("top_k", top_k)
+        return [self._to_retrieved(hit) for hit in self._search.search(query, top_k)]
+
+    def _to_retrieved(self, hit: Hit) -> RetrievedChunk:
+        chunk: StoredChunk = hit.item
+        page = chunk.metadata.get("page")
+        if hit.rerank_score is None:
+            relevance = hit.dense_score
+        elif self._relevance_scale == "reranker probability":
+            relevance = _sigmoid(hit.rerank_score)
+        else:
+            relevance = hit.rerank_score
+        return RetrievedChunk(
+            text=chunk.text,
+            source=str(chunk.metadata.get("source", "")),
+            page=page if isinstance(page, int) else None,
+            chunk_id=chunk.id,
+            score=hit.score,
+            retrieval_score=hit.retrieval_score,
+            rerank_score=hit.rerank_score,
+            metadata=dict(chunk.metadata),
+            dense_score=hit.dense_score,
+            relevance=relevance,
+            relevance_scale=self._relevance_scale,
+            rank=hit.rank,
+            dense_rank=hit.dense_rank,
+            bm25_rank=hit.bm25_rank,
+            fused=hit.fused,
+        )
 
 
-def _to_retrieved(chunk: StoredChunk, retrieval_score: float) -> RetrievedChunk:
-    page = chunk.metadata.get("page")
-    score = float(retrieval_score)
-    return RetrievedChunk(
-        text=chunk.text,
-        source=str(chunk.metadata.get("source", "")),
-        page=page if isinstance(page, int) else None,
-        chunk_id=chunk.id,
-        score=score,
-        retrieval_score=score,
-        metadata=dict(chunk.metadata),
-    )
+def _reranker_kind(reranker: object) -> str | None:
+    """The registry's kind of a loaded ranker; None for another object with a ``rerank`` method."""
+    from retrievals_rag.models.registry import kind_of
+
+    try:
+        return kind_of(reranker)
+    except TypeError:
+        return None
 
 
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+def _sigmoid(value: float) -> float:
+    if value >= 0:
+        return 1.0 / (1.0 + math.exp(-value))
+    exponential = math.exp(value)
+    return exponential / (1.0 + exponential)

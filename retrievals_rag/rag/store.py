@@ -13,10 +13,16 @@ Chroma which of its ids already exist and upserts only the others in one call. I
 nothing; a bulk run that is killed resumes where it stopped (see :mod:`retrievals_rag.rag.indexing`). Every
 write also stamps a new ``revision`` in the collection's metadata, so caches built over a collection (the BM25
 index of :class:`~retrievals_rag.rag.retrieve.Retriever`) see changes made by any process.
+
+Bulk indexing stamps each chunk with its document's chunk count (``document_chunks``) and the hash of its text
+(``content_sha``): :meth:`VectorStore.list_documents` marks a document with fewer chunks stored as partial, and a
+document whose text is already stored under another name is recorded as an alias of it (in the collection's
+metadata) instead of being stored twice.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -42,6 +48,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "CollectionNotFoundError",
     "DocumentInfo",
+    "EmbedderMismatchError",
     "StoreConnectionError",
     "StoredChunk",
     "VectorStore",
@@ -61,6 +68,10 @@ class CollectionNotFoundError(LookupError):
 
 class StoreConnectionError(ConnectionError):
     """The Chroma server cannot be reached; the message names the URL."""
+
+
+class EmbedderMismatchError(ValueError):
+    """A collection made with another embedder: the message names both and says what to do."""
 
 
 def validate_collection_name(name: str) -> str:
@@ -98,6 +109,9 @@ class DocumentInfo:
         chunk_count: Chunks stored.
         pages: Page numbers that have chunks, ascending (empty for formats without pages).
         file_type: ``pdf``, ``text``, ``markdown``, ``html``, ``docx``, ``csv``, ``jsonl``; ``""`` if unknown.
+        expected_chunks: The document's chunk count when it was indexed; None for chunks stored before it was
+            recorded (such documents count as complete).
+        aliases: Other names under which the same text was indexed (stored once, under ``source``).
     """
 
     source: str
@@ -105,6 +119,13 @@ class DocumentInfo:
     chunk_count: int
     pages: list[int]
     file_type: str
+    expected_chunks: int | None = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """Whether every chunk of the document is stored (False while it is indexed, or after a stopped run)."""
+        return self.expected_chunks is None or self.chunk_count >= self.expected_chunks
 
 
 @dataclass(frozen=True)
@@ -217,15 +238,11 @@ class VectorStore:
             ValueError: On an invalid name, an existing collection when ``exist_ok`` is False, or an existing
                 collection made with another embedder.
         """
-        from retrievals_rag.integrations.chroma import get_or_create_collection
-
         validate_collection_name(name)
         with self._lock:
             if not exist_ok and name in self.list_collections():
                 raise ValueError(f"collection {name!r} already exists")
-            self._collections[name] = get_or_create_collection(
-                self._client, name, embedding_function=self._function
-            )
+            self._collections[name] = self._open(name)
 
     def delete_collection(self, name: str) -> None:
         """Delete the collection ``name`` and everything in it.
@@ -237,6 +254,21 @@ class VectorStore:
         with self._lock:
             self._collections.pop(name, None)
             self._client.delete_collection(name)
+
+    def rename_collection(self, name: str, new_name: str) -> None:
+        """Rename the collection ``name`` to ``new_name`` (its chunks and embedder stay).
+
+        Raises:
+            CollectionNotFoundError: When there is no collection ``name``.
+            ValueError: On an invalid new name, or one that is taken.
+        """
+        validate_collection_name(new_name)
+        handle = self._collection(name)
+        with self._lock:
+            if new_name in self.list_collections():
+                raise ValueError(f"a collection named {new_name!r} already exists")
+            handle.modify(name=new_name)
+            self._collections.pop(name, None)
 
     def count(self, collection: str) -> int:
         """Chunks stored in ``collection``."""
@@ -255,8 +287,6 @@ class VectorStore:
     def _collection(self, name: str) -> Collection:
         from chromadb.errors import NotFoundError
 
-        from retrievals_rag.integrations.chroma import get_or_create_collection
-
         with self._lock:
             handle = self._collections.get(name)
             if handle is not None:
@@ -268,12 +298,72 @@ class VectorStore:
                 raise CollectionNotFoundError(
                     f"no collection named {name!r}; existing collections: {existing or 'none'}"
                 ) from None
-            handle = get_or_create_collection(self._client, name, embedding_function=self._function)
+            handle = self._open(name)
             self._collections[name] = handle
             return handle
 
-    def _touch(self, collection: Collection) -> None:
-        collection.modify(metadata={**(collection.metadata or {}), "revision": uuid.uuid4().hex})
+    def _open(self, name: str) -> Collection:
+        """Get or create ``name`` with this store's embedder; another embedder is told in plain words."""
+        from retrievals_rag.integrations.chroma import get_or_create_collection
+
+        try:
+            return get_or_create_collection(self._client, name, embedding_function=self._function)
+        except ValueError as error:
+            if "embedding function" not in str(error).lower():
+                raise
+            stored = _describe_embedder(self._stored_embedder(name))
+            current = _describe_embedder(self._function.get_config().get("model_name_or_path"))
+            raise EmbedderMismatchError(
+                f"the collection {name!r} was made with the embedder {stored}, and its vectors only match that "
+                f"model; the embedder now chosen is {current}. Choose {stored} as the embedder again, or create "
+                f"a new collection for this embedder (or delete {name!r} and index its documents again)."
+            ) from error
+
+    def _stored_embedder(self, name: str) -> str | None:
+        """The model path recorded in the collection's configuration ("another function" if unreadable)."""
+        try:
+            function = self._client.get_collection(name).configuration.get("embedding_function")
+            return function.get_config().get("model_name_or_path") if function is not None else "none"
+        except Exception:  # an unreadable configuration: the message still gives the fix
+            return "another embedding function"
+
+    def _touch(self, collection: Collection, changes: dict[str, str] | None = None) -> None:
+        """Stamp a new revision (and set ``changes``) on the collection's metadata, read fresh from Chroma."""
+        fresh = self._client.get_collection(collection.name).metadata or {}
+        collection.modify(metadata={**fresh, **(changes or {}), "revision": uuid.uuid4().hex})
+
+    # -------------------------------------------------------------------------------- aliases
+    def aliases(self, collection: str) -> dict[str, list[str]]:
+        """Each stored source that other names share, with those names."""
+        fresh = self._client.get_collection(self._collection(collection).name).metadata or {}
+        try:
+            aliases = json.loads(str(fresh.get("aliases") or "{}"))
+        except json.JSONDecodeError:
+            return {}
+        return {str(key): [str(name) for name in value] for key, value in aliases.items()}
+
+    def source_with_content(self, collection: str, content_sha: str) -> str | None:
+        """The stored source whose text has the hash ``content_sha``, or None."""
+        found = self._collection(collection).get(
+            where={"content_sha": content_sha}, limit=1, include=["metadatas"]
+        )
+        return str(found["metadatas"][0].get("source")) if found["ids"] else None
+
+    def add_alias(self, collection: str, source: str, alias: str) -> None:
+        """Record ``alias`` as another name of the stored document ``source`` (its text is not stored again)."""
+        with self._lock:
+            aliases = self.aliases(collection)
+            names = aliases.setdefault(source, [])
+            if alias != source and alias not in names:
+                names.append(alias)
+                self._touch(self._collection(collection), {"aliases": json.dumps(aliases)})
+
+    def resolve_source(self, collection: str, name: str) -> str:
+        """The stored source that ``name`` designates (``name`` itself, or the document it is an alias of)."""
+        for source, names in self.aliases(collection).items():
+            if name in names:
+                return source
+        return name
 
     # -------------------------------------------------------------------------------- documents
     def split(self, document: LoadedDocument) -> list[Chunk]:
@@ -302,16 +392,20 @@ class VectorStore:
         The existing ids are asked first, only the new chunks are embedded, and they are upserted together, so
         a batch is written whole or not at all and a repeated batch writes nothing.
         """
+        return len(self.write_new_chunks(collection, chunks))
+
+    def write_new_chunks(self, collection: str, chunks: Sequence[Chunk]) -> list[str]:
+        """:meth:`write_chunks`, returning the ids written (those not already stored)."""
         unique: dict[str, Chunk] = {}
         for chunk in chunks:
             unique.setdefault(chunk.id, chunk)
         if not unique:
-            return 0
+            return []
         handle = self._collection(collection)
         existing = set(handle.get(ids=list(unique), include=[])["ids"])
         new = [chunk for chunk_id, chunk in unique.items() if chunk_id not in existing]
         if not new:
-            return 0
+            return []
         embeddings = self.embed_documents([chunk.text for chunk in new])
         handle.upsert(
             ids=[chunk.id for chunk in new],
@@ -320,7 +414,7 @@ class VectorStore:
             metadatas=[chunk.metadata() for chunk in new],
         )
         self._touch(handle)
-        return len(new)
+        return [chunk.id for chunk in new]
 
     def list_documents(self, collection: str) -> list[DocumentInfo]:
         """The documents in ``collection``, sorted by source, with their chunk counts and pages."""
@@ -334,11 +428,16 @@ class VectorStore:
                     "count": 0,
                     "pages": set(),
                     "file_type": str(metadata.get("file_type", "")),
+                    "expected": None,
                 },
             )
             entry["count"] += 1
             if isinstance(metadata.get("page"), int):
                 entry["pages"].add(metadata["page"])
+            expected = metadata.get("document_chunks")
+            if isinstance(expected, int) and (entry["expected"] is None or expected > entry["expected"]):
+                entry["expected"] = expected
+        aliases = self.aliases(collection) if grouped else {}
         return [
             DocumentInfo(
                 source=source,
@@ -346,19 +445,53 @@ class VectorStore:
                 chunk_count=entry["count"],
                 pages=sorted(entry["pages"]),
                 file_type=entry["file_type"],
+                expected_chunks=entry["expected"],
+                aliases=tuple(aliases.get(source, ())),
             )
             for source, entry in sorted(grouped.items())
         ]
 
     def delete_document(self, collection: str, source: str) -> int:
-        """Remove every chunk of the document ``source``; returns how many were removed (0 if none)."""
+        """Remove the document ``source``; returns how many chunks were removed (0 if none).
+
+        An alias (another name of stored text) is removed alone. A document that has aliases keeps its chunks,
+        which pass to its first alias.
+        """
+        from retrievals_rag.rag.chunking import document_id
+
         handle = self._collection(collection)
-        ids = handle.get(where={"source": source}, include=[])["ids"]
-        for start in range(0, len(ids), _PAGE_SIZE):
-            handle.delete(ids=ids[start : start + _PAGE_SIZE])
-        if ids:
-            self._touch(handle)
-        return len(ids)
+        with self._lock:
+            aliases = self.aliases(collection)
+            for names in aliases.values():
+                if source in names:
+                    names.remove(source)
+                    self._touch(
+                        handle,
+                        {"aliases": json.dumps({key: value for key, value in aliases.items() if value})},
+                    )
+                    return 0
+            found = handle.get(where={"source": source}, include=["metadatas"])
+            ids = found["ids"]
+            heirs = aliases.pop(source, [])
+            if heirs and ids:  # the text stays, under its next name
+                heir, rest = heirs[0], heirs[1:]
+                metadatas = [
+                    {**metadata, "source": heir, "document_id": document_id(heir)}
+                    for metadata in found["metadatas"]
+                ]
+                for start in range(0, len(ids), _PAGE_SIZE):
+                    handle.update(
+                        ids=ids[start : start + _PAGE_SIZE], metadatas=metadatas[start : start + _PAGE_SIZE]
+                    )
+                if rest:
+                    aliases[heir] = rest
+                self._touch(handle, {"aliases": json.dumps(aliases)})
+                return 0
+            for start in range(0, len(ids), _PAGE_SIZE):
+                handle.delete(ids=ids[start : start + _PAGE_SIZE])
+            if ids:
+                self._touch(handle)
+            return len(ids)
 
     # -------------------------------------------------------------------------------- reading
     def query(
@@ -409,6 +542,10 @@ class VectorStore:
     def __repr__(self) -> str:
         where = f"chroma_url={self.chroma_url!r}" if self.chroma_url else f"data_dir={str(self.data_dir)!r}"
         return f"VectorStore({where}, embedding_function={self._function!r})"
+
+
+def _describe_embedder(model_name_or_path: str | None) -> str:
+    return "the packaged all-MiniLM-L6-v2" if model_name_or_path is None else repr(model_name_or_path)
 
 
 def _connect(data_dir: Path | None, chroma_url: str | None) -> ClientAPI:

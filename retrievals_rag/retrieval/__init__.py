@@ -1,4 +1,4 @@
-"""Retrieval: exact dense search, a faiss index, BM25 and reciprocal rank fusion.
+"""Retrieval: exact dense search, a faiss index, BM25, reciprocal rank fusion and one hybrid search over them.
 
 Every retriever answers in the same run format (query id -> document id -> score, Python floats), so runs
 from different retrievers fuse with :func:`reciprocal_rank_fusion` and evaluate with
@@ -29,12 +29,18 @@ _LAZY_NAMES: dict[str, str] = {
     "BM25Retriever": "retrievals_rag.retrieval.bm25",
     "reciprocal_rank_fusion": "retrievals_rag.retrieval.fusion",
     "fuse_rankings": "retrievals_rag.retrieval.fusion",
+    "Candidate": "retrievals_rag.retrieval.hybrid",
+    "Hit": "retrievals_rag.retrieval.hybrid",
+    "HybridSearch": "retrievals_rag.retrieval.hybrid",
 }
 
 __all__ = [
     "BM25Retriever",
+    "Candidate",
     "DenseIndex",
     "FaissIndex",
+    "Hit",
+    "HybridSearch",
     "dense_search",
     "fuse_rankings",
     "reciprocal_rank_fusion",
@@ -45,6 +51,7 @@ if TYPE_CHECKING:
     from retrievals_rag.retrieval.dense import DenseIndex, dense_search
     from retrievals_rag.retrieval.faiss_index import FaissIndex
     from retrievals_rag.retrieval.fusion import fuse_rankings, reciprocal_rank_fusion
+    from retrievals_rag.retrieval.hybrid import Candidate, Hit, HybridSearch
 
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES, globals(), __all__)

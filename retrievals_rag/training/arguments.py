@@ -177,8 +177,17 @@ class _TrainingArgumentsBase(TrainingArguments):
     ddp_find_unused_parameters: bool | None = field(
         default=False, metadata={"help": "off: every trainable weight is used (the BERT pooler is frozen)"}
     )
+    grad_cache_chunk_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "GradCache: encode the batch this many rows at a time and re-run each chunk with the cached "
+            "gradient of the loss, so a large contrastive batch fits in the memory of a small one (embedder, ColBERT)"
+        },
+    )
 
     def __post_init__(self) -> None:
+        if self.grad_cache_chunk_size is not None and self.grad_cache_chunk_size < 1:
+            raise ValueError(f"grad_cache_chunk_size must be >= 1, got {self.grad_cache_chunk_size}")
         if not self.use_cpu and _launched_as_processes() > 1 and not _has_accelerator():
             # without this, transformers sets up no process group: N copies each train on all the data
             self.use_cpu = True

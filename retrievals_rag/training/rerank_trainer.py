@@ -165,8 +165,26 @@ class RerankTrainer(ModelFolderTrainer):
         return scores, self._group_loss(scores.reshape(-1, group_size), inputs)  # (batch, G)
 
     def _colbert_loss(self, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        chunk_size = getattr(self.args, "grad_cache_chunk_size", None)
+        if chunk_size:  # GradCache: token embeddings of the batch chunk by chunk, MaxSim loss on all of them
+            from retrievals_rag.losses.cached import grad_cache_loss
+
+            kinds = ("query", "document")
+            loss = grad_cache_loss(
+                lambda role, part: model(**part, kind=kinds[role]),
+                [inputs["query"], inputs["documents"]],
+                lambda outputs: self._colbert_scores_loss(model, *outputs, inputs)[1],
+                chunk_size,
+                model,
+            )
+            return torch.empty(0), loss
         queries = model(**inputs["query"], kind="query")
         documents = model(**inputs["documents"], kind="document")
+        return self._colbert_scores_loss(model, queries, documents, inputs)
+
+    def _colbert_scores_loss(
+        self, model: nn.Module, queries: Any, documents: Any, inputs: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         score = self.accelerator.unwrap_model(model).score  # MaxSim, the model's own reduction
         if "token_vectors" in self.loss_forms:
             return documents.embeddings, self.loss(queries, documents, score)

@@ -279,7 +279,9 @@ class RetrievalTrainer(ModelFolderTrainer):
             ``loss(query_embeddings, document_embeddings)``, for scored pairs
             ``loss(query_embeddings, document_embeddings, labels)``, for records with teacher scores
             ``loss(query_embeddings, document_embeddings, teacher_scores)``; a loss that runs the model itself
-            (``loss_inputs = ("model",)``, e.g. GradCache) as ``loss(model, inputs)``.
+            (``loss_inputs`` naming ``"model"``, e.g. :class:`~retrievals_rag.losses.cached.GradCacheLoss`) as
+            ``loss.model_loss(model, inputs)``. With ``args.grad_cache_chunk_size`` an embeddings loss is wrapped
+            in a ``GradCacheLoss``.
         data_collator: default: an :class:`EmbeddingCollator` with the model's tokenizer and EOS setting.
         query_max_length: tokens per query for the default collator.
         document_max_length: tokens per document for the default collator (default: the model's max length).
@@ -317,8 +319,14 @@ class RetrievalTrainer(ModelFolderTrainer):
             )
         freeze_unused_pooler(model.model.get_base_model() if model.has_lora else model.model)
         super().__init__(model, args, train_dataset, data_collator, evaluator, callbacks)
+        chunk_size = getattr(args, "grad_cache_chunk_size", None)
+        if chunk_size and "model" not in forms:  # GradCache around the given loss
+            from retrievals_rag.losses.cached import GradCacheLoss
+
+            loss = GradCacheLoss(loss, chunk_size)
+            forms = loss_inputs(loss)
         self.loss = loss
-        self.runs_model = "embeddings" not in forms
+        self.runs_model = "model" in forms
 
     def compute_loss(
         self,
@@ -327,8 +335,8 @@ class RetrievalTrainer(ModelFolderTrainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if self.runs_model:  # the loss embeds (e.g. GradCache's chunks) and returns the loss
-            loss = self.loss(model, inputs)
+        if self.runs_model:  # the loss encodes the batch itself (GradCache: chunk by chunk)
+            loss = self.loss.model_loss(model, inputs)
             return (loss, {}) if return_outputs else loss
         query_embeddings = self._embed(model, inputs["query"])  # (batch, dim)
         document_embeddings = self._embed(model, inputs["documents"])  # (batch * group_size, dim)

@@ -4,12 +4,16 @@ Needs the Debian ``chromium`` (``apt-get install -y chromium``) and the ``playwr
 ``playwright install``: its browser downloads fail offline; the system Chromium is used). Skipped without them.
 A document is indexed beforehand with ``retrievals-rag index``; the test uploads a second one through the file
 uploader, indexes it, asks about it in the chat and waits for the answer and its source, then saves a screenshot
-(into ``$RETRIEVALS_RAG_SCREENSHOT_DIR`` when set) and prints its path.
+(into ``$RETRIEVALS_RAG_SCREENSHOT_DIR`` when set) and prints its path. Then it uploads a file that takes 30 s or
+more to index (on 2 CPU cores) and asks a question while it is indexed: the answer comes, the indexing goes on to
+the end with its progress in view, and the document is listed as being indexed, never as complete, until it is.
 """
 
 from __future__ import annotations
 
 import os
+import random
+import re
 import shutil
 import signal
 import socket
@@ -36,6 +40,17 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 WAIT_MS = 180_000
+# One 200-token chunk each: 200 take about 40 s on 2 idle CPU cores (5 chunks/s); fewer on a loaded machine.
+BIG_PARAGRAPHS = int(os.environ.get("RETRIEVALS_RAG_BROWSER_CHUNKS") or 200)
+INDEXING_LIMIT_S = 900  # only a stuck job takes this long, even on a loaded machine
+TOPIC_WORDS = ["magma", "crust", "glacier", "forest", "market", "engine", "protein", "orbit", "storm", "harbor",
+               "bridge", "library", "castle", "garden", "valley", "river", "planet", "cell", "city", "mantle"]  # fmt: skip
+
+
+def big_text(paragraphs: int) -> str:
+    """Distinct paragraphs of random topic words (fixed seed): each becomes one chunk of its own."""
+    rng = random.Random(0)
+    return "\n\n".join(" ".join(rng.choice(TOPIC_WORDS) for _ in range(120)) + "." for _ in range(paragraphs))
 
 
 def find_chromium() -> str | None:
@@ -131,6 +146,8 @@ def test_upload_index_and_ask_in_chromium(
 
     volcano = tmp_path / "upload" / "volcano.txt"
     volcano.parent.mkdir()
+    big = tmp_path / "upload" / "big.txt"
+    big.write_text(big_text(BIG_PARAGRAPHS))
     volcano.write_text(
         "A volcano erupts when magma from the mantle rises through the crust to the surface.\n"
     )
@@ -165,12 +182,61 @@ def test_upload_index_and_ask_in_chromium(
             # The sentence is in the answer and, once rendered, in the Sources expander too: check the answer.
             expect(answer.get_by_text("magma from the mantle rises", exact=False).first).to_be_visible()
             answer.get_by_text("Sources (", exact=False).first.click()
-            expect(answer.get_by_text("volcano.txt · score", exact=False)).to_be_visible()
+            expect(answer.get_by_text("volcano.txt · cosine similarity", exact=False)).to_be_visible()
             expect(answer.get_by_test_id("stCode").first).to_contain_text("magma from the mantle")
             page.wait_for_timeout(500)  # the expander's opening animation
             page.screenshot(path=str(screenshot), full_page=True)
+
+            summary = index_a_big_file_while_asking(page, sidebar, big, expect, screenshots)
         finally:
             browser.close()
     assert screenshot.stat().st_size > 10_000
     with capsys.disabled():  # shown in the CI log even though pytest captures output
-        print(f"\nscreenshot: {screenshot}")
+        print(f"\nscreenshot: {screenshot}\n{summary}")
+
+
+def index_a_big_file_while_asking(page, sidebar, big: Path, expect, screenshots: Path) -> str:
+    """Index ``big`` (30 s or more), ask a question meanwhile, and watch the document list until the end."""
+    started = time.monotonic()
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(big))
+    expect(sidebar.get_by_text("big.txt").first).to_be_visible()
+    sidebar.get_by_role("button", name="Index files").click()
+    progress = sidebar.get_by_test_id("stProgress")
+    # big.txt alone: the uploader was emptied after volcano.txt was sent.
+    expect(progress.first).to_contain_text("Indexing big.txt:")
+    expect(progress.first).to_contain_text(re.compile(r"\d+ of \d+ chunks, about .* left"))
+    page.screenshot(path=str(screenshots / "retrievals-rag-indexing.png"), full_page=True)
+
+    # A question while it indexes: answered, and the indexing is not stopped.
+    chat = page.get_by_test_id("stChatInputTextArea")
+    chat.fill("When was the Eiffel Tower completed?")
+    chat.press("Enter")
+    expect(page.get_by_test_id("stChatMessage").nth(3).get_by_text("1889", exact=False).first).to_be_visible()
+    answered = time.monotonic()
+
+    done = sidebar.get_by_text(re.compile(r"^big\.txt: \d+ chunk\(s\) added$"))
+    seen: list[str] = []  # each state of big.txt in the document list, until the job reports its end
+    progress_seen = 0
+    while not done.count():
+        assert time.monotonic() - started < INDEXING_LIMIT_S, f"indexing did not finish; seen {seen[-3:]}"
+        texts = sidebar.get_by_test_id("stText").all_inner_texts()
+        if done.count():  # finished between the two reads: the list may already show it complete
+            break
+        seen += [text for text in texts if text.startswith("big.txt")]
+        progress_seen += progress.count()
+        page.wait_for_timeout(500)
+    finished = time.monotonic()
+    assert seen and progress_seen, "the document and the progress were never shown while indexing"
+    states = [text.split("\n")[1] for text in seen]
+    assert all(state.startswith("indexing: ") for state in states), sorted(set(states))
+    counts = [int(state.split()[1]) for state in states]
+    assert counts == sorted(counts) and counts[-1] > counts[0], counts  # it went on after the question
+
+    (total,) = {int(state.split()[3]) for state in states}
+    expect(sidebar.get_by_text(f"big.txt\n{total} chunk(s)")).to_be_visible()  # complete, listed as such
+    assert total == BIG_PARAGRAPHS
+    return (
+        f"big.txt: {total} chunks indexed in {finished - started:.0f} s; the question was answered after "
+        f"{answered - started:.0f} s, while indexing; the document was seen {len(seen)} times as "
+        f"'{states[0]}' ... '{states[-1]}', then complete"
+    )

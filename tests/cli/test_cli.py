@@ -130,6 +130,38 @@ def test_evaluate_broken_corpus_line_names_file_and_line(
     assert "invalid JSON" in error
 
 
+def test_evaluate_skips_an_empty_query_and_counts_it_unless_strict(
+    tiny_bert_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _write_beir(
+        tmp_path / "with-empty",
+        corpus='{"_id": "d1", "text": "aspirin thins the blood"}\n{"_id": "d2", "text": "cells divide"}\n',
+        queries='{"_id": "q1", "text": "aspirin"}\n{"_id": "q2", "text": ""}\n{"_id": "q3", "text": ""}\n',
+        qrels="q1\td1\t1\nq2\td2\t1\n",  # q3 is not in the split
+    )
+    arguments = [
+        "evaluate",
+        "--model",
+        str(tiny_bert_path),
+        "--device",
+        "cpu",
+        "--data",
+        str(data),
+        "--k",
+        "1",
+    ]
+
+    with pytest.warns(UserWarning, match=r"queries\.jsonl: skipped 1 empty query of split 'test': line 2"):
+        exit_code = main(arguments)
+
+    captured = capsys.readouterr()
+    assert exit_code == 0, captured.err
+    assert "1 queries, 2 documents, 1 empty query skipped" in captured.err
+    exit_code, error = _evaluate_error(tiny_bert_path, data, capsys, "--strict")
+    assert exit_code == 2
+    assert "queries.jsonl, line 2, field 'text': the query text is empty" in error
+
+
 def test_evaluate_unknown_split_lists_the_splits(
     tiny_bert_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -126,6 +126,65 @@ BAD_QUERIES = [
 def test_bad_queries(tmp_path: Path, queries: str, line: int, message: str) -> None:
     root = _write_dataset(tmp_path, queries=queries, qrels="q1\td1\t1\n")
     with pytest.raises(BeirFormatError, match=rf"queries\.jsonl, line {line}[,:] {message}"):
+        load_beir(root, strict=True)
+    if "empty" not in message:  # the split uses q1: the same error without strict
+        with pytest.raises(BeirFormatError, match=rf"queries\.jsonl, line {line}[,:] {message}"):
+            load_beir(root)
+
+
+def test_records_the_split_does_not_use_do_not_block_it(tmp_path: Path) -> None:
+    queries = (
+        '{"_id": "q1", "text": "query one"}\n'
+        '{"_id": "q7", "text": ""}\n'  # empty, not in the split
+        '{"_id": "q8"}\n'  # no text, not in the split
+        '{"_id": "q9", "text": ["a"]}\n'  # not a string, not in the split
+    )
+    root = _write_dataset(tmp_path, queries=queries, qrels="q1\td1\t1\n")
+
+    dataset = load_beir(root)
+
+    assert dataset.queries == {"q1": "query one"}
+    assert dataset.skipped_queries == ()
+    with pytest.raises(
+        BeirFormatError, match=r"queries\.jsonl, line 2, field 'text': the query text is empty"
+    ):
+        load_beir(root, strict=True)
+
+
+def test_empty_query_of_the_split_is_skipped_with_one_warning(tmp_path: Path) -> None:
+    queries = '{"_id": "q1", "text": "query one"}\n\n{"_id": "q2", "text": " "}\n{"_id": "q3", "text": ""}\n'
+    root = _write_dataset(tmp_path, queries=queries, qrels="q1\td1\t1\nq2\td2\t1\nq3\td1\t1\n")
+
+    with pytest.warns(UserWarning) as caught:
+        dataset = load_beir(root)
+
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert str(root / "queries.jsonl") in message
+    assert "skipped 2 empty queries of split 'test'" in message
+    assert "line 3 (id 'q2')" in message and "line 4 (id 'q3')" in message
+    assert dataset.queries == {"q1": "query one"}
+    assert dataset.qrels == {"q1": {"d1": 1}}
+    assert [(query.query_id, query.line) for query in dataset.skipped_queries] == [("q2", 3), ("q3", 4)]
+    assert dataset.skipped_queries[0].path == root / "queries.jsonl"
+
+
+def test_split_of_only_empty_queries_is_an_error(tmp_path: Path) -> None:
+    root = _write_dataset(tmp_path, queries='{"_id": "q1", "text": ""}\n', qrels="q1\td1\t1\n")
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(BeirFormatError, match="every query of split 'test' is empty"),
+    ):
+        load_beir(root)
+
+
+def test_unknown_ids_in_the_split_stay_errors_without_strict(tmp_path: Path) -> None:
+    root = _write_dataset(tmp_path, queries='{"_id": "q1", "text": ""}\n{"_id": "q2", "text": "b"}\n')
+    (root / "qrels" / "test.tsv").write_text("q2\td1\t1\nq5\td1\t1\n", encoding="utf-8")
+    with pytest.raises(BeirFormatError, match=r"test\.tsv, line 2, field 'query-id': unknown query id 'q5'"):
+        load_beir(root)
+    (root / "qrels" / "test.tsv").write_text("q2\td1\t1\nq2\td42\t1\n", encoding="utf-8")
+    with pytest.raises(BeirFormatError, match=r"test\.tsv, line 2, field 'corpus-id': unknown document id"):
         load_beir(root)
 
 

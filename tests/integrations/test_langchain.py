@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 from unittest.mock import patch
 
@@ -24,6 +25,7 @@ from retrievals_rag.integrations.langchain import (
     DENSE_SCORE_KEY,
     RETRIEVAL_SCORE_KEY,
     LangchainEmbedding,
+    LangchainReranker,
     LangchainRetriever,
 )
 from retrievals_rag.models.loading import default_embedding_model_path
@@ -471,6 +473,30 @@ def test_an_empty_corpus_returns_nothing() -> None:
 def test_invalid_retriever_options_raise(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         LangchainRetriever(embeddings=TableEmbeddings(TABLE), **options)
+
+
+class WordCountReranker(LangchainReranker):
+    """Scores a text by its words (no model): the LangChain reranker's scoring without a forward pass."""
+
+    def _score(self, query: str, texts: Sequence[str]) -> list[float]:
+        return [float(len(text.split())) + (1.0 if query in text else 0.0) for text in texts]
+
+
+@pytest.mark.filterwarnings("ignore:.*randomly initialised:UserWarning")
+async def test_sync_and_async_retrieval_are_one_search(tiny_bert_path: Any) -> None:
+    reranker = WordCountReranker(model_name_or_path=tiny_bert_path, device="cpu")
+    retriever = table_retriever(k=2, fetch_k=3, use_bm25=True, reranker=reranker)
+
+    synchronous = retriever.invoke("zebra")
+    asynchronous = await retriever.ainvoke("zebra")
+
+    assert [document.metadata for document in synchronous] == [document.metadata for document in asynchronous]
+    assert [document.id for document in synchronous] == ["third", "first"]
+    metadata = synchronous[0].metadata
+    assert metadata["relevance_score"] == 4.0 and metadata[RETRIEVAL_SCORE_KEY] == pytest.approx(
+        1 / 61 + 1 / 63
+    )
+    assert metadata[DENSE_SCORE_KEY] == pytest.approx(0.6) and metadata[BM25_SCORE_KEY] > 0
 
 
 async def test_async_retrieval_does_not_block_the_event_loop(tiny_model: Any) -> None:

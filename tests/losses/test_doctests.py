@@ -9,6 +9,7 @@ import pytest
 
 MODULES = [
     "retrievals_rag.losses._grouped",
+    "retrievals_rag.losses.cached",
     "retrievals_rag.losses.cosent",
     "retrievals_rag.losses.distillation",
     "retrievals_rag.losses.distributed",

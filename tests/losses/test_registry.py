@@ -12,6 +12,7 @@ from retrievals_rag.losses import LOSSES, build_loss, loss_class, losses_for_kin
 
 EXPECTED_ALL = [
     "CoSENTLoss",
+    "GradCacheLoss",
     "InfoNCELoss",
     "KIND_LOSSES",
     "KLDistillationLoss",
@@ -27,6 +28,7 @@ EXPECTED_ALL = [
     "build_loss",
     "cosent_loss",
     "gather_with_grad",
+    "grad_cache_loss",
     "grouped_scores",
     "infonce_from_scores",
     "infonce_loss",

@@ -96,7 +96,8 @@ def test_metadata_has_no_none_values(minilm_tokenizer: Any) -> None:
     ("chunk_size", "chunk_overlap", "message"),
     [
         (0, None, "chunk_size"),
-        (300, None, "exceeds the embedder's max_length 256"),
+        (300, None, "does not fit the embedder's window: max_length 256 less 2 special"),
+        (256, None, "give a chunk_size of at most 254"),  # [CLS] and [SEP] need room
         (50, 50, "chunk_overlap"),
     ],
 )
@@ -105,3 +106,26 @@ def test_invalid_sizes(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         Chunker(minilm_tokenizer, max_length=256, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+
+
+def test_the_document_instruction_and_special_tokens_fit_beside_every_chunk(minilm_tokenizer: Any) -> None:
+    instruction = "Represent this passage for retrieving relevant answers: "
+    instruction_tokens = len(minilm_tokenizer(instruction, add_special_tokens=False)["input_ids"])
+    capacity = 256 - 2 - instruction_tokens
+
+    with pytest.raises(ValueError, match=f"at most {capacity}"):
+        Chunker(minilm_tokenizer, max_length=256, chunk_size=capacity + 1, document_instruction=instruction)
+    with pytest.raises(ValueError, match=f"at most {capacity - 1}"):
+        Chunker(
+            minilm_tokenizer,
+            max_length=256,
+            chunk_size=capacity,
+            document_instruction=instruction,
+            append_eos=True,
+        )
+    small_window = Chunker(minilm_tokenizer, max_length=48, document_instruction=instruction)
+    assert small_window.chunk_size == 48 - 2 - instruction_tokens  # the default (37) lowered to fit
+    full = Chunker(minilm_tokenizer, max_length=256, chunk_size=capacity, document_instruction=instruction)
+    for _, text in full.split_text(long_text(80)):
+        read = minilm_tokenizer(instruction + text)["input_ids"]  # what the embedder reads
+        assert len(read) <= 256

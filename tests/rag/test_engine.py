@@ -90,11 +90,10 @@ def test_an_unreachable_llm_falls_back_with_the_reason(minilm_engine: RagEngine,
 
 
 def test_llm_choices(tmp_path: Path, tiny_bert_path: Path) -> None:
-    assert isinstance(
-        RagEngine(tmp_path / "a", embedder_path=tiny_bert_path, llm="extractive").backend, ExtractiveAnswer
-    )
-    smollm2 = RagEngine(tmp_path / "b", embedder_path=tiny_bert_path).backend
-    assert isinstance(smollm2, TransformersChat) and smollm2.cache_dir == tmp_path / "b" / "models"
+    assert isinstance(RagEngine(tmp_path / "a", embedder_path=tiny_bert_path).backend, ExtractiveAnswer)
+    smollm2 = RagEngine(tmp_path / "b", embedder_path=tiny_bert_path, llm="smollm2").backend
+    # Converted once per machine (RETRIEVALS_RAG_CACHE), not per data folder.
+    assert isinstance(smollm2, TransformersChat) and smollm2.cache_dir is None
     openai = RagEngine(
         tmp_path / "c",
         embedder_path=tiny_bert_path,
@@ -141,11 +140,16 @@ EXPECTED_ALL = [
     "CollectionNotFoundError",
     "DocumentInfo",
     "DocumentLoadError",
+    "DocumentResult",
+    "EmbedderMismatchError",
     "ExtractiveAnswer",
     "FileError",
     "GenerationError",
+    "IndexCancelledError",
+    "IndexJob",
     "IndexProgress",
     "IndexReport",
+    "JobRunner",
     "LoadedDocument",
     "OpenAICompatibleChat",
     "Page",

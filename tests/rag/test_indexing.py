@@ -84,7 +84,19 @@ def test_progress_reports_files_and_chunks(store: VectorStore, tmp_path: Path) -
 
     report = index_paths(store, paths, "notes", progress=reports.append)
 
-    assert reports[-1] == IndexProgress(5, 5, report.chunks_added, 0, None)
+    last = reports[-1]
+    assert (last.files_done, last.files_total, last.chunks_added, last.chunks_skipped, last.current) == (
+        5,
+        5,
+        report.chunks_added,
+        0,
+        None,
+    )
+    assert last.chunks_total == report.chunks_added and last.fraction == 1.0 and last.eta_seconds == 0.0
+    # Every file is read before the first chunk is written: the total is known from the first write on.
+    writes = [progress for progress in reports if progress.chunks_added]
+    assert writes and all(progress.chunks_total == report.chunks_added for progress in writes)
+    assert all(progress.eta_seconds is not None for progress in writes)
     assert [progress.files_done for progress in reports] == sorted(
         progress.files_done for progress in reports
     )
@@ -213,3 +225,56 @@ def test_expand_paths_skips_hidden_and_unsupported_files(tmp_path: Path) -> None
     assert expand_paths([tmp_path]) == [tmp_path / "a.txt", tmp_path / "sub" / "d.md"]
     assert expand_paths([tmp_path], recursive=False) == [tmp_path / "a.txt"]
     assert expand_paths([tmp_path / "b.png"]) == [tmp_path / "b.png"]
+
+
+def test_a_stopped_run_leaves_the_document_listed_as_partial_until_resumed(
+    store: VectorStore, tmp_path: Path
+) -> None:
+    paths = write_corpus(tmp_path / "docs", 1)
+    (expected,) = [len(store.split(load_document(path))) for path in paths]
+    assert expected > store.batch_size  # more than one batch
+
+    def stop_after_first_batch(progress: IndexProgress) -> None:
+        if progress.chunks_added:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        index_paths(store, paths, "notes", progress=stop_after_first_batch)
+    (info,) = store.list_documents("notes")
+    assert (info.chunk_count, info.expected_chunks, info.complete) == (store.batch_size, expected, False)
+
+    report = index_paths(store, paths, "notes")
+
+    (info,) = store.list_documents("notes")
+    assert (info.chunk_count, info.expected_chunks, info.complete) == (expected, expected, True)
+    assert [(result.chunks, result.added) for result in report.documents] == [
+        (expected, expected - store.batch_size)
+    ]
+
+
+def test_identical_content_under_another_name_is_stored_once_with_both_names(store: VectorStore) -> None:
+    text = b"Magma rises through the crust and erupts at the surface of a volcano."
+    first = index_uploads(store, [("volcano.txt", text)], "notes")
+    count = store.count("notes")
+
+    second = index_uploads(store, [("copy of volcano.txt", text), ("same-run.txt", text)], "notes")
+
+    assert first.chunks_added == count > 0
+    assert second.chunks_added == 0 and store.count("notes") == count
+    assert [(result.source, result.duplicate_of) for result in second.documents] == [
+        ("copy of volcano.txt", "volcano.txt"),
+        ("same-run.txt", "volcano.txt"),
+    ]
+    (info,) = store.list_documents("notes")
+    assert (info.source, info.aliases) == ("volcano.txt", ("copy of volcano.txt", "same-run.txt"))
+
+    # Deleting the stored name passes the chunks to the next name; deleting an alias removes only the name.
+    assert store.delete_document("notes", "volcano.txt") == 0
+    (info,) = store.list_documents("notes")
+    assert (info.source, info.aliases, info.chunk_count) == ("copy of volcano.txt", ("same-run.txt",), count)
+    assert store.delete_document("notes", "same-run.txt") == 0
+    assert [(info.source, info.aliases) for info in store.list_documents("notes")] == [
+        ("copy of volcano.txt", ())
+    ]
+    assert store.delete_document("notes", "copy of volcano.txt") == count
+    assert store.list_documents("notes") == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,10 +95,10 @@ def test_reranker_sets_the_order_and_both_scores_are_kept(filled: VectorStore) -
     reranker = KeywordReranker("kiwi")
     assert isinstance(reranker, Reranker)
 
-    results = Retriever(filled, "notes", top_k=3, reranker=reranker, rerank_candidates=6).retrieve("fruit")
+    results = Retriever(filled, "notes", top_k=3, reranker=reranker, candidates=6).retrieve("fruit")
 
     query, documents, top_k = reranker.calls[0]
-    assert (query, len(documents), top_k) == ("fruit", 6, 3)
+    assert (query, len(documents), top_k) == ("fruit", 6, None)  # every candidate is scored
     expected = sorted(documents, key=lambda text: -(text.count("kiwi") + documents.index(text) / 1000))[:3]
     assert [result.text for result in results] == expected
     for result in results:
@@ -114,9 +115,9 @@ def test_reranking_the_whole_collection_puts_the_keyword_chunks_first(filled: Ve
     filled.add_document("notes", LoadedDocument("kiwi.txt", [Page("kiwi kiwi kiwi and more kiwi.")]))
     filled.add_document("notes", LoadedDocument("kiwi-once.txt", [Page("one kiwi here.")]))
 
-    results = Retriever(
-        filled, "notes", top_k=2, reranker=KeywordReranker("kiwi"), rerank_candidates=50
-    ).retrieve("x")
+    results = Retriever(filled, "notes", top_k=2, reranker=KeywordReranker("kiwi"), candidates=50).retrieve(
+        "x"
+    )
 
     assert [result.source for result in results] == ["kiwi.txt", "kiwi-once.txt"]
     assert 4 <= results[0].rerank_score < 5 and 1 <= results[1].rerank_score < 2
@@ -133,3 +134,47 @@ def test_empty_collection_and_bad_arguments(store: VectorStore) -> None:
         Retriever(store, "empty", top_k=0)
     with pytest.raises(TypeError, match="rerank"):
         Retriever(store, "empty", reranker=object())  # type: ignore[arg-type]
+
+
+def test_relevance_is_the_cosine_and_fused_results_show_ranks(filled: VectorStore) -> None:
+    filled.add_document("notes", LoadedDocument("zebra.txt", [Page("Document about a zebra and cells.")]))
+
+    dense = Retriever(filled, "notes", top_k=3).retrieve("zebra")
+    fused = Retriever(filled, "notes", top_k=3, use_bm25=True).retrieve("zebra")
+
+    for result in dense:
+        assert result.relevance == result.dense_score == result.retrieval_score
+        assert result.relevance_scale == "cosine similarity" and not result.fused
+        assert result.describe() == f"cosine similarity {result.relevance:.2f}"
+    top = fused[0]
+    assert top.source == "zebra.txt" and top.fused and top.rank == 1 and top.bm25_rank == 1
+    assert top.relevance == top.dense_score != top.retrieval_score  # the cosine, not the tiny RRF score
+    assert (
+        top.describe() == f"cosine similarity {top.relevance:.2f} · rank 1 (dense #{top.dense_rank}, BM25 #1)"
+    )
+    assert "0.03" not in top.describe()
+
+
+@pytest.mark.filterwarnings("ignore:.*randomly initialised:UserWarning")
+def test_a_cross_encoder_gives_a_probability_and_the_old_knob_name_still_works(
+    filled: VectorStore, tiny_bert_path: Any
+) -> None:
+    from retrievals_rag.models.ranking import AutoModelForRanking
+
+    ranker = AutoModelForRanking.from_pretrained(tiny_bert_path, device="cpu")
+    with pytest.warns(DeprecationWarning, match="candidates"):
+        retriever = Retriever(filled, "notes", top_k=2, reranker=ranker, rerank_candidates=4)
+
+    results = retriever.retrieve("cells")
+
+    assert retriever.candidates == 4 and retriever.relevance_scale == "reranker probability"
+    for result in results:
+        assert result.rerank_score is not None and result.relevance is not None
+        assert 0.0 < result.relevance < 1.0
+        assert result.relevance == pytest.approx(1 / (1 + math.exp(-result.rerank_score)))
+        assert result.describe().startswith("reranker probability ")
+    keyword = Retriever(filled, "notes", reranker=KeywordReranker("cells"), candidates=4)
+    assert keyword.relevance_scale == "reranker score"
+    assert keyword.retrieve("cells")[0].relevance == keyword.retrieve("cells")[0].rerank_score
+    with pytest.raises(ValueError, match="not both"):
+        Retriever(filled, "notes", candidates=3, rerank_candidates=4)

@@ -9,6 +9,7 @@ import pytest
 
 from retrievals_rag.rag.store import (
     CollectionNotFoundError,
+    EmbedderMismatchError,
     StoreConnectionError,
     VectorStore,
     validate_collection_name,
@@ -126,8 +127,33 @@ def test_reopening_with_another_embedder_is_refused(
     first.create_collection("notes")
     other = VectorStore(tmp_path, embedding_function=ChromaEmbeddingFunction(minilm_path))
 
-    with pytest.raises(ValueError, match="exists with embedding function"):
+    with pytest.raises(EmbedderMismatchError) as caught:
         other.count("notes")
+    message = str(caught.value)
+    assert message.startswith(
+        f"the collection 'notes' was made with the embedder '{tiny_function.model_name_or_path}'"
+    )
+    assert f"the embedder now chosen is '{minilm_path}'" in message
+    assert "create a new collection for this embedder" in message
+
+
+def test_rename_collection_keeps_its_chunks(store: VectorStore) -> None:
+    from retrievals_rag.rag.loaders import LoadedDocument, Page
+
+    store.create_collection("old-name")
+    store.add_document("old-name", LoadedDocument("a.txt", [Page("Magma rises through the crust.")]))
+    store.create_collection("taken")
+
+    with pytest.raises(ValueError, match="already exists"):
+        store.rename_collection("old-name", "taken")
+    with pytest.raises(ValueError, match="invalid collection name"):
+        store.rename_collection("old-name", "x")
+    store.rename_collection("old-name", "new-name")
+
+    assert store.list_collections() == ["new-name", "taken"]
+    assert [info.source for info in store.list_documents("new-name")] == ["a.txt"]
+    with pytest.raises(CollectionNotFoundError):
+        store.count("old-name")
 
 
 def test_missing_data_dir_and_bad_urls() -> None:

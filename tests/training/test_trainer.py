@@ -243,7 +243,7 @@ def test_a_loss_that_runs_the_model_itself_gets_the_model_and_the_batch(
             self.inner = InfoNCELoss()
             self.calls = 0
 
-        def forward(self, model: torch.nn.Module, inputs: dict) -> torch.Tensor:
+        def model_loss(self, model: torch.nn.Module, inputs: dict) -> torch.Tensor:
             self.calls += 1
             return self.inner(model(**inputs["query"]), model(**inputs["documents"]))
 
