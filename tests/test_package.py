@@ -59,7 +59,13 @@ def test_accessing_the_embedding_model_loads_torch() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["retrievals_rag.evaluation", "retrievals_rag.retrieval", "retrievals_rag.cli.main"]
+    "module",
+    [
+        "retrievals_rag.evaluation",
+        "retrievals_rag.retrieval",
+        "retrievals_rag.cli.main",
+        "retrievals_rag.distributed",
+    ],
 )
 def test_light_subpackages_load_no_torch(module: str) -> None:
     loaded = _loaded_after(f"import {module}")

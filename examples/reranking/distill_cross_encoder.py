@@ -137,7 +137,10 @@ def train_ours(args: argparse.Namespace, records_path: Path) -> Path:
 
     summary = train_reranker(
         RerankerModelArguments(kind="cross-encoder", max_length=args.max_length),
-        RerankerDataArguments(train_data=str(records_path), train_group_size=args.group_size),
+        # no holdout: sentence-transformers trains on every group too
+        RerankerDataArguments(
+            train_data=str(records_path), train_group_size=args.group_size, holdout_fraction=0
+        ),
         RerankerTrainingArguments(
             output_dir=str(args.output / "ours"),
             per_device_train_batch_size=args.batch_size,

@@ -43,6 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="check every query record and stop on an empty query (default: records the split does not use "
         "are not checked, and the split's empty queries are skipped with a warning and counted)",
     )
+    parser.add_argument(
+        "--encoded-corpus",
+        type=Path,
+        default=None,
+        help="the corpus already encoded by this model (`encode --output-dir`): read, not encoded again "
+        "(default: encode it)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -74,7 +81,14 @@ def run(args: argparse.Namespace) -> int:
         + (f", {skipped} empty quer{'y' if skipped == 1 else 'ies'} skipped" if skipped else ""),
         file=sys.stderr,
     )
-    result = evaluator.evaluate(model)
+    corpus_embeddings = None
+    if args.encoded_corpus is not None:
+        from retrievals_rag.distributed.merge import encoded_corpus_for
+        from retrievals_rag.models.loading import default_embedding_model_path
+
+        model_path = args.model or default_embedding_model_path()
+        corpus_embeddings = encoded_corpus_for(args.encoded_corpus, model_path, evaluator.document_ids)
+    result = evaluator.evaluate(model, corpus_embeddings=corpus_embeddings)
     total = time.perf_counter() - start
     print(result.table())
     timings = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.timings.items())

@@ -41,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="allow the document whose id equals the query id as a negative (by default it is excluded)",
     )
+    parser.add_argument(
+        "--encoded-corpus",
+        type=Path,
+        default=None,
+        help="the corpus already encoded by this model (`encode --output-dir`): read, not encoded again "
+        "(default: encode it)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -66,6 +73,13 @@ def run(args: argparse.Namespace) -> int:
         f"model: {args.model or 'packaged all-MiniLM-L6-v2'} ({model.device})",
         file=sys.stderr,
     )
+    corpus_embeddings = None
+    if args.encoded_corpus is not None:
+        from retrievals_rag.distributed.merge import encoded_corpus_for
+        from retrievals_rag.models.loading import default_embedding_model_path
+
+        model_path = args.model or default_embedding_model_path()
+        corpus_embeddings = encoded_corpus_for(args.encoded_corpus, model_path, list(dataset.corpus))
     records = mine_hard_negatives(
         model,
         list(dataset.corpus),
@@ -79,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         token_budget=args.token_budget,
         show_progress_bar=on_terminal(),
+        corpus_embeddings=corpus_embeddings,
     )
     write_jsonl(records, args.output)
     counts = [len(record["negative"]) for record in records]

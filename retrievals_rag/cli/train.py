@@ -5,10 +5,16 @@
 ``RerankerDataArguments`` and ``RerankerTrainingArguments`` (``--loss listwise|bce|kl|margin_mse|infonce``, as the
 kind allows). Every ``transformers.TrainingArguments`` option works too, in HF style:
 ``--train_data triplets.jsonl --output_dir out --num_train_epochs 1``. A single ``.json`` / ``.yaml`` file of
-them works too. Runs unchanged under ``torchrun`` and ``accelerate launch``::
+them works too. Runs unchanged under ``torchrun`` and ``accelerate launch`` (without a GPU the processes train
+together over gloo)::
 
     torchrun --nproc_per_node 2 -m retrievals_rag.cli.main train embedding --train_data ... --output_dir ...
     retrievals-rag train reranker --kind colbert --train_data triplets.jsonl --output_dir runs/colbert
+
+Every run ends with a verdict: the starting model and the trained one evaluated on ``--eval_data`` (a BEIR folder;
+rerankers reorder its first stage's top-k: ``--first_stage`` run file or embedder folder, default the packaged
+MiniLM) or, without it, on held-out training queries (``--holdout_fraction``), printed side by side, written to
+``verdict.json`` in the output folder, with a one-sentence warning when training made the model worse.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from retrievals_rag.evaluation.beir import Document, document_text, load_beir
 from retrievals_rag.evaluation.metrics import evaluate_run, format_metrics_table
@@ -110,8 +111,15 @@ class RetrievalEvaluator:
             ignore_identical_ids=ignore_identical_ids,
         )
 
-    def retrieve(self, model: QueryCorpusEncoder) -> tuple[Run, dict[str, float]]:
-        """Encode, search exactly, and return the run (top ``max(k_values)`` per query) with timings."""
+    def retrieve(
+        self, model: QueryCorpusEncoder, corpus_embeddings: Any | None = None
+    ) -> tuple[Run, dict[str, float]]:
+        """Encode, search exactly, and return the run (top ``max(k_values)`` per query) with timings.
+
+        ``corpus_embeddings``: the corpus already encoded by this model, ``(n_documents, dim)`` in the order
+        of :attr:`document_ids` (e.g. ``load_encoded_corpus("vecs/").aligned(evaluator.document_ids)``);
+        None encodes it.
+        """
         from retrievals_rag.retrieval.dense import dense_search
 
         options = {
@@ -121,7 +129,12 @@ class RetrievalEvaluator:
         }
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        corpus_embeddings = model.encode_corpus(self.document_texts, **options)
+        if corpus_embeddings is None:
+            corpus_embeddings = model.encode_corpus(self.document_texts, **options)
+        elif len(corpus_embeddings) != len(self.document_ids):
+            raise ValueError(
+                f"corpus_embeddings has {len(corpus_embeddings)} rows, the corpus {len(self.document_ids)} documents"
+            )
         timings["encode_corpus"] = time.perf_counter() - start
         start = time.perf_counter()
         query_embeddings = model.encode_queries(self.query_texts, **options)
@@ -144,9 +157,10 @@ class RetrievalEvaluator:
         logger.info("encoded %d documents and %d queries", len(self.document_ids), len(self.query_ids))
         return run, timings
 
-    def evaluate(self, model: QueryCorpusEncoder) -> EvaluationResult:
-        """Retrieve with ``model`` and compute nDCG, MAP, MRR, recall, precision and hit rate at each k."""
-        run, timings = self.retrieve(model)
+    def evaluate(self, model: QueryCorpusEncoder, corpus_embeddings: Any | None = None) -> EvaluationResult:
+        """Retrieve with ``model`` and compute nDCG, MAP, MRR, recall, precision and hit rate at each k
+        (``corpus_embeddings`` as in :meth:`retrieve`)."""
+        run, timings = self.retrieve(model, corpus_embeddings)
         metrics = evaluate_run(self.qrels, run, k_values=self.k_values)
         return EvaluationResult(metrics=metrics, run=run, timings=timings)
 

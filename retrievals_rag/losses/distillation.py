@@ -21,6 +21,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,7 +31,14 @@ from retrievals_rag.losses._common import at_least_float32, check_positive, chec
 from retrievals_rag.losses._grouped import grouped_scores, infer_group_size
 from retrievals_rag.similarity import ScoreFunction
 
-__all__ = ["KLDistillationLoss", "MarginMSELoss", "kl_distillation_loss", "margin_mse_loss"]
+__all__ = [
+    "KLDistillationLoss",
+    "MarginMSELoss",
+    "ScoreKLDistillationLoss",
+    "ScoreMarginMSELoss",
+    "kl_distillation_loss",
+    "margin_mse_loss",
+]
 
 
 def _check_score_pair(student_scores: torch.Tensor, teacher_scores: torch.Tensor) -> None:
@@ -131,6 +140,8 @@ class MarginMSELoss(nn.Module):
             cosine margins cannot exceed 2) or ``"cos"``.
     """
 
+    needs_teacher: ClassVar[bool] = True
+
     def __init__(self, score_function: ScoreFunction = "dot") -> None:
         super().__init__()
         check_score_function(score_function)
@@ -162,6 +173,8 @@ class KLDistillationLoss(nn.Module):
         score_function: ``"dot"`` (default) or ``"cos"``.
     """
 
+    needs_teacher: ClassVar[bool] = True
+
     def __init__(self, temperature: float = 1.0, score_function: ScoreFunction = "dot") -> None:
         super().__init__()
         check_positive("temperature", temperature)
@@ -180,3 +193,46 @@ class KLDistillationLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, score_function={self.score_function!r}"
+
+
+class ScoreMarginMSELoss(nn.Module):
+    """MarginMSE of a reranker's group scores against a teacher's: ``forward(scores, teacher_scores)``.
+
+    For cross-encoders, LLM rankers and ColBERT (each query's own group), which produce scores rather than
+    embeddings; both inputs are ``(batch, group_size)``, positive first (see :func:`margin_mse_loss`).
+
+    Example:
+        >>> import torch
+        >>> ScoreMarginMSELoss()(torch.tensor([[3.0, 1.0, 0.0]]), torch.tensor([[5.0, 2.0, 2.0]]))
+        tensor(0.5000)
+    """
+
+    loss_inputs: ClassVar[tuple[str, ...]] = ("group_scores",)
+    needs_teacher: ClassVar[bool] = True
+
+    def forward(self, scores: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
+        return margin_mse_loss(scores, teacher_scores)
+
+
+class ScoreKLDistillationLoss(nn.Module):
+    """KL from a teacher's group distribution to a reranker's: ``forward(scores, teacher_scores)``.
+
+    Inputs as for :class:`ScoreMarginMSELoss`; see :func:`kl_distillation_loss`.
+
+    Args:
+        temperature: Both score sets are divided by it (> 0); 1 for raw logits.
+    """
+
+    loss_inputs: ClassVar[tuple[str, ...]] = ("group_scores",)
+    needs_teacher: ClassVar[bool] = True
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__()
+        check_positive("temperature", temperature)
+        self.temperature = float(temperature)
+
+    def forward(self, scores: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
+        return kl_distillation_loss(scores, teacher_scores, temperature=self.temperature)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"

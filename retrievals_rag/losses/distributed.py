@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-__all__ = ["gather_with_grad", "is_distributed", "process_rank_and_world"]
+__all__ = ["gather_token_vectors", "gather_with_grad", "is_distributed", "process_rank_and_world"]
 
 
 def is_distributed() -> bool:
@@ -71,3 +71,30 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     if not is_distributed() or dist.get_world_size() == 1:
         return tensor
     return _GatherWithGrad.apply(tensor)
+
+
+def gather_token_vectors(vectors: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gather per-token vectors and their masks from every process, padding the token axis to the longest.
+
+    Processes pad their batches to different lengths, and an all-gather needs equal shapes, so every process
+    first pads to the longest length of any process (the padding masked out: it never counts in MaxSim).
+
+    Args:
+        vectors: ``(rows, length, dim)``, with gradients (kept through :func:`gather_with_grad`).
+        mask: ``(rows, length)``, True for tokens that count.
+
+    Returns:
+        ``(world * rows, max_length, dim)`` and ``(world * rows, max_length)``; the inputs unchanged when not
+        distributed.
+    """
+    if not is_distributed() or dist.get_world_size() == 1:
+        return vectors, mask
+    length = torch.tensor([vectors.shape[1]], device=vectors.device)
+    dist.all_reduce(length, op=dist.ReduceOp.MAX)
+    padding = int(length.item()) - vectors.shape[1]
+    if padding:
+        vectors = torch.nn.functional.pad(vectors, (0, 0, 0, padding))  # (rows, max_length, dim)
+        mask = torch.nn.functional.pad(mask, (0, padding), value=False)  # (rows, max_length)
+    masks = [torch.empty_like(mask) for _ in range(dist.get_world_size())]
+    dist.all_gather(masks, mask.contiguous())
+    return gather_with_grad(vectors), torch.cat(masks, dim=0)

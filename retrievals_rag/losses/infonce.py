@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -25,7 +27,7 @@ from retrievals_rag.losses.distributed import gather_with_grad, is_distributed, 
 from retrievals_rag.losses.listwise import listwise_cross_entropy
 from retrievals_rag.similarity import ScoreFunction, pairwise_scores
 
-__all__ = ["InfoNCELoss", "infonce_loss"]
+__all__ = ["InfoNCELoss", "infonce_from_scores", "infonce_loss"]
 
 
 def infonce_loss(
@@ -78,19 +80,83 @@ def infonce_loss(
         query_embeddings, document_embeddings, group_size, allow_more_groups=query_offset is not None
     )
     batch = query_embeddings.shape[0]
-    offset = 0 if query_offset is None else query_offset
-    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= n_groups - batch:
-        raise ValueError(f"query_offset must be an int in [0, {n_groups - batch}], got {query_offset!r}")
+    offset = _check_offset(query_offset, batch, n_groups)
     if use_inbatch_negatives:
         scores = pairwise_scores(
             query_embeddings, document_embeddings, score_function
         )  # (batch, n_groups * G)
-        targets = (torch.arange(batch, device=scores.device) + offset) * group_size  # (batch,)
+    else:
+        own_documents = document_embeddings[
+            offset * group_size : (offset + batch) * group_size
+        ]  # (batch * G, dim)
+        scores = grouped_scores(query_embeddings, own_documents, group_size, score_function)  # (batch, G)
+    return infonce_from_scores(
+        scores,
+        group_size=group_size,
+        temperature=temperature,
+        use_inbatch_negatives=use_inbatch_negatives,
+        query_offset=offset,
+    )
+
+
+def _check_offset(query_offset: int | None, batch: int, n_groups: int) -> int:
+    offset = 0 if query_offset is None else query_offset
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= n_groups - batch:
+        raise ValueError(f"query_offset must be an int in [0, {n_groups - batch}], got {query_offset!r}")
+    return offset
+
+
+def infonce_from_scores(
+    scores: torch.Tensor,
+    *,
+    group_size: int,
+    temperature: float,
+    use_inbatch_negatives: bool = True,
+    query_offset: int = 0,
+) -> torch.Tensor:
+    """The InfoNCE core over scores already computed, by any scoring (cosine, dot, ColBERT's MaxSim).
+
+    Inputs:
+        ======  ==========================================  ===============================================
+        name    shape                                       meaning
+        ======  ==========================================  ===============================================
+        scores  ``(batch, n_groups * group_size)``          in-batch: each query against every document of
+                                                            the (possibly gathered) grouped batch
+                ``(batch, group_size)``                     without in-batch negatives: its own group only
+        ======  ==========================================  ===============================================
+
+    Args:
+        scores: Raw scores (divided by ``temperature`` here).
+        group_size: Documents per query.
+        temperature: > 0.
+        use_inbatch_negatives: Which of the two layouts ``scores`` has.
+        query_offset: In-batch only: these queries' row in the gathered batch (their targets are
+            ``(i + query_offset) * group_size``).
+
+    Returns:
+        A scalar, averaged over the queries.
+
+    Example:
+        >>> import torch
+        >>> round(infonce_from_scores(torch.tensor([[1.0, 0.0]]), group_size=2, temperature=1.0).item(), 4)
+        0.3133
+    """
+    check_positive("temperature", temperature)
+    batch = scores.shape[0]
+    if use_inbatch_negatives:
+        if (
+            scores.dim() != 2
+            or scores.shape[1] % group_size
+            or scores.shape[1] // group_size < batch + query_offset
+        ):
+            raise ValueError(
+                f"in-batch scores must be (batch, n_groups * {group_size}) covering the queries' own groups, "
+                f"got {tuple(scores.shape)} with query_offset={query_offset}"
+            )
+        targets = (torch.arange(batch, device=scores.device) + query_offset) * group_size  # (batch,)
         return listwise_cross_entropy(scores / temperature, targets)
-    own_documents = document_embeddings[
-        offset * group_size : (offset + batch) * group_size
-    ]  # (batch * G, dim)
-    scores = grouped_scores(query_embeddings, own_documents, group_size, score_function)  # (batch, G)
+    if scores.dim() != 2 or scores.shape[1] != group_size:
+        raise ValueError(f"own-group scores must be (batch, {group_size}), got {tuple(scores.shape)}")
     return listwise_cross_entropy(scores / temperature, 0)
 
 
@@ -131,6 +197,8 @@ class InfoNCELoss(nn.Module):
         ValueError: On ``temperature <= 0``, an unknown score function, or gathering without in-batch
             negatives (other processes' documents would be unused).
     """
+
+    loss_inputs: ClassVar[tuple[str, ...]] = ("embeddings",)
 
     def __init__(
         self,

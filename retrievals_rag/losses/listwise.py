@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -102,8 +104,12 @@ class ListwiseCrossEntropyLoss(nn.Module):
         ==========  ==============================================  ===========================================
         scores      ``(batch * group_size,)``, ``(.., 1)`` or        one score per pair, grouped per query as
                     ``(batch, group_size)``                         ``[q0_pos, q0_neg1, ..., q1_pos, ...]``
-        group_size  int >= 2                                        documents per query
+        group_size  int >= 2; may be omitted for                 documents per query
+                    ``(batch, group_size)`` scores
         ==========  ==============================================  ===========================================
+
+    A reranker trainer calls it with its ``(batch, group_size)`` group scores (``loss_inputs``:
+    ``group_scores``, :mod:`retrievals_rag.losses.protocol`).
 
     Args:
         temperature: Scores are divided by it before the softmax (> 0); 1 for rerankers' raw logits.
@@ -115,12 +121,20 @@ class ListwiseCrossEntropyLoss(nn.Module):
         0.7201
     """
 
+    loss_inputs: ClassVar[tuple[str, ...]] = ("group_scores",)
+
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
         check_positive("temperature", temperature)
         self.temperature = float(temperature)
 
-    def forward(self, scores: torch.Tensor, group_size: int) -> torch.Tensor:
+    def forward(self, scores: torch.Tensor, group_size: int | None = None) -> torch.Tensor:
+        if group_size is None:
+            if scores.dim() != 2:
+                raise ValueError(
+                    f"without group_size, scores must be (batch, group_size), got {tuple(scores.shape)}"
+                )
+            group_size = int(scores.shape[1])
         grouped = group_flat_scores(scores, group_size)  # (batch, group_size)
         return listwise_cross_entropy(grouped / self.temperature, 0)
 

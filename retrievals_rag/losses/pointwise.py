@@ -11,6 +11,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,7 +60,28 @@ def pointwise_bce(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 class PointwiseBCELoss(nn.Module):
-    """Pointwise binary cross-entropy; ``forward(scores, labels)``, see :func:`pointwise_bce` for the inputs."""
+    """Pointwise binary cross-entropy; ``forward(scores, labels)``, see :func:`pointwise_bce` for the inputs.
 
-    def forward(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    Without ``labels``, ``scores`` are a ``(batch, group_size)`` group of a positive (column 0, label 1) and its
+    hard negatives (label 0): the form a reranker trainer hands over for grouped records (``loss_inputs``,
+    :mod:`retrievals_rag.losses.protocol`).
+
+    Example:
+        >>> import torch
+        >>> round(PointwiseBCELoss()(torch.tensor([[0.0, 0.0]])).item(), 4)  # log 2
+        0.6931
+    """
+
+    loss_inputs: ClassVar[tuple[str, ...]] = ("pair_labels", "group_scores")
+
+    def forward(self, scores: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if labels is None:
+            if scores.dim() != 2 or scores.shape[1] < 2:
+                raise ValueError(
+                    "without labels, scores must be (batch, group_size >= 2) groups, the positive first; "
+                    f"got {tuple(scores.shape)}"
+                )
+            labels = torch.zeros_like(scores, dtype=torch.float32)  # (batch, G)
+            labels[:, 0] = 1.0
+            return pointwise_bce(scores.reshape(-1), labels.reshape(-1))
         return pointwise_bce(scores, labels)

@@ -93,6 +93,7 @@ def mine_hard_negatives(
     batch_size: int | None = None,
     token_budget: int | None = None,
     show_progress_bar: bool | None = None,
+    corpus_embeddings: Any | None = None,
 ) -> list[dict[str, Any]]:
     """Mine hard negatives for each query from a band of the encoder's own ranking.
 
@@ -125,6 +126,8 @@ def mine_hard_negatives(
         batch_size: Passed to the encoder.
         token_budget: Passed to the encoder.
         show_progress_bar: Passed to the encoder (None: its default).
+        corpus_embeddings: The corpus already encoded by ``encoder``, ``(len(corpus_ids), dim)`` in the order
+            of ``corpus_ids`` (e.g. ``load_encoded_corpus("vecs/").aligned(corpus_ids)``); None encodes it.
 
     Returns:
         One record per mined query: ``{"query": text, "positive": [texts], "negative": [texts],
@@ -170,7 +173,13 @@ def mine_hard_negatives(
         "token_budget": token_budget,
         "show_progress_bar": show_progress_bar,
     }
-    corpus_embeddings = np.asarray(encoder.encode_corpus(list(corpus_texts), **options))
+    if corpus_embeddings is None:
+        corpus_embeddings = encoder.encode_corpus(list(corpus_texts), **options)
+    elif len(corpus_embeddings) != len(corpus_ids):
+        raise ValueError(
+            f"corpus_embeddings has {len(corpus_embeddings)} rows for {len(corpus_ids)} corpus ids"
+        )
+    corpus_embeddings = np.asarray(corpus_embeddings)
     query_embeddings = np.asarray(
         encoder.encode_queries([queries[query_id] for query_id in mined_ids], **options)
     )

@@ -2,28 +2,81 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from transformers import TrainingArguments
 
+from retrievals_rag.losses.registry import DISTILLATION_LOSSES, losses_for_kind, resolve_loss
+from retrievals_rag.models.registry import kind_spec, ranker_kinds
+
+if TYPE_CHECKING:
+    from retrievals_rag.models.lora import LoraSettings
+
 LossName = Literal["infonce", "triplet", "cosent", "margin_mse", "kl"]
-RerankerKind = Literal["cross-encoder", "llm", "colbert"]
+# the command line's spellings and the registry's (models/registry.py), which mean the same kinds
+RerankerKind = Literal["cross-encoder", "llm", "colbert", "cross_encoder", "llm_ranker"]
 RerankerLossName = Literal["listwise", "bce", "kl", "margin_mse", "infonce"]
 
-# The losses each kind of reranker trains with; the first is the default (for scored pairs: bce).
+# The losses each kind of reranker trains with, by the command line's spelling; the first is the default (for
+# scored pairs: bce). Read from the loss registry, which states it once.
 RERANKER_LOSSES: dict[str, tuple[str, ...]] = {
-    "cross-encoder": ("listwise", "bce", "kl", "margin_mse"),
-    "llm": ("listwise", "bce", "kl", "margin_mse"),
-    "colbert": ("infonce", "kl", "margin_mse"),
+    alias: losses_for_kind(spec.name) for spec in ranker_kinds() for alias in (*spec.aliases[:1], spec.name)
 }
-# Losses that compare the student with a teacher's scores carried by the records.
-DISTILLATION_LOSSES = ("kl", "margin_mse")
+__all__ = [
+    "DISTILLATION_LOSSES",
+    "RERANKER_LOSSES",
+    "EmbeddingModelArguments",
+    "LoraArguments",
+    "RerankerDataArguments",
+    "RerankerModelArguments",
+    "RerankerTrainingArguments",
+    "RetrievalDataArguments",
+    "RetrievalTrainingArguments",
+    "resolve_reranker_loss",
+]
 
 
 @dataclass
-class EmbeddingModelArguments:
-    """Which model to fine-tune and how it embeds."""
+class LoraArguments:
+    """LoRA options, shared by every model's arguments; :meth:`lora_settings` maps them onto
+    :class:`~retrievals_rag.models.lora.LoraSettings`."""
+
+    use_lora: bool = field(default=False, metadata={"help": "train LoRA adapters instead of all weights"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "linear layers to adapt (default: all linear layers; an LLM ranker's LM head excepted)"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.lora_r < 1:
+            raise ValueError(f"lora_r must be >= 1, got {self.lora_r}")
+        if self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1:
+            raise ValueError(
+                f"invalid LoRA options: lora_alpha={self.lora_alpha}, lora_dropout={self.lora_dropout}"
+            )
+
+    def lora_settings(self) -> LoraSettings:
+        """The :class:`~retrievals_rag.models.lora.LoraSettings` these options describe."""
+        from retrievals_rag.models.lora import LoraSettings
+
+        return LoraSettings(
+            r=self.lora_r,
+            alpha=self.lora_alpha,
+            dropout=self.lora_dropout,
+            target_modules=tuple(self.lora_target_modules) if self.lora_target_modules else None,
+        )
+
+
+@dataclass
+class EmbeddingModelArguments(LoraArguments):
+    """Which model to fine-tune and how it embeds (and the LoRA options of :class:`LoraArguments`)."""
 
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "model folder to start from (default: the packaged all-MiniLM-L6-v2)"}
@@ -42,23 +95,24 @@ class EmbeddingModelArguments:
     document_instruction: str | None = field(
         default=None, metadata={"help": "prefix for documents; saved too"}
     )
-    use_lora: bool = field(default=False, metadata={"help": "train LoRA adapters instead of all weights"})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
-    lora_target_modules: list[str] | None = field(
-        default=None, metadata={"help": "linear layers to adapt (default: all linear layers)"}
-    )
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom modelling code"})
 
-    def __post_init__(self) -> None:
-        if self.lora_r < 1:
-            raise ValueError(f"lora_r must be >= 1, got {self.lora_r}")
+
+_HOLDOUT_HELP = (
+    "without eval_data: the share of the training queries held out to judge the run before and after "
+    "(default: 0.1 when the data hold at least 50 queries, else none; 0 turns it off)"
+)
+
+
+def _check_holdout(fraction: float | None) -> None:
+    if fraction is not None and not 0 <= fraction <= 0.5:
+        raise ValueError(f"holdout_fraction must lie in [0, 0.5], got {fraction}")
 
 
 @dataclass
 class RetrievalDataArguments:
-    """Training data (pair, triplet or scored-pair records) and optional BEIR evaluation data."""
+    """Training data (pair, triplet or scored-pair records) and what judges the run: a BEIR folder
+    (``eval_data``) or, without one, a held-out slice of the training queries (``holdout_fraction``)."""
 
     train_data: str = field(
         default=None,  # type: ignore[assignment]
@@ -76,25 +130,45 @@ class RetrievalDataArguments:
     positive_key: str = field(default="positive", metadata={"help": "field name of the positives"})
     negative_key: str = field(default="negative", metadata={"help": "field name of the negatives"})
     eval_data: str | None = field(
-        default=None, metadata={"help": "BEIR folder to evaluate on during and after training"}
+        default=None,
+        metadata={"help": "BEIR folder to evaluate on before, during (eval_strategy) and after training"},
     )
     eval_split: str = field(default="test", metadata={"help": "qrels split of eval_data"})
+    holdout_fraction: float | None = field(default=None, metadata={"help": _HOLDOUT_HELP})
 
     def __post_init__(self) -> None:
         if self.train_data is None:
             raise ValueError("train_data is required (a .jsonl/.json file or a folder of them)")
         if self.train_group_size < 1:
             raise ValueError(f"train_group_size must be >= 1, got {self.train_group_size}")
+        _check_holdout(self.holdout_fraction)
 
 
 @dataclass
 class _TrainingArgumentsBase(TrainingArguments):
-    """``transformers.TrainingArguments`` with the defaults every task here wants (bf16 where supported)."""
+    """``transformers.TrainingArguments`` with the defaults every task here wants.
+
+    - bf16 where the GPU supports it;
+    - the loss logged at an interval that suits the run's length (``logging_steps`` 0.02: every 2% of the
+      optimizer steps, so about 50 points per run and every step of a short one);
+    - under ``torchrun`` / ``accelerate launch`` on a machine without a GPU, ``use_cpu`` (gloo), so that the
+      processes train together instead of each alone on all the data;
+    - with ``load_best_model_at_end``, ``metric_for_best_model`` nDCG@10 unless given;
+    - ``eval_steps``, unless given: at each save when ``load_best_model_at_end`` keeps the best checkpoint, else
+      every 10% of the run (not the logging interval: an evaluation costs more than a log line).
+    """
 
     bf16: bool | None = field(  # type: ignore[assignment]
         default=None,
         metadata={
             "help": "bf16 mixed precision; default: on where the GPU supports it (fp16 can stall grad_norm)"
+        },
+    )
+    logging_steps: float = field(
+        default=0.02,
+        metadata={
+            "help": "log the loss every N optimizer steps, or below 1 every such share of the run's steps "
+            "(default 0.02: about 50 points per run, every step of a run of 50 steps or fewer)"
         },
     )
     remove_unused_columns: bool = field(
@@ -103,13 +177,31 @@ class _TrainingArgumentsBase(TrainingArguments):
     ddp_find_unused_parameters: bool | None = field(
         default=False, metadata={"help": "off: every trainable weight is used (the BERT pooler is frozen)"}
     )
+    grad_cache_chunk_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "GradCache: encode the batch this many rows at a time and re-run each chunk with the cached "
+            "gradient of the loss, so a large contrastive batch fits in the memory of a small one (embedder, ColBERT)"
+        },
+    )
 
     def __post_init__(self) -> None:
+        if self.grad_cache_chunk_size is not None and self.grad_cache_chunk_size < 1:
+            raise ValueError(f"grad_cache_chunk_size must be >= 1, got {self.grad_cache_chunk_size}")
+        if not self.use_cpu and _launched_as_processes() > 1 and not _has_accelerator():
+            # without this, transformers sets up no process group: N copies each train on all the data
+            self.use_cpu = True
         if self.bf16 is None:
-            self.bf16 = _gpu_supports_bf16() and not self.fp16 and not getattr(self, "use_cpu", False)
+            self.bf16 = _gpu_supports_bf16() and not self.fp16 and not self.use_cpu
         if self.dataloader_pin_memory and not _has_gpu():
             # pinning needs an accelerator; torch warns on every epoch otherwise
             self.dataloader_pin_memory = False
+        if self.load_best_model_at_end and self.metric_for_best_model is None:
+            self.metric_for_best_model = "nDCG@10"
+        if self.eval_strategy == "steps" and self.eval_steps is None:
+            # not the logging share (50 evaluations a run): at each save when the best one is kept, else 10 a run
+            keep_best = self.load_best_model_at_end and self.save_strategy == "steps"
+            self.eval_steps = self.save_steps if keep_best else 0.1
         super().__post_init__()
 
 
@@ -147,10 +239,12 @@ class RetrievalTrainingArguments(_TrainingArgumentsBase):
 
 
 @dataclass
-class RerankerModelArguments:
+class RerankerModelArguments(LoraArguments):
     """Which reranker to fine-tune: a cross-encoder, an LLM reranker (with LoRA) or ColBERT, and its settings.
 
-    The settings are saved with the model, so inference scores exactly the inputs that training saw.
+    The settings are saved with the model, so inference scores exactly the inputs that training saw. ``kind``
+    takes the command line's spellings (``cross-encoder``, ``llm``, ``colbert``) and the saved ones
+    (``cross_encoder``, ``llm_ranker``); :attr:`kind_name` is the registry's.
     """
 
     kind: RerankerKind = field(
@@ -186,44 +280,44 @@ class RerankerModelArguments:
     )
     query_max_length: int | None = field(default=None, metadata={"help": "colbert: tokens per query"})
     colbert_dim: int | None = field(default=None, metadata={"help": "colbert: size of the token vectors"})
-    use_lora: bool = field(
-        default=False, metadata={"help": "llm: train LoRA adapters instead of all weights"}
-    )
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
-    lora_target_modules: list[str] | None = field(
-        default=None, metadata={"help": "linear layers to adapt (default: all linear layers but the LM head)"}
-    )
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom modelling code"})
 
+    @property
+    def kind_name(self) -> str:
+        """The kind's one spelling in the model registry (``cross_encoder``, ``llm_ranker``, ``colbert``)."""
+        return kind_spec(self.kind).name
+
     def __post_init__(self) -> None:
-        if self.kind not in RERANKER_LOSSES:
+        super().__post_init__()
+        try:
+            spec = kind_spec(self.kind)
+        except ValueError:
+            spec = None
+        if spec is None or not spec.ranker:
             raise ValueError(f"kind must be one of {', '.join(RERANKER_LOSSES)}, got {self.kind!r}")
         only_for = {
-            "query_instruction": ("cross-encoder", "llm"),
-            "document_instruction": ("cross-encoder", "llm"),
-            "prompt": ("llm",),
-            "target_token": ("llm",),
+            "query_instruction": ("cross_encoder", "llm_ranker"),
+            "document_instruction": ("cross_encoder", "llm_ranker"),
+            "prompt": ("llm_ranker",),
+            "target_token": ("llm_ranker",),
             "query_max_length": ("colbert",),
             "colbert_dim": ("colbert",),
-            "lora_target_modules": ("llm",),
         }
         for name, kinds in only_for.items():
-            if getattr(self, name) is not None and self.kind not in kinds:
-                raise ValueError(f"{name} applies to --kind {' / '.join(kinds)}, not {self.kind}")
-        if self.use_lora and self.kind != "llm":
-            raise ValueError(f"use_lora applies to --kind llm; a {self.kind} trains all its weights")
-        if self.kind == "llm" and not self.model_name_or_path:
+            if getattr(self, name) is not None and spec.name not in kinds:
+                shown = " / ".join(
+                    kind_spec(kind).aliases[0] if kind_spec(kind).aliases else kind for kind in kinds
+                )
+                raise ValueError(f"{name} applies to --kind {shown}, not {self.kind}")
+        if spec.name == "llm_ranker" and not self.model_name_or_path:
             raise ValueError("--kind llm needs model_name_or_path (a local decoder LLM folder)")
-        if self.lora_r < 1:
-            raise ValueError(f"lora_r must be >= 1, got {self.lora_r}")
 
 
 @dataclass
 class RerankerDataArguments:
     """Reranker training data: pair / triplet records grouped per query (with optional teacher scores for
-    distillation), or scored pairs for pointwise training."""
+    distillation), or scored pairs for pointwise training; and what judges the run: a BEIR folder whose first
+    stage's top-k the reranker reorders (``eval_data``), or a held-out slice of the training queries."""
 
     train_data: str = field(
         default=None,  # type: ignore[assignment]
@@ -238,12 +332,34 @@ class RerankerDataArguments:
     query_key: str = field(default="query", metadata={"help": "field name of the query"})
     positive_key: str = field(default="positive", metadata={"help": "field name of the positives"})
     negative_key: str = field(default="negative", metadata={"help": "field name of the negatives"})
+    eval_data: str | None = field(
+        default=None,
+        metadata={
+            "help": "BEIR folder: the reranker reorders the first stage's top-k of each query, before, during "
+            "(eval_strategy) and after training"
+        },
+    )
+    eval_split: str = field(default="test", metadata={"help": "qrels split of eval_data"})
+    first_stage: str | None = field(
+        default=None,
+        metadata={
+            "help": "eval_data's first stage: a run file (.json {query: {doc: score}} or TREC .trec/.txt) or an "
+            "embedder folder (default: the packaged all-MiniLM-L6-v2, dense)"
+        },
+    )
+    rerank_top_k: int = field(default=100, metadata={"help": "first-stage documents reranked per query"})
+    holdout_fraction: float | None = field(default=None, metadata={"help": _HOLDOUT_HELP})
 
     def __post_init__(self) -> None:
         if self.train_data is None:
             raise ValueError("train_data is required (a .jsonl/.json file or a folder of them)")
         if self.train_group_size < 1:
             raise ValueError(f"train_group_size must be >= 1, got {self.train_group_size}")
+        if self.rerank_top_k < 1:
+            raise ValueError(f"rerank_top_k must be >= 1, got {self.rerank_top_k}")
+        if self.first_stage is not None and self.eval_data is None:
+            raise ValueError("first_stage is the first stage of eval_data: give eval_data too")
+        _check_holdout(self.holdout_fraction)
 
 
 @dataclass
@@ -265,6 +381,10 @@ class RerankerTrainingArguments(_TrainingArgumentsBase):
         default=True,
         metadata={"help": "colbert infonce: score each query against every document of the batch"},
     )
+    gather_negatives_across_processes: bool = field(
+        default=False,
+        metadata={"help": "colbert infonce: use the documents of every process as negatives (DDP)"},
+    )
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -275,39 +395,29 @@ class RerankerTrainingArguments(_TrainingArgumentsBase):
 def resolve_reranker_loss(kind: str, loss: str | None, scored_pairs: bool = False) -> str:
     """The loss a reranker of ``kind`` trains with: ``loss``, checked, or the kind's default.
 
-    Args:
-        kind: ``"cross-encoder"``, ``"llm"`` or ``"colbert"``.
-        loss: a loss name, or None for the default (``bce`` for scored pairs, else the kind's first).
-        scored_pairs: the data are scored (query, document, label) pairs rather than groups.
+    A thin call of :func:`retrievals_rag.losses.registry.resolve_loss`, which states which loss fits which kind.
 
     Raises:
         ValueError: a loss that does not fit the kind or the data, with the ones that do.
     """
-    if kind not in RERANKER_LOSSES:
-        raise ValueError(f"unknown reranker kind {kind!r}; known kinds: {', '.join(RERANKER_LOSSES)}")
-    allowed = RERANKER_LOSSES[kind]
-    if scored_pairs:
-        if "bce" not in allowed:
-            raise ValueError(
-                f"a {kind} reranker does not train on scored pairs (query, document, label): its scores are "
-                "not probabilities; give it grouped records (query, positive, negative)"
-            )
-        if loss not in (None, "bce"):
-            raise ValueError(f"scored pairs (query, document, label) train with loss bce, not {loss!r}")
-        return "bce"
-    if loss is None:
-        return allowed[0]
-    if loss not in allowed:
-        hint = {
-            "infonce": " (in-batch negatives need independent query and document encodings: use listwise)",
-            "listwise": " (ColBERT's infonce is listwise over the group plus in-batch negatives; "
-            "--use_inbatch_negatives false keeps only the group)",
-            "bce": " (MaxSim scores are unbounded sums, not logits)",
-        }.get(loss, "")
-        raise ValueError(
-            f"loss {loss!r} does not fit a {kind} reranker{hint}; choose one of {', '.join(allowed)}"
-        )
-    return loss
+    return resolve_loss(kind, loss, scored_pairs=scored_pairs)
+
+
+def _launched_as_processes() -> int:
+    """How many processes torchrun / accelerate launched (1 outside such a launch)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1") or 1)
+    except ValueError:
+        return 1
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None:
+        return bool(accelerator.is_available())
+    return bool(torch.cuda.is_available())
 
 
 def _has_gpu() -> bool:

@@ -1,27 +1,20 @@
 """``RerankTrainer``: a thin ``transformers.Trainer`` for rerankers: cross-encoders, LLM rankers and ColBERT.
 
-Like :class:`~retrievals_rag.training.trainer.RetrievalTrainer` it overrides the loss and little else: every
-checkpoint is the model's own ``save_pretrained`` folder (:class:`ModelFolderTrainer`), per-epoch negatives come
-from the dataset, and DDP, mixed precision, resuming and logging are the HF Trainer's. The model scores batches
-tokenized by its own input layout (:mod:`retrievals_rag.data.rerank_collators`), so training feeds it exactly
-what inference scores.
+Like :class:`~retrievals_rag.training.trainer.RetrievalTrainer` it takes a loss module (or a loss name, built
+through :mod:`retrievals_rag.losses.registry`, which says which loss fits which kind) and overrides the loss
+computation and little else: every checkpoint is the model's own ``save_pretrained`` folder
+(:class:`ModelFolderTrainer`), per-epoch negatives come from the dataset, evaluation runs a
+:class:`~retrievals_rag.evaluation.reranking.RerankingEvaluator` at any ``eval_strategy``, and DDP, mixed
+precision, resuming and logging are the HF Trainer's. The model scores batches tokenized by its own input layout
+(:mod:`retrievals_rag.data.rerank_collators`), so training feeds it exactly what inference scores.
 
-Losses by kind (:data:`~retrievals_rag.training.arguments.RERANKER_LOSSES`; the first is the default):
+The trainer hands the loss what its ``loss_inputs`` declare (:mod:`retrievals_rag.losses.protocol`):
 
-================  ==========================================================================================
-kind              losses
-================  ==========================================================================================
-cross-encoder,    ``listwise``: cross-entropy of each query's positive against its hard negatives over the
-llm               group's scores (:class:`~retrievals_rag.losses.listwise.ListwiseCrossEntropyLoss`);
-                  ``bce``: pointwise (:class:`~retrievals_rag.losses.pointwise.PointwiseBCELoss`) on scored
-                  pairs' labels in [0, 1], or on groups with the positive as 1 and the negatives as 0;
-                  ``kl`` / ``margin_mse``: distillation of the records' teacher scores over each group
-colbert           ``infonce``: cross-entropy over the ``(batch, batch * group_size)`` MaxSim scores of every
-                  query against every document of the batch, the target of query ``i`` at column
-                  ``i * group_size`` (only its own group with ``use_inbatch_negatives=False``);
-                  ``kl`` / ``margin_mse``: distillation of teacher scores (e.g. a cross-encoder's) over each
-                  query's own group
-================  ==========================================================================================
+- cross-encoder / LLM ranker: the ``(batch, group_size)`` scores of each query's group (``listwise``,
+  ``bce``, ``kl``, ``margin_mse``), or for scored pairs the scores and labels (``bce``);
+- ColBERT: the query and document token vectors with the model's MaxSim (``infonce``: every query against every
+  document of the batch, through the same InfoNCE core as the embedder's, optionally gathered across processes),
+  or the MaxSim scores of each query's own group (``kl`` / ``margin_mse``).
 
 An LLM ranker trains its 'Yes' logit; give it LoRA adapters first (``model.enable_lora(LoraSettings(...))``).
 """
@@ -35,38 +28,31 @@ from torch import nn
 
 from retrievals_rag.data.rerank_collators import ColBERTCollator, PairRankerCollator
 from retrievals_rag.losses._common import check_positive
-from retrievals_rag.losses.distillation import kl_distillation_loss, margin_mse_loss
-from retrievals_rag.losses.listwise import ListwiseCrossEntropyLoss, listwise_cross_entropy
-from retrievals_rag.losses.pointwise import PointwiseBCELoss
-from retrievals_rag.models.batching import forward_by_length
-from retrievals_rag.models.colbert import ColBERT
-from retrievals_rag.models.llm_ranking import LLMRanker
-from retrievals_rag.models.ranker import Ranker
-from retrievals_rag.models.ranking import AutoModelForRanking
-from retrievals_rag.training.arguments import DISTILLATION_LOSSES, resolve_reranker_loss
-from retrievals_rag.training.trainer import ModelFolderTrainer, _EpochCallback, freeze_unused_pooler
+from retrievals_rag.losses.protocol import loss_inputs, needs_teacher
+from retrievals_rag.losses.registry import build_loss, loss_parameters, resolve_loss
+from retrievals_rag.models.registry import KINDS, kind_of
+from retrievals_rag.training.trainer import ModelEvaluator, ModelFolderTrainer, freeze_unused_pooler
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback, TrainingArguments
 
     from retrievals_rag.data.datasets import RetrievalTrainDataset
+    from retrievals_rag.models.ranker import Ranker
 
-__all__ = ["RerankTrainer", "reranker_kind"]
-
-# model class -> kind name, as in ``retrievals-rag train reranker --kind``
-_KINDS: tuple[tuple[type[Ranker], str], ...] = (
-    (LLMRanker, "llm"),
-    (AutoModelForRanking, "cross-encoder"),
-    (ColBERT, "colbert"),
-)
+__all__ = ["RerankTrainer"]
 
 
-def reranker_kind(model: Any) -> str:
-    """``"cross-encoder"``, ``"llm"`` or ``"colbert"`` for a ranker; TypeError for anything else."""
-    for model_class, kind in _KINDS:
-        if isinstance(model, model_class):
-            return kind
-    raise TypeError(f"model must be an AutoModelForRanking, LLMRanker or ColBERT, got {type(model).__name__}")
+def _ranker_kind(model: Any) -> str:
+    """The registry kind of a ranker (``cross_encoder``, ``llm_ranker`` or ``colbert``); TypeError otherwise."""
+    try:
+        kind = kind_of(model)
+    except TypeError:
+        kind = None
+    if kind is None or not KINDS[kind].ranker:
+        names = [spec.class_name for spec in KINDS.values() if spec.ranker]
+        expected = f"{', '.join(names[:-1])} or {names[-1]}"
+        raise TypeError(f"model must be an {expected}, got {type(model).__name__}")
+    return kind
 
 
 class RerankTrainer(ModelFolderTrainer):
@@ -76,15 +62,21 @@ class RerankTrainer(ModelFolderTrainer):
     Args:
         model: the ranker; its settings (instructions, max length, prompt, markers...) are saved with every
             checkpoint, which loads with its ``from_pretrained``.
-        args: training arguments (``RerankerTrainingArguments``, or any ``TrainingArguments`` with
-            ``remove_unused_columns=False``).
+        args: training arguments (``RerankerTrainingArguments`` or any ``TrainingArguments``).
         train_dataset: a :class:`RetrievalTrainDataset` built without instructions (the ranker applies its own):
             groups ``{"query", "documents"}`` (with ``"teacher_scores"`` for distillation) or scored pairs.
-        loss: ``"listwise"``, ``"bce"``, ``"kl"``, ``"margin_mse"`` or ``"infonce"`` as the model's kind allows
-            (module docstring); None: the kind's default (``"bce"`` for scored pairs).
-        temperature: scores are divided by it in ``listwise``, ``infonce`` and ``kl`` (1: raw logits / MaxSim).
-        use_inbatch_negatives: ColBERT ``infonce``: score each query against every document of the batch.
+        loss: a loss module whose ``loss_inputs`` fit the kind, or a name the kind allows
+            (:func:`retrievals_rag.losses.registry.losses_for_kind`: ``listwise``, ``bce``, ``kl``,
+            ``margin_mse`` for cross-encoders and LLM rankers, ``infonce``, ``kl``, ``margin_mse`` for ColBERT),
+            built with the options below; None: the kind's default (``bce`` for scored pairs).
+        temperature: for a loss name: scores are divided by it in ``listwise``, ``infonce`` and ``kl``
+            (1: raw logits / MaxSim).
+        use_inbatch_negatives: for ColBERT ``infonce``: score each query against every document of the batch.
+        gather_negatives_across_processes: for ColBERT ``infonce``: the documents of every process are
+            negatives too (DDP).
         data_collator: default: a :class:`PairRankerCollator` or :class:`ColBERTCollator` of the model.
+        evaluator: e.g. a :class:`~retrievals_rag.evaluation.reranking.RerankingEvaluator`, run at each
+            evaluation step and reported as ``eval_nDCG@10`` etc.
         callbacks: more ``TrainerCallback`` objects.
 
     Raises:
@@ -98,42 +90,55 @@ class RerankTrainer(ModelFolderTrainer):
         model: Ranker,
         args: TrainingArguments,
         train_dataset: RetrievalTrainDataset | Any,
-        loss: str | None = None,
+        loss: str | nn.Module | None = None,
         *,
         temperature: float = 1.0,
         use_inbatch_negatives: bool = True,
+        gather_negatives_across_processes: bool = False,
         data_collator: Any | None = None,
+        evaluator: ModelEvaluator | None = None,
         callbacks: list[TrainerCallback] | None = None,
     ) -> None:
-        self.kind = reranker_kind(model)
+        self.kind = _ranker_kind(model)
         check_positive("temperature", temperature)
         scored = getattr(train_dataset, "format", None) == "scored"
-        self.loss_name = resolve_reranker_loss(self.kind, loss, scored_pairs=scored)
-        self.temperature = float(temperature)
-        self.use_inbatch_negatives = use_inbatch_negatives
-        _check_data(self.loss_name, use_inbatch_negatives, train_dataset)
-        if args.eval_strategy != "no":
-            raise ValueError(
-                "RerankTrainer has no evaluation loop: set eval_strategy='no' and evaluate the saved model "
-                "(e.g. examples/reranking/scifact_rerank.py)"
+        if isinstance(loss, nn.Module):
+            self.loss_name = type(loss).__name__
+            self.loss = loss
+        else:
+            self.loss_name = resolve_loss(self.kind, loss, scored_pairs=scored)
+            offered = {
+                "temperature": float(temperature),
+                "use_inbatch_negatives": use_inbatch_negatives,
+                "gather_across_processes": gather_negatives_across_processes,
+            }
+            accepted = loss_parameters(self.loss_name, self.kind)
+            self.loss = build_loss(
+                self.loss_name,
+                {name: value for name, value in offered.items() if name in accepted},
+                self.kind,
             )
-        if args.remove_unused_columns:
-            raise ValueError(
-                "set remove_unused_columns=False (RerankerTrainingArguments does): the collator needs every field"
-            )
+        self.loss_forms = loss_inputs(self.loss)
+        self._check_fit(scored)
+        _check_data(self.loss, self.loss_forms, train_dataset)
         if data_collator is None:
             data_collator = ColBERTCollator(model) if self.kind == "colbert" else PairRankerCollator(model)
         if self.kind == "colbert":
             freeze_unused_pooler(model._base_model())  # ColBERT uses token states, never the pooler
-        super().__init__(
-            model=model,
-            args=args,
-            train_dataset=train_dataset,
-            data_collator=data_collator,
-            callbacks=[_EpochCallback(train_dataset), *(callbacks or [])],
+        super().__init__(model, args, train_dataset, data_collator, evaluator, callbacks)
+
+    def _check_fit(self, scored: bool) -> None:
+        fits = (
+            ("token_vectors", "group_scores") if self.kind == "colbert" else ("group_scores", "pair_labels")
         )
-        self.listwise_loss = ListwiseCrossEntropyLoss(self.temperature)
-        self.pointwise_loss = PointwiseBCELoss()
+        if scored:
+            fits = ("pair_labels",) if self.kind != "colbert" else ()
+        if not set(self.loss_forms) & set(fits):
+            data = "scored pairs" if scored else "grouped records"
+            raise ValueError(
+                f"{type(self.loss).__name__} takes {', '.join(self.loss_forms)}, but a {self.kind} reranker "
+                f"trained on {data} gives {' or '.join(fits) or 'nothing'}"
+            )
 
     def compute_loss(
         self,
@@ -149,65 +154,72 @@ class RerankTrainer(ModelFolderTrainer):
         return (loss, {"scores": scores}) if return_outputs else loss
 
     def _pair_loss(self, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = forward_by_length(lambda part: model(**part), inputs["pairs"])  # (n_pairs,)
+        scores = self._embed(model, inputs["pairs"])  # (n_pairs,)
         if "labels" in inputs:  # scored pairs
-            if self.loss_name != "bce":
+            if "pair_labels" not in self.loss_forms:
                 raise ValueError(
                     f"scored pairs (query, document, label) train with loss bce, not {self.loss_name!r}"
                 )
-            return scores, self.pointwise_loss(scores, inputs["labels"])
+            return scores, self.loss(scores, inputs["labels"])
         group_size = int(inputs["group_size"])
-        if self.loss_name == "bce":  # groups: the positive is relevant, its negatives are not
-            labels = torch.zeros_like(scores, dtype=torch.float32).view(-1, group_size)  # (batch, G)
-            labels[:, 0] = 1.0
-            return scores, self.pointwise_loss(scores, labels.view(-1))
-        if self.loss_name == "listwise":
-            return scores, self.listwise_loss(scores, group_size)
-        return scores, self._distillation_loss(scores.view(-1, group_size), inputs)
+        return scores, self._group_loss(scores.reshape(-1, group_size), inputs)  # (batch, G)
 
     def _colbert_loss(self, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        chunk_size = getattr(self.args, "grad_cache_chunk_size", None)
+        if chunk_size:  # GradCache: token embeddings of the batch chunk by chunk, MaxSim loss on all of them
+            from retrievals_rag.losses.cached import grad_cache_loss
+
+            kinds = ("query", "document")
+            loss = grad_cache_loss(
+                lambda role, part: model(**part, kind=kinds[role]),
+                [inputs["query"], inputs["documents"]],
+                lambda outputs: self._colbert_scores_loss(model, *outputs, inputs)[1],
+                chunk_size,
+                model,
+            )
+            return torch.empty(0), loss
         queries = model(**inputs["query"], kind="query")
         documents = model(**inputs["documents"], kind="document")
-        # MaxSim of every query with every document of the batch, by the model's own scoring
-        scores = self.accelerator.unwrap_model(model).score(queries, documents)  # (batch, batch * G)
-        batch = scores.shape[0]
-        group_size = scores.shape[1] // batch
-        if self.loss_name == "infonce" and self.use_inbatch_negatives:
-            targets = torch.arange(batch, device=scores.device) * group_size  # (batch,) each query's positive
-            return scores, listwise_cross_entropy(scores / self.temperature, targets)
-        rows = torch.arange(batch, device=scores.device)
-        own = scores.view(batch, batch, group_size)[rows, rows]  # (batch, G): each query's own group
-        if self.loss_name == "infonce":
-            return scores, listwise_cross_entropy(own / self.temperature, 0)
-        return scores, self._distillation_loss(own, inputs)
+        return self._colbert_scores_loss(model, queries, documents, inputs)
 
-    def _distillation_loss(self, student: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
-        """``kl`` or ``margin_mse`` of the student's ``(batch, G)`` group scores against the teacher's."""
+    def _colbert_scores_loss(
+        self, model: nn.Module, queries: Any, documents: Any, inputs: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        score = self.accelerator.unwrap_model(model).score  # MaxSim, the model's own reduction
+        if "token_vectors" in self.loss_forms:
+            return documents.embeddings, self.loss(queries, documents, score)
+        scores = score(queries, documents)  # (batch, batch * G)
+        batch = scores.shape[0]
+        rows = torch.arange(batch, device=scores.device)
+        own = scores.view(batch, batch, -1)[rows, rows]  # (batch, G): each query's own group
+        return scores, self._group_loss(own, inputs)
+
+    def _group_loss(self, scores: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
+        """The loss of the ``(batch, G)`` group scores, with the teacher's scores if it distils."""
+        if not needs_teacher(self.loss):
+            return self.loss(scores)
         teacher = inputs.get("teacher_scores")
         if teacher is None:
             raise ValueError(f"loss {self.loss_name!r} needs teacher scores in the batch")
-        if self.loss_name == "kl":
-            return kl_distillation_loss(student, teacher, self.temperature)
-        return margin_mse_loss(student, teacher)
+        return self.loss(scores, teacher)
 
 
-def _check_data(loss: str, use_inbatch_negatives: bool, dataset: Any) -> None:
+def _check_data(loss: nn.Module, forms: tuple[str, ...], dataset: Any) -> None:
     """Fail before training on data the loss cannot use (as far as the dataset tells)."""
     group_size = getattr(dataset, "train_group_size", None)
     single_document = (
         getattr(dataset, "format", None) != "scored" and isinstance(group_size, int) and group_size < 2
     )
-    needs_negatives = loss in ("listwise", *DISTILLATION_LOSSES) or (
-        loss == "infonce" and not use_inbatch_negatives
-    )
-    if single_document and needs_negatives:
+    # a loss over each query's own group needs negatives in it; in-batch InfoNCE finds them in the batch
+    in_batch = "token_vectors" in forms and getattr(loss, "use_inbatch_negatives", False)
+    if single_document and not in_batch:
         raise ValueError(
-            f"loss {loss!r} compares each query's positive with its hard negatives: it needs "
+            f"{type(loss).__name__} compares each query's positive with its hard negatives: it needs "
             f"train_group_size >= 2, got {group_size}"
         )
     records = getattr(dataset, "records", None)
-    if loss in DISTILLATION_LOSSES and records and records[0].positive_scores is None:
+    if needs_teacher(loss) and records and records[0].positive_scores is None:
         raise ValueError(
-            f"loss {loss!r} distils a teacher's scores: give records with 'positive_scores' and "
+            f"{type(loss).__name__} distils a teacher's scores: give records with 'positive_scores' and "
             "'negative_scores' (e.g. a cross-encoder's scores of each passage)"
         )

@@ -1,5 +1,6 @@
 """One function per training task, shared by the CLI and by scripts: build everything from the argument
-dataclasses, train, save, evaluate, and return a summary."""
+dataclasses, judge the starting model, train, save, judge the result, and return a summary with the verdict
+(:mod:`retrievals_rag.training.verdict`)."""
 
 from __future__ import annotations
 
@@ -19,18 +20,20 @@ from retrievals_rag.training.arguments import (
     RetrievalTrainingArguments,
     resolve_reranker_loss,
 )
+from retrievals_rag.training.verdict import Verdict, split_holdout, strip_prefix
 
 if TYPE_CHECKING:
-    from transformers import Trainer
-
-    from retrievals_rag.models.lora import LoraSettings
+    from retrievals_rag.training.trainer import ModelFolderTrainer
 
 logger = logging.getLogger(__name__)
+
+VERDICT_FILE = "verdict.json"
 
 
 @dataclass
 class TrainingSummary:
-    """What a training run did: where the model went, how long it took, the last loss and the evaluation."""
+    """What a training run did: where the model went, how long it took, the last loss, the evaluation and the
+    verdict (the start beside the end, see :class:`~retrievals_rag.training.verdict.Verdict`)."""
 
     output_dir: str
     steps: int
@@ -38,6 +41,8 @@ class TrainingSummary:
     examples_per_second: float
     final_loss: float | None
     metrics: dict[str, float] = field(default_factory=dict)
+    verdict: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         lines = [
@@ -46,8 +51,22 @@ class TrainingSummary:
         ]
         if self.final_loss is not None:
             lines.append(f"final training loss: {self.final_loss:.4f}")
-        lines += [f"{name}: {value:.4f}" for name, value in self.metrics.items() if "@10" in name]
+        if self.verdict is not None:
+            lines.append(_verdict_of(self.verdict).table())
+        else:
+            lines += [f"{name}: {value:.4f}" for name, value in self.metrics.items() if "@10" in name]
+        lines += self.warnings
         return "\n".join(lines)
+
+
+def _verdict_of(payload: dict[str, Any]) -> Verdict:
+    return Verdict(
+        payload["data"],
+        payload["before"],
+        payload["after"],
+        payload["first_stage"],
+        tuple(payload["metrics"]),
+    )
 
 
 def train_embedding(
@@ -55,7 +74,11 @@ def train_embedding(
     data_args: RetrievalDataArguments,
     training_args: RetrievalTrainingArguments,
 ) -> TrainingSummary:
-    """Fine-tune an embedder as the arguments say; save it to ``training_args.output_dir``."""
+    """Fine-tune an embedder as the arguments say; save it to ``training_args.output_dir``.
+
+    The starting model and the trained one are evaluated on ``data_args.eval_data`` (or, without it, on held-out
+    training queries, ``data_args.holdout_fraction``), and the verdict is printed and saved beside the model.
+    """
     from retrievals_rag.data.datasets import RetrievalTrainDataset
     from retrievals_rag.losses.registry import build_loss
     from retrievals_rag.models.embedding import AutoModelForEmbedding
@@ -72,27 +95,29 @@ def train_embedding(
         device="cpu",  # the Trainer places the model
     )
     if model_args.use_lora:
-        model.enable_lora(_lora_settings(model_args))
+        model.enable_lora(model_args.lora_settings())
     dataset = RetrievalTrainDataset(
         data_args.train_data,
         train_group_size=data_args.train_group_size,
-        query_instruction=model.query_instruction,
-        document_instruction=model.document_instruction,
         query_key=data_args.query_key,
         positive_key=data_args.positive_key,
         negative_key=data_args.negative_key,
         seed=training_args.seed,
-    )
+    )  # the trainer gives it the model's instructions
     loss = build_loss(training_args.loss, training_args.loss_options())
     if training_args.matryoshka_dims:
         from retrievals_rag.losses.matryoshka import MatryoshkaLoss
 
         loss = MatryoshkaLoss(loss, training_args.matryoshka_dims)
-    evaluator = None
     if data_args.eval_data:
         from retrievals_rag.evaluation.evaluator import RetrievalEvaluator
 
-        evaluator = RetrievalEvaluator.from_beir(data_args.eval_data, data_args.eval_split)
+        evaluator: Any = RetrievalEvaluator.from_beir(data_args.eval_data, data_args.eval_split)
+        judged_on = f"{data_args.eval_data} ({data_args.eval_split})"
+    else:
+        dataset, holdout = split_holdout(dataset, data_args.holdout_fraction, training_args.seed)
+        evaluator = holdout.evaluator(reranker=False) if holdout else None
+        judged_on = holdout.describe() if holdout else ""
     trainer = RetrievalTrainer(
         model,
         training_args,
@@ -102,7 +127,7 @@ def train_embedding(
         document_max_length=data_args.document_max_length,
         evaluator=evaluator,
     )
-    return _train_and_summarize(trainer, training_args, evaluate=evaluator is not None)
+    return _train_and_summarize(trainer, training_args, judged_on)
 
 
 def train_reranker(
@@ -112,6 +137,9 @@ def train_reranker(
 ) -> TrainingSummary:
     """Fine-tune a cross-encoder, LLM reranker or ColBERT as the arguments say; save it to
     ``training_args.output_dir`` (a folder that loads with the kind's ``from_pretrained``, settings included).
+
+    The starting model and the trained one rerank ``data_args.eval_data``'s first-stage top-k (or, without it,
+    each held-out training query's own candidates), and the verdict is printed and saved beside the model.
 
     Raises:
         ValueError: a loss that does not fit the kind or the data, or a folder of another kind of model.
@@ -130,6 +158,19 @@ def train_reranker(
     # check the loss before loading a model, which can take long
     resolve_reranker_loss(model_args.kind, training_args.loss, scored_pairs=dataset.format == "scored")
     model = _load_reranker(model_args)
+    first_stage = None
+    if data_args.eval_data:
+        from retrievals_rag.evaluation.reranking import RerankingEvaluator
+
+        evaluator: Any = RerankingEvaluator.from_beir(
+            data_args.eval_data, data_args.eval_split, data_args.first_stage, top_k=data_args.rerank_top_k
+        )
+        first_stage = evaluator.first_stage_metrics()
+        judged_on = f"{data_args.eval_data} ({data_args.eval_split}, reranking the first stage's top-{data_args.rerank_top_k})"
+    else:
+        dataset, holdout = split_holdout(dataset, data_args.holdout_fraction, training_args.seed)
+        evaluator = holdout.evaluator(reranker=True) if holdout else None
+        judged_on = f"{holdout.describe()}, each reranking its own candidates" if holdout else ""
     trainer = RerankTrainer(
         model,
         training_args,
@@ -137,93 +178,83 @@ def train_reranker(
         training_args.loss,
         temperature=training_args.temperature,
         use_inbatch_negatives=training_args.use_inbatch_negatives,
+        gather_negatives_across_processes=training_args.gather_negatives_across_processes,
+        evaluator=evaluator,
     )
     return _train_and_summarize(
-        trainer, training_args, details={"kind": model_args.kind, "loss": trainer.loss_name}
+        trainer,
+        training_args,
+        judged_on,
+        first_stage=first_stage,
+        details={"kind": model_args.kind_name, "loss": trainer.loss_name},
     )
 
 
 def _load_reranker(model_args: RerankerModelArguments) -> Any:
     """The ranker that ``model_args`` describe, on the CPU (the Trainer places it), LoRA added if asked."""
-    from retrievals_rag.models.colbert import ColBERT
-    from retrievals_rag.models.config import read_model_kind
-    from retrievals_rag.models.llm_ranking import LLMRanker
     from retrievals_rag.models.loading import default_embedding_model_path, resolve_model_path
-    from retrievals_rag.models.ranking import AutoModelForRanking
+    from retrievals_rag.models.registry import KINDS, check_folder_kind
 
+    kind = model_args.kind_name
     path = resolve_model_path(model_args.model_name_or_path or default_embedding_model_path())
-    saved_kind = read_model_kind(path) if Path(path).is_dir() else None
-    expected = {"cross-encoder": "cross_encoder", "llm": "llm_ranker", "colbert": "colbert"}[model_args.kind]
-    if saved_kind not in (None, "embedding", expected):
-        raise ValueError(f"{path} holds a {saved_kind} model, not a {expected}: pass the matching --kind")
-    common: dict[str, Any] = {
+    check_folder_kind(path, kind, accept=("embedding",))  # a ranker may start from an embedder's folder
+    options: dict[str, Any] = {
         "max_length": model_args.max_length,
         "trust_remote_code": model_args.trust_remote_code,
         "device": "cpu",
     }
-    model: Any
-    if model_args.kind == "colbert":
-        model = ColBERT.from_pretrained(
-            path, colbert_dim=model_args.colbert_dim, query_max_length=model_args.query_max_length, **common
-        )
-    elif model_args.kind == "llm":
-        model = LLMRanker.from_pretrained(
-            path,
-            query_instruction=model_args.query_instruction,
-            document_instruction=model_args.document_instruction,
-            prompt=model_args.prompt,
-            target_token=model_args.target_token,
-            **common,
-        )
-        if model_args.use_lora:
-            model.enable_lora(_lora_settings(model_args))
+    if kind == "colbert":
+        options |= {"colbert_dim": model_args.colbert_dim, "query_max_length": model_args.query_max_length}
     else:
-        model = AutoModelForRanking.from_pretrained(
-            path,
-            query_instruction=model_args.query_instruction,
-            document_instruction=model_args.document_instruction,
-            **common,
-        )
+        options |= {
+            "query_instruction": model_args.query_instruction,
+            "document_instruction": model_args.document_instruction,
+        }
+    if kind == "llm_ranker":
+        options |= {"prompt": model_args.prompt, "target_token": model_args.target_token}
+    model = KINDS[kind].model_class().from_pretrained(path, **options)
+    if model_args.use_lora:
+        model.enable_lora(model_args.lora_settings())
     return model
 
 
-def _lora_settings(model_args: EmbeddingModelArguments | RerankerModelArguments) -> LoraSettings:
-    from retrievals_rag.models.lora import LoraSettings
-
-    return LoraSettings(
-        r=model_args.lora_r,
-        alpha=model_args.lora_alpha,
-        dropout=model_args.lora_dropout,
-        target_modules=tuple(model_args.lora_target_modules) if model_args.lora_target_modules else None,
-    )
-
-
 def _train_and_summarize(
-    trainer: Trainer,
+    trainer: ModelFolderTrainer,
     training_args: RetrievalTrainingArguments | RerankerTrainingArguments,
-    evaluate: bool = False,
+    judged_on: str,
+    first_stage: dict[str, float] | None = None,
     details: dict[str, Any] | None = None,
 ) -> TrainingSummary:
-    """Train (resuming if asked), save the final model, evaluate if asked, write training_summary.json."""
+    """Judge the start, train (resuming if asked), save the final model, judge the result, and write
+    ``training_summary.json`` and ``verdict.json``."""
+    judged = trainer.evaluator is not None
+    before = strip_prefix(trainer.evaluate(metric_key_prefix="start"), "start") if judged else {}
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     seconds = time.perf_counter() - start
     trainer.save_model(training_args.output_dir)
-    metrics = trainer.evaluate() if evaluate else {}
+    metrics = trainer.evaluate() if judged else {}
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     examples = result.global_step * training_args.per_device_train_batch_size * training_args.world_size
     examples *= training_args.gradient_accumulation_steps
+    verdict = Verdict(judged_on, before, strip_prefix(metrics, "eval"), first_stage) if judged else None
+    output_dir = str(Path(training_args.output_dir).resolve())
     summary = TrainingSummary(
-        output_dir=str(Path(training_args.output_dir).resolve()),
+        output_dir=output_dir,
         steps=result.global_step,
         seconds=seconds,
         examples_per_second=examples / seconds if seconds > 0 else 0.0,
         final_loss=losses[-1] if losses else None,
         metrics=metrics,
+        verdict=verdict.to_dict() if verdict else None,
+        warnings=verdict.warnings(output_dir) if verdict else [],
     )
     if training_args.process_index == 0:
+        for warning in summary.warnings:
+            logger.warning(warning)
         payload = {**asdict(summary), **(details or {}), "loss_history": losses}
-        (Path(training_args.output_dir) / "training_summary.json").write_text(
-            json.dumps(payload, indent=2) + "\n"
-        )
+        folder = Path(training_args.output_dir)
+        (folder / "training_summary.json").write_text(json.dumps(payload, indent=2) + "\n")
+        if verdict is not None:
+            (folder / VERDICT_FILE).write_text(json.dumps(verdict.to_dict(), indent=2) + "\n")
     return summary

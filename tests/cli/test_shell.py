@@ -36,6 +36,7 @@ def test_every_command_is_listed() -> None:
         "evaluate",
         "export",
         "index",
+        "merge",
         "mine",
         "train",
     ]

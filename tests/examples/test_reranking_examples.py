@@ -54,7 +54,7 @@ def test_train_cross_encoder_example(tiny_bert_path: Path, tmp_path: Path) -> No
          "--output_dir", str(output), "--train_group_size", "3", "--max_length", "64", *COMMON]
     )  # fmt: skip
     summary = json.loads((output / "training_summary.json").read_text())
-    assert (summary["kind"], summary["loss"], summary["steps"]) == ("cross-encoder", "listwise", 2)
+    assert (summary["kind"], summary["loss"], summary["steps"]) == ("cross_encoder", "listwise", 2)
     model = AutoModelForRanking.from_pretrained(output, device="cpu")
     assert isinstance(model, AutoModelForRanking) and model.max_length == 64
 

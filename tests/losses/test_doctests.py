@@ -9,13 +9,16 @@ import pytest
 
 MODULES = [
     "retrievals_rag.losses._grouped",
+    "retrievals_rag.losses.cached",
     "retrievals_rag.losses.cosent",
     "retrievals_rag.losses.distillation",
     "retrievals_rag.losses.distributed",
     "retrievals_rag.losses.infonce",
+    "retrievals_rag.losses.late_interaction",
     "retrievals_rag.losses.listwise",
     "retrievals_rag.losses.matryoshka",
     "retrievals_rag.losses.pointwise",
+    "retrievals_rag.losses.protocol",
     "retrievals_rag.losses.registry",
     "retrievals_rag.losses.triplet",
 ]

@@ -8,27 +8,35 @@ import sys
 import pytest
 
 import retrievals_rag.losses as losses
-from retrievals_rag.losses import LOSSES, build_loss, loss_class
+from retrievals_rag.losses import LOSSES, build_loss, loss_class, losses_for_kind
 
 EXPECTED_ALL = [
     "CoSENTLoss",
+    "GradCacheLoss",
     "InfoNCELoss",
+    "KIND_LOSSES",
     "KLDistillationLoss",
     "LOSSES",
+    "LateInteractionInfoNCELoss",
     "ListwiseCrossEntropyLoss",
     "MarginMSELoss",
     "MatryoshkaLoss",
     "PointwiseBCELoss",
+    "ScoreKLDistillationLoss",
+    "ScoreMarginMSELoss",
     "TripletMarginLoss",
     "build_loss",
     "cosent_loss",
     "gather_with_grad",
+    "grad_cache_loss",
     "grouped_scores",
+    "infonce_from_scores",
     "infonce_loss",
     "is_distributed",
     "kl_distillation_loss",
     "listwise_cross_entropy",
     "loss_class",
+    "losses_for_kind",
     "margin_mse_loss",
     "pointwise_bce",
     "process_rank_and_world",
@@ -95,3 +103,44 @@ def test_build_loss_rejects_an_unknown_name_and_bad_values() -> None:
         build_loss("infonce", {"temperature": 0})
     with pytest.raises(ValueError, match="valid options: none"):
         build_loss("bce", {"pos_weight": 2.0})
+
+
+def test_each_kind_states_its_losses_once_and_every_entry_declares_how_it_is_called() -> None:
+    from retrievals_rag.losses.protocol import loss_inputs
+    from retrievals_rag.losses.registry import KIND_LOSSES, resolve_loss
+
+    assert (
+        losses_for_kind("cross-encoder")
+        == losses_for_kind("cross_encoder")
+        == ("listwise", "bce", "kl", "margin_mse")
+    )
+    assert losses_for_kind("llm") == losses_for_kind("llm_ranker")
+    assert losses_for_kind("colbert") == ("infonce", "kl", "margin_mse")
+    expected_inputs = {"embedding": {"embeddings"}, "colbert": {"token_vectors", "group_scores"}}
+    for kind, table in KIND_LOSSES.items():
+        for name in table:
+            forms = set(loss_inputs(loss_class(name, kind)))
+            assert forms <= expected_inputs.get(kind, {"group_scores", "pair_labels"}), (kind, name, forms)
+    assert type(build_loss("infonce", kind="colbert")).__name__ == "LateInteractionInfoNCELoss"
+    assert type(build_loss("kl", kind="llm")).__name__ == "ScoreKLDistillationLoss"
+    assert (
+        resolve_loss("colbert", None) == "infonce" and resolve_loss("llm", None, scored_pairs=True) == "bce"
+    )
+    with pytest.raises(ValueError, match="'triplet' does not fit a colbert reranker; choose one of infonce"):
+        build_loss("triplet", kind="colbert")
+    with pytest.raises(ValueError, match="unknown model kind"):
+        losses_for_kind("bi_encoder_v2")
+
+
+def test_reranker_losses_take_group_scores() -> None:
+    import torch
+
+    scores = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
+    teacher = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
+    assert build_loss("listwise", kind="llm")(scores).item() > 0
+    grouped = build_loss("bce", kind="cross-encoder")(scores)
+    flat = build_loss("bce")(scores.reshape(-1), torch.tensor([1.0, 0.0, 1.0, 0.0]))
+    torch.testing.assert_close(grouped, flat)
+    assert build_loss("margin_mse", kind="colbert")(scores, teacher).item() == pytest.approx(
+        ((2 - 3) ** 2 + (0 - -1) ** 2) / 2
+    )

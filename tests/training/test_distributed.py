@@ -1,4 +1,5 @@
-"""Training under torchrun: two CPU processes (gloo) through the CLI, as a user would launch it."""
+"""Training under torchrun: two CPU processes (gloo) through the CLI, launched as the README shows it (no
+``--use_cpu``: on a machine without a GPU the arguments turn it on, so the processes train together)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _train(model: Path, data: Path, output: Path, processes: int, gather: bool) -> list[float]:
+def _train(
+    model: Path, data: Path, output: Path, processes: int, gather: bool, steps: int = 1, timeout: int = 600
+) -> list[float]:
     options = [
         "train", "embedding",
         "--model_name_or_path", str(model),
@@ -30,10 +33,9 @@ def _train(model: Path, data: Path, output: Path, processes: int, gather: bool) 
         "--train_group_size", "2",
         "--output_dir", str(output),
         "--per_device_train_batch_size", str(BATCH * 2 // processes),
-        "--max_steps", "1",
+        "--max_steps", str(steps),
         "--logging_steps", "1",
         "--learning_rate", "1e-3",
-        "--use_cpu", "true",
         "--report_to", "none",
         "--save_strategy", "no",
         "--seed", "0",
@@ -55,7 +57,7 @@ def _train(model: Path, data: Path, output: Path, processes: int, gather: bool) 
         "OMP_NUM_THREADS": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((output / "training_summary.json").read_text())["loss_history"]
 
@@ -79,3 +81,17 @@ def test_torchrun_two_processes_gathers_negatives_like_one_big_batch(
     from retrievals_rag import AutoModelForEmbedding
 
     assert AutoModelForEmbedding.from_pretrained(tmp_path / "gathered").encode(["cell"]).shape == (1, 32)
+
+
+@pytest.mark.timeout(900)
+def test_processes_whose_batches_differ_in_length_keep_in_step(
+    no_dropout_bert_path: Path, tmp_path: Path
+) -> None:
+    """The second epoch draws other negatives: the two processes' batches then differ in length. Each process
+    must still run as many forwards as the other (DDP broadcasts buffers at each), or both wait forever."""
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(json.dumps(record) for record in make_records(BATCH * 2)) + "\n")
+    losses = _train(
+        no_dropout_bert_path, data, tmp_path / "out", processes=2, gather=True, steps=3, timeout=300
+    )
+    assert len(losses) == 3

@@ -207,3 +207,50 @@ def test_cli_trains_and_writes_a_summary(tiny_bert_path: Path, tmp_path: Path) -
     assert summary["steps"] == 3
     assert len(summary["loss_history"]) >= 1
     assert AutoModelForEmbedding.from_pretrained(output).query_instruction == "query: "
+
+
+def test_plain_training_arguments_work_and_the_dataset_takes_the_models_instructions(
+    tiny_bert_path: Path, tmp_path: Path
+) -> None:
+    from transformers import TrainingArguments
+
+    model = AutoModelForEmbedding.from_pretrained(
+        tiny_bert_path, query_instruction="query: ", document_instruction="passage: ", device="cpu"
+    )
+    dataset = RetrievalTrainDataset(make_records(8), train_group_size=2)  # no instructions given twice
+    # remove_unused_columns stays True, its default: the trainer keeps every field for the collator
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4, use_cpu=True, report_to="none"
+    )
+    trainer = RetrievalTrainer(model, args, dataset, InfoNCELoss())
+    assert dataset[0]["query"].startswith("query: ")
+    assert all(document.startswith("passage: ") for document in dataset[0]["documents"])
+    assert trainer.train().global_step == 2
+
+    other = RetrievalTrainDataset(make_records(8), query_instruction="search: ")
+    with pytest.raises(ValueError, match="differs from the model's"):
+        RetrievalTrainer(model, args, other, InfoNCELoss())
+
+
+def test_a_loss_that_runs_the_model_itself_gets_the_model_and_the_batch(
+    tiny_bert_path: Path, tmp_path: Path
+) -> None:
+    class ModelLoss(torch.nn.Module):
+        loss_inputs = ("model",)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = InfoNCELoss()
+            self.calls = 0
+
+        def model_loss(self, model: torch.nn.Module, inputs: dict) -> torch.Tensor:
+            self.calls += 1
+            return self.inner(model(**inputs["query"]), model(**inputs["documents"]))
+
+    model = AutoModelForEmbedding.from_pretrained(tiny_bert_path, device="cpu")
+    loss = ModelLoss()
+    trainer = RetrievalTrainer(
+        model, _args(tmp_path, max_steps=2), RetrievalTrainDataset(make_records(8)), loss
+    )
+    trainer.train()
+    assert loss.calls == 2 and all(np.isfinite(_losses(trainer)))

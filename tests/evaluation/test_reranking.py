@@ -1,0 +1,73 @@
+"""RerankingEvaluator: reorders a first stage's top-k with any scorer and scores the reordered lists."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from retrievals_rag.evaluation.metrics import evaluate_run
+from retrievals_rag.evaluation.reranking import RerankingEvaluator, read_run
+
+CORPUS = {"d1": "alpha", "d2": "beta", "d3": "gamma", "d4": "delta"}
+QUERIES = {"q1": "find alpha", "q2": "find gamma", "q3": "no judgements"}
+QRELS = {"q1": {"d1": 1}, "q2": {"d3": 2}}
+FIRST_STAGE = {"q1": {"d2": 0.9, "d1": 0.8, "d4": 0.1}, "q2": {"d4": 0.7, "d3": 0.6, "d1": 0.5}}
+
+
+class WordMatcher:
+    """A scorer that knows the answer: 1 when the document is the query's last word."""
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[str, str]] = []
+
+    def compute_score(self, pairs, *, batch_size=None, token_budget=None, show_progress_bar=None):  # type: ignore[no-untyped-def]
+        self.pairs = list(pairs)
+        return [float(query.split()[-1] == document) for query, document in pairs]
+
+
+def test_reranking_reorders_the_top_k_and_keeps_the_first_stages_recall() -> None:
+    evaluator = RerankingEvaluator(CORPUS, QUERIES, QRELS, FIRST_STAGE, top_k=2, k_values=(1, 2, 10))
+    scorer = WordMatcher()
+    result = evaluator.evaluate(scorer)
+    # only the top-2 of each judged query are scored, all in one call
+    assert sorted(scorer.pairs) == sorted(
+        [("find alpha", "beta"), ("find alpha", "alpha"), ("find gamma", "delta"), ("find gamma", "gamma")]
+    )
+    assert result.metrics["nDCG@10"] == pytest.approx(1.0) and result.metrics["MRR@10"] == pytest.approx(1.0)
+    first = evaluator.first_stage_metrics()
+    assert first["MRR@10"] == pytest.approx(0.5)  # both relevant documents came second
+    assert first == evaluate_run(
+        QRELS, {q: dict(list(h.items())[:2]) for q, h in FIRST_STAGE.items()}, (1, 2, 10)
+    )
+    assert result.metrics["Recall@2"] == first["Recall@2"] == 1.0
+
+
+def test_a_document_the_first_stage_missed_stays_missed() -> None:
+    evaluator = RerankingEvaluator(CORPUS, QUERIES, QRELS, FIRST_STAGE, top_k=1, k_values=(1, 10))
+    result = evaluator.evaluate(WordMatcher())
+    assert result.metrics["Recall@10"] == 0.0  # d1 and d3 were second: beyond the top-1
+
+
+def test_runs_are_read_from_json_and_trec_files_and_bad_lines_are_named(tmp_path: Path) -> None:
+    (tmp_path / "run.json").write_text(json.dumps(FIRST_STAGE))
+    assert read_run(tmp_path / "run.json") == FIRST_STAGE
+    (tmp_path / "run.trec").write_text("q1 Q0 d2 1 0.9 dense\nq1 Q0 d1 2 0.8 dense\n\nq2 Q0 d4 1 0.7 dense\n")
+    assert read_run(tmp_path / "run.trec") == {"q1": {"d2": 0.9, "d1": 0.8}, "q2": {"d4": 0.7}}
+    (tmp_path / "bad.trec").write_text("q1 Q0 d2 1 0.9 dense\nq1 d1\n")
+    with pytest.raises(ValueError, match=r"bad.trec, line 2"):
+        read_run(tmp_path / "bad.trec")
+
+
+def test_a_first_stage_naming_documents_outside_the_corpus_is_refused() -> None:
+    with pytest.raises(ValueError, match="not in the corpus"):
+        RerankingEvaluator(CORPUS, QUERIES, QRELS, {"q1": {"d9": 1.0}})
+
+
+def test_an_embedder_folder_gives_the_dense_first_stage(tiny_bert_path: Path) -> None:
+    from tests.conftest import SCIFACT_SUBSET
+
+    evaluator = RerankingEvaluator.from_beir(SCIFACT_SUBSET, first_stage=tiny_bert_path, top_k=3)
+    assert evaluator.first_stage and all(len(hits) == 3 for hits in evaluator.first_stage.values())
+    assert 0.0 <= evaluator.first_stage_metrics()["nDCG@10"] <= 1.0
