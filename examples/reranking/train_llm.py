@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = HfArgumentParser((RerankerModelArguments, RerankerDataArguments, RerankerTrainingArguments))
     parser.set_defaults(**DEFAULTS)
     arguments = list(sys.argv[1:] if argv is None else argv)
-    named = {"--model_name_or_path", "--model-name-or-path", "--help", "-h"}
-    if not named & set(arguments):  # the dataclass would refuse it with a less helpful message
+    given, _ = parser.parse_known_args(arguments)  # --help exits here, with the defaults above
+    if given.model_name_or_path is None:  # the dataclass would refuse it with a less helpful message
         raise SystemExit("error: --model_name_or_path is required (a local decoder LLM folder)")
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=arguments)
     summary = train_reranker(model_args, data_args, training_args)
