@@ -99,7 +99,7 @@ def test_scifact_rerank_with_a_given_cross_encoder(
     # reranking reorders the same candidates: recall at the depth is unchanged, the order may not be
     assert results["reranked"]["Recall@10"] == results["dense"]["Recall@10"]
     printed = capsys.readouterr().out
-    assert "dense (MiniLM)" in printed and "reranked (AutoModelForRanking)" in printed
+    assert "dense (MiniLM)" in printed and "reranked (AutoModelForRanking, torch)" in printed
     assert json.loads((tmp_path / "run" / "results.json").read_text())["dense"] == results["dense"]
 
 
