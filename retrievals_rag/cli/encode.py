@@ -65,21 +65,11 @@ def _read_inputs(args: argparse.Namespace) -> tuple[list[str] | None, list[str]]
     """(ids or None, texts)."""
     if args.text is not None:
         return None, list(args.text)
-    path: Path = args.input
-    if not path.is_file():
-        raise FileNotFoundError(f"input file not found: {path}")
-    if path.suffix == ".jsonl":
-        from retrievals_rag.evaluation.beir import document_text, load_corpus
+    from retrievals_rag.distributed.encode import read_input
 
-        corpus = load_corpus(path)
-        return list(corpus), [document_text(document) for document in corpus.values()]
-    if path.suffix == ".txt":
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{path} is not UTF-8 text ({error})") from error
-        return None, lines
-    raise ValueError(f"{path}: expected a .jsonl or .txt input")
+    path: Path = args.input
+    ids, texts = read_input(path)
+    return (None if path.suffix == ".txt" else ids), texts
 
 
 def run(args: argparse.Namespace) -> int:
