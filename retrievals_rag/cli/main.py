@@ -48,6 +48,10 @@ def subcommands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentPa
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    passed_on = getattr(args, "options", None)  # `train TASK ...` hands the rest to its own parser
+    if isinstance(passed_on, list) and {"-v", "--verbose"} & set(passed_on):
+        args.options = [option for option in passed_on if option not in ("-v", "--verbose")]
+        args.verbose = True
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
