@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TextIO
 
 _TICK_SECONDS = 1.0
@@ -166,3 +167,14 @@ def activity(label: str, stream: TextIO | None = None) -> Iterator[None]:
 def report_time(what: str, start: float, stream: TextIO | None = None) -> None:
     """The final timing line: ``WHAT in 12.3 s``, on standard error."""
     print(f"{what} in {time.perf_counter() - start:.1f} s", file=sys.stderr if stream is None else stream)
+
+
+def add_encoded_corpus_argument(parser: argparse.ArgumentParser) -> None:
+    """``--encoded-corpus``: read the corpus vectors that ``encode --output-dir`` wrote instead of encoding again."""
+    parser.add_argument(
+        "--encoded-corpus",
+        type=Path,
+        default=None,
+        help="the corpus already encoded by this model (`encode --output-dir`): read, not encoded again "
+        "(default: encode it)",
+    )

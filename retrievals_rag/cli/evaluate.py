@@ -8,7 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-from retrievals_rag.cli.common import activity, add_model_arguments, load_embedder, on_terminal, positive_int
+from retrievals_rag.cli.common import (
+    activity,
+    add_encoded_corpus_argument,
+    add_model_arguments,
+    load_embedder,
+    on_terminal,
+    positive_int,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,13 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="check every query record and stop on an empty query (default: records the split does not use "
         "are not checked, and the split's empty queries are skipped with a warning and counted)",
     )
-    parser.add_argument(
-        "--encoded-corpus",
-        type=Path,
-        default=None,
-        help="the corpus already encoded by this model (`encode --output-dir`): read, not encoded again "
-        "(default: encode it)",
-    )
+    add_encoded_corpus_argument(parser)
     parser.set_defaults(handler=run)
 
 

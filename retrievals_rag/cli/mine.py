@@ -7,7 +7,14 @@ import sys
 import time
 from pathlib import Path
 
-from retrievals_rag.cli.common import activity, add_model_arguments, load_embedder, on_terminal, positive_int
+from retrievals_rag.cli.common import (
+    activity,
+    add_encoded_corpus_argument,
+    add_model_arguments,
+    load_embedder,
+    on_terminal,
+    positive_int,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,13 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="allow the document whose id equals the query id as a negative (by default it is excluded)",
     )
-    parser.add_argument(
-        "--encoded-corpus",
-        type=Path,
-        default=None,
-        help="the corpus already encoded by this model (`encode --output-dir`): read, not encoded again "
-        "(default: encode it)",
-    )
+    add_encoded_corpus_argument(parser)
     parser.set_defaults(handler=run)
 
 

@@ -32,6 +32,7 @@ from typing import Protocol, runtime_checkable
 
 from retrievals_rag.rag.grounding import (
     DEFAULT_RELEVANCE_FLOORS,
+    STOPWORDS,
     ScoredUnit,
     SentenceScorer,
     content_words,
@@ -79,14 +80,6 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 _MAX_SENTENCE_CHARS = 400
-_STOPWORDS = frozenset(
-    "a about above after again against all am an and any are as at be because been before being below between "
-    "both but by can could did do does doing down during each few for from further had has have having he her "
-    "here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not "
-    "now of off on once only or other our ours ourselves out over own same she should so some such than that the "
-    "their theirs them themselves then there these they this those through to too under until up very was we "
-    "were what when where which while who whom why will with would you your yours yourself yourselves".split()
-)
 
 
 class GenerationError(RuntimeError):
@@ -198,7 +191,7 @@ def cited_numbers(text: str, citations: Sequence[Citation]) -> list[int]:
 
 
 def _words(text: str) -> list[str]:
-    return [word for word in _WORD.findall(text.lower()) if len(word) > 1 and word not in _STOPWORDS]
+    return [word for word in _WORD.findall(text.lower()) if len(word) > 1 and word not in STOPWORDS]
 
 
 def _sentences(text: str) -> list[str]:

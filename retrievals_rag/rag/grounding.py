@@ -111,15 +111,17 @@ def _is_heading(line: str) -> bool:
     return not _TERMINAL.search(line) and " | " not in line and len(_WORD.findall(line)) <= _MAX_HEADING_WORDS
 
 
-_STOPWORDS = frozenset(
+STOPWORDS = frozenset(
     "a about above after again against all am an and any are as at be because been before being below between "
     "both but by can could did do does doing down during each few for from further had has have having he her "
     "here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not "
     "now of off on once only or other our ours ourselves out over own same she should so some such than that the "
     "their theirs them themselves then there these they this those through to too under until up very was we "
-    "were what when where which while who whom why will with would you your yours yourself yourselves much many "
-    "per".split()
+    "were what when where which while who whom why will with would you your yours yourself yourselves".split()
 )
+"""English function words, left out when words of a question and a passage are compared (one list for rag/)."""
+# a sentence's support also ignores quantity words, which match too much
+_STOPWORDS = STOPWORDS | {"much", "many", "per"}
 _SUFFIXES = ("ing", "ed", "es", "s")
 
 
