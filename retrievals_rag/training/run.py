@@ -91,6 +91,8 @@ def train_embedding(
         normalize_embeddings=model_args.normalize_embeddings,
         query_instruction=model_args.query_instruction,
         document_instruction=model_args.document_instruction,
+        # documents are encoded at inference (the verdict included) as they were trained
+        max_length=data_args.document_max_length,
         trust_remote_code=model_args.trust_remote_code,
         device="cpu",  # the Trainer places the model
     )
