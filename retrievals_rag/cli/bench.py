@@ -16,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from retrievals_rag.cli.common import activity, positive_int, report_time
+from retrievals_rag.models.backends.record import BACKEND_NAMES
 
-BACKEND_CHOICES = ["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+BACKEND_CHOICES = list(BACKEND_NAMES)
+# sentence-transformers' backends (st_worker.py); its openvino-int8 is static int8, calibrated
+ST_BACKEND_CHOICES = ["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+ST_COUNTERPART = {"openvino-int8-static": "openvino-int8"}
 
 
 def _add_backend_options(parser: argparse.ArgumentParser, unit: str) -> None:
@@ -34,9 +38,10 @@ def _add_backend_options(parser: argparse.ArgumentParser, unit: str) -> None:
     parser.add_argument(
         "--st-backend",
         nargs="+",
-        choices=BACKEND_CHOICES,
+        choices=ST_BACKEND_CHOICES,
         default=None,
-        help="sentence-transformers' backends (default: torch plus those matching --backend)",
+        help="sentence-transformers' backends (default: torch plus those matching --backend; its openvino-int8 "
+        "is static int8, calibrated on texts apart from the timed ones)",
     )
     parser.add_argument(
         "--st-python",
@@ -239,15 +244,19 @@ def run_backends(args: argparse.Namespace, kind: str) -> int:
     from retrievals_rag.models.loading import default_embedding_model_path
 
     model = Path(args.model or default_embedding_model_path())
-    st_backends = args.st_backend or list(dict.fromkeys(["torch", *args.backend]))
+    st_backends = args.st_backend or list(
+        dict.fromkeys(["torch", *(ST_COUNTERPART.get(name, name) for name in args.backend)])
+    )
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="retrievals-rag-bench-"))
-    ours_folder, st_folder = prepare_folders(model, work_dir, args.backend)
+    # static int8 (ours and sentence-transformers') is calibrated on the same texts
     if kind == "encode":
         inputs: list[Any] = _documents(args.data, args.n_docs)
-        calibration = _documents(args.data, args.n_docs + 300)[args.n_docs :]
+        calibration: list[Any] = _documents(args.data, args.n_docs + 300)[args.n_docs :]
     else:
         inputs = _pairs(args.data, args.queries, args.candidates)
-        calibration = [" ".join(pair) for pair in inputs[:300]]
+        calibration = inputs[:300]
+    ours_folder, st_folder = prepare_folders(model, work_dir, args.backend, calibration)
+    calibration = calibration if kind == "encode" else [" ".join(pair) for pair in calibration]
     inputs_file = work_dir / f"{kind}-inputs.json"
     inputs_file.write_text(json.dumps(inputs), encoding="utf-8")
     contenders = []

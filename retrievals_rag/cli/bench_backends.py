@@ -158,9 +158,12 @@ def report(contenders: list[Contender], items: int, unit: str, reference: str, t
     return rows
 
 
-def prepare_folders(model: Path, work_dir: Path, backends: list[str]) -> tuple[Path, Path]:
-    """Two copies of ``model`` under ``work_dir``: ours (with the exports ``backends`` need) and one for
-    sentence-transformers (its own exports go there). Copies and exports made by an earlier run are reused.
+def prepare_folders(
+    model: Path, work_dir: Path, backends: list[str], calibration: list[Any]
+) -> tuple[Path, Path]:
+    """Two copies of ``model`` under ``work_dir``: ours (with the exports ``backends`` need; a static int8 one
+    calibrated on ``calibration``) and one for sentence-transformers (its own exports go there). Copies and
+    exports made by an earlier run are reused.
     """
     from retrievals_rag.models.backends import available_backends, export
     from retrievals_rag.models.backends.exporter import copy_model_folder
@@ -171,13 +174,17 @@ def prepare_folders(model: Path, work_dir: Path, backends: list[str]) -> tuple[P
         if not folder.is_dir():
             copy_model_folder(model, folder)
     held = set(available_backends(ours))
-    wanted: dict[str, str | None] = {}
     for name in backends:
-        if name != "torch" and name not in held:
-            backend, quantization = split_backend(name)
-            wanted[backend] = wanted.get(backend) or quantization
-    for backend, quantization in wanted.items():
+        if name == "torch" or name in held:
+            continue
+        backend, quantization = split_backend(name)
         start = time.perf_counter()
-        export(str(ours), backend=backend, quantize=quantization)  # type: ignore[arg-type]
-        print(f"exported {ours} to {backend} in {time.perf_counter() - start:.0f}s", file=sys.stderr)
+        export(
+            str(ours),
+            backend=backend,
+            quantize=quantization,
+            calibration=calibration if quantization == "int8-static" else None,
+        )
+        held = set(available_backends(ours))
+        print(f"exported {ours} to {name} in {time.perf_counter() - start:.0f}s", file=sys.stderr)
     return ours, theirs

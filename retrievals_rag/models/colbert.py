@@ -212,7 +212,7 @@ class ColBERT(LateInteractionScoring, Ranker):
             merge_lora: for a folder holding a LoRA adapter (saved after LoRA training), fold the adapter into
                 the encoder's weights. Both give the same vectors.
             backend: ``"torch"``, an exported graph of the folder's encoder (``"onnx"``, ``"onnx-int8"``,
-                ``"openvino"``, ``"openvino-int8"``: see ``retrievals-rag export``), or ``"auto"``, the fastest
+                ``"openvino"``, ``"openvino-int8"``, ``"openvino-int8-static"``: see ``retrievals-rag export``), or ``"auto"``, the fastest
                 one the folder holds on this device. The projection and MaxSim stay in torch.
         """
         folder = cls._open_folder(model_name_or_path, trust_remote_code=trust_remote_code)

@@ -148,7 +148,7 @@ class AutoModelForEmbedding(RetrievalModel):
                 training), fold the adapter into the base weights instead of keeping it as a separate module.
                 Both give the same vectors.
             backend: ``"torch"``, an exported graph of the folder (``"onnx"``, ``"onnx-int8"``, ``"openvino"``,
-                ``"openvino-int8"``: see ``retrievals-rag export``), or ``"auto"``, the fastest one the folder
+                ``"openvino-int8"``, ``"openvino-int8-static"``: see ``retrievals-rag export``), or ``"auto"``, the fastest one the folder
                 holds on this device. Pooling, instructions, windows and batching are the same for all.
         """
         folder = cls._open_folder(model_name_or_path, trust_remote_code=trust_remote_code)

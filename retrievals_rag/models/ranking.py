@@ -113,7 +113,7 @@ class AutoModelForRanking(PairRanker):
             merge_lora: for a folder holding a LoRA adapter (saved after LoRA training; its base model is found
                 from the adapter's config), fold the adapter into the base weights. Both give the same scores.
             backend: ``"torch"``, an exported graph of the folder (``"onnx"``, ``"onnx-int8"``, ``"openvino"``,
-                ``"openvino-int8"``: see ``retrievals-rag export``), or ``"auto"``, the fastest one the folder
+                ``"openvino-int8"``, ``"openvino-int8-static"``: see ``retrievals-rag export``), or ``"auto"``, the fastest one the folder
                 holds on this device. Pooling, instructions, windows and batching are the same for all;
                 LLM rankers run with torch only.
         """

@@ -74,3 +74,50 @@ def test_bench_backends(
     assert ("rate" in st_onnx) or (
         "optimum" in st_onnx["error"].lower() or "onnx" in st_onnx["error"].lower()
     )
+
+
+def test_export_static_int8_with_calibration(
+    tmp_path: Path, tiny_bert_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    output = tmp_path / "exported"
+    base = ["export", str(tiny_bert_path), "--output", str(output)]
+    assert main([*base, "--backend", "openvino-int8-static"]) == 2
+    assert "needs --calibration FILE" in capsys.readouterr().err
+    assert not output.exists()  # refused before the folder was copied
+    short = tmp_path / "short.txt"
+    short.write_text("one text\nanother\n", encoding="utf-8")
+    assert main([*base, "--backend", "openvino-int8-static", "--calibration", str(short)]) == 2
+    assert "at least 32 non-empty calibration texts, got 2" in capsys.readouterr().err
+    assert not output.exists()
+    assert main([*base, "--backend", "onnx-int8", "--calibration", str(short)]) == 2
+    assert "--calibration is for --backend openvino-int8-static" in capsys.readouterr().err
+    arguments = [
+        *base,
+        "--backend",
+        "openvino-int8",
+        "openvino-int8-static",
+        "--calibration",
+        str(SCIFACT_SUBSET),
+    ]
+    assert main(arguments) == 0
+    assert "loads with: torch, openvino, openvino-int8, openvino-int8-static" in capsys.readouterr().out
+    record = json.loads((output / "openvino" / "export.json").read_text())
+    assert record["calibration"]["inputs"] == "texts" and record["calibration"]["items"] >= 32
+
+
+def test_cross_encoder_calibration_needs_pairs(tmp_path: Path) -> None:
+    from retrievals_rag.cli.export import read_calibration
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a document\n" * 40, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"calibrated on \(query, document\) pairs: pass a BEIR folder"):
+        read_calibration(texts, "cross_encoder")
+    pairs = read_calibration(SCIFACT_SUBSET, "cross_encoder", limit=50)
+    assert len(pairs) == 50 and all(
+        isinstance(query, str) and isinstance(document, str) for query, document in pairs
+    )
+    assert read_calibration(texts, "embedding") == ["a document"] * 40
+    with pytest.raises(FileNotFoundError, match="calibration file not found"):
+        read_calibration(tmp_path / "missing.txt", "embedding")

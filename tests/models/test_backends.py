@@ -162,7 +162,7 @@ def test_failed_export_leaves_previous_export_untouched(
 
     before = {path: path.read_bytes() for path in (bert_copy / "onnx").iterdir()}
 
-    def broken(source: Path, target: Path) -> None:
+    def broken(source: Path, target: Path, scratch: Path) -> None:
         target.write_bytes(b"half a graph")
         raise RuntimeError("quantizer crashed")
 
@@ -191,7 +191,7 @@ def test_kinds_that_cannot_be_exported(tmp_path: Path, tiny_llama_path: Path) ->
 def test_unknown_backend_and_quantization(exported_bert: Path) -> None:
     with pytest.raises(ValueError, match="backend must be one of"):
         AutoModelForEmbedding.from_pretrained(exported_bert, backend="tensorrt")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="quantize must be None or 'int8'"):
+    with pytest.raises(ValueError, match="quantize must be None, 'int8' or 'int8-static'"):
         export(str(exported_bert), backend="onnx", quantize="int4")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="backend must be 'onnx' or 'openvino'"):
         export(str(exported_bert), backend="tflite")  # type: ignore[arg-type]

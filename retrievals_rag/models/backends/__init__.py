@@ -5,12 +5,13 @@ graph is exported or loaded. A backend replaces the transformer alone: the model
 normalisation, instructions, windows and token-budget batching.
 
 Backends, by name: ``"torch"`` (the weights themselves), ``"onnx"``, ``"onnx-int8"``, ``"openvino"``,
-``"openvino-int8"``; ``"auto"`` picks the fastest one a folder holds on the device (the exported ones on a CPU,
+``"openvino-int8"`` (int8 weights) and ``"openvino-int8-static"`` (int8 weights and activations, calibrated on
+texts at export); ``"auto"`` picks the fastest one a folder holds on the device (the exported ones on a CPU,
 torch on a GPU).
 
 Example:
     >>> from retrievals_rag.models.backends import export  # doctest: +SKIP
-    >>> export("runs/minilm", backend="openvino", quantize="int8")  # doctest: +SKIP
+    >>> export("runs/minilm", backend="openvino", quantize="int8-static", calibration=documents)  # doctest: +SKIP
     >>> AutoModelForEmbedding.from_pretrained("runs/minilm", backend="auto")  # doctest: +SKIP
 """
 

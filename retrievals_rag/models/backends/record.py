@@ -20,23 +20,42 @@ from pathlib import Path
 from typing import Any, Literal
 
 ExportBackend = Literal["onnx", "openvino"]
-Quantization = Literal["int8"]
+# "int8": weights only, activations quantized at run time (no data needed); "int8-static": weights and
+# activations, with activation ranges calibrated on texts (OpenVINO only).
+Quantization = Literal["int8", "int8-static"]
 GraphTask = Literal["base", "sequence_classification"]
-BackendName = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
-BackendChoice = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "auto"]
+BackendName = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "openvino-int8-static"]
+BackendChoice = Literal[
+    "torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "openvino-int8-static", "auto"
+]
 
 RECORD_FILE = "export.json"
 RECORD_VERSION = 1
-BACKEND_NAMES: tuple[BackendName, ...] = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
+BACKEND_NAMES: tuple[BackendName, ...] = (
+    "torch",
+    "onnx",
+    "onnx-int8",
+    "openvino",
+    "openvino-int8",
+    "openvino-int8-static",
+)
 # The graph's file in its sub-folder, per (backend, quantization).
 GRAPH_FILES: dict[tuple[ExportBackend, Quantization | None], str] = {
     ("onnx", None): "model.onnx",
     ("onnx", "int8"): "model_qint8.onnx",
     ("openvino", None): "openvino_model.xml",
     ("openvino", "int8"): "openvino_model_qint8.xml",
+    ("openvino", "int8-static"): "openvino_model_qint8_static.xml",
 }
 # Fastest first, on a CPU with int8 instructions (measured with examples/benchmarks/bench_backends.py).
-CPU_PREFERENCE: tuple[BackendName, ...] = ("openvino-int8", "onnx-int8", "openvino", "onnx", "torch")
+CPU_PREFERENCE: tuple[BackendName, ...] = (
+    "openvino-int8-static",
+    "openvino-int8",
+    "onnx-int8",
+    "openvino",
+    "onnx",
+    "torch",
+)
 OUTPUT_NAMES: dict[GraphTask, str] = {"base": "last_hidden_state", "sequence_classification": "logits"}
 # The weights the checksum covers: every safetensors file of the folder (an adapter's too).
 WEIGHT_PATTERN = "*.safetensors"
@@ -67,6 +86,8 @@ class ExportRecord:
         source_checksum: ``sha256:...`` of the folder's weights when the graph was exported.
         opset: the ONNX opset of the exported graph.
         exporter: the tools and versions that wrote the files.
+        calibration: for an ``int8-static`` graph, what its activation ranges were calibrated on (number of
+            texts, the inputs' kind); None otherwise (and in records written before static int8 existed).
     """
 
     backend: ExportBackend
@@ -76,6 +97,7 @@ class ExportRecord:
     source_checksum: str
     opset: int
     exporter: dict[str, str] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
     format_version: int = RECORD_VERSION
 
     def to_json(self) -> str:

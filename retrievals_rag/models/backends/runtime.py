@@ -29,7 +29,7 @@ from retrievals_rag.models.backends.record import (
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ExportedTransformer", "TransformerOutput", "load_transformer"]
+__all__ = ["ExportedTransformer", "TransformerOutput", "graph_feeds", "load_transformer"]
 
 _INSTALL_HINT = {
     "onnx": "pip install 'retrievals-rag[onnx]' (onnxruntime)",
@@ -59,6 +59,30 @@ def import_runtime(backend: ExportBackend) -> Any:
         raise ImportError(
             f"the {backend} backend needs a package that is not installed: {_INSTALL_HINT[backend]}"
         ) from error
+
+
+def graph_feeds(
+    inputs: list[str],
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    token_type_ids: torch.Tensor | None,
+) -> dict[str, Any]:
+    """The int64 numpy arrays an exported graph with ``inputs`` is fed: a missing mask is all ones (a batch
+    without padding), missing segment ids are zeros. Used to run a graph and to calibrate a static int8 one.
+    """
+    import numpy as np
+
+    ids = input_ids.detach().cpu().numpy().astype(np.int64, copy=False)
+    values = {
+        "input_ids": ids,
+        "attention_mask": np.ones_like(ids)
+        if attention_mask is None
+        else attention_mask.detach().cpu().numpy().astype(np.int64, copy=False),
+        "token_type_ids": np.zeros_like(ids)
+        if token_type_ids is None
+        else token_type_ids.detach().cpu().numpy().astype(np.int64, copy=False),
+    }
+    return {name: values[name] for name in inputs}
 
 
 class ExportedTransformer:
@@ -120,26 +144,6 @@ class ExportedTransformer:
 
         return torch.device("cpu")
 
-    def _feeds(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        token_type_ids: torch.Tensor | None,
-    ) -> dict[str, Any]:
-        import numpy as np
-
-        ids = input_ids.detach().cpu().numpy().astype(np.int64, copy=False)
-        values = {
-            "input_ids": ids,
-            "attention_mask": np.ones_like(ids)
-            if attention_mask is None
-            else attention_mask.detach().cpu().numpy().astype(np.int64, copy=False),
-            "token_type_ids": np.zeros_like(ids)
-            if token_type_ids is None
-            else token_type_ids.detach().cpu().numpy().astype(np.int64, copy=False),
-        }
-        return {name: values[name] for name in self._inputs}
-
     def _run_onnx(self, feeds: dict[str, Any]) -> Any:
         return self._session.run([self._output], feeds)[0]
 
@@ -156,7 +160,9 @@ class ExportedTransformer:
         """Run the graph; the output is a float32 CPU tensor under ``last_hidden_state`` or ``logits``."""
         import torch
 
-        output = torch.from_numpy(self._run(self._feeds(input_ids, attention_mask, token_type_ids)))
+        output = torch.from_numpy(
+            self._run(graph_feeds(self._inputs, input_ids, attention_mask, token_type_ids))
+        )
         if self.task == "base":
             return TransformerOutput(last_hidden_state=output)
         return TransformerOutput(logits=output)
@@ -180,7 +186,8 @@ def load_transformer(
         backend: ``"onnx"`` (ONNX Runtime) or ``"openvino"``.
         task: the output the caller needs: ``"base"`` (``last_hidden_state``) or ``"sequence_classification"``
             (``logits``).
-        quantization: None for the full-precision graph, ``"int8"`` for the quantized one.
+        quantization: None for the full-precision graph, ``"int8"`` (weights) or ``"int8-static"`` (weights and
+            activations, OpenVINO) for a quantized one.
         num_threads: threads for the runtime (None: the runtime's default, every core).
         config: the model's transformers config (None: read from ``folder``).
 
