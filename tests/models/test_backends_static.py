@@ -139,3 +139,22 @@ def test_calibration_is_thinned_evenly() -> None:
     items = [f"text {index}" for index in range(900)]
     kept = check_calibration("embedding", items)
     assert len(kept) == 300 and kept[0] == "text 0" and kept[1] == "text 3" and kept[-1] == "text 897"
+
+
+def test_failed_static_export_leaves_previous_export_untouched(
+    tmp_path: Path, static_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nncf
+
+    folder = tmp_path / "bert"
+    shutil.copytree(static_bert, folder)
+    before = {path.name: path.read_bytes() for path in (folder / "openvino").iterdir()}
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("calibration crashed")
+
+    monkeypatch.setattr(nncf, "quantize", broken)
+    with pytest.raises(RuntimeError, match="calibration crashed"):
+        export(str(folder), backend="openvino", quantize="int8-static", calibration=_texts(40))
+    assert {path.name: path.read_bytes() for path in (folder / "openvino").iterdir()} == before
+    assert sorted(path.name for path in folder.iterdir() if path.name.startswith(".")) == []
