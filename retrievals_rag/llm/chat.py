@@ -176,6 +176,62 @@ class TransformersChat:
         if failures:
             raise GenerationError(f"{self.name} failed to generate: {failures[0]}") from failures[0]
 
+    def generate_batch(self, conversations: Sequence[Sequence[ChatMessage]]) -> list[str]:
+        """The replies to several conversations at once: left-padded prompts, one generate call.
+
+        Decoding is greedy when ``temperature`` is 0 (a reply does not depend on the rest of the batch beyond
+        float rounding), sampled otherwise.
+
+        Raises:
+            GenerationError: When the model cannot be loaded, a prompt is longer than the model's context, or
+                generation fails.
+        """
+        if not conversations:
+            return []
+        self.load()
+        assert self._model is not None and self._tokenizer is not None
+        import torch
+
+        model, tokenizer = self._model, self._tokenizer
+        prompts = [
+            tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+            for messages in conversations
+        ]
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        padding_side = tokenizer.padding_side
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        try:
+            # the chat template already wrote the special tokens
+            inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        finally:
+            tokenizer.padding_side = padding_side
+        prompt_length = int(inputs["input_ids"].shape[1])
+        context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+        if context and prompt_length + self.max_new_tokens > context:
+            raise GenerationError(
+                f"a prompt has {prompt_length} tokens; with {self.max_new_tokens} new tokens it exceeds the "
+                f"model's context of {context}: shorten the passages"
+            )
+        options: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "repetition_penalty": self.repetition_penalty,
+            "pad_token_id": pad_id,
+        }
+        if self.temperature > 0:
+            options.update(do_sample=True, temperature=self.temperature)
+        else:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        try:
+            with torch.inference_mode():
+                output = model.generate(
+                    **{key: value.to(model.device) for key, value in inputs.items()}, **options
+                )
+        except (RuntimeError, ValueError) as error:
+            raise GenerationError(f"{self.name} failed to generate: {error}") from error
+        return tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
+
     def __repr__(self) -> str:
         return (
             f"TransformersChat(model_path={str(self.model_path) if self.model_path else None!r}, "
