@@ -24,7 +24,7 @@ copying is what cropping does); ``too_long`` (more than ``max_words`` words); ``
 chat model, not a question: no question mark and no interrogative first word).
 
 A chat backend that fails ``max_failures`` times in a row (a server that is down, a model that cannot load), or
-that answers nothing usable for ``max_garbage`` passages in a row, stops the run with a
+that answers only empty or garbage text for ``max_garbage`` passages in a row, stops the run with a
 :class:`~retrievals_rag.llm.base.GenerationError` naming it; what was stored before is kept, and the passages of
 a garbage streak are not stored, so a rerun against a working endpoint generates them.
 """
@@ -401,7 +401,8 @@ def generate_questions(
         question_filter: the filters' settings.
         batch_size: passages per generator call; the file is appended to after each.
         max_failures: consecutive failed passages after which the backend is declared down.
-        max_garbage: consecutive passages with nothing usable after which the backend is declared broken.
+        max_garbage: consecutive passages answered with only empty or garbage text after which the backend is
+            declared broken.
         progress: called as ``progress(passages_done, passages_total)`` after each batch is stored; it may
             raise to stop the run (what is stored stays).
 
@@ -457,7 +458,11 @@ def generate_questions(
                 record = _filtered(
                     passage_id, keys[passage_id], text, output, generator, question_filter, state
                 )
-                if generator.chat and not record["questions"]:
+                if (
+                    generator.chat
+                    and not record["questions"]
+                    and set(record["dropped"]) <= {"empty", "garbage"}
+                ):
                     garbage_streak.append(record)
                     if len(garbage_streak) >= max_garbage:
                         _write(handle, lines)
