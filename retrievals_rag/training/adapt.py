@@ -144,14 +144,15 @@ class AdaptSettings:
     chat_model: str | None = field(
         default=None,
         metadata={
-            "help": "smollm2: a transformers chat folder or .gguf file instead of the packaged SmolLM2"
+            "help": "smollm2: a transformers chat folder or .gguf file (default: the packaged SmolLM2)"
         },
     )
     openai_base_url: str | None = field(
-        default=None, metadata={"help": "openai: the API root, e.g. http://127.0.0.1:11434/v1"}
+        default=None,
+        metadata={"help": "openai: the API root, e.g. http://127.0.0.1:11434/v1 (default: none)"},
     )
     openai_model: str | None = field(
-        default=None, metadata={"help": "openai: the model name the server knows"}
+        default=None, metadata={"help": "openai: the model name the server knows (default: none)"}
     )
     openai_api_key_env: str = field(
         default="OPENAI_API_KEY",
