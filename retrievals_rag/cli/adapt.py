@@ -31,8 +31,6 @@ example:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from retrievals_rag.training.adapt import AdaptSettings
-
     parser = subparsers.add_parser(
         "adapt",
         help="adapt an embedder to a corpus without labels",
@@ -62,14 +60,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     chunks.add_argument(
         "--chunk-overlap", type=int, default=None, help="tokens shared by neighbour chunks (default: a fifth)"
     )
-    group = parser.add_argument_group("adaptation")
-    hints = typing.get_type_hints(AdaptSettings)
-    for setting in dataclasses.fields(AdaptSettings):
-        _add_setting(group, setting, hints[setting.name])
+    add_settings_arguments(parser.add_argument_group("adaptation"))
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bars (default: on a terminal)"
     )
     parser.set_defaults(handler=run)
+
+
+def add_settings_arguments(parser: Any, skip: Sequence[str] = ()) -> None:
+    """One option per :class:`~retrievals_rag.training.adapt.AdaptSettings` field but those in ``skip``
+    (``--max-passages`` for ``max_passages``...), with the field's type, default and help."""
+    from retrievals_rag.training.adapt import AdaptSettings
+
+    hints = typing.get_type_hints(AdaptSettings)
+    for setting in dataclasses.fields(AdaptSettings):
+        if setting.name not in skip:
+            _add_setting(parser, setting, hints[setting.name])
+
+
+def settings_from_arguments(args: argparse.Namespace, skip: Sequence[str] = ()) -> Any:
+    """The :class:`~retrievals_rag.training.adapt.AdaptSettings` that :func:`add_settings_arguments`' options
+    give (fields in ``skip`` keep their defaults)."""
+    from retrievals_rag.training.adapt import AdaptSettings
+
+    values = {
+        setting.name: getattr(args, setting.name)
+        for setting in dataclasses.fields(AdaptSettings)
+        if setting.name not in skip
+    }
+    return AdaptSettings(
+        **{name: tuple(value) if isinstance(value, list) else value for name, value in values.items()}
+    )
 
 
 def _add_setting(group: Any, setting: dataclasses.Field[Any], kind: Any) -> None:
@@ -155,15 +176,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from retrievals_rag.llm.base import GenerationError
-    from retrievals_rag.training.adapt import AdaptProgress, AdaptSettings, adapt_embedder
+    from retrievals_rag.training.adapt import AdaptProgress, adapt_embedder
 
     start = time.perf_counter()
-    settings = AdaptSettings(
-        **{
-            setting.name: tuple(value) if isinstance(value := getattr(args, setting.name), list) else value
-            for setting in dataclasses.fields(AdaptSettings)
-        }
-    )
+    settings = settings_from_arguments(args)
     passages = read_passages(
         args.corpus,
         base_model=args.base_model,

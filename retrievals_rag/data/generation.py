@@ -1,13 +1,10 @@
 """Generated training data: questions written for passages, filtered, kept in a resumable JSON Lines file.
 
-Two kinds of generator write the questions:
-
 - :class:`CroppingGenerator`: no model at all. A span of the passage (a sentence, cut to at most ``max_words``
   words) is its pseudo-query: the inverse-cloze / cropping method (Lee et al. 2019, ICT; Izacard et al. 2022,
   Contriever). Thousands of passages a second.
 - :class:`ChatQuestionGenerator`: a chat model of :mod:`retrievals_rag.llm` (the packaged SmolLM2 offline, or
-  any OpenAI-compatible endpoint) is asked for questions that the passage answers (GPL, Wang et al. 2022, used a
-  T5 query generator the same way).
+  any OpenAI-compatible endpoint) is asked for questions that the passage answers (as GPL, Wang et al. 2022).
 
 :func:`generate_questions` drives either over a mapping of passages in batches, filters what comes back and
 appends one line per passage to a JSON Lines file as each batch ends, keyed by the passage's content hash, so an
@@ -21,10 +18,11 @@ Filters (:class:`QuestionFilter`), each counted by reason (:data:`DROP_REASONS`)
 same question, case and spacing aside, was kept already, in this run or before); ``copied`` (a run of
 ``copy_ngram`` words taken verbatim from the passage, or the whole question when shorter: chat generators only,
 copying is what cropping does); ``too_long`` (more than ``max_words`` words); ``garbage`` (no letters, or, from a
-chat model, not a question: no question mark and no interrogative first word).
+chat model, not a question: neither ending with a question mark nor one sentence that opens with an interrogative
+word); ``off_topic`` (from a chat model: no content word in common with the passage, e.g. "What is the answer?").
 
 A chat backend that fails ``max_failures`` times in a row (a server that is down, a model that cannot load), or
-that answers only empty or garbage text for ``max_garbage`` passages in a row, stops the run with a
+that answers only empty, garbage or off-topic text for ``max_garbage`` passages in a row, stops the run with a
 :class:`~retrievals_rag.llm.base.GenerationError` naming it; what was stored before is kept, and the passages of
 a garbage streak are not stored, so a rerun against a working endpoint generates them.
 """
@@ -60,8 +58,9 @@ __all__ = [
 ]
 
 GeneratorName = Literal["cropping", "smollm2", "openai"]
-DropReason = Literal["empty", "duplicate", "copied", "too_long", "garbage"]
-DROP_REASONS: tuple[str, ...] = ("empty", "duplicate", "copied", "too_long", "garbage")
+DropReason = Literal["empty", "duplicate", "copied", "too_long", "garbage", "off_topic"]
+DROP_REASONS: tuple[str, ...] = ("empty", "duplicate", "copied", "too_long", "garbage", "off_topic")
+_UNUSABLE = frozenset({"empty", "garbage", "off_topic"})  # what a broken backend answers
 
 DEFAULT_QUESTION_PROMPT = (
     "Write {count} short question(s) that a person could ask a search engine and that the passage below answers. "
@@ -79,6 +78,10 @@ _LIST_MARKER = re.compile(
 _INTERROGATIVES = frozenset(
     "what which who whom whose when where why how is are was were do does did can could should would will shall "
     "may might has have had".split()
+)
+_NOT_CONTENT = frozenset(
+    "about which where there their these those would could should might answer answers answered question "
+    "questions passage passages text texts above below given write person search engine please thank".split()
 )
 
 
@@ -125,8 +128,9 @@ class QuestionGenerator(Protocol):
     """Writes candidate questions for a batch of passages."""
 
     name: str
-    copies_passage: bool  # True: its questions are spans of the passage (the copy filter does not apply)
-    chat: bool  # True: its questions come from a chat model (the question-likeness filter applies)
+    chat: (
+        bool  # True: written by a chat model (question, topic and copy filters); False: spans of the passage
+    )
 
     def generate(self, passages: Sequence[str], keys: Sequence[str]) -> list[list[str] | GenerationError]:
         """Candidates for each passage (``keys``: their hashes, for seeded draws), or the error that stopped
@@ -165,7 +169,9 @@ class QuestionFilter:
             return "too_long"
         if generator.chat and not _question_like(question, words):
             return "garbage"
-        if not generator.copies_passage and self._copied(words, passage):
+        if generator.chat and not _content_words(words) & _content_words(_WORD.findall(passage.lower())):
+            return "off_topic"
+        if generator.chat and self._copied(words, passage):
             return "copied"
         return None
 
@@ -179,7 +185,15 @@ class QuestionFilter:
 
 
 def _question_like(question: str, words: list[str]) -> bool:
-    return "?" in question or bool(words and words[0] in _INTERROGATIVES)
+    """Ends with a question mark, or is one sentence that opens with an interrogative word."""
+    if question.rstrip().endswith("?"):
+        return True
+    return bool(words and words[0] in _INTERROGATIVES) and not re.search(r"[.!?]\s", question)
+
+
+def _content_words(words: Sequence[str]) -> set[str]:
+    """Words that carry a topic: five characters or more, not the vocabulary of asking itself."""
+    return {word for word in words if len(word) >= 5 and word not in _NOT_CONTENT}
 
 
 def _normalized(question: str) -> str:
@@ -202,7 +216,6 @@ class CroppingGenerator:
     """
 
     name = "cropping"
-    copies_passage = True
     chat = False
 
     def __init__(
@@ -255,7 +268,6 @@ class ChatQuestionGenerator:
         name: the generator's name in the questions file (default: the backend's ``name``, else ``"chat"``).
     """
 
-    copies_passage = False
     chat = True
 
     def __init__(
@@ -265,7 +277,7 @@ class ChatQuestionGenerator:
         *,
         prompt: str = DEFAULT_QUESTION_PROMPT,
         system_prompt: str | None = None,
-        max_passage_chars: int = 1500,
+        max_passage_chars: int = 1000,
         name: str | None = None,
     ) -> None:
         _check_count(questions_per_passage)
@@ -331,7 +343,7 @@ def build_generator(
     questions_per_passage: int = 1,
     seed: int = 0,
     chat_model: str | os.PathLike[str] | None = None,
-    max_new_tokens: int = 64,
+    max_new_tokens: int = 40,
     device: str | None = None,
     openai_base_url: str | None = None,
     openai_model: str | None = None,
@@ -368,10 +380,12 @@ def build_generator(
 
 
 def _check_count(questions_per_passage: int) -> None:
-    if isinstance(questions_per_passage, bool) or not isinstance(questions_per_passage, int):
-        raise ValueError(f"questions_per_passage must be an integer, got {questions_per_passage!r}")
-    if questions_per_passage < 1:
-        raise ValueError(f"questions_per_passage must be >= 1, got {questions_per_passage}")
+    if (
+        isinstance(questions_per_passage, bool)
+        or not isinstance(questions_per_passage, int)
+        or questions_per_passage < 1
+    ):
+        raise ValueError(f"questions_per_passage must be an integer >= 1, got {questions_per_passage!r}")
 
 
 @dataclass
@@ -381,6 +395,12 @@ class _State:
     questions: dict[str, list[str]] = field(default_factory=dict)  # passage hash -> kept questions
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     seen: set[str] = field(default_factory=set)  # normalized kept questions
+
+    def add(self, records: Sequence[Mapping[str, Any]]) -> None:
+        for record in records:
+            self.questions[record["passage_hash"]] = list(record["questions"])
+            for reason, count in record["dropped"].items():
+                self.dropped[reason] = self.dropped.get(reason, 0) + int(count)
 
 
 def _read_done(path: Path, generator_name: str) -> _State:
@@ -404,10 +424,8 @@ def _read_done(path: Path, generator_name: str) -> _State:
                     f"{path}, line {number}: written by generator {record.get('generator')!r}, not "
                     f"{generator_name!r}; use another output folder, or delete the file to start over"
                 )
-            state.questions[key] = list(questions)
+            state.add([{"passage_hash": key, "questions": questions, "dropped": dropped}])
             state.seen.update(_normalized(question) for question in questions)
-            for reason, count in dropped.items():
-                state.dropped[reason] = state.dropped.get(reason, 0) + int(count)
     return state
 
 
@@ -432,8 +450,8 @@ def generate_questions(
         question_filter: the filters' settings.
         batch_size: passages per generator call; the file is appended to after each.
         max_failures: consecutive failed passages after which the backend is declared down.
-        max_garbage: consecutive passages answered with only empty or garbage text after which the backend is
-            declared broken.
+        max_garbage: consecutive passages answered with only empty, garbage or off-topic text after which the
+            backend is declared broken.
         progress: called as ``progress(passages_done, passages_total)`` after each batch is stored; it may
             raise to stop the run (what is stored stays).
 
@@ -467,8 +485,9 @@ def generate_questions(
     failures: list[GenerationError] = []
     garbage_streak: list[dict[str, Any]] = []
     seconds = 0.0
-    with open_for_append(path) as handle:
-        pending = list(todo.values())
+    pending = list(todo.values())
+    if generator.chat:  # similar lengths batched together: less padding
+        pending.sort(key=lambda passage_id: len(passages[passage_id]))
     with open_for_append(path) as handle:
         for offset in range(0, len(pending), batch_size):
             batch = pending[offset : offset + batch_size]
@@ -489,11 +508,7 @@ def generate_questions(
                 record = _filtered(
                     passage_id, keys[passage_id], text, output, generator, question_filter, state
                 )
-                if (
-                    generator.chat
-                    and not record["questions"]
-                    and set(record["dropped"]) <= {"empty", "garbage"}
-                ):
+                if generator.chat and not record["questions"] and set(record["dropped"]) <= _UNUSABLE:
                     garbage_streak.append(record)
                     if len(garbage_streak) >= max_garbage:
                         append_records(handle, lines)
@@ -508,18 +523,12 @@ def generate_questions(
                 lines += [*garbage_streak, record]
                 garbage_streak.clear()
             append_records(handle, lines)
-            for line in lines:
-                state.questions[line["passage_hash"]] = line["questions"]
-                for reason, count in line["dropped"].items():
-                    state.dropped[reason] += count
+            state.add(lines)
             done += len(lines)
             if progress is not None:
                 progress(done, total)
         append_records(handle, garbage_streak)  # a short streak at the end is the passages' own fault
-        for line in garbage_streak:
-            state.questions[line["passage_hash"]] = []
-            for reason, count in line["dropped"].items():
-                state.dropped[reason] += count
+        state.add(garbage_streak)
     first_ids: dict[str, str] = {}  # passage hash -> the first id with that text (duplicate texts count once)
     for passage_id, key in keys.items():
         first_ids.setdefault(key, passage_id)
@@ -581,11 +590,9 @@ def _stopped(
 ) -> GenerationError:
     endpoint = getattr(generator, "endpoint", generator.name)
     detail = f": {error}" if error is not None else ""
-    message = (
+    stopped = GenerationError(
         f"question generation stopped: the chat backend {endpoint} {what}{detail}. The questions generated so far "
         f"are kept in {path}; run again to resume once the backend works."
     )
-    stopped = GenerationError(message)
-    if error is not None:
-        stopped.__cause__ = error
+    stopped.__cause__ = error
     return stopped

@@ -140,7 +140,7 @@ class AdaptSettings:
     generation_batch_size: int = field(
         default=16, metadata={"help": "passages per generator call (and per append to the questions file)"}
     )
-    max_new_tokens: int = field(default=64, metadata={"help": "most tokens a chat model writes per passage"})
+    max_new_tokens: int = field(default=40, metadata={"help": "most tokens a chat model writes per passage"})
     chat_model: str | None = field(
         default=None,
         metadata={

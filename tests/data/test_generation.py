@@ -65,7 +65,9 @@ def test_cropping_questions_are_stored_and_kept_without_the_copy_filter(tmp_path
     result = generate_questions(PASSAGES, CroppingGenerator(1), tmp_path / "q.jsonl", batch_size=5)
 
     assert [question.passage_id for question in result.questions] == list(PASSAGES)
-    assert result.dropped == dict.fromkeys(("empty", "duplicate", "copied", "too_long", "garbage"), 0)
+    assert result.dropped == dict.fromkeys(
+        ("empty", "duplicate", "copied", "too_long", "garbage", "off_topic"), 0
+    )
     assert result.passages_done == 12 and result.passages_resumed == 0 and result.generated_now == 12
     lines = [json.loads(line) for line in (tmp_path / "q.jsonl").read_text().splitlines()]
     assert [line["passage_id"] for line in lines] == list(PASSAGES)
@@ -102,6 +104,9 @@ class FakeChat:
         ("The protein binds the receptor.", "garbage"),  # not a question
         ("What " + "cell " * 60 + "?", "too_long"),
         ("Does the protein number 3 binds the receptor of cell type 3 in the brain?", "copied"),
+        ("What a fascinating topic! The protein binds cells. Here is more", "garbage"),  # not one question
+        ("What is the answer?", "off_topic"),  # no word of the passage
+        ("What can a person ask a search engine about this passage?", "off_topic"),
         ("Which receptor does protein 3 bind?", None),
         ("how is risk linked to variant 3", None),  # an interrogative first word suffices
     ],
@@ -130,7 +135,9 @@ def test_chat_replies_are_parsed_filtered_and_counted(tmp_path: Path) -> None:
         ("d0", "Which cells carry receptor 0?"),
         ("d2", "Who was studied in study 2?"),
     ]
-    assert result.dropped == {"empty": 1, "duplicate": 1, "copied": 0, "too_long": 0, "garbage": 1}
+    assert result.dropped == {
+        "empty": 1, "duplicate": 1, "copied": 0, "too_long": 0, "garbage": 1, "off_topic": 0
+    }  # fmt: skip
     assert result.passages_done == 5
 
 
