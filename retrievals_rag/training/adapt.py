@@ -68,6 +68,10 @@ logger = logging.getLogger(__name__)
 Stage = Literal["generate", "mine", "label", "train", "evaluate", "save"]
 ADAPT_REPORT_FILE = "adapt_report.json"
 DATA_FOLDER = "adapt_data"
+_POSITIVE_INTEGERS = (
+    "max_passages questions_per_passage num_negatives train_group_size batch_size query_max_length max_length "
+    "generation_batch_size max_new_tokens"
+).split()
 MIN_PASSAGES = 5
 """Fewest distinct passages: questions of at least one held out, of at least two trained on, and negatives."""
 
@@ -167,17 +171,7 @@ class AdaptSettings:
     def __post_init__(self) -> None:
         if self.generator not in ("cropping", "smollm2", "openai"):
             raise ValueError(f"generator must be 'cropping', 'smollm2' or 'openai', got {self.generator!r}")
-        for name in (
-            "max_passages",
-            "questions_per_passage",
-            "num_negatives",
-            "train_group_size",
-            "batch_size",
-            "query_max_length",
-            "max_length",
-            "generation_batch_size",
-            "max_new_tokens",
-        ):
+        for name in _POSITIVE_INTEGERS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"AdaptSettings.{name} must be an integer >= 1, got {value!r}")
@@ -343,6 +337,7 @@ def adapt_embedder(
         summary, loss, dropped, train_count = _train(
             corpus, sample, train_questions, holdout_questions, staging, base_model, settings, report, timings
         )
+        _relocate(staging, output, summary, len(holdout_questions), len(sample))
         started = time.perf_counter()
         report("save", 0, 1, f"saving to {output}")
         result = AdaptReport(
@@ -358,9 +353,7 @@ def adapt_embedder(
             base_model=str(base_model) if base_model is not None else "packaged MiniLM",
             train_questions=train_count,
             holdout_questions=len(holdout_questions),
-            warnings=[
-                warning.replace(str(staging.resolve()), str(output.resolve())) for warning in summary.warnings
-            ],
+            warnings=summary.warnings,
         )
         timings["save"] = time.perf_counter() - started
         (staging / ADAPT_REPORT_FILE).write_text(
@@ -520,7 +513,6 @@ def _train(
             {query_id: question.question for query_id, question in held.items()},
             {query_id: {question.passage_id: 1} for query_id, question in held.items()},
         )
-    steps = _steps(len(records), settings)
     started = time.perf_counter()
     report("evaluate", 0, 2, "judging the starting model on the held-out questions")
     summary = train_embedding(
@@ -547,36 +539,48 @@ def _train(
             report_to=[],
             disable_tqdm=True,
         ),
-        callbacks=[_progress_callback(report, steps)],
+        callbacks=[_progress_callback(report)],
     )
     timings["train"] = summary.seconds
     timings["evaluate"] = time.perf_counter() - started - summary.seconds
     return summary, loss, dropped, len(records)
 
 
-def _steps(records: int, settings: AdaptSettings) -> int:
-    import math
-
-    return max(1, math.ceil(math.ceil(records / settings.batch_size) * settings.epochs))
-
-
-def _progress_callback(report: _Reporter, steps: int) -> Any:
+def _progress_callback(report: _Reporter) -> Any:
     from transformers import TrainerCallback
 
     class _Progress(TrainerCallback):
         """Reports training steps; whatever ``progress`` raises stops training (cancel)."""
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            report("train", 0, state.max_steps or steps, "training")
+            report("train", 0, state.max_steps, "training")
 
         def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            total = state.max_steps or steps
-            report("train", state.global_step, total, f"step {state.global_step}/{total}")
+            report("train", state.global_step, state.max_steps, f"step {state.global_step}/{state.max_steps}")
 
         def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
             report("evaluate", 1, 2, "judging the trained model on the held-out questions")
 
     return _Progress()
+
+
+def _relocate(staging: Path, output: Path, summary: Any, held_out: int, sampled: int) -> None:
+    """Name ``output``, not the temporary folder, in the summary and the files ``train_embedding`` wrote."""
+    old, new = str(staging.resolve()), str(output.resolve())
+    summary.warnings = [warning.replace(old, new) for warning in summary.warnings]
+    if summary.verdict is not None:
+        summary.verdict["data"] = (
+            f"{held_out} held-out generated questions, each retrieving from {sampled} passages"
+        )
+    for name in ("verdict.json", "training_summary.json"):
+        path = staging / name
+        if path.is_file():
+            payload = json.loads(path.read_text(encoding="utf-8").replace(old, new))
+            if summary.verdict is not None:
+                payload = (
+                    summary.verdict if name == "verdict.json" else {**payload, "verdict": summary.verdict}
+                )
+            path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 
 def _move_into(staging: Path, output: Path) -> None:

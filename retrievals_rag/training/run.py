@@ -83,7 +83,8 @@ def train_embedding(
 
     The starting model and the trained one are evaluated on ``data_args.eval_data`` (or, without it, on held-out
     training queries, ``data_args.holdout_fraction``), and the verdict is printed and saved beside the model.
-    ``callbacks`` are more ``transformers.TrainerCallback`` objects (progress, cancellation).
+    ``callbacks`` are more ``transformers.TrainerCallback`` objects (progress, cancellation); given any, they
+    report progress instead of the Trainer's own console output (its progress bar and printed log lines).
     """
     from retrievals_rag.data.datasets import RetrievalTrainDataset
     from retrievals_rag.losses.registry import build_loss
@@ -136,6 +137,11 @@ def train_embedding(
         evaluator=evaluator,
         callbacks=list(callbacks),
     )
+    if callbacks:
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
     return _train_and_summarize(trainer, training_args, judged_on)
 
 

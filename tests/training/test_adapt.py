@@ -74,7 +74,11 @@ def test_cropping_adaptation_saves_a_loadable_model_with_its_report_and_verdict(
     assert report.questions_per_second > 0
     saved = json.loads((output / ADAPT_REPORT_FILE).read_text())
     assert saved["verdict"] == report.verdict and saved["questions"] == 30
-    assert (output / "verdict.json").is_file() and questions_file(output, "cropping").is_file()
+    assert questions_file(output, "cropping").is_file()
+    assert report.verdict["data"] == "6 held-out generated questions, each retrieving from 30 passages"
+    for name in ("verdict.json", "training_summary.json"):  # they name the model's folder, not the staging one
+        assert ".adapt-" not in (output / name).read_text()
+    assert json.loads((output / "verdict.json").read_text()) == report.verdict
     assert (output / "adapt_data" / "holdout" / "qrels" / "test.tsv").is_file()
     assert sibling_names(output) == ["adapted"]  # no staging folder left beside it
     stages = [step.stage for step in recorder.reports]
