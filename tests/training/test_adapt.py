@@ -76,7 +76,10 @@ def test_cropping_adaptation_saves_a_loadable_model_with_its_report_and_verdict(
     assert saved["verdict"] == report.verdict and saved["questions"] == 30
     assert questions_file(output, "cropping").is_file()
     assert report.verdict["data"] == "6 held-out generated questions, each retrieving from 30 passages"
-    for name in ("verdict.json", "training_summary.json"):  # they name the model's folder, not the staging one
+    for name in (
+        "verdict.json",
+        "training_summary.json",
+    ):  # they name the model's folder, not the staging one
         assert ".adapt-" not in (output / name).read_text()
     assert json.loads((output / "verdict.json").read_text()) == report.verdict
     assert (output / "adapt_data" / "holdout" / "qrels" / "test.tsv").is_file()
@@ -198,3 +201,25 @@ def test_a_teacher_that_is_an_embedder_is_refused(tmp_path: Path, tiny_bert_path
     with pytest.raises(ValueError, match="is not a reranker folder"):
         adapt_embedder(scifact_passages(20), tmp_path / "out", base_model=tiny_bert_path, settings=settings)
     assert sibling_names(tmp_path / "out") == ["embedder", "out"]
+
+
+def test_a_chat_model_that_answers_garbage_stops_the_job_and_leaves_the_folder(
+    tmp_path: Path, tiny_bert_path: Path, tiny_chat_path: Path
+) -> None:
+    from retrievals_rag.llm.base import GenerationError
+
+    output = tmp_path / "adapted"
+    output.mkdir()
+    (output / "model.safetensors").write_text("the previous model")
+    settings = AdaptSettings(
+        generator="smollm2", chat_model=str(tiny_chat_path), device="cpu", max_new_tokens=4, max_passages=30
+    )
+
+    with pytest.raises(
+        GenerationError, match=r"TransformersChat\(model_path=.*gave no usable question for 20"
+    ):
+        adapt_embedder(scifact_passages(), output, base_model=tiny_bert_path, settings=settings)
+
+    assert (output / "model.safetensors").read_text() == "the previous model"
+    assert questions_file(output, "smollm2").read_text() == ""  # the garbage streak is not stored
+    assert sibling_names(output) == ["adapted"]
