@@ -177,9 +177,9 @@ def test_public_names_are_pinned() -> None:
     import retrievals_rag.rag as rag
 
     assert rag.__all__ == EXPECTED_ALL
-    for name in rag.__all__:
+    for name in rag.__all__:  # the chat backends and their errors live in retrievals_rag.llm, below rag/
         assert name == "SUPPORTED_EXTENSIONS" or getattr(rag, name).__module__.startswith(
-            "retrievals_rag.rag."
+            ("retrievals_rag.rag.", "retrievals_rag.llm.")
         )
 
 
