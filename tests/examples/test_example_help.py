@@ -17,6 +17,7 @@ HF_EXAMPLES = [  # HfArgumentParser scripts with defaults of their own
     "reranking/train_llm.py",
 ]
 ARGPARSE_EXAMPLES = [
+    "adapt/scifact_adapt.py",
     "benchmarks/bench_rag.py",
     "benchmarks/bench_restart.py",
     "benchmarks/bench_rerank.py",
