@@ -123,7 +123,7 @@ def get_engine(
 
 def smollm2_problem() -> str | None:
     """Why the local SmolLM2 cannot be used (the engine's message, with the command), or None."""
-    from retrievals_rag.rag.llm import smollm2_gguf_path
+    from retrievals_rag.llm.gguf import smollm2_gguf_path
 
     try:
         smollm2_gguf_path()

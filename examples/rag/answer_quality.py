@@ -154,8 +154,8 @@ def main() -> None:
     parser.add_argument("--output-json", type=Path, default=None, help="also write the answers to this file")
     args = parser.parse_args()
 
+    from retrievals_rag.llm.chat import TransformersChat
     from retrievals_rag.rag.engine import RagEngine
-    from retrievals_rag.rag.llm import TransformersChat
 
     questions = load_questions(args.data)
     started = time.perf_counter()

@@ -77,7 +77,7 @@ class RagEngine:
     Args:
         data_dir: The engine's folder: the embedded Chroma database (``data_dir/chroma``) and uploads kept until
             indexed. The local LLM is converted once per machine, in ``$RETRIEVALS_RAG_CACHE/models`` (default
-            ``~/.cache/retrievals_rag/models``), see :func:`~retrievals_rag.rag.llm.convert_gguf`.
+            ``~/.cache/retrievals_rag/models``), see :func:`~retrievals_rag.llm.gguf.convert_gguf`.
         chroma_url: A Chroma server (``http://127.0.0.1:8000``) instead of the embedded database.
         embedder_path: The embedding model's folder; None: the packaged all-MiniLM-L6-v2.
         device: Device of the embedder and the local LLM (``"cpu"``, ``"cuda"``); None: CUDA when available for
@@ -180,14 +180,14 @@ class RagEngine:
         if llm == "extractive":
             return ExtractiveAnswer()
         if llm == "openai":
-            from retrievals_rag.rag.llm import OpenAICompatibleChat
+            from retrievals_rag.llm.chat import OpenAICompatibleChat
 
             if not base_url or not model:
                 raise ValueError(
                     "llm='openai' needs llm_base_url (e.g. http://127.0.0.1:11434/v1) and llm_model"
                 )
             return OpenAICompatibleChat(base_url, model, api_key, max_tokens=max_new_tokens)
-        from retrievals_rag.rag.llm import TransformersChat
+        from retrievals_rag.llm.chat import TransformersChat
 
         # Converted once per machine (RETRIEVALS_RAG_CACHE), not once per data folder.
         return TransformersChat(cache_dir=None, max_new_tokens=max_new_tokens, device=device or "cpu")

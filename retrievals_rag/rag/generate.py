@@ -1,7 +1,7 @@
 """Answers with numbered sources: the prompt, the citations, an extractive answerer and the streaming answer.
 
 The chunks found for a question are numbered ``[1]``, ``[2]``...; :class:`Citation` maps each number back to its
-chunk, and :func:`cited_numbers` finds which ones an answer cites. Chat backends (:mod:`retrievals_rag.rag.llm`)
+chunk, and :func:`cited_numbers` finds which ones an answer cites. Chat backends (:mod:`retrievals_rag.llm`)
 share one small interface, :class:`ChatBackend`: ``stream(messages) -> Iterator[str]``.
 
 Grounded answers (``answer(..., scorer=...)``, what the engine does): every sentence (or record) of the best
@@ -28,8 +28,8 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Protocol, runtime_checkable
 
+from retrievals_rag.llm.base import BackendUnavailableError, ChatBackend, ChatMessage, GenerationError
 from retrievals_rag.rag.grounding import (
     DEFAULT_RELEVANCE_FLOORS,
     STOPWORDS,
@@ -59,9 +59,6 @@ __all__ = [
     "make_citations",
 ]
 
-ChatMessage = dict[str, str]
-"""One chat message: ``{"role": "system" | "user" | "assistant", "content": text}``."""
-
 DEFAULT_SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources you are given. After each statement, cite the "
     "sources it comes from by their numbers in square brackets, like [1] or [2][3]. If the sources do not "
@@ -80,23 +77,6 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 _MAX_SENTENCE_CHARS = 400
-
-
-class GenerationError(RuntimeError):
-    """A chat backend that could not produce an answer; the message says why and what to do."""
-
-
-class BackendUnavailableError(GenerationError):
-    """A backend whose model or package is missing (the message says how to install it)."""
-
-
-@runtime_checkable
-class ChatBackend(Protocol):
-    """A chat model that streams its reply: ``TransformersChat``, ``OpenAICompatibleChat``, or yours."""
-
-    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
-        """Yield the reply to ``messages`` piece by piece; raise :class:`GenerationError` on failure."""
-        ...
 
 
 @dataclass(frozen=True)

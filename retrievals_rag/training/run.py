@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,8 @@ from retrievals_rag.training.arguments import (
 from retrievals_rag.training.verdict import Verdict, split_holdout, strip_prefix
 
 if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
     from retrievals_rag.training.trainer import ModelFolderTrainer
 
 logger = logging.getLogger(__name__)
@@ -73,11 +76,14 @@ def train_embedding(
     model_args: EmbeddingModelArguments,
     data_args: RetrievalDataArguments,
     training_args: RetrievalTrainingArguments,
+    *,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainingSummary:
     """Fine-tune an embedder as the arguments say; save it to ``training_args.output_dir``.
 
     The starting model and the trained one are evaluated on ``data_args.eval_data`` (or, without it, on held-out
     training queries, ``data_args.holdout_fraction``), and the verdict is printed and saved beside the model.
+    ``callbacks`` are more ``transformers.TrainerCallback`` objects (progress, cancellation).
     """
     from retrievals_rag.data.datasets import RetrievalTrainDataset
     from retrievals_rag.losses.registry import build_loss
@@ -128,6 +134,7 @@ def train_embedding(
         query_max_length=data_args.query_max_length,
         document_max_length=data_args.document_max_length,
         evaluator=evaluator,
+        callbacks=list(callbacks),
     )
     return _train_and_summarize(trainer, training_args, judged_on)
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from retrievals_rag.llm.chat import OpenAICompatibleChat, TransformersChat
 from retrievals_rag.rag.engine import RagEngine
 from retrievals_rag.rag.generate import ExtractiveAnswer
-from retrievals_rag.rag.llm import OpenAICompatibleChat, TransformersChat
 from tests.rag.conftest import LOOPBACK, TOPICS, make_pdf
 
 

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from retrievals_rag.llm.chat import OpenAICompatibleChat, TransformersChat
 from retrievals_rag.rag.generate import (
     NO_SOURCES_ANSWER,
     BackendUnavailableError,
@@ -28,7 +29,6 @@ from retrievals_rag.rag.generate import (
     cited_numbers,
     make_citations,
 )
-from retrievals_rag.rag.llm import OpenAICompatibleChat, TransformersChat
 from retrievals_rag.rag.retrieve import RetrievedChunk
 from tests.rag.conftest import LOOPBACK, TOPICS
 
@@ -307,13 +307,13 @@ def test_prompt_longer_than_the_context_is_a_generation_error(tiny_chat_path: Pa
 def test_missing_smollm2_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import importlib.util
 
-    from retrievals_rag.rag import llm
+    from retrievals_rag.llm import gguf
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        llm.importlib.util,
+        gguf.importlib.util,
         "find_spec",
-        lambda name, *args: None if name == llm.SMOLLM2_PACKAGE else real_find_spec(name, *args),
+        lambda name, *args: None if name == gguf.SMOLLM2_PACKAGE else real_find_spec(name, *args),
     )
     chat = TransformersChat(cache_dir=tmp_path)
 
@@ -331,7 +331,7 @@ def smollm2_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_smollm2_is_converted_once_and_answers_in_a_stream(smollm2_cache: Path) -> None:
-    from retrievals_rag.rag.llm import convert_gguf, smollm2_gguf_path
+    from retrievals_rag.llm.gguf import convert_gguf, smollm2_gguf_path
 
     try:
         gguf_path = smollm2_gguf_path()
