@@ -20,52 +20,52 @@ from retrievals_rag.rag.version_info import AdaptationResult, VersionProgress
 if TYPE_CHECKING:
     from retrievals_rag.training.adapt import AdaptProgress, AdaptSettings
 
-__all__ = ["MIN_CHUNKS", "adapt_to_chunks", "check_corpus", "settings_from_record", "settings_record"]
-
-MIN_CHUNKS = 2
-"""Fewest chunks a collection needs to be adapted to: a question is judged against the other passages."""
-_SECRET_FIELDS = ("api_key",)  # never written into the store's metadata
+__all__ = ["adapt_to_chunks", "check_corpus", "settings_from_record", "settings_record"]
 
 
 def check_corpus(collection: str, chunks: int) -> None:
-    """Refuse, with the reason, a collection too small to adapt to.
+    """Refuse, with the reason, a collection too small to adapt to (before a job is started for it).
 
     Raises:
-        ValueError: When it has fewer than :data:`MIN_CHUNKS` chunks.
+        ValueError: When it has fewer chunks than :data:`~retrievals_rag.training.adapt.MIN_PASSAGES`.
     """
+    from retrievals_rag.training.adapt import MIN_PASSAGES
+
     if chunks == 0:
         raise ValueError(
             f"the collection {collection!r} has no documents yet: index some, then adapt the embedder"
         )
-    if chunks < MIN_CHUNKS:
+    if chunks < MIN_PASSAGES:
         raise ValueError(
-            f"the collection {collection!r} holds {chunks} chunk: adapting needs at least {MIN_CHUNKS} passages "
-            "(each generated question is judged against the others); add documents first"
+            f"the collection {collection!r} holds {chunks} chunk(s); adapting needs at least {MIN_PASSAGES} "
+            "passages (questions of one held out for the before / after, of two or more trained on, others as "
+            "negatives): add documents first"
         )
 
 
 def settings_record(settings: AdaptSettings) -> dict[str, Any]:
-    """The settings as JSON-safe values to record with the version (secrets left out)."""
+    """The settings as JSON values, recorded with the version to resume it with (the API key is never in them:
+    they name the environment variable that holds it)."""
     return {
-        key: value
+        key: list(value) if isinstance(value, tuple) else value
         for key, value in dataclasses.asdict(settings).items()
-        if key not in _SECRET_FIELDS
-        and (value is None or isinstance(value, str | int | float | bool | list | dict))
     }
 
 
-def settings_from_record(
-    record: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
-) -> AdaptSettings:
-    """The settings recorded by :func:`settings_record`, with ``overrides`` (the secrets it left out).
+def settings_from_record(record: Mapping[str, Any]) -> AdaptSettings:
+    """The settings recorded by :func:`settings_record` (keys this release does not know are ignored).
 
-    Keys that :class:`AdaptSettings` does not know (recorded by another release) are ignored.
+    Raises:
+        ValueError: When a recorded value is no longer valid (the message names the field).
     """
     from retrievals_rag.training.adapt import AdaptSettings
 
-    known = {item.name for item in dataclasses.fields(AdaptSettings)}
-    values = {**record, **(overrides or {})}
-    return AdaptSettings(**{key: value for key, value in values.items() if key in known})
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(AdaptSettings):
+        if item.name in record:
+            value = record[item.name]
+            values[item.name] = tuple(value) if isinstance(value, list) else value
+    return AdaptSettings(**values)
 
 
 def adapt_to_chunks(
@@ -95,15 +95,16 @@ def adapt_to_chunks(
         progress(VersionProgress("", update.stage, update.done, update.total, update.message, elapsed))
 
     outcome = adapt_embedder(passages, output_dir, base_model=base_model, settings=settings, progress=report)
-    verdict = outcome.verdict
+    verdict = outcome.verdict or {}  # None without a holdout
+    shown = list(verdict.get("metrics") or verdict.get("before") or ())
     return AdaptationResult(
-        data=str(verdict.data),
-        before={name: float(value) for name, value in verdict.before.items()},
-        after={name: float(value) for name, value in verdict.after.items()},
+        data=str(verdict.get("data", "no held-out questions (holdout_fraction 0)")),
+        before={name: float(verdict["before"][name]) for name in shown if name in verdict["before"]},
+        after={name: float(verdict["after"][name]) for name in shown if name in verdict["after"]},
         passages_used=int(outcome.passages_used),
         questions=int(outcome.questions),
         dropped={str(name): int(count) for name, count in outcome.dropped.items()},
-        generator=str(settings.generator),
+        generator=outcome.generator or settings.generator,
         seconds={str(name): float(value) for name, value in outcome.timings.items()},
         questions_per_second=float(outcome.questions_per_second),
     )

@@ -23,6 +23,7 @@ they used.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -174,7 +175,7 @@ class CollectionVersions:
         for record in records:
             try:
                 chunks = self.view(record.get("embedder")).count(record["collection"])
-            except CollectionNotFoundError:
+            except (CollectionNotFoundError, FileNotFoundError):  # not made yet, or its model folder is gone
                 chunks = 0
             result = record.get("result")
             versions.append(
@@ -250,9 +251,7 @@ class CollectionVersions:
         version = self.get(collection, name)
         if version.running:
             raise ValueError(f"{name} is being built: cancel its job first, then delete it")
-        view = self.view(version.embedder)
-        with contextlib.suppress(CollectionNotFoundError):
-            view.delete_collection(version.collection)
+        self._drop_collection(version.collection)
         self._remove_model_dir(version)
         with self._lock:
             records = [record for record in self._records(collection) if record["name"] != name]
@@ -267,6 +266,14 @@ class CollectionVersions:
         """Delete every version of ``collection`` (before the collection itself is deleted)."""
         for version in self.list(collection)[1:]:
             self.delete(collection, version.name)
+
+    def _drop_collection(self, name: str) -> None:
+        """Delete a version's Chroma collection, if it was made (its model folder is not needed for that)."""
+        from chromadb.errors import NotFoundError
+
+        if name in {collection.name for collection in self.store.client.list_collections()}:
+            with contextlib.suppress(NotFoundError, ValueError):
+                self.store.client.delete_collection(name)
 
     def _remove_model_dir(self, version: CollectionVersion) -> None:
         """Remove an adapted model's folder, only when it lies in this engine's ``adapted`` folder."""
@@ -328,17 +335,22 @@ class CollectionVersions:
         Runs in the background (see :mod:`retrievals_rag.rag.adaptation`): questions are generated for the
         chunks (no labels needed), the embedder is trained on them, judged before / after on held-out generated
         questions, saved under ``data_dir/adapted/``, and the chunks are embedded with it. The original is not
-        touched; :meth:`use` switches questions to the new version once it is ready.
+        touched; :meth:`use` switches questions to the new version once it is ready. ``settings.max_length`` is
+        capped at the embedder's window (chunks are no longer), and ``settings.device`` defaults to the engine's.
 
         Raises:
             CollectionNotFoundError: When there is no such collection.
-            ValueError: When it has fewer than two chunks, or an adaptation of it is already queued or running.
+            ValueError: When it has too few chunks (see :func:`~retrievals_rag.rag.adaptation.check_corpus`), or
+                an adaptation of it is already queued or running.
         """
         from retrievals_rag.rag.adaptation import check_corpus, settings_record
         from retrievals_rag.training.adapt import AdaptSettings
 
         settings = AdaptSettings() if settings is None else settings
         check_corpus(collection, self.store.count(collection))
+        # Passages are chunks, no longer than the embedder's window: train and save the model with that window.
+        window = min(settings.max_length, self.store.embedder.max_length)
+        settings = dataclasses.replace(settings, max_length=window, device=settings.device or self.device)
         self._check_no_job(collection, "adapt")
         record = self._new_record(
             collection,
@@ -392,10 +404,10 @@ class CollectionVersions:
         """Remove from every version the chunks no longer in the original (after a document was deleted)."""
         wanted = self.store.chunk_ids(collection)
         for version in self.list(collection)[1:]:
-            view = self.view(version.embedder)
             try:
+                view = self.view(version.embedder)
                 view.delete_chunks(version.collection, sorted(view.chunk_ids(version.collection) - wanted))
-            except CollectionNotFoundError:
+            except (CollectionNotFoundError, FileNotFoundError):  # not made yet: it is filled from the original
                 continue
 
     def _submit(
