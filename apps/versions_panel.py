@@ -47,7 +47,9 @@ def versions_panel(
         return
     jobs = [job for job in engine.jobs(collection) if job.kind != "index"]
     running = [job for job in jobs if job.active]
-    with st.expander("Index versions · adapt the embedder to these documents", expanded=bool(running)):
+    # Open while a job runs and once there are versions to choose from.
+    opened = bool(running) or len(versions) > 1
+    with st.expander("Index versions · adapt the embedder to these documents", expanded=opened):
         job_progress(engine, collection, bool(running))
         version_switch(engine, collection, versions)
         for version in versions[1:]:

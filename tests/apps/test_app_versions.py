@@ -62,7 +62,7 @@ def test_adapt_then_switch_ask_and_delete(tiny_app_env: None, tiny_bert_path: Pa
         assert time.monotonic() < deadline, "the adaptation did not finish"
         time.sleep(0.3)
         at.run()
-    assert seen_progress or any("adapted-1 is ready" in text for text in values(at.main.success))
+    assert seen_progress  # drawn at once: the job runs in the background
     assert not at.exception and not at.main.error, values(at.main.error)
 
     assert [unescape(text) for text in values(at.main.success)] == [
@@ -80,9 +80,10 @@ def test_adapt_then_switch_ask_and_delete(tiny_app_env: None, tiny_bert_path: Pa
 
     switch.set_value("adapted-1").run()
     assert at.radio(key="use-version-notes").value == "adapted-1"
+    at.number_input[0].set_value(len(PASSAGES)).run()  # every passage a source: the random model's order is moot
     at = ask(at, "When was the Eiffel Tower completed?")
     answer = [unescape(text) for text in values(at.chat_message[1].markdown)]
-    assert answer and answer[0].strip(), answer
+    assert any("1889" in text for text in answer), answer
     sources = [expander for expander in at.main.expander if expander.label.startswith("Sources")]
     assert sources and sources[-1].label != "Sources (0)", [expander.label for expander in at.main.expander]
 
