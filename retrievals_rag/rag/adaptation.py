@@ -98,7 +98,13 @@ def adapt_to_chunks(
     verdict = outcome.verdict or {}  # None without a holdout
     shown = list(verdict.get("metrics") or verdict.get("before") or ())
     return AdaptationResult(
-        data=str(verdict.get("data", "no held-out questions (holdout_fraction 0)")),
+        # The verdict names the folder it read, a staging folder gone by now: say what it measured instead.
+        data=(
+            f"{outcome.holdout_questions} held-out generated question(s) (their passages not trained on), "
+            "each searching all the sampled passages"
+            if verdict
+            else "nothing (no question held out)"
+        ),
         before={name: float(verdict["before"][name]) for name in shown if name in verdict["before"]},
         after={name: float(verdict["after"][name]) for name in shown if name in verdict["after"]},
         passages_used=int(outcome.passages_used),

@@ -172,7 +172,12 @@ class CollectionVersion:
 
     def describe(self) -> str:
         """Its state in words, for people."""
-        embedder = "the packaged all-MiniLM-L6-v2" if self.embedder is None else Path(self.embedder).name
+        if self.embedder is None:
+            embedder = "the packaged all-MiniLM-L6-v2"
+        elif self.origin == "adapted":
+            embedder = f"the embedder adapted to these documents ({Path(self.embedder).name})"
+        else:
+            embedder = Path(self.embedder).name
         if self.running:
             return f"{self.name}: being built ({self.chunks} of {self.chunks_total} chunks embedded so far)"
         if self.state == "ready":

@@ -407,7 +407,10 @@ class CollectionVersions:
             try:
                 view = self.view(version.embedder)
                 view.delete_chunks(version.collection, sorted(view.chunk_ids(version.collection) - wanted))
-            except (CollectionNotFoundError, FileNotFoundError):  # not made yet: it is filled from the original
+            except (
+                CollectionNotFoundError,
+                FileNotFoundError,
+            ):  # not made yet: it is filled from the original
                 continue
 
     def _submit(

@@ -73,7 +73,7 @@ def test_adapt_then_switch_ask_and_delete(tiny_app_env: None, tiny_bert_path: Pa
     assert list(frame.columns) == ["metric", "original", "adapted", "change"]
     assert list(frame["metric"]) == ["nDCG@10", "MRR@10", "Recall@100"]
     boxes = [text for text in values(at.main.text) if text.startswith("adapted-1: ")]
-    assert boxes and "chunks embedded by notes-1" in boxes[0], boxes
+    assert boxes == ["adapted-1: 6 chunks embedded by the embedder adapted to these documents (notes-1)"], boxes
     switch = at.radio(key="use-version-notes")
     assert switch.options[0] == f"original ({tiny_bert_path.name})"
     assert switch.value == "original" and switch.options[1].startswith("adapted-1 (nDCG@10 ")

@@ -131,3 +131,32 @@ def test_a_failed_generator_leaves_a_failed_version_and_the_original(
     assert "127.0.0.1" in job.error, job.error
     assert engine.versions.active("notes").name == "original"
     assert engine.retrieve("Which hormone lowers glucose?", "notes")
+
+
+def test_an_adaptation_killed_with_its_process_resumes_from_its_questions(
+    engine: RagEngine, tiny_bert_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import retrievals_rag.rag.jobs as jobs
+    from retrievals_rag.training.adapt import questions_file
+
+    job = engine.submit_adaptation("notes", FAST)
+    while job.progress is None or job.progress.stage != "train":
+        assert not job.wait(0.02), f"the job ended before training: {job.state} {job.error}"
+    job.cancel()
+    ended(job, "cancelled")
+    # What a killed process leaves: the record as the job last wrote it, and no job; a new process, a new runner.
+    engine.versions._update("notes", "adapted-1", state="training")
+    monkeypatch.setattr(jobs, "_SHARED", {})
+    restarted = RagEngine(engine.data_dir, embedder_path=tiny_bert_path, device="cpu", llm="extractive")
+
+    version = restarted.versions.get("notes", "adapted-1")
+    assert version.resumable and not version.running
+    assert version.describe() == (
+        "adapted-1: interrupted while training; resume it or delete it (the original index is untouched)"
+    )
+    assert questions_file(version.model_dir, "cropping").is_file()  # the questions written before the kill
+
+    resumed = ended(restarted.resume_version("notes", "adapted-1"))
+
+    assert resumed.report.usable and resumed.report.chunks == resumed.report.chunks_total
+    assert resumed.report.result.questions_per_second == 0  # every question was read back, none written again
