@@ -165,9 +165,9 @@ def version_box(engine: RagEngine, collection: str, version: CollectionVersion) 
             box.warning(
                 "The adapted embedder ranks the held-out questions worse than the original: keep the original."
             )
-    if version.resumable:
+    if version.resumable or version.needs_update:
         box.button(
-            "Resume",
+            "Resume" if version.resumable else "Update",
             key=f"resume-{version.name}",
             on_click=resume_version,
             args=(engine, collection, version.name),

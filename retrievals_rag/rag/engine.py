@@ -328,10 +328,10 @@ class RagEngine:
     ) -> IndexReport:
         """Index files and folders (resumable; a file that fails is reported, the others are indexed).
 
-        The collection's usable versions are brought up to date in a background job afterwards.
+        The collection's usable versions are brought up to date afterwards (their chunks embedded too).
         """
         report = index_paths(self.store, paths, collection, progress=progress, max_bytes=self.max_file_bytes)
-        self.versions.submit_sync(collection)
+        self.versions.sync(collection)
         return report
 
     def index_uploads(
@@ -343,17 +343,19 @@ class RagEngine:
     ) -> IndexReport:
         """Index uploaded ``(file name, bytes)`` pairs; nothing is written to disk but the index.
 
-        The collection's usable versions are brought up to date in a background job afterwards.
+        The collection's usable versions are brought up to date afterwards (their chunks embedded too).
         """
         report = index_uploads(
             self.store, files, collection, progress=progress, max_bytes=self.max_file_bytes
         )
-        self.versions.submit_sync(collection)
+        self.versions.sync(collection)
         return report
 
     # -------------------------------------------------------------------------------- background jobs
     def submit_uploads(self, files: Sequence[tuple[str, bytes]], collection: str) -> IndexJob:
         """Index uploads in the background (see :mod:`retrievals_rag.rag.jobs`); returns the job at once.
+
+        The collection's usable versions are then brought up to date by a job of their own.
 
         Each upload is kept in ``data_dir/pending-uploads/COLLECTION/`` until its document is complete, so that
         a run stopped half way (the process killed) can be resumed with :meth:`resume`.
@@ -366,9 +368,15 @@ class RagEngine:
         names = [display_name(name) for name, _ in files]
 
         def run(progress: ProgressCallback) -> IndexReport:
-            return self.index_uploads(files, collection, progress=progress)
+            return index_uploads(
+                self.store, files, collection, progress=progress, max_bytes=self.max_file_bytes
+            )
 
-        return self._jobs.submit(collection, names, run, on_finish=self._clean_pending)
+        def finish(job: IndexJob[Any, Any]) -> None:
+            self._clean_pending(job)
+            self.versions.submit_sync(collection)  # a job of its own, with its progress
+
+        return self._jobs.submit(collection, names, run, on_finish=finish)
 
     def submit_paths(self, paths: Iterable[str | os.PathLike[str]], collection: str) -> IndexJob:
         """Index files and folders in the background; returns the job at once."""
@@ -376,9 +384,13 @@ class RagEngine:
         paths = [os.fspath(path) for path in paths]
 
         def run(progress: ProgressCallback) -> IndexReport:
-            return self.index_files(paths, collection, progress=progress)
+            return index_paths(
+                self.store, paths, collection, progress=progress, max_bytes=self.max_file_bytes
+            )
 
-        return self._jobs.submit(collection, paths, run)
+        return self._jobs.submit(
+            collection, paths, run, on_finish=lambda job: self.versions.submit_sync(collection)
+        )
 
     def jobs(self, collection: str | None = None) -> list[IndexJob[Any, Any]]:
         """Background jobs (see :attr:`IndexJob.kind`), in submission order: queued, running, last finished."""

@@ -166,6 +166,12 @@ class CollectionVersion:
         return self.chunks == self.chunks_total
 
     @property
+    def needs_update(self) -> bool:
+        """Usable, but lacks chunks of the original, and no job is bringing it up to date (e.g. documents were
+        indexed by a process that ended before it could)."""
+        return self.usable and not self.up_to_date and not self.running
+
+    @property
     def resumable(self) -> bool:
         """Stopped before it was built whole, and no job works on it."""
         return not self.usable and not self.running
@@ -181,7 +187,11 @@ class CollectionVersion:
         if self.running:
             return f"{self.name}: being built ({self.chunks} of {self.chunks_total} chunks embedded so far)"
         if self.state == "ready":
-            behind = "" if self.up_to_date else f", updating: {self.chunks} of {self.chunks_total} chunks"
+            behind = (
+                ""
+                if self.up_to_date
+                else f"; out of date: {self.chunks} of {self.chunks_total} chunks, update it"
+            )
             return f"{self.name}: {self.chunks} chunks embedded by {embedder}{behind}"
         reason = {
             "failed": f"failed: {self.error}",

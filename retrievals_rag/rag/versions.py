@@ -364,15 +364,20 @@ class CollectionVersions:
             collection, record["name"], "adapt", self._adapt(collection, record["name"], settings)
         )
 
-    def resume(self, collection: str, name: str) -> IndexJob[VersionProgress, CollectionVersion]:
-        """Finish a version that failed or was stopped: training again only if it had not finished.
+    def resume(self, collection: str, name: str) -> IndexJob[VersionProgress, Any]:
+        """Finish a version that failed or was stopped (training again only if it had not finished), or bring a
+        usable one that lacks chunks of the original up to date (it stays usable meanwhile).
 
         Raises:
-            ValueError: When it is built whole already, or a job works on it now.
+            ValueError: When it is built whole and up to date, or a job works on it now.
         """
         from retrievals_rag.rag.adaptation import settings_from_record
 
         version = self.get(collection, name)
+        if version.needs_update:
+            return self.jobs.submit(
+                collection, [name], lambda progress: self.sync(collection, progress), kind="version"
+            )
         if not version.resumable:
             raise ValueError(f"{version.describe()}: there is nothing to resume")
         if version.origin == "adapted" and version.result is None:
@@ -389,16 +394,18 @@ class CollectionVersions:
         queued = any(job.kind == "version" and job.state == "queued" for job in self.jobs.jobs(collection))
         if not names or queued:
             return None
+        return self.jobs.submit(
+            collection, names, lambda progress: self.sync(collection, progress), kind="version"
+        )
 
-        def run(progress: Callable[[VersionProgress], None]) -> list[str]:
-            updated = []
-            for version in self.list(collection)[1:]:
-                if version.usable and not version.up_to_date:
-                    self._fill(collection, version, progress)
-                    updated.append(version.name)
-            return updated
-
-        return self.jobs.submit(collection, names, run, kind="version")
+    def sync(self, collection: str, progress: Callable[[VersionProgress], None] | None = None) -> list[str]:
+        """Bring the usable versions of ``collection`` up to date now; returns the names of those updated."""
+        updated = []
+        for version in self.list(collection)[1:]:
+            if version.usable and not version.up_to_date:
+                self._fill(collection, version, progress)
+                updated.append(version.name)
+        return updated
 
     def prune(self, collection: str) -> None:
         """Remove from every version the chunks no longer in the original (after a document was deleted)."""
@@ -424,7 +431,7 @@ class CollectionVersions:
         return self.jobs.submit(collection, [name], run, on_finish=record_end, kind=kind)
 
     def _fill(
-        self, collection: str, version: CollectionVersion, progress: Callable[[VersionProgress], None]
+        self, collection: str, version: CollectionVersion, progress: Callable[[VersionProgress], None] | None
     ) -> None:
         """Create the version's Chroma collection if needed and sync it with the original, reporting progress."""
         view = self.view(version.embedder)
@@ -432,7 +439,8 @@ class CollectionVersions:
         began = time.monotonic()
 
         def report(done: int, total: int) -> None:
-            progress(VersionProgress(version.name, "index", done, total, "", time.monotonic() - began))
+            if progress is not None:
+                progress(VersionProgress(version.name, "index", done, total, "", time.monotonic() - began))
 
         sync_version(self.store, collection, view, version.collection, report)
 

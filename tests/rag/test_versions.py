@@ -224,3 +224,30 @@ def test_a_missing_embedder_or_collection_is_refused_before_any_job(
         engine.submit_version("missing", tmp_path)
     assert [version.name for version in engine.collection_versions("notes")] == ["original"]
     assert engine.jobs("notes") == []
+
+
+def test_a_version_left_behind_is_told_and_updated_while_it_stays_usable(
+    engine: RagEngine, other_bert_path: Path
+) -> None:
+    from retrievals_rag.rag.indexing import index_documents
+    from tests.rag.conftest import text_document
+
+    finished(engine.submit_version("notes", other_bert_path))
+    engine.use_version("notes", "reindexed-1")
+    # Chunks written by something that does not know about versions (another process that ended, say).
+    index_documents(engine.store, [text_document("late.txt", paragraphs=2, topic="volcano")], "notes")
+
+    version = engine.versions.get("notes", "reindexed-1")
+    assert version.needs_update and version.usable and not version.resumable
+    assert version.describe().endswith(
+        f"; out of date: {version.chunks} of {version.chunks_total} chunks, update it"
+    )
+    job = engine.resume_version("notes", "reindexed-1")
+    assert engine.versions.active("notes").name == "reindexed-1"  # still used while it catches up
+    finished(job)
+    assert engine.versions.get("notes", "reindexed-1").up_to_date
+
+    engine.index_uploads([("more.txt", b"Tides follow the moon.")], "notes")  # the engine's own indexing
+    assert engine.versions.get("notes", "reindexed-1").up_to_date  # updated before it returned
+    with pytest.raises(ValueError, match="nothing to resume"):
+        engine.resume_version("notes", "reindexed-1")
