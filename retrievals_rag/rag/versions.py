@@ -30,6 +30,7 @@ import shutil
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -39,6 +40,8 @@ from retrievals_rag.rag.jobs import IndexJob, JobRunner
 from retrievals_rag.rag.store import VERSION_OF, CollectionNotFoundError, VectorStore
 from retrievals_rag.rag.version_info import ORIGINAL, AdaptationResult, CollectionVersion, VersionProgress
 
+_RECORD_LOCKS: weakref.WeakKeyDictionary[JobRunner, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
 _ADAPTED_FOLDER = "adapted"  # data_dir/adapted/<collection>-<n>/: the adapted models (and their work files)
 
 if TYPE_CHECKING:
@@ -100,7 +103,10 @@ class CollectionVersions:
         self.data_dir = Path(data_dir)
         self.device = device
         self._views: dict[str, VectorStore] = {}
-        self._lock = threading.RLock()
+        # Engines over one store share its runner (an app makes a new engine when a setting changes): they share
+        # this lock too, so that a job's record update and a choice made on the page never interleave.
+        with _LOCKS_LOCK:
+            self._lock = _RECORD_LOCKS.setdefault(jobs, threading.RLock())
 
     # -------------------------------------------------------------------------------- records
     def _records(self, collection: str) -> list[dict[str, Any]]:
