@@ -123,7 +123,7 @@ class CollectionVersions:
             changes["active_version"] = active
         self.store.update_metadata(collection, changes)
 
-    def _update(self, collection: str, name: str, **changes: Any) -> None:
+    def _update(self, collection: str, name: str, changes: dict[str, Any]) -> None:
         with self._lock:
             records = self._records(collection)
             for record in records:
@@ -290,11 +290,15 @@ class CollectionVersions:
             shutil.rmtree(folder, ignore_errors=True)
 
     # -------------------------------------------------------------------------------- building
-    def _new_record(self, collection: str, prefix: str, **fields: Any) -> dict[str, Any]:
+    def _new_record(self, collection: str, prefix: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Record a new version named ``<prefix>-<n>`` (n one more than any before) in ``collection``."""
         with self._lock:
             records = self._records(collection)
-            taken = [int(r["name"].rsplit("-", 1)[1]) for r in records if r["name"].startswith(f"{prefix}-")]
+            taken = [
+                int(suffix)
+                for record in records
+                if (suffix := str(record["name"]).removeprefix(f"{prefix}-")).isdigit()
+            ]
             number = max(taken, default=0) + 1
             if prefix == "adapted":
                 while (self.data_dir / _ADAPTED_FOLDER / f"{collection}-{number}").exists():
@@ -330,7 +334,9 @@ class CollectionVersions:
 
         self.store.count(collection)  # a missing collection fails here, not in the job
         path = resolve_model_path(os.fspath(embedder))
-        record = self._new_record(collection, "reindexed", embedder=path, origin="embedder", state="indexing")
+        record = self._new_record(
+            collection, "reindexed", {"embedder": path, "origin": "embedder", "state": "indexing"}
+        )
         return self._submit(collection, record["name"], "version", self._build(collection, record["name"]))
 
     def submit_adaptation(
@@ -361,10 +367,12 @@ class CollectionVersions:
         record = self._new_record(
             collection,
             "adapted",
-            origin="adapted",
-            state="training",
-            settings=settings_record(settings),
-            base=self.store.embedding_function.model_name_or_path,
+            {
+                "origin": "adapted",
+                "state": "training",
+                "settings": settings_record(settings),
+                "base": self.store.embedding_function.model_name_or_path,
+            },
         )
         return self._submit(
             collection, record["name"], "adapt", self._adapt(collection, record["name"], settings)
@@ -387,10 +395,10 @@ class CollectionVersions:
         if not version.resumable:
             raise ValueError(f"{version.describe()}: there is nothing to resume")
         if version.origin == "adapted" and version.result is None:
-            self._update(collection, name, state="training", error=None)
+            self._update(collection, name, {"state": "training", "error": None})
             run = self._adapt(collection, name, settings_from_record(version.settings))
             return self._submit(collection, name, "adapt", run)
-        self._update(collection, name, state="indexing", error=None)
+        self._update(collection, name, {"state": "indexing", "error": None})
         return self._submit(collection, name, "version", self._build(collection, name))
 
     def submit_sync(self, collection: str) -> IndexJob[VersionProgress, list[str]] | None:
@@ -432,7 +440,7 @@ class CollectionVersions:
         def record_end(job: IndexJob[VersionProgress, CollectionVersion]) -> None:
             """A job that ended early leaves its version ``cancelled``, or ``failed`` with the reason."""
             if job.state in ("cancelled", "failed"):
-                self._update(collection, name, state=job.state, error=job.error)
+                self._update(collection, name, {"state": job.state, "error": job.error})
 
         return self.jobs.submit(collection, [name], run, on_finish=record_end, kind=kind)
 
@@ -455,7 +463,7 @@ class CollectionVersions:
     ) -> Callable[[Callable[[VersionProgress], None]], CollectionVersion]:
         def run(progress: Callable[[VersionProgress], None]) -> CollectionVersion:
             self._fill(collection, self.get(collection, name), progress)
-            self._update(collection, name, state="ready", error=None)
+            self._update(collection, name, {"state": "ready", "error": None})
             return self.get(collection, name)
 
         return run
@@ -476,9 +484,9 @@ class CollectionVersions:
                 settings=settings,
                 progress=lambda update: progress(replace(update, version=name)),
             )
-            self._update(collection, name, state="indexing", result=asdict(result))
+            self._update(collection, name, {"state": "indexing", "result": asdict(result)})
             self._fill(collection, self.get(collection, name), progress)
-            self._update(collection, name, state="ready", error=None)
+            self._update(collection, name, {"state": "ready", "error": None})
             return self.get(collection, name)
 
         return run

@@ -145,7 +145,7 @@ def test_an_adaptation_killed_with_its_process_resumes_from_its_questions(
     job.cancel()
     ended(job, "cancelled")
     # What a killed process leaves: the record as the job last wrote it, and no job; a new process, a new runner.
-    engine.versions._update("notes", "adapted-1", state="training")
+    engine.versions._update("notes", "adapted-1", {"state": "training"})
     monkeypatch.setattr(jobs, "_SHARED", {})
     restarted = RagEngine(engine.data_dir, embedder_path=tiny_bert_path, device="cpu", llm="extractive")
 
