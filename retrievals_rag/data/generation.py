@@ -24,7 +24,7 @@ copying is what cropping does); ``too_long`` (more than ``max_words`` words); ``
 chat model, not a question: no question mark and no interrogative first word).
 
 A chat backend that fails ``max_failures`` times in a row (a server that is down, a model that cannot load), or
-that answers nothing usable for ``max_garbage`` passages in a row, stops the run with a
+that answers only empty or garbage text for ``max_garbage`` passages in a row, stops the run with a
 :class:`~retrievals_rag.llm.base.GenerationError` naming it; what was stored before is kept, and the passages of
 a garbage streak are not stored, so a rerun against a working endpoint generates them.
 """
@@ -40,12 +40,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
+from retrievals_rag.data.jsonl import append_records, open_for_append
 from retrievals_rag.llm.base import ChatBackend, ChatMessage, GenerationError, complete
-
-if TYPE_CHECKING:
-    from typing import TextIO
 
 __all__ = [
     "DEFAULT_QUESTION_PROMPT",
@@ -56,10 +54,12 @@ __all__ = [
     "GenerationResult",
     "QuestionFilter",
     "QuestionGenerator",
+    "build_generator",
     "generate_questions",
     "passage_hash",
 ]
 
+GeneratorName = Literal["cropping", "smollm2", "openai"]
 DropReason = Literal["empty", "duplicate", "copied", "too_long", "garbage"]
 DROP_REASONS: tuple[str, ...] = ("empty", "duplicate", "copied", "too_long", "garbage")
 
@@ -325,6 +325,48 @@ class ChatQuestionGenerator:
         return f"ChatQuestionGenerator(backend={self.backend!r}, questions_per_passage={self.questions_per_passage})"
 
 
+def build_generator(
+    name: GeneratorName,
+    *,
+    questions_per_passage: int = 1,
+    seed: int = 0,
+    chat_model: str | os.PathLike[str] | None = None,
+    max_new_tokens: int = 64,
+    device: str | None = None,
+    openai_base_url: str | None = None,
+    openai_model: str | None = None,
+    openai_api_key: str | None = None,
+) -> QuestionGenerator:
+    """The generator called ``name``: ``"cropping"``, ``"smollm2"`` (the packaged SmolLM2-135M-Instruct, or
+    ``chat_model``: a transformers chat folder or ``.gguf`` file, on ``device``; None: a GPU when there is one)
+    or ``"openai"`` (``openai_base_url`` and ``openai_model``, with ``openai_api_key`` when given).
+
+    Raises:
+        ValueError: an unknown name, or ``"openai"`` without a URL and a model.
+    """
+    if name == "cropping":
+        return CroppingGenerator(questions_per_passage, seed=seed)
+    if name == "openai":
+        from retrievals_rag.llm.chat import OpenAICompatibleChat
+
+        if not (openai_base_url and openai_model):
+            raise ValueError("the openai generator needs openai_base_url and openai_model")
+        backend: Any = OpenAICompatibleChat(
+            openai_base_url, openai_model, openai_api_key, max_tokens=max_new_tokens
+        )
+        return ChatQuestionGenerator(backend, questions_per_passage, name="openai")
+    if name != "smollm2":
+        raise ValueError(f"generator must be 'cropping', 'smollm2' or 'openai', got {name!r}")
+    from retrievals_rag.llm.chat import TransformersChat
+
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    backend = TransformersChat(chat_model, max_new_tokens=max_new_tokens, device=device)
+    return ChatQuestionGenerator(backend, questions_per_passage, name="smollm2")
+
+
 def _check_count(questions_per_passage: int) -> None:
     if isinstance(questions_per_passage, bool) or not isinstance(questions_per_passage, int):
         raise ValueError(f"questions_per_passage must be an integer, got {questions_per_passage!r}")
@@ -369,17 +411,6 @@ def _read_done(path: Path, generator_name: str) -> _State:
     return state
 
 
-def _open_for_append(path: Path) -> TextIO:
-    """Open ``path`` to append whole lines: a torn last line is cut off first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_file():
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with path.open("r+b") as raw:
-                raw.truncate(data.rfind(b"\n") + 1)
-    return path.open("a", encoding="utf-8", newline="\n")
-
-
 def generate_questions(
     passages: Mapping[str, str],
     generator: QuestionGenerator,
@@ -401,7 +432,8 @@ def generate_questions(
         question_filter: the filters' settings.
         batch_size: passages per generator call; the file is appended to after each.
         max_failures: consecutive failed passages after which the backend is declared down.
-        max_garbage: consecutive passages with nothing usable after which the backend is declared broken.
+        max_garbage: consecutive passages answered with only empty or garbage text after which the backend is
+            declared broken.
         progress: called as ``progress(passages_done, passages_total)`` after each batch is stored; it may
             raise to stop the run (what is stored stays).
 
@@ -435,9 +467,9 @@ def generate_questions(
     failures: list[GenerationError] = []
     garbage_streak: list[dict[str, Any]] = []
     seconds = 0.0
-    with _open_for_append(path) as handle:
+    with open_for_append(path) as handle:
         pending = list(todo.values())
-    with _open_for_append(path) as handle:
+    with open_for_append(path) as handle:
         for offset in range(0, len(pending), batch_size):
             batch = pending[offset : offset + batch_size]
             texts = [passages[passage_id] for passage_id in batch]
@@ -449,7 +481,7 @@ def generate_questions(
                 if isinstance(output, GenerationError):
                     failures.append(output)
                     if len(failures) >= max_failures:
-                        _write(handle, lines)
+                        append_records(handle, lines)
                         raise _stopped(generator, f"failed {len(failures)} times in a row", output, path)
                     continue
                 failures.clear()
@@ -457,10 +489,14 @@ def generate_questions(
                 record = _filtered(
                     passage_id, keys[passage_id], text, output, generator, question_filter, state
                 )
-                if generator.chat and not record["questions"]:
+                if (
+                    generator.chat
+                    and not record["questions"]
+                    and set(record["dropped"]) <= {"empty", "garbage"}
+                ):
                     garbage_streak.append(record)
                     if len(garbage_streak) >= max_garbage:
-                        _write(handle, lines)
+                        append_records(handle, lines)
                         raise _stopped(
                             generator,
                             f"gave no usable question for {len(garbage_streak)} passages in a row "
@@ -471,7 +507,7 @@ def generate_questions(
                     continue
                 lines += [*garbage_streak, record]
                 garbage_streak.clear()
-            _write(handle, lines)
+            append_records(handle, lines)
             for line in lines:
                 state.questions[line["passage_hash"]] = line["questions"]
                 for reason, count in line["dropped"].items():
@@ -479,7 +515,7 @@ def generate_questions(
             done += len(lines)
             if progress is not None:
                 progress(done, total)
-        _write(handle, garbage_streak)  # a short streak at the end is the passages' own fault
+        append_records(handle, garbage_streak)  # a short streak at the end is the passages' own fault
         for line in garbage_streak:
             state.questions[line["passage_hash"]] = []
             for reason, count in line["dropped"].items():
@@ -530,13 +566,6 @@ def _filtered(
         "questions": kept,
         "dropped": dropped,
     }
-
-
-def _write(handle: TextIO, lines: Sequence[Mapping[str, Any]]) -> None:
-    for line in lines:
-        handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-    handle.flush()
-    os.fsync(handle.fileno())
 
 
 def _counts(records: Sequence[Mapping[str, Any]]) -> str:

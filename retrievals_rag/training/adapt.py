@@ -48,8 +48,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from retrievals_rag.data.generation import GeneratorName
+
 if TYPE_CHECKING:
-    from retrievals_rag.data.generation import GeneratedQuestion, QuestionGenerator
+    from retrievals_rag.data.generation import GeneratedQuestion
 
 __all__ = [
     "ADAPT_REPORT_FILE",
@@ -63,7 +65,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-GeneratorName = Literal["cropping", "smollm2", "openai"]
 Stage = Literal["generate", "mine", "label", "train", "evaluate", "save"]
 ADAPT_REPORT_FILE = "adapt_report.json"
 DATA_FOLDER = "adapt_data"
@@ -80,60 +81,88 @@ def questions_file(output_dir: str | os.PathLike[str], generator: str) -> Path:
 class AdaptSettings:
     """How :func:`adapt_embedder` adapts: the generator, the sample, the negatives, the teacher and training.
 
-    Attributes:
-        generator: ``"cropping"`` (a span of the passage as the query: fast, no model), ``"smollm2"`` (the
-            packaged SmolLM2-135M-Instruct, or ``chat_model``) or ``"openai"`` (``openai_base_url``).
-        max_passages: passages sampled (seeded) to write questions for.
-        questions_per_passage: questions asked for per passage.
-        holdout_fraction: share of the sampled passages whose questions are held out for the verdict (0: none,
-            no verdict).
-        num_negatives: hard negatives mined per question.
-        rank_range: ``(start, end)``: the 0-based ranks negatives are drawn from (cut to the corpus size).
-        train_group_size: documents per question in a training example (1 positive + hard negatives).
-        teacher: a reranker folder (cross-encoder, LLM ranker or ColBERT of ours) whose scores are the
-            pseudo-labels (``margin_mse``); None: InfoNCE on the mined triplets.
-        false_negative_margin: with a teacher, a negative scored above the positive's score minus this (on the
-            sigmoid scale, 0 to 1) is dropped as a likely false negative.
-        epochs: training epochs.
-        learning_rate: peak learning rate (linear warm-up over 10% of the steps, then linear decay).
-        batch_size: questions per training batch (in-batch negatives included).
-        temperature: InfoNCE temperature.
-        query_max_length: tokens per question.
-        max_length: tokens per passage (training and the saved model's encoding).
-        seed: seed of the sample, the split, the crops, the negatives and training.
-        generation_batch_size: passages per generator call (and per append to the questions file).
-        max_new_tokens: most tokens a chat generator writes per passage.
-        chat_model: ``"smollm2"``: a transformers chat folder or ``.gguf`` file instead of the packaged SmolLM2.
-        openai_base_url: ``"openai"``: the API root, e.g. ``http://127.0.0.1:11434/v1``.
-        openai_model: ``"openai"``: the model name the server knows.
-        openai_api_key_env: ``"openai"``: the environment variable holding the API key (unset: no key sent).
-        device: where the chat model and the teacher run (None: a GPU when there is one); training places
-            itself (the Trainer).
+    Each field's ``help`` (also what ``retrievals-rag adapt --help`` shows) says what it does. Checked when made;
+    importing this class loads no torch.
     """
 
-    generator: GeneratorName = "cropping"
-    max_passages: int = 2000
-    questions_per_passage: int = 1
-    holdout_fraction: float = 0.1
-    num_negatives: int = 3
-    rank_range: tuple[int, int] = (5, 50)
-    train_group_size: int = 2
-    teacher: str | None = None
-    false_negative_margin: float = 0.0
-    epochs: float = 1.0
-    learning_rate: float = 2e-5
-    batch_size: int = 32
-    temperature: float = 0.05
-    query_max_length: int = 64
-    max_length: int = 256
-    seed: int = 42
-    generation_batch_size: int = 16
-    max_new_tokens: int = 64
-    chat_model: str | None = None
-    openai_base_url: str | None = None
-    openai_model: str | None = None
-    openai_api_key_env: str = "OPENAI_API_KEY"
-    device: str | None = None
+    generator: GeneratorName = field(
+        default="cropping",
+        metadata={
+            "help": "what writes the questions: cropping (a span of the passage: fast, no model), smollm2 (the "
+            "packaged SmolLM2-135M-Instruct, or --chat-model) or openai (an OpenAI-compatible endpoint)"
+        },
+    )
+    max_passages: int = field(
+        default=2000, metadata={"help": "passages sampled (seeded) to write questions for"}
+    )
+    questions_per_passage: int = field(default=1, metadata={"help": "questions asked for per passage"})
+    holdout_fraction: float = field(
+        default=0.1,
+        metadata={"help": "share of the sampled passages whose questions are held out for the before / after "
+                  "verdict (0: none, no verdict)"},
+    )  # fmt: skip
+    num_negatives: int = field(default=3, metadata={"help": "hard negatives mined per question"})
+    rank_range: tuple[int, int] = field(
+        default=(5, 50),
+        metadata={"help": "the 0-based ranks [start, end) of the current embedder's ranking that negatives are "
+                  "drawn from (cut to the corpus size)"},
+    )  # fmt: skip
+    train_group_size: int = field(
+        default=2,
+        metadata={"help": "passages per question in a training example: the positive + hard negatives"},
+    )
+    teacher: str | None = field(
+        default=None,
+        metadata={"help": "a reranker folder of ours (cross-encoder, LLM ranker or ColBERT) whose scores are the "
+                  "pseudo-labels, trained with margin_mse (default: none, InfoNCE)"},
+    )  # fmt: skip
+    false_negative_margin: float = field(
+        default=0.0,
+        metadata={"help": "with a teacher: a negative scored above the positive's score minus this (sigmoid "
+                  "scale, 0 to 1) is dropped as a likely false negative"},
+    )  # fmt: skip
+    epochs: float = field(default=1.0, metadata={"help": "training epochs"})
+    learning_rate: float = field(
+        default=2e-5,
+        metadata={"help": "peak learning rate (warm-up over 10% of the steps, then linear decay)"},
+    )
+    batch_size: int = field(
+        default=32, metadata={"help": "questions per training batch (in-batch negatives)"}
+    )
+    temperature: float = field(default=0.05, metadata={"help": "InfoNCE temperature"})
+    query_max_length: int = field(default=64, metadata={"help": "tokens per question"})
+    max_length: int = field(
+        default=256, metadata={"help": "tokens per passage, in training and in the saved model"}
+    )
+    seed: int = field(
+        default=42, metadata={"help": "seed of the sample, the split, the crops, the negatives and training"}
+    )
+    generation_batch_size: int = field(
+        default=16, metadata={"help": "passages per generator call (and per append to the questions file)"}
+    )
+    max_new_tokens: int = field(default=64, metadata={"help": "most tokens a chat model writes per passage"})
+    chat_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "smollm2: a transformers chat folder or .gguf file (default: the packaged SmolLM2)"
+        },
+    )
+    openai_base_url: str | None = field(
+        default=None,
+        metadata={"help": "openai: the API root, e.g. http://127.0.0.1:11434/v1 (default: none)"},
+    )
+    openai_model: str | None = field(
+        default=None, metadata={"help": "openai: the model name the server knows (default: none)"}
+    )
+    openai_api_key_env: str = field(
+        default="OPENAI_API_KEY",
+        metadata={"help": "openai: the environment variable that holds the API key (unset: no key is sent)"},
+    )
+    device: str | None = field(
+        default=None,
+        metadata={"help": "where the chat model and the teacher run (default: cuda if available); training "
+                  "places itself"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.generator not in ("cropping", "smollm2", "openai"):
@@ -280,13 +309,22 @@ def adapt_embedder(
         raise ValueError(f"output_dir {output} is a file, not a folder")
     report = _Reporter(progress)
     timings: dict[str, float] = {}
-    rng = random.Random(settings.seed)
-    sample_ids = sorted(rng.sample(sorted(corpus), min(settings.max_passages, len(corpus))), key=_natural)
-    sample = {passage_id: corpus[passage_id] for passage_id in sample_ids}
+    chosen = set(random.Random(settings.seed).sample(list(corpus), min(settings.max_passages, len(corpus))))
+    sample = {passage_id: text for passage_id, text in corpus.items() if passage_id in chosen}  # corpus order
 
-    from retrievals_rag.data.generation import generate_questions
+    from retrievals_rag.data.generation import build_generator, generate_questions
 
-    generator = _generator(settings)
+    generator = build_generator(
+        settings.generator,
+        questions_per_passage=settings.questions_per_passage,
+        seed=settings.seed,
+        chat_model=settings.chat_model,
+        max_new_tokens=settings.max_new_tokens,
+        device=settings.device,
+        openai_base_url=settings.openai_base_url,
+        openai_model=settings.openai_model,
+        openai_api_key=os.environ.get(settings.openai_api_key_env) or None,
+    )
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     generated = generate_questions(
@@ -345,10 +383,6 @@ class _Reporter:
             self.progress(AdaptProgress(stage, done, total, message))
 
 
-def _natural(passage_id: str) -> tuple[int, str]:
-    return (len(passage_id), passage_id)
-
-
 def _corpus(passages: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
     """id -> stripped text, empty texts left out; at least :data:`MIN_PASSAGES` distinct texts."""
     if isinstance(passages, str):
@@ -376,41 +410,11 @@ def _corpus(passages: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
     return corpus
 
 
-def _generator(settings: AdaptSettings) -> QuestionGenerator:
-    from retrievals_rag.data.generation import ChatQuestionGenerator, CroppingGenerator
-
-    if settings.generator == "cropping":
-        return CroppingGenerator(settings.questions_per_passage, seed=settings.seed)
-    if settings.generator == "openai":
-        from retrievals_rag.llm.chat import OpenAICompatibleChat
-
-        assert settings.openai_base_url is not None and settings.openai_model is not None
-        backend: Any = OpenAICompatibleChat(
-            settings.openai_base_url,
-            settings.openai_model,
-            os.environ.get(settings.openai_api_key_env) or None,
-            max_tokens=settings.max_new_tokens,
-        )
-        return ChatQuestionGenerator(backend, settings.questions_per_passage, name="openai")
-    from retrievals_rag.llm.chat import TransformersChat
-
-    backend = TransformersChat(
-        settings.chat_model, max_new_tokens=settings.max_new_tokens, device=settings.device or _auto_device()
-    )
-    return ChatQuestionGenerator(backend, settings.questions_per_passage, name="smollm2")
-
-
-def _auto_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _split(
     questions: Sequence[GeneratedQuestion], settings: AdaptSettings
 ) -> tuple[list[GeneratedQuestion], list[GeneratedQuestion]]:
     """Hold out the questions of a seeded share of the passages (never a passage on both sides)."""
-    passage_ids = sorted({question.passage_id for question in questions}, key=_natural)
+    passage_ids = list(dict.fromkeys(question.passage_id for question in questions))
     held_count = round(len(passage_ids) * settings.holdout_fraction) if settings.holdout_fraction else 0
     if settings.holdout_fraction:
         held_count = max(1, held_count)
@@ -484,7 +488,17 @@ def _train(
     loss = "infonce"
     if settings.teacher is not None:
         started = time.perf_counter()
-        records, dropped["false_negative"] = _label(records, settings, report)
+        from retrievals_rag.data.pseudo_labels import label_with_teacher
+
+        pairs = sum(len(record["positive"]) + len(record["negative"]) for record in records)
+        report("label", 0, pairs, f"scoring {pairs} pairs with the teacher {settings.teacher}")
+        records, dropped["false_negative"] = label_with_teacher(
+            records,
+            settings.teacher,
+            false_negative_margin=settings.false_negative_margin,
+            device=settings.device,
+        )
+        report("label", pairs, pairs, f"{dropped['false_negative']} likely false negatives dropped")
         dropped["no_negative"] = len(train_questions) - len(records)
         timings["label"] = time.perf_counter() - started
         loss = "margin_mse"
@@ -495,7 +509,17 @@ def _train(
     data = staging / DATA_FOLDER
     train_file = data / "train.jsonl"
     write_jsonl(records, train_file)
-    eval_data = _write_holdout(data / "holdout", sample, holdout_questions) if holdout_questions else None
+    eval_data = None
+    if holdout_questions:  # each held-out question retrieves from all the sampled passages
+        from retrievals_rag.evaluation.beir import write_beir
+
+        held = {f"h{index}": question for index, question in enumerate(holdout_questions)}
+        eval_data = write_beir(
+            data / "holdout",
+            sample,
+            {query_id: question.question for query_id, question in held.items()},
+            {query_id: {question.passage_id: 1} for query_id, question in held.items()},
+        )
     steps = _steps(len(records), settings)
     started = time.perf_counter()
     report("evaluate", 0, 2, "judging the starting model on the held-out questions")
@@ -553,64 +577,6 @@ def _progress_callback(report: _Reporter, steps: int) -> Any:
             report("evaluate", 1, 2, "judging the trained model on the held-out questions")
 
     return _Progress()
-
-
-def _label(
-    records: list[dict[str, Any]], settings: AdaptSettings, report: _Reporter
-) -> tuple[list[dict[str, Any]], int]:
-    """Teacher scores (sigmoid) on every pair; negatives within the margin of the positive dropped."""
-    from retrievals_rag.models.registry import folder_kind, load_model
-
-    assert settings.teacher is not None
-    kind = folder_kind(settings.teacher)
-    if kind is None or kind == "embedding":
-        raise ValueError(
-            f"teacher {settings.teacher} is not a reranker folder of ours (a cross-encoder, LLM ranker or ColBERT "
-            f"saved by retrievals_rag; found: {kind or 'no retrievals_rag_config.json'})"
-        )
-    options = {"device": settings.device} if settings.device else {}
-    teacher = load_model(settings.teacher, kind, options=options)
-    pairs = [
-        (record["query"], text) for record in records for text in (*record["positive"], *record["negative"])
-    ]
-    report("label", 0, len(pairs), f"scoring {len(pairs)} pairs with the teacher {settings.teacher}")
-    scores = iter(teacher.compute_score(pairs, normalize=True, show_progress_bar=False))
-    labelled, removed = [], 0
-    for record in records:
-        positive_scores = [next(scores) for _ in record["positive"]]
-        negatives = [(text, next(scores)) for text in record["negative"]]
-        floor = min(positive_scores) - settings.false_negative_margin
-        kept = [(text, score) for text, score in negatives if score < floor]
-        removed += len(negatives) - len(kept)
-        if kept:
-            labelled.append(
-                {
-                    **record,
-                    "negative": [text for text, _ in kept],
-                    "positive_scores": positive_scores,
-                    "negative_scores": [score for _, score in kept],
-                }
-            )
-    report("label", len(pairs), len(pairs), f"{removed} likely false negatives dropped")
-    return labelled, removed
-
-
-def _write_holdout(folder: Path, sample: Mapping[str, str], questions: Sequence[GeneratedQuestion]) -> Path:
-    """The held-out questions as a BEIR folder: each retrieves from all the sampled passages."""
-    from retrievals_rag.data.jsonl import write_jsonl
-
-    write_jsonl(
-        ({"_id": passage_id, "text": text} for passage_id, text in sample.items()), folder / "corpus.jsonl"
-    )
-    ids = [f"h{index}" for index in range(len(questions))]
-    write_jsonl(
-        ({"_id": i, "text": q.question} for i, q in zip(ids, questions, strict=True)),
-        folder / "queries.jsonl",
-    )
-    (folder / "qrels").mkdir(parents=True, exist_ok=True)
-    rows = "".join(f"{i}\t{q.passage_id}\t1\n" for i, q in zip(ids, questions, strict=True))
-    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + rows, encoding="utf-8")
-    return folder
 
 
 def _move_into(staging: Path, output: Path) -> None:

@@ -7,7 +7,6 @@ backend runs a tiny random Llama (fast) and, marked slow, the packaged SmolLM2 c
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -251,18 +250,6 @@ def test_openai_connection_failure_names_the_url_and_falls_back(free_port: int) 
 
 
 # ------------------------------------------------------------------------------------------ local transformers
-@pytest.fixture(scope="module")
-def tiny_chat_path(tmp_path_factory: pytest.TempPathFactory, tiny_llama_path: Path) -> Path:
-    from transformers import AutoTokenizer
-
-    path = tmp_path_factory.mktemp("tiny-chat")
-    shutil.copytree(tiny_llama_path, path, dirs_exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenizer.chat_template = "{% for message in messages %}{{ message['content'] }} {% endfor %}"
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def test_transformers_chat_streams_what_generate_would_return(tiny_chat_path: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
