@@ -73,14 +73,16 @@ def test_adapt_then_switch_ask_and_delete(tiny_app_env: None, tiny_bert_path: Pa
     assert list(frame.columns) == ["metric", "original", "adapted", "change"]
     assert list(frame["metric"]) == ["nDCG@10", "MRR@10", "Recall@100"]
     boxes = [text for text in values(at.main.text) if text.startswith("adapted-1: ")]
-    assert boxes == ["adapted-1: 6 chunks embedded by the embedder adapted to these documents (notes-1)"], boxes
+    adapted_line = "adapted-1: 6 chunks embedded by the embedder adapted to these documents (notes-1)"
+    assert boxes == [adapted_line], boxes
     switch = at.radio(key="use-version-notes")
     assert switch.options[0] == f"original ({tiny_bert_path.name})"
     assert switch.value == "original" and switch.options[1].startswith("adapted-1 (nDCG@10 ")
 
     switch.set_value("adapted-1").run()
     assert at.radio(key="use-version-notes").value == "adapted-1"
-    at.number_input[0].set_value(len(PASSAGES)).run()  # every passage a source: the random model's order is moot
+    # Every passage a source: the random model's order does not matter.
+    at.number_input[0].set_value(len(PASSAGES)).run()
     at = ask(at, "When was the Eiffel Tower completed?")
     answer = [unescape(text) for text in values(at.chat_message[1].markdown)]
     assert any("1889" in text for text in answer), answer
