@@ -12,8 +12,9 @@ Names are resolved lazily: ``import retrievals_rag.rag`` loads neither torch, tr
 Modules: :mod:`~retrievals_rag.rag.loaders` (files to text), :mod:`~retrievals_rag.rag.chunking` (token-sized
 chunks with content ids), :mod:`~retrievals_rag.rag.store` (Chroma), :mod:`~retrievals_rag.rag.indexing` (bulk,
 resumable), :mod:`~retrievals_rag.rag.jobs` (indexing in the background), :mod:`~retrievals_rag.rag.retrieve` (dense, BM25 fusion, reranking),
-:mod:`~retrievals_rag.rag.generate` (prompt, citations, extractive answers), :mod:`~retrievals_rag.rag.engine`
-(the facade). The chat backends it answers with live in :mod:`retrievals_rag.llm` (their names are importable
+:mod:`~retrievals_rag.rag.generate` (prompt, citations, extractive answers), :mod:`~retrievals_rag.rag.versions`
+(a collection's versions embedded by other models, adapted ones included: :mod:`~retrievals_rag.rag.adaptation`),
+:mod:`~retrievals_rag.rag.engine` (the facade). The chat backends it answers with live in :mod:`retrievals_rag.llm` (their names are importable
 from here too).
 """
 
@@ -65,10 +66,17 @@ _LAZY_NAMES: dict[str, str] = {
     "TransformersChat": "retrievals_rag.llm.chat",
     "convert_gguf": "retrievals_rag.llm.gguf",
     "RagEngine": "retrievals_rag.rag.engine",
+    "AdaptationResult": "retrievals_rag.rag.version_info",
+    "CollectionVersion": "retrievals_rag.rag.version_info",
+    "VersionProgress": "retrievals_rag.rag.version_info",
+    "CollectionVersions": "retrievals_rag.rag.versions",
+    "AdaptSettings": "retrievals_rag.training.adapt",
 }
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
+    "AdaptSettings",
+    "AdaptationResult",
     "AnswerStream",
     "BackendUnavailableError",
     "ChatBackend",
@@ -76,6 +84,8 @@ __all__ = [
     "Chunker",
     "Citation",
     "CollectionNotFoundError",
+    "CollectionVersion",
+    "CollectionVersions",
     "DocumentInfo",
     "DocumentLoadError",
     "DocumentResult",
@@ -99,6 +109,7 @@ __all__ = [
     "TransformersChat",
     "UnsafePathError",
     "VectorStore",
+    "VersionProgress",
     "answer",
     "build_prompt",
     "convert_gguf",
@@ -145,6 +156,9 @@ if TYPE_CHECKING:
         StoreConnectionError,
         VectorStore,
     )
+    from retrievals_rag.rag.version_info import AdaptationResult, CollectionVersion, VersionProgress
+    from retrievals_rag.rag.versions import CollectionVersions
+    from retrievals_rag.training.adapt import AdaptSettings
 
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES, globals(), __all__)

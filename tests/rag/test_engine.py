@@ -131,6 +131,8 @@ def test_importing_the_engine_loads_nothing_heavy() -> None:
 
 EXPECTED_ALL = [
     "SUPPORTED_EXTENSIONS",
+    "AdaptSettings",
+    "AdaptationResult",
     "AnswerStream",
     "BackendUnavailableError",
     "ChatBackend",
@@ -138,6 +140,8 @@ EXPECTED_ALL = [
     "Chunker",
     "Citation",
     "CollectionNotFoundError",
+    "CollectionVersion",
+    "CollectionVersions",
     "DocumentInfo",
     "DocumentLoadError",
     "DocumentResult",
@@ -161,6 +165,7 @@ EXPECTED_ALL = [
     "TransformersChat",
     "UnsafePathError",
     "VectorStore",
+    "VersionProgress",
     "answer",
     "build_prompt",
     "convert_gguf",
@@ -177,9 +182,10 @@ def test_public_names_are_pinned() -> None:
     import retrievals_rag.rag as rag
 
     assert rag.__all__ == EXPECTED_ALL
-    for name in rag.__all__:  # the chat backends and their errors live in retrievals_rag.llm, below rag/
+    for name in rag.__all__:
+        # the chat backends live in retrievals_rag.llm, the adaptation settings in retrievals_rag.training
         assert name == "SUPPORTED_EXTENSIONS" or getattr(rag, name).__module__.startswith(
-            ("retrievals_rag.rag.", "retrievals_rag.llm.")
+            ("retrievals_rag.rag.", "retrievals_rag.llm.", "retrievals_rag.training.adapt")
         )
 
 
