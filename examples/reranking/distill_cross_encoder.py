@@ -231,29 +231,49 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, required=True, help="BEIR folder (SciFact)")
-    parser.add_argument("--teacher", action="append", required=True, help="teacher folder (repeat: ensemble)")
+    parser.add_argument(
+        "--teacher", action="append", required=True, help="teacher folder (repeat: ensemble); required"
+    )
     parser.add_argument("--output", type=Path, default=Path("runs/ce-distill"), help="default: %(default)s")
-    parser.add_argument("--dense-run", type=Path, default=None, help="test dense run (JSON), read or written")
     parser.add_argument(
-        "--train-run", type=Path, default=None, help="train dense run (JSON), read or written"
+        "--dense-run",
+        type=Path,
+        default=None,
+        help="test dense run (JSON), read or written (default: none, computed)",
     )
     parser.add_argument(
-        "--candidates", type=int, default=30, help="dense candidates per train query (%(default)s)"
+        "--train-run",
+        type=Path,
+        default=None,
+        help="train dense run (JSON), read or written (default: none, computed)",
     )
-    parser.add_argument("--group-size", type=int, default=8, help="positive + negatives (%(default)s)")
+    parser.add_argument(
+        "--candidates", type=int, default=30, help="dense candidates per train query (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--group-size", type=int, default=8, help="positive + negatives (default: %(default)s)"
+    )
     parser.add_argument("--false-negative-margin", type=float, default=0.0, help="default: %(default)s")
     parser.add_argument(
         "--loss", choices=["margin_mse", "kl"], default="margin_mse", help="default: %(default)s"
     )
-    parser.add_argument("--temperature", type=float, default=1.0, help="kl temperature (%(default)s)")
-    parser.add_argument("--epochs", type=float, default=2, help="default: %(default)s")
-    parser.add_argument("--batch-size", type=int, default=16, help="queries per step (%(default)s)")
-    parser.add_argument("--learning-rate", type=float, default=5e-5, help="default: %(default)s")
-    parser.add_argument("--max-length", type=int, default=192, help="tokens per pair (%(default)s)")
-    parser.add_argument("--top-k", type=int, default=100, help="test candidates reranked (%(default)s)")
-    parser.add_argument("--limit-queries", type=int, default=None, help="first N queries of each split")
     parser.add_argument(
-        "--st-baseline", action="store_true", help="also train sentence-transformers' CrossEncoder"
+        "--temperature", type=float, default=1.0, help="kl temperature (default: %(default)s)"
+    )
+    parser.add_argument("--epochs", type=float, default=2, help="default: %(default)s")
+    parser.add_argument("--batch-size", type=int, default=16, help="queries per step (default: %(default)s)")
+    parser.add_argument("--learning-rate", type=float, default=5e-5, help="default: %(default)s")
+    parser.add_argument("--max-length", type=int, default=192, help="tokens per pair (default: %(default)s)")
+    parser.add_argument(
+        "--top-k", type=int, default=100, help="test candidates reranked (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--limit-queries", type=int, default=None, help="first N queries of each split (default: all)"
+    )
+    parser.add_argument(
+        "--st-baseline",
+        action="store_true",
+        help="also train sentence-transformers' CrossEncoder (default: off)",
     )
     parser.add_argument("--device", default="cpu", help="default: %(default)s")
     parser.add_argument("--seed", type=int, default=42, help="default: %(default)s")

@@ -26,8 +26,10 @@ ARGPARSE_EXAMPLES = [
     "benchmarks/rerank_backends_quality.py",
     "rag/rag_langchain.py",
     "rag/rag_llama_index.py",
+    "reranking/distill_cross_encoder.py",
     "reranking/scifact_rerank.py",
     "scifact/finetune_scifact.py",
+    "scifact/smollm2.py",
 ]
 
 
