@@ -194,8 +194,10 @@ def main() -> None:
     parser.add_argument(
         "--modes", nargs="+", choices=MODES, default=list(DEFAULT_MODES), help="default: %(default)s"
     )
-    parser.add_argument("--show-answers", action="store_true", help="print every answer")
-    parser.add_argument("--output-json", type=Path, default=None, help="also write the answers to this file")
+    parser.add_argument("--show-answers", action="store_true", help="print every answer (default: no)")
+    parser.add_argument(
+        "--output-json", type=Path, default=None, help="also write the answers to this file (default: none)"
+    )
     args = parser.parse_args()
 
     from retrievals_rag.rag.answer_modes import DEFAULT_LLM

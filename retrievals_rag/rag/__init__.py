@@ -12,7 +12,9 @@ Names are resolved lazily: ``import retrievals_rag.rag`` loads neither torch, tr
 Modules: :mod:`~retrievals_rag.rag.loaders` (files to text), :mod:`~retrievals_rag.rag.chunking` (token-sized
 chunks with content ids), :mod:`~retrievals_rag.rag.store` (Chroma), :mod:`~retrievals_rag.rag.indexing` (bulk,
 resumable), :mod:`~retrievals_rag.rag.jobs` (indexing in the background), :mod:`~retrievals_rag.rag.retrieve` (dense, BM25 fusion, reranking),
-:mod:`~retrievals_rag.rag.generate` (prompt, citations, extractive answers), :mod:`~retrievals_rag.rag.llm`
+:mod:`~retrievals_rag.rag.grounding` (sentences, relevance floor, the support check of a model's answer),
+:mod:`~retrievals_rag.rag.generate` (prompt, citations, extractive and checked answers),
+:mod:`~retrievals_rag.rag.answer_modes` (the answer modes and the default), :mod:`~retrievals_rag.rag.llm`
 (SmolLM2 through transformers, OpenAI-compatible servers), :mod:`~retrievals_rag.rag.engine` (the facade).
 """
 

@@ -544,7 +544,10 @@ def _checked(
     verdict = check.check(reply[:end] if end is not None else reply, stream.question, sources)
     stream.support = verdict
     if verdict.supported:
-        stream.note = f"Written by {model} from the sources' sentences; its facts are in them."
+        stream.note = (
+            f"Written by {model} and checked against the sources: its numbers, names and most of its words "
+            "are in them."
+        )
         yield f"{verdict.sentence} " + "".join(f"[{number}]" for number in verdict.source_numbers)
         return
     stream.backend_name = ExtractiveAnswer.name

@@ -63,7 +63,7 @@ def test_the_default_is_smollm2_checked_against_the_sources(default_app: list[li
     kept, replaced = at.chat_message[1], at.chat_message[3]
     assert unescape(kept.markdown[0].value) == "A plot costs 35 pounds a year. [1]"
     assert [unescape(text) for text in values(kept.caption)] == [
-        "Written by smollm2 from the sources' sentences; its facts are in them."
+        "Written by smollm2 and checked against the sources: its numbers, names and most of its words are in them."
     ]
     assert (
         unescape(replaced.markdown[0].value) == "The committee meets on the first Monday of each month. [1]"
