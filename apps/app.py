@@ -6,7 +6,8 @@ Run it with ``retrievals-rag app`` (or ``streamlit run apps/app.py``). Settings 
 - ``RETRIEVALS_RAG_CHROMA_URL``: a Chroma server (``http://127.0.0.1:8000``) instead of the embedded database.
 - ``RETRIEVALS_RAG_EMBEDDER``: the embedder folder shown by default; empty: the packaged all-MiniLM-L6-v2.
 - ``RETRIEVALS_RAG_RERANKER``: the reranker folder shown by default; empty: no reranking.
-- ``RETRIEVALS_RAG_LLM``: the answer backend chosen by default: ``smollm2``, ``openai`` or ``extractive``.
+- ``RETRIEVALS_RAG_LLM``: the answer mode chosen at start: ``smollm2`` (the default: SmolLM2's answers checked
+  against the sources), ``openai`` or ``extractive`` (see :mod:`retrievals_rag.rag.answer_modes`).
 - ``RETRIEVALS_RAG_LLM_BASE_URL`` / ``RETRIEVALS_RAG_LLM_MODEL``: defaults of the OpenAI-compatible server;
   ``RETRIEVALS_RAG_LLM_API_KEY``: its bearer token, if it wants one.
 - ``RETRIEVALS_RAG_CACHE``: where the local SmolLM2 is converted, once per machine (``~/.cache/retrievals_rag``).
@@ -37,9 +38,10 @@ from retrievals_rag.rag import (
     ExtractiveAnswer,
     RagEngine,
 )
+from retrievals_rag.rag.answer_modes import DEFAULT_LLM, LLM_CHOICES
 
 LLM_LABELS = {
-    "smollm2": "SmolLM2-135M-Instruct (local)",
+    "smollm2": "SmolLM2-135M-Instruct (local), checked against the sources",
     "openai": "OpenAI-compatible server",
     "extractive": "Extractive (no LLM)",
 }
@@ -121,8 +123,8 @@ def open_engine() -> tuple[RagEngine | None, Any, dict[str, str]]:
     if embedder and (problem := model_folder_problem(embedder)):
         problems["embedder"] = f"{problem}. The packaged all-MiniLM-L6-v2 is used until this is fixed."
         embedder = ""
-    llm = str(st.session_state.get("llm") or os.environ.get("RETRIEVALS_RAG_LLM", "smollm2"))
-    llm = llm if llm in LLM_LABELS else "smollm2"
+    llm = str(st.session_state.get("llm") or os.environ.get("RETRIEVALS_RAG_LLM", DEFAULT_LLM))
+    llm = llm if llm in LLM_CHOICES else DEFAULT_LLM
     base_url, model = openai_endpoint()
     if llm == "openai" and (not base_url or not model):
         problems["llm"] = "Give the server URL and the model name; extractive answers until then."
@@ -176,8 +178,8 @@ def settings_panel(problems: dict[str, str]) -> dict[str, Any]:
             st.error(plain(problems["reranker"]))
         top_k = int(st.number_input("Sources per answer (top-k)", min_value=1, max_value=50, value=5))
         use_bm25 = st.toggle("Fuse BM25 with dense retrieval", value=False)
-        choices = list(LLM_LABELS)
-        default_llm = os.environ.get("RETRIEVALS_RAG_LLM", "smollm2")
+        choices = list(LLM_CHOICES)
+        default_llm = os.environ.get("RETRIEVALS_RAG_LLM", DEFAULT_LLM)
         llm = st.radio(
             "Answers",
             choices,
@@ -456,6 +458,8 @@ def chat(engine: RagEngine, collection: str, reranker: Any, top_k: int, use_bm25
     for message in history:
         with st.chat_message(message["role"]):
             st.markdown(plain(message["content"]))
+            if message.get("note"):
+                st.caption(plain(message["note"]))
             if message.get("error"):
                 show_error("No answer", message["error"])
             if message["role"] == "assistant":
@@ -478,6 +482,8 @@ def chat(engine: RagEngine, collection: str, reranker: Any, top_k: int, use_bm25
                 question, collection, top_k=top_k, use_bm25=use_bm25, reranker=reranker, backend=backend
             )
             st.write_stream(escaped_stream(stream))
+            if stream.note:  # the model's checked answer, or the sources quoted instead (and why)
+                st.caption(plain(stream.note))
         except Exception as error:
             show_error("No answer", error)
             history.append({"role": "assistant", "content": "", "error": short(error)})
@@ -493,7 +499,7 @@ def chat(engine: RagEngine, collection: str, reranker: Any, top_k: int, use_bm25
         ]
         show_sources(sources)
     # A language model failure is told once, in the answer's text (with the extractive answer after it).
-    history.append({"role": "assistant", "content": stream.text, "sources": sources})
+    history.append({"role": "assistant", "content": stream.text, "note": stream.note, "sources": sources})
 
 
 # ------------------------------------------------------------------------------------------------- page

@@ -12,10 +12,12 @@ Names are resolved lazily: ``import retrievals_rag.rag`` loads neither torch, tr
 Modules: :mod:`~retrievals_rag.rag.loaders` (files to text), :mod:`~retrievals_rag.rag.chunking` (token-sized
 chunks with content ids), :mod:`~retrievals_rag.rag.store` (Chroma), :mod:`~retrievals_rag.rag.indexing` (bulk,
 resumable), :mod:`~retrievals_rag.rag.jobs` (indexing in the background), :mod:`~retrievals_rag.rag.retrieve` (dense, BM25 fusion, reranking),
-:mod:`~retrievals_rag.rag.generate` (prompt, citations, extractive answers), :mod:`~retrievals_rag.rag.versions`
+:mod:`~retrievals_rag.rag.grounding` (sentences, relevance floor, the support check of a model's answer),
+:mod:`~retrievals_rag.rag.generate` (prompt, citations, extractive and checked answers),
+:mod:`~retrievals_rag.rag.answer_modes` (the answer modes and the default), :mod:`~retrievals_rag.rag.versions`
 (a collection's versions embedded by other models, adapted ones included: :mod:`~retrievals_rag.rag.adaptation`),
-:mod:`~retrievals_rag.rag.engine` (the facade). The chat backends it answers with live in :mod:`retrievals_rag.llm` (their names are importable
-from here too).
+:mod:`~retrievals_rag.rag.engine` (the facade). The chat backends it answers with live in :mod:`retrievals_rag.llm`
+(SmolLM2 through transformers, OpenAI-compatible servers; their names are importable from here too).
 """
 
 from __future__ import annotations

@@ -23,8 +23,9 @@ import shutil
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal
 
+from retrievals_rag.rag.answer_modes import DEFAULT_LLM, LLM_CHOICES, LLMChoice
 from retrievals_rag.rag.generate import (
     AnswerStream,
     ChatBackend,
@@ -46,8 +47,6 @@ if TYPE_CHECKING:
 
 __all__ = ["LLMChoice", "LLMState", "RagEngine", "model_folder_problem"]
 
-LLMChoice = Literal["smollm2", "openai", "extractive"]
-_LLM_CHOICES: tuple[str, ...] = get_args(LLMChoice)
 LLMState = Literal["not loaded", "loading", "ready", "failed"]
 INDEX_BATCH_SIZE = 16
 """Chunks embedded and written per batch by the engine: a progress report every few seconds on a CPU."""
@@ -87,11 +86,11 @@ class RagEngine:
             the fastest backend the folder holds on the device; a ColBERT loaded from a folder caches each chunk's
             token vectors in ``data_dir/colbert-vectors``, so a chunk is encoded once, restarts included);
             None: none.
-        llm: ``"extractive"`` (no LLM: the sentences of the sources that answer, the default), ``"smollm2"``
-            (local SmolLM2-135M-Instruct), ``"openai"`` (an OpenAI-compatible server, see ``llm_base_url``), or a
-            chat backend object. Extractive is the default by measurement: on the question set of
-            ``examples/rag/answer_quality.py`` it answers 27 of 27 with the right file cited, SmolLM2 16 of 27;
-            both say "not in the documents" for the 5 absent answers.
+        llm: An answer mode of :mod:`~retrievals_rag.rag.answer_modes`: ``"smollm2"`` (the local
+            SmolLM2-135M-Instruct, its answers checked against the sources, the extractive answer when they do
+            not support it: the default), ``"openai"`` (an OpenAI-compatible server, see ``llm_base_url``, checked
+            the same way), ``"extractive"`` (no LLM: the sentences of the sources that answer); or a chat backend
+            object (checked the same way).
         llm_base_url: The server's API root for ``llm="openai"`` (``http://127.0.0.1:11434/v1`` for Ollama).
         llm_model: The model name for ``llm="openai"``.
         llm_api_key: A bearer token for ``llm="openai"``.
@@ -116,7 +115,7 @@ class RagEngine:
         embedder_path: str | os.PathLike[str] | None = None,
         device: str | None = None,
         reranker: Reranker | str | os.PathLike[str] | None = None,
-        llm: LLMChoice | ChatBackend = "extractive",
+        llm: LLMChoice | ChatBackend = DEFAULT_LLM,
         llm_base_url: str | None = None,
         llm_model: str | None = None,
         llm_api_key: str | None = None,
@@ -173,10 +172,10 @@ class RagEngine:
     ) -> ChatBackend | ExtractiveAnswer:
         if not isinstance(llm, str):
             if not callable(getattr(llm, "stream", None)):
-                raise TypeError(f"llm must be one of {_LLM_CHOICES} or have a stream(messages) method")
+                raise TypeError(f"llm must be one of {LLM_CHOICES} or have a stream(messages) method")
             return llm
-        if llm not in _LLM_CHOICES:
-            raise ValueError(f"llm must be one of {_LLM_CHOICES} or a chat backend, got {llm!r}")
+        if llm not in LLM_CHOICES:
+            raise ValueError(f"llm must be one of {LLM_CHOICES} or a chat backend, got {llm!r}")
         if llm == "extractive":
             return ExtractiveAnswer()
         if llm == "openai":

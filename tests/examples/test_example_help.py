@@ -25,6 +25,7 @@ ARGPARSE_EXAMPLES = [
     "benchmarks/gpu_suite.py",
     "benchmarks/import_cost.py",
     "benchmarks/rerank_backends_quality.py",
+    "rag/answer_quality.py",
     "rag/rag_langchain.py",
     "rag/rag_llama_index.py",
     "reranking/distill_cross_encoder.py",

@@ -90,10 +90,14 @@ def test_an_unreachable_llm_falls_back_with_the_reason(minilm_engine: RagEngine,
 
 
 def test_llm_choices(tmp_path: Path, tiny_bert_path: Path) -> None:
-    assert isinstance(RagEngine(tmp_path / "a", embedder_path=tiny_bert_path).backend, ExtractiveAnswer)
-    smollm2 = RagEngine(tmp_path / "b", embedder_path=tiny_bert_path, llm="smollm2").backend
-    # Converted once per machine (RETRIEVALS_RAG_CACHE), not per data folder.
-    assert isinstance(smollm2, TransformersChat) and smollm2.cache_dir is None
+    from retrievals_rag.rag.answer_modes import DEFAULT_LLM
+
+    assert DEFAULT_LLM == "smollm2"
+    default = RagEngine(tmp_path / "a", embedder_path=tiny_bert_path).backend  # nothing is loaded yet
+    # SmolLM2, converted once per machine (RETRIEVALS_RAG_CACHE), not per data folder.
+    assert isinstance(default, TransformersChat) and default.cache_dir is None
+    extractive = RagEngine(tmp_path / "b", embedder_path=tiny_bert_path, llm="extractive").backend
+    assert isinstance(extractive, ExtractiveAnswer)
     openai = RagEngine(
         tmp_path / "c",
         embedder_path=tiny_bert_path,
