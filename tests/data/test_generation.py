@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,8 +20,8 @@ from retrievals_rag.data.generation import (
     passage_hash,
 )
 from retrievals_rag.llm.base import ChatMessage, GenerationError
+from tests.local_http import LOOPBACK, loopback_only, serve
 
-LOOPBACK = "127.0.0.1"
 PASSAGES = {
     f"d{index}": f"Topic {index} opens here. The protein number {index} binds the receptor of cell type {index} "
     f"in the brain. Patients with variant {index} show a higher risk of cancer. A study of {index} people."
@@ -32,15 +31,8 @@ PASSAGES = {
 
 @pytest.fixture(autouse=True)
 def _loopback_only() -> Iterator[None]:
-    """Connections to anything but 127.0.0.1 fail (pytest-socket)."""
-    import pytest_socket
-
-    original_connect = socket.socket.connect
-    pytest_socket.socket_allow_hosts([LOOPBACK], allow_unix_socket=True)
-    try:
+    with loopback_only():
         yield
-    finally:
-        socket.socket.connect = original_connect  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------------------------------ cropping
@@ -222,14 +214,8 @@ class QuestionServer(BaseHTTPRequestHandler):
 @pytest.fixture
 def question_server() -> Iterator[str]:
     QuestionServer.calls = 0
-    server = ThreadingHTTPServer((LOOPBACK, 0), QuestionServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{LOOPBACK}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(QuestionServer) as url:
+        yield url
 
 
 def test_an_openai_compatible_endpoint_writes_questions(tmp_path: Path, question_server: str) -> None:

@@ -10,7 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,7 +29,8 @@ from retrievals_rag.rag.generate import (
     make_citations,
 )
 from retrievals_rag.rag.retrieve import RetrievedChunk
-from tests.rag.conftest import LOOPBACK, TOPICS
+from tests.local_http import LOOPBACK, serve
+from tests.rag.conftest import TOPICS
 
 
 def chunk(
@@ -191,15 +192,8 @@ class ChatHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def chat_server() -> Iterator[str]:
     ChatHandler.requests = []
-    server = ThreadingHTTPServer((LOOPBACK, 0), ChatHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{LOOPBACK}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serve(ChatHandler) as url:
+        yield url
 
 
 def test_openai_compatible_client_streams_server_sent_events(chat_server: str) -> None:
