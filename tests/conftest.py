@@ -103,3 +103,18 @@ def tiny_llama_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer.model_max_length = 256
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_path(tmp_path_factory: pytest.TempPathFactory, tiny_llama_path: Path) -> Path:
+    """The tiny random Llama with a chat template (each message's content, then a space)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    path = tmp_path_factory.mktemp("tiny-chat")
+    shutil.copytree(tiny_llama_path, path, dirs_exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.chat_template = "{% for message in messages %}{{ message['content'] }} {% endfor %}"
+    tokenizer.save_pretrained(path)
+    return path

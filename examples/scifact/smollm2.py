@@ -43,7 +43,7 @@ CHECK_TEXTS = [
 def model_folder(given: Path | None) -> Path:
     if given is not None:
         return given
-    from retrievals_rag.rag.llm import convert_gguf, smollm2_gguf_path
+    from retrievals_rag.llm.gguf import convert_gguf, smollm2_gguf_path
 
     return convert_gguf(smollm2_gguf_path())
 

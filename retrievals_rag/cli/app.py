@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from retrievals_rag.cli.index import default_data_dir
+from retrievals_rag.rag.answer_modes import DEFAULT_LLM, LLM_CHOICES
 
 
 def app_path() -> Path:
@@ -52,9 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8501, help="port (default: 8501)")
     parser.add_argument(
         "--llm",
-        choices=["smollm2", "openai", "extractive"],
+        choices=LLM_CHOICES,
         default=None,
-        help="the answer backend selected at start (default: $RETRIEVALS_RAG_LLM, else smollm2)",
+        help="the answer mode selected at start: smollm2 (SmolLM2's answers checked against the sources, the "
+        "sources quoted when they do not support them), openai (an OpenAI-compatible server, checked the same "
+        f"way) or extractive (no LLM); default: $RETRIEVALS_RAG_LLM, else {DEFAULT_LLM}",
     )
     parser.add_argument(
         "--llm-base-url",

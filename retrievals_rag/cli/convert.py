@@ -117,7 +117,7 @@ def run_t2ranking(args: argparse.Namespace) -> int:
 
 
 def run_gguf(args: argparse.Namespace) -> int:
-    from retrievals_rag.rag.llm import convert_gguf, converted_folder, smollm2_gguf_path
+    from retrievals_rag.llm.gguf import convert_gguf, converted_folder, smollm2_gguf_path
 
     start = time.perf_counter()
     source = args.input if args.input is not None else smollm2_gguf_path()

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from retrievals_rag import __version__
-from retrievals_rag.cli import app, bench, convert, encode, evaluate, export, index, merge, mine, train
+from retrievals_rag.cli import adapt, app, bench, convert, encode, evaluate, export, index, merge, mine, train
 from retrievals_rag.cli.common import HelpFormatter, RawDescriptionHelpFormatter
 
 VERBOSE_HELP = "log progress details, and show the traceback of an error"
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (evaluate, encode, export, merge, bench, mine, convert, train, index, app):
+    for module in (evaluate, encode, export, merge, bench, mine, convert, train, adapt, index, app):
         module.register(subparsers)
     for command in subcommands(parser):
         # Defaults in every --help; -v after the subcommand too (SUPPRESS: absent, it keeps the main parser's).

@@ -76,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.collection is None:
         raise ValueError("name the Chroma collection with --collection")
-    from retrievals_rag.rag.store import _connect
+    from retrievals_rag.rag.connection import connect
 
-    client = _connect(args.data_dir, args.chroma_url)
+    client = connect(args.data_dir, args.chroma_url)
     written = add_to_chroma(corpus, client, args.collection)
     where = args.data_dir or args.chroma_url
     print(

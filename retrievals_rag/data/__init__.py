@@ -1,4 +1,4 @@
-"""Training data: record formats and their validation, datasets, collators, converters.
+"""Training data: record formats and their validation, datasets, collators, converters, generated questions.
 
 This is the only place that tokenizes for training. Names resolve lazily, so importing it loads no torch.
 """
@@ -15,19 +15,33 @@ _LAZY_NAMES: dict[str, str] = {
     "load_records": "retrievals_rag.data.records",
     "DataFormatError": "retrievals_rag.data.records",
     "apply_instruction": "retrievals_rag.data.tokenization",
+    "ChatQuestionGenerator": "retrievals_rag.data.generation",
+    "CroppingGenerator": "retrievals_rag.data.generation",
+    "QuestionFilter": "retrievals_rag.data.generation",
+    "generate_questions": "retrievals_rag.data.generation",
 }
 
 __all__ = [
+    "ChatQuestionGenerator",
+    "CroppingGenerator",
     "DataFormatError",
     "EmbeddingCollator",
+    "QuestionFilter",
     "RetrievalTrainDataset",
     "apply_instruction",
+    "generate_questions",
     "load_records",
 ]
 
 if TYPE_CHECKING:
     from retrievals_rag.data.collators import EmbeddingCollator
     from retrievals_rag.data.datasets import RetrievalTrainDataset
+    from retrievals_rag.data.generation import (
+        ChatQuestionGenerator,
+        CroppingGenerator,
+        QuestionFilter,
+        generate_questions,
+    )
     from retrievals_rag.data.records import DataFormatError, load_records
     from retrievals_rag.data.tokenization import apply_instruction
 

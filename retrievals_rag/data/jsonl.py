@@ -1,6 +1,7 @@
-"""Writing training records: atomic JSON Lines files, and reproducible sampling of negatives.
+"""Writing training records: atomic JSON Lines files, files appended to line by line (resumable), and reproducible
+sampling of negatives.
 
-Shared by hard-negative mining and the dataset converters.
+Shared by hard-negative mining, the dataset converters and question generation.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import random
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
-__all__ = ["sample_in_order", "write_jsonl"]
+__all__ = ["append_records", "open_for_append", "sample_in_order", "write_jsonl"]
 
 _T = TypeVar("_T")
 
@@ -82,3 +83,28 @@ def write_jsonl(records: Iterable[Mapping[str, Any]], path: str | os.PathLike[st
         temporary.unlink(missing_ok=True)
         raise
     return count
+
+
+def open_for_append(path: str | os.PathLike[str]) -> TextIO:
+    """Open a JSON Lines file to append whole lines (created with its folder).
+
+    A torn last line (a write cut short by a crash: no final newline) is cut off first, so appended lines stay
+    whole; use with :func:`append_records`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with path.open("r+b") as raw:
+                raw.truncate(data.rfind(b"\n") + 1)
+    return path.open("a", encoding="utf-8", newline="\n")
+
+
+def append_records(handle: TextIO, records: Iterable[Mapping[str, Any]]) -> None:
+    """Append records to a file opened by :func:`open_for_append`, one JSON object per line, and flush them
+    to disk (so a crash afterwards loses none of them)."""
+    for record in records:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    handle.flush()
+    os.fsync(handle.fileno())

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ __all__ = [
     "load_corpus",
     "load_qrels",
     "load_queries",
+    "write_beir",
 ]
 
 _QRELS_HEADER = ("query-id", "corpus-id", "score")
@@ -383,3 +384,41 @@ def _query_records(path: Path) -> dict[str, tuple[int, dict[str, Any]]]:
     if not records:
         raise BeirFormatError(path, "the file holds no queries")
     return records
+
+
+def write_beir(
+    data_dir: str | Path,
+    corpus: Mapping[str, str],
+    queries: Mapping[str, str],
+    qrels: Mapping[str, Mapping[str, int]],
+    split: str = "test",
+) -> Path:
+    """Write a BEIR folder that :func:`load_beir` reads back (documents without titles).
+
+    Args:
+        data_dir: the folder (created).
+        corpus: document id -> text.
+        queries: query id -> text.
+        qrels: query id -> document id -> relevance.
+        split: the name of the qrels file, ``qrels/SPLIT.tsv``.
+
+    Returns:
+        ``data_dir`` as a path.
+    """
+    folder = Path(data_dir)
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    with (folder / "corpus.jsonl").open("w", encoding="utf-8") as handle:
+        for document_id, text in corpus.items():
+            handle.write(json.dumps({"_id": document_id, "text": text}, ensure_ascii=False) + "\n")
+    with (folder / "queries.jsonl").open("w", encoding="utf-8") as handle:
+        for query_id, text in queries.items():
+            handle.write(json.dumps({"_id": query_id, "text": text}, ensure_ascii=False) + "\n")
+    rows = [
+        f"{query_id}\t{document_id}\t{score}\n"
+        for query_id, judged in qrels.items()
+        for document_id, score in judged.items()
+    ]
+    (folder / "qrels" / f"{split}.tsv").write_text(
+        "\t".join(_QRELS_HEADER) + "\n" + "".join(rows), encoding="utf-8"
+    )
+    return folder

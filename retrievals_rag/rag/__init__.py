@@ -12,8 +12,12 @@ Names are resolved lazily: ``import retrievals_rag.rag`` loads neither torch, tr
 Modules: :mod:`~retrievals_rag.rag.loaders` (files to text), :mod:`~retrievals_rag.rag.chunking` (token-sized
 chunks with content ids), :mod:`~retrievals_rag.rag.store` (Chroma), :mod:`~retrievals_rag.rag.indexing` (bulk,
 resumable), :mod:`~retrievals_rag.rag.jobs` (indexing in the background), :mod:`~retrievals_rag.rag.retrieve` (dense, BM25 fusion, reranking),
-:mod:`~retrievals_rag.rag.generate` (prompt, citations, extractive answers), :mod:`~retrievals_rag.rag.llm`
-(SmolLM2 through transformers, OpenAI-compatible servers), :mod:`~retrievals_rag.rag.engine` (the facade).
+:mod:`~retrievals_rag.rag.grounding` (sentences, relevance floor, the support check of a model's answer),
+:mod:`~retrievals_rag.rag.generate` (prompt, citations, extractive and checked answers),
+:mod:`~retrievals_rag.rag.answer_modes` (the answer modes and the default), :mod:`~retrievals_rag.rag.versions`
+(a collection's versions embedded by other models, adapted ones included: :mod:`~retrievals_rag.rag.adaptation`),
+:mod:`~retrievals_rag.rag.engine` (the facade). The chat backends it answers with live in :mod:`retrievals_rag.llm`
+(SmolLM2 through transformers, OpenAI-compatible servers; their names are importable from here too).
 """
 
 from __future__ import annotations
@@ -53,21 +57,28 @@ _LAZY_NAMES: dict[str, str] = {
     "RetrievedChunk": "retrievals_rag.rag.retrieve",
     "Retriever": "retrievals_rag.rag.retrieve",
     "AnswerStream": "retrievals_rag.rag.generate",
-    "BackendUnavailableError": "retrievals_rag.rag.generate",
-    "ChatBackend": "retrievals_rag.rag.generate",
+    "BackendUnavailableError": "retrievals_rag.llm.base",
+    "ChatBackend": "retrievals_rag.llm.base",
     "Citation": "retrievals_rag.rag.generate",
     "ExtractiveAnswer": "retrievals_rag.rag.generate",
-    "GenerationError": "retrievals_rag.rag.generate",
+    "GenerationError": "retrievals_rag.llm.base",
     "answer": "retrievals_rag.rag.generate",
     "build_prompt": "retrievals_rag.rag.generate",
-    "OpenAICompatibleChat": "retrievals_rag.rag.llm",
-    "TransformersChat": "retrievals_rag.rag.llm",
-    "convert_gguf": "retrievals_rag.rag.llm",
+    "OpenAICompatibleChat": "retrievals_rag.llm.chat",
+    "TransformersChat": "retrievals_rag.llm.chat",
+    "convert_gguf": "retrievals_rag.llm.gguf",
     "RagEngine": "retrievals_rag.rag.engine",
+    "AdaptationResult": "retrievals_rag.rag.version_info",
+    "CollectionVersion": "retrievals_rag.rag.version_info",
+    "VersionProgress": "retrievals_rag.rag.version_info",
+    "CollectionVersions": "retrievals_rag.rag.versions",
+    "AdaptSettings": "retrievals_rag.training.adapt",
 }
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
+    "AdaptSettings",
+    "AdaptationResult",
     "AnswerStream",
     "BackendUnavailableError",
     "ChatBackend",
@@ -75,6 +86,8 @@ __all__ = [
     "Chunker",
     "Citation",
     "CollectionNotFoundError",
+    "CollectionVersion",
+    "CollectionVersions",
     "DocumentInfo",
     "DocumentLoadError",
     "DocumentResult",
@@ -98,6 +111,7 @@ __all__ = [
     "TransformersChat",
     "UnsafePathError",
     "VectorStore",
+    "VersionProgress",
     "answer",
     "build_prompt",
     "convert_gguf",
@@ -110,18 +124,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from retrievals_rag.llm.base import BackendUnavailableError, ChatBackend, GenerationError
+    from retrievals_rag.llm.chat import OpenAICompatibleChat, TransformersChat
+    from retrievals_rag.llm.gguf import convert_gguf
     from retrievals_rag.rag.chunking import Chunk, Chunker
     from retrievals_rag.rag.engine import RagEngine
-    from retrievals_rag.rag.generate import (
-        AnswerStream,
-        BackendUnavailableError,
-        ChatBackend,
-        Citation,
-        ExtractiveAnswer,
-        GenerationError,
-        answer,
-        build_prompt,
-    )
+    from retrievals_rag.rag.generate import AnswerStream, Citation, ExtractiveAnswer, answer, build_prompt
     from retrievals_rag.rag.indexing import (
         DocumentResult,
         FileError,
@@ -132,7 +140,6 @@ if TYPE_CHECKING:
         index_uploads,
     )
     from retrievals_rag.rag.jobs import IndexCancelledError, IndexJob, JobRunner
-    from retrievals_rag.rag.llm import OpenAICompatibleChat, TransformersChat, convert_gguf
     from retrievals_rag.rag.loaders import (
         SUPPORTED_EXTENSIONS,
         DocumentLoadError,
@@ -151,6 +158,9 @@ if TYPE_CHECKING:
         StoreConnectionError,
         VectorStore,
     )
+    from retrievals_rag.rag.version_info import AdaptationResult, CollectionVersion, VersionProgress
+    from retrievals_rag.rag.versions import CollectionVersions
+    from retrievals_rag.training.adapt import AdaptSettings
 
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES, globals(), __all__)

@@ -23,8 +23,9 @@ import shutil
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal
 
+from retrievals_rag.rag.answer_modes import DEFAULT_LLM, LLM_CHOICES, LLMChoice
 from retrievals_rag.rag.generate import (
     AnswerStream,
     ChatBackend,
@@ -37,14 +38,15 @@ from retrievals_rag.rag.jobs import IndexJob, JobRunner
 from retrievals_rag.rag.loaders import DEFAULT_MAX_BYTES, display_name, safe_upload_path
 from retrievals_rag.rag.retrieve import Reranker, RetrievedChunk, Retriever
 from retrievals_rag.rag.store import DocumentInfo, VectorStore
+from retrievals_rag.rag.version_info import CollectionVersion, VersionProgress
+from retrievals_rag.rag.versions import CollectionVersions
 
 if TYPE_CHECKING:
     from retrievals_rag.models.embedding import AutoModelForEmbedding
+    from retrievals_rag.training.adapt import AdaptSettings
 
 __all__ = ["LLMChoice", "LLMState", "RagEngine", "model_folder_problem"]
 
-LLMChoice = Literal["smollm2", "openai", "extractive"]
-_LLM_CHOICES: tuple[str, ...] = get_args(LLMChoice)
 LLMState = Literal["not loaded", "loading", "ready", "failed"]
 INDEX_BATCH_SIZE = 16
 """Chunks embedded and written per batch by the engine: a progress report every few seconds on a CPU."""
@@ -74,7 +76,7 @@ class RagEngine:
     Args:
         data_dir: The engine's folder: the embedded Chroma database (``data_dir/chroma``) and uploads kept until
             indexed. The local LLM is converted once per machine, in ``$RETRIEVALS_RAG_CACHE/models`` (default
-            ``~/.cache/retrievals_rag/models``), see :func:`~retrievals_rag.rag.llm.convert_gguf`.
+            ``~/.cache/retrievals_rag/models``), see :func:`~retrievals_rag.llm.gguf.convert_gguf`.
         chroma_url: A Chroma server (``http://127.0.0.1:8000``) instead of the embedded database.
         embedder_path: The embedding model's folder; None: the packaged all-MiniLM-L6-v2.
         device: Device of the embedder and the local LLM (``"cpu"``, ``"cuda"``); None: CUDA when available for
@@ -84,11 +86,11 @@ class RagEngine:
             the fastest backend the folder holds on the device; a ColBERT loaded from a folder caches each chunk's
             token vectors in ``data_dir/colbert-vectors``, so a chunk is encoded once, restarts included);
             None: none.
-        llm: ``"extractive"`` (no LLM: the sentences of the sources that answer, the default), ``"smollm2"``
-            (local SmolLM2-135M-Instruct), ``"openai"`` (an OpenAI-compatible server, see ``llm_base_url``), or a
-            chat backend object. Extractive is the default by measurement: on the question set of
-            ``examples/rag/answer_quality.py`` it answers 27 of 27 with the right file cited, SmolLM2 16 of 27;
-            both say "not in the documents" for the 5 absent answers.
+        llm: An answer mode of :mod:`~retrievals_rag.rag.answer_modes`: ``"smollm2"`` (the local
+            SmolLM2-135M-Instruct, its answers checked against the sources, the extractive answer when they do
+            not support it: the default), ``"openai"`` (an OpenAI-compatible server, see ``llm_base_url``, checked
+            the same way), ``"extractive"`` (no LLM: the sentences of the sources that answer); or a chat backend
+            object (checked the same way).
         llm_base_url: The server's API root for ``llm="openai"`` (``http://127.0.0.1:11434/v1`` for Ollama).
         llm_model: The model name for ``llm="openai"``.
         llm_api_key: A bearer token for ``llm="openai"``.
@@ -113,7 +115,7 @@ class RagEngine:
         embedder_path: str | os.PathLike[str] | None = None,
         device: str | None = None,
         reranker: Reranker | str | os.PathLike[str] | None = None,
-        llm: LLMChoice | ChatBackend = "extractive",
+        llm: LLMChoice | ChatBackend = DEFAULT_LLM,
         llm_base_url: str | None = None,
         llm_model: str | None = None,
         llm_api_key: str | None = None,
@@ -150,8 +152,10 @@ class RagEngine:
         self.max_file_bytes = max_file_bytes
         self.system_prompt: str | None = None  # None: the answer mode's own (generate.GROUNDED_SYSTEM_PROMPT)
         self._sentence_scorer: EmbeddingScorer | None = None
-        self._retrievers: dict[tuple[str, bool, int | None], Retriever] = {}
+        self._retrievers: dict[tuple[str, str, bool, int | None], Retriever] = {}
         self._jobs = JobRunner.shared(chroma_url or str(self.data_dir.resolve()))
+        self.versions = CollectionVersions(self.store, self._jobs, self.data_dir, device)
+        """The versions of each collection (:mod:`retrievals_rag.rag.versions`)."""
         self.llm_state: LLMState = "not loaded"
         self.llm_error: str | None = None
         self._prepared = threading.Event()
@@ -168,21 +172,21 @@ class RagEngine:
     ) -> ChatBackend | ExtractiveAnswer:
         if not isinstance(llm, str):
             if not callable(getattr(llm, "stream", None)):
-                raise TypeError(f"llm must be one of {_LLM_CHOICES} or have a stream(messages) method")
+                raise TypeError(f"llm must be one of {LLM_CHOICES} or have a stream(messages) method")
             return llm
-        if llm not in _LLM_CHOICES:
-            raise ValueError(f"llm must be one of {_LLM_CHOICES} or a chat backend, got {llm!r}")
+        if llm not in LLM_CHOICES:
+            raise ValueError(f"llm must be one of {LLM_CHOICES} or a chat backend, got {llm!r}")
         if llm == "extractive":
             return ExtractiveAnswer()
         if llm == "openai":
-            from retrievals_rag.rag.llm import OpenAICompatibleChat
+            from retrievals_rag.llm.chat import OpenAICompatibleChat
 
             if not base_url or not model:
                 raise ValueError(
                     "llm='openai' needs llm_base_url (e.g. http://127.0.0.1:11434/v1) and llm_model"
                 )
             return OpenAICompatibleChat(base_url, model, api_key, max_tokens=max_new_tokens)
-        from retrievals_rag.rag.llm import TransformersChat
+        from retrievals_rag.llm.chat import TransformersChat
 
         # Converted once per machine (RETRIEVALS_RAG_CACHE), not once per data folder.
         return TransformersChat(cache_dir=None, max_new_tokens=max_new_tokens, device=device or "cpu")
@@ -270,18 +274,19 @@ class RagEngine:
         self.store.create_collection(name)
 
     def delete_collection(self, name: str) -> None:
-        """Delete a collection, its chunks and its uploads kept for resuming.
+        """Delete a collection, its chunks, its versions (and their adapted models) and its uploads kept.
 
         Raises:
-            ValueError: While a job indexes into it.
+            ValueError: While a job works on it.
         """
         self._check_idle(name)
         self._forget(name)
+        self.versions.delete_all(name)
         self.store.delete_collection(name)
         shutil.rmtree(self._pending_dir(name), ignore_errors=True)
 
     def rename_collection(self, name: str, new_name: str) -> None:
-        """Rename a collection (its chunks, embedder and uploads kept for resuming follow).
+        """Rename a collection (its chunks, embedder, versions and uploads kept for resuming follow).
 
         Raises:
             ValueError: On an invalid or taken new name, or while a job indexes into it.
@@ -298,15 +303,17 @@ class RagEngine:
 
     def _check_idle(self, collection: str) -> None:
         if any(job.active for job in self._jobs.jobs(collection)):
-            raise ValueError(f"files are being indexed into {collection!r}: wait for the end, or cancel it")
+            raise ValueError(f"a job works on {collection!r}: wait for its end, or cancel it")
 
     def list_documents(self, collection: str) -> list[DocumentInfo]:
         """The documents of a collection with their chunk counts and pages."""
         return self.store.list_documents(collection)
 
     def delete_document(self, collection: str, source: str) -> int:
-        """Remove a document (or one of its other names); returns how many chunks were removed."""
+        """Remove a document (or one of its other names) from the collection and its versions; returns how many
+        chunks were removed."""
         removed = self.store.delete_document(collection, source)
+        self.versions.prune(collection)
         self._discard_pending(collection, [source])
         return removed
 
@@ -318,8 +325,13 @@ class RagEngine:
         *,
         progress: ProgressCallback | None = None,
     ) -> IndexReport:
-        """Index files and folders (resumable; a file that fails is reported, the others are indexed)."""
-        return index_paths(self.store, paths, collection, progress=progress, max_bytes=self.max_file_bytes)
+        """Index files and folders (resumable; a file that fails is reported, the others are indexed).
+
+        The collection's usable versions are brought up to date afterwards (their chunks embedded too).
+        """
+        report = index_paths(self.store, paths, collection, progress=progress, max_bytes=self.max_file_bytes)
+        self.versions.sync(collection)
+        return report
 
     def index_uploads(
         self,
@@ -328,12 +340,21 @@ class RagEngine:
         *,
         progress: ProgressCallback | None = None,
     ) -> IndexReport:
-        """Index uploaded ``(file name, bytes)`` pairs; nothing is written to disk but the index."""
-        return index_uploads(self.store, files, collection, progress=progress, max_bytes=self.max_file_bytes)
+        """Index uploaded ``(file name, bytes)`` pairs; nothing is written to disk but the index.
+
+        The collection's usable versions are brought up to date afterwards (their chunks embedded too).
+        """
+        report = index_uploads(
+            self.store, files, collection, progress=progress, max_bytes=self.max_file_bytes
+        )
+        self.versions.sync(collection)
+        return report
 
     # -------------------------------------------------------------------------------- background jobs
     def submit_uploads(self, files: Sequence[tuple[str, bytes]], collection: str) -> IndexJob:
         """Index uploads in the background (see :mod:`retrievals_rag.rag.jobs`); returns the job at once.
+
+        The collection's usable versions are then brought up to date by a job of their own.
 
         Each upload is kept in ``data_dir/pending-uploads/COLLECTION/`` until its document is complete, so that
         a run stopped half way (the process killed) can be resumed with :meth:`resume`.
@@ -346,9 +367,15 @@ class RagEngine:
         names = [display_name(name) for name, _ in files]
 
         def run(progress: ProgressCallback) -> IndexReport:
-            return self.index_uploads(files, collection, progress=progress)
+            return index_uploads(
+                self.store, files, collection, progress=progress, max_bytes=self.max_file_bytes
+            )
 
-        return self._jobs.submit(collection, names, run, on_finish=self._clean_pending)
+        def finish(job: IndexJob[Any, Any]) -> None:
+            self._clean_pending(job)
+            self.versions.submit_sync(collection)  # a job of its own, with its progress
+
+        return self._jobs.submit(collection, names, run, on_finish=finish)
 
     def submit_paths(self, paths: Iterable[str | os.PathLike[str]], collection: str) -> IndexJob:
         """Index files and folders in the background; returns the job at once."""
@@ -356,15 +383,19 @@ class RagEngine:
         paths = [os.fspath(path) for path in paths]
 
         def run(progress: ProgressCallback) -> IndexReport:
-            return self.index_files(paths, collection, progress=progress)
+            return index_paths(
+                self.store, paths, collection, progress=progress, max_bytes=self.max_file_bytes
+            )
 
-        return self._jobs.submit(collection, paths, run)
+        return self._jobs.submit(
+            collection, paths, run, on_finish=lambda job: self.versions.submit_sync(collection)
+        )
 
-    def jobs(self, collection: str | None = None) -> list[IndexJob]:
-        """Indexing jobs, in submission order: those queued or running and the last finished ones."""
+    def jobs(self, collection: str | None = None) -> list[IndexJob[Any, Any]]:
+        """Background jobs (see :attr:`IndexJob.kind`), in submission order: queued, running, last finished."""
         return self._jobs.jobs(collection)
 
-    def job(self, job_id: int) -> IndexJob | None:
+    def job(self, job_id: int) -> IndexJob[Any, Any] | None:
         """The job with this id (None once forgotten)."""
         return self._jobs.get(job_id)
 
@@ -397,11 +428,43 @@ class RagEngine:
         for name in names:
             self._pending_file(collection, name).unlink(missing_ok=True)
 
-    def _clean_pending(self, job: IndexJob) -> None:
+    def _clean_pending(self, job: IndexJob[Any, Any]) -> None:
         """After a job: drop the kept uploads of documents now complete, and of files that failed to load."""
         if job.report is not None:
             self._discard_pending(job.collection, job.report.indexed)
             self._discard_pending(job.collection, [error.path for error in job.report.errors])
+
+    # -------------------------------------------------------------------------------- versions
+    def collection_versions(self, collection: str) -> list[CollectionVersion]:
+        """The original index of ``collection`` and its versions (see :meth:`CollectionVersions.list`)."""
+        return self.versions.list(collection)
+
+    def use_version(self, collection: str, version: str) -> None:
+        """Make questions on ``collection`` use ``version`` (``"original"`` or a ready version's name)."""
+        self.versions.use(collection, version)
+        self._forget(collection)
+
+    def delete_version(self, collection: str, version: str) -> None:
+        """Delete a version, its vectors and its adapted model (see :meth:`CollectionVersions.delete`)."""
+        self.versions.delete(collection, version)
+        self._forget(collection)
+
+    def submit_adaptation(
+        self, collection: str, settings: AdaptSettings | None = None
+    ) -> IndexJob[VersionProgress, CollectionVersion]:
+        """Adapt the embedder to the collection's documents, as a new version, in the background (see
+        :meth:`CollectionVersions.submit_adaptation`); returns the job at once."""
+        return self.versions.submit_adaptation(collection, settings)
+
+    def submit_version(
+        self, collection: str, embedder_path: str | os.PathLike[str]
+    ) -> IndexJob[VersionProgress, CollectionVersion]:
+        """Embed the collection's chunks with another embedder, as a new version, in the background."""
+        return self.versions.submit_reindex(collection, embedder_path)
+
+    def resume_version(self, collection: str, version: str) -> IndexJob[VersionProgress, CollectionVersion]:
+        """Finish a version that failed or was stopped, in the background (see :meth:`CollectionVersions.resume`)."""
+        return self.versions.resume(collection, version)
 
     # -------------------------------------------------------------------------------- questions
     def retriever(
@@ -414,19 +477,21 @@ class RagEngine:
     ) -> Retriever:
         """The (cached) retriever of a collection with these options; None takes the engine's defaults.
 
+        It searches the collection's active version (:meth:`use_version`) with that version's embedder.
         ``reranker`` replaces the engine's own (e.g. one from :meth:`load_reranker`); ``rerank=False`` uses none.
         """
         bm25 = self.use_bm25 if use_bm25 is None else use_bm25
         chosen = reranker if reranker is not None else self.reranker
         if rerank is not None and not rerank:
             chosen = None
-        key = (collection, bm25, None if chosen is None else id(chosen))
+        store, target = self.versions.search_target(collection)
+        key = (collection, target, bm25, None if chosen is None else id(chosen))
         with self._lock:
             retriever = self._retrievers.get(key)
             if retriever is None:
                 retriever = Retriever(
-                    self.store,
-                    collection,
+                    store,
+                    target,
                     top_k=self.top_k,
                     use_bm25=bm25,
                     reranker=chosen,

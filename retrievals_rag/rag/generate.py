@@ -1,7 +1,7 @@
 """Answers with numbered sources: the prompt, the citations, an extractive answerer and the streaming answer.
 
 The chunks found for a question are numbered ``[1]``, ``[2]``...; :class:`Citation` maps each number back to its
-chunk, and :func:`cited_numbers` finds which ones an answer cites. Chat backends (:mod:`retrievals_rag.rag.llm`)
+chunk, and :func:`cited_numbers` finds which ones an answer cites. Chat backends (:mod:`retrievals_rag.llm`)
 share one small interface, :class:`ChatBackend`: ``stream(messages) -> Iterator[str]``.
 
 Grounded answers (``answer(..., scorer=...)``, what the engine does): every sentence (or record) of the best
@@ -9,11 +9,16 @@ Grounded answers (``answer(..., scorer=...)``, what the engine does): every sent
 (the embedder's cosine similarity, or a reranker's probability), see :mod:`retrievals_rag.rag.grounding`. When no
 sentence that speaks of what is asked reaches the relevance floor, the answer is
 :data:`NOT_IN_DOCUMENTS_ANSWER` and no model is called. Otherwise :class:`ExtractiveAnswer` answers with the best
-sentences as clean text, each with its citation, and a chat model gets a short prompt: only the best sentences of
-the sources that hold them, the question last (:func:`build_grounded_prompt`); when its reply cites no source,
-the source whose sentences it used (the most shared words) is cited after it. Without a scorer, the extractive
-answer picks the sentences that share the most (rare) words with the question, and a chat model gets the whole
-chunks (:func:`build_prompt`).
+sentences as clean text, each with its citation, and a chat model gets a short prompt: only the three best
+sentences, under their sources' numbers, after two worked examples, the question last
+(:func:`build_grounded_prompt`). Its answer is checked (``support_check``, a
+:class:`~retrievals_rag.rag.grounding.SupportCheck`): the first sentence it writes is read to its end (the rest is
+not generated), and shown with the citations of the sources it rests on when the sentences it was given support
+it; when they do not, the extractive answer is shown instead, and :attr:`AnswerStream.note` says which one the
+reader sees. Without a check (``support_check=None``) the model's whole reply is passed through, and when it
+cites no source, the source whose sentences it used (the most shared words) is cited after it. Without a scorer,
+the extractive answer picks the sentences that share the most (rare) words with the question, and a chat model
+gets the whole chunks (:func:`build_prompt`).
 
 :func:`answer` returns an :class:`AnswerStream`: iterate it for the text as it is generated; its ``citations``
 are known before the first piece. When the backend fails (:class:`GenerationError`: server down, model missing,
@@ -28,20 +33,25 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Protocol, runtime_checkable
 
+from retrievals_rag.llm.base import BackendUnavailableError, ChatBackend, ChatMessage, GenerationError
 from retrievals_rag.rag.grounding import (
     DEFAULT_RELEVANCE_FLOORS,
     STOPWORDS,
     ScoredUnit,
     SentenceScorer,
+    SupportCheck,
+    SupportVerdict,
     content_words,
     rank_units,
+    sentence_end,
 )
 from retrievals_rag.rag.retrieve import RetrievedChunk
 
 __all__ = [
+    "DEFAULT_SUPPORT_CHECK",
     "DEFAULT_SYSTEM_PROMPT",
+    "GROUNDED_EXAMPLES",
     "GROUNDED_SYSTEM_PROMPT",
     "NOT_IN_DOCUMENTS_ANSWER",
     "NO_SOURCES_ANSWER",
@@ -59,9 +69,6 @@ __all__ = [
     "make_citations",
 ]
 
-ChatMessage = dict[str, str]
-"""One chat message: ``{"role": "system" | "user" | "assistant", "content": text}``."""
-
 DEFAULT_SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources you are given. After each statement, cite the "
     "sources it comes from by their numbers in square brackets, like [1] or [2][3]. If the sources do not "
@@ -71,32 +78,34 @@ NO_SOURCES_ANSWER = "No passage of the indexed documents matches this question."
 NOT_IN_DOCUMENTS_ANSWER = "The documents do not contain the answer to this question."
 """The answer when no sentence of the sources is relevant enough (no model is called)."""
 GROUNDED_SYSTEM_PROMPT = (
-    "You answer the question with facts from the sources only. Reply with one short sentence that contains "
-    "the answer, then the source number in square brackets, like [1]."
+    "Answer the question with one short sentence from the sources, then the source number in square brackets."
 )
 """The instruction for a chat model given a grounded prompt: short, for small models."""
+GROUNDED_EXAMPLES: tuple[tuple[str, str], ...] = (
+    (
+        "[1] The library opens at 9 am on weekdays and at 10 am on Saturdays. It is closed on Sundays.\n\n"
+        "Question: When does the library open on Saturdays?",
+        "The library opens at 10 am on Saturdays [1].",
+    ),
+    (
+        "[1] item: Wool blanket; colour: green; price_eur: 39.00; in_stock: 8\n\n"
+        "[2] The shop was founded in 1998 by Lena Berg.\n\nQuestion: Who founded the shop?",
+        "The shop was founded by Lena Berg [2].",
+    ),
+)
+"""Worked examples (prompt, reply) given to the model before the question, in the grounded prompt's format.
+
+With them SmolLM2-135M writes one sentence that cites its source; without them it often wrote "The answer is:"
+and copied the prompt, or an essay. A detail it copies from them ("Lena Berg") is in none of the sources, so the
+support check refuses it.
+"""
+DEFAULT_SUPPORT_CHECK = SupportCheck()
+"""The check a chat model's grounded answer must pass to be shown (see :class:`SupportCheck`)."""
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 _MAX_SENTENCE_CHARS = 400
-
-
-class GenerationError(RuntimeError):
-    """A chat backend that could not produce an answer; the message says why and what to do."""
-
-
-class BackendUnavailableError(GenerationError):
-    """A backend whose model or package is missing (the message says how to install it)."""
-
-
-@runtime_checkable
-class ChatBackend(Protocol):
-    """A chat model that streams its reply: ``TransformersChat``, ``OpenAICompatibleChat``, or yours."""
-
-    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
-        """Yield the reply to ``messages`` piece by piece; raise :class:`GenerationError` on failure."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -152,25 +161,29 @@ def build_grounded_prompt(
     passages: Sequence[tuple[Citation, Sequence[str]]],
     *,
     system_prompt: str = GROUNDED_SYSTEM_PROMPT,
+    examples: Sequence[tuple[str, str]] = GROUNDED_EXAMPLES,
 ) -> list[ChatMessage]:
     """The chat messages that ask a model to answer from short passages (a few sentences per source).
 
-    Each passage keeps its source's citation number; the question comes last.
+    The worked ``examples`` come first, as earlier turns of the chat; each passage keeps its source's citation
+    number; the question comes last.
 
     Example:
         >>> chunk = RetrievedChunk("We open at 8 am. Dogs welcome.", "cafe.html", None, "c1", 0.9, 0.9)
-        >>> print(build_grounded_prompt("When do you open?", [(make_citations([chunk])[0], ["We open at 8 am."])])[1]["content"])
-        [1] cafe.html: We open at 8 am.
+        >>> messages = build_grounded_prompt("When do you open?", [(make_citations([chunk])[0], ["We open at 8 am."])])
+        >>> [message["role"] for message in messages]
+        ['system', 'user', 'assistant', 'user', 'assistant', 'user']
+        >>> print(messages[-1]["content"])
+        [1] We open at 8 am.
         <BLANKLINE>
         Question: When do you open?
     """
-    sources = "\n\n".join(
-        f"[{citation.number}] {citation.label}: {' '.join(units)}" for citation, units in passages
-    )
-    return [
-        {"role": "system", "content": system_prompt},
-        {"role": "user", "content": f"{sources}\n\nQuestion: {question.strip()}"},
-    ]
+    sources = "\n\n".join(f"[{citation.number}] {' '.join(units)}" for citation, units in passages)
+    messages: list[ChatMessage] = [{"role": "system", "content": system_prompt}]
+    for prompt, reply in examples:
+        messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
+    messages.append({"role": "user", "content": f"{sources}\n\nQuestion: {question.strip()}"})
+    return messages
 
 
 def cited_numbers(text: str, citations: Sequence[Citation]) -> list[int]:
@@ -294,6 +307,11 @@ class AnswerStream(Iterator[str]):
         relevance: The best supported sentence's score on ``relevance_scale`` (None without a scorer, or when
             no sentence speaks of what is asked).
         relevance_scale: The scorer's scale (``"cosine similarity"``, ``"reranker probability"``); None without.
+        support: The support check's verdict on the chat model's answer, once it is read (None when no model
+            answer was checked: extractive, below the floor, no check, or the model failed).
+        note: One line for the reader saying what the answer shown is, once the stream is read: the model's
+            checked answer, or the sources quoted because the model's answer was not supported (and why);
+            None when the text says it itself or there is nothing to say.
     """
 
     def __init__(
@@ -312,6 +330,8 @@ class AnswerStream(Iterator[str]):
         self.grounded: bool | None = None
         self.relevance: float | None = None
         self.relevance_scale: str | None = None
+        self.support: SupportVerdict | None = None
+        self.note: str | None = None
         self._units: list[ScoredUnit] | None = None
         self._pieces = pieces
 
@@ -342,6 +362,7 @@ def answer(
     scorer: SentenceScorer | None = None,
     relevance_floor: float | None = None,
     max_sources: int = 3,
+    support_check: SupportCheck | None = DEFAULT_SUPPORT_CHECK,
 ) -> AnswerStream:
     """Answer ``question`` from ``chunks``, citing them by number, as a stream of text.
 
@@ -358,6 +379,8 @@ def answer(
         relevance_floor: The score a supported sentence must reach (on the scorer's scale); None: the scale's
             :data:`~retrievals_rag.rag.grounding.DEFAULT_RELEVANCE_FLOORS` entry (no floor for another scale).
         max_sources: With a scorer, the best chunks whose sentences are scored (and may reach the model).
+        support_check: With a scorer, what a chat model's answer must pass to be shown (the extractive answer is
+            shown otherwise, whatever ``fallback`` says); None: the model's whole reply is shown unchecked.
 
     Returns:
         The :class:`AnswerStream`. Without chunks it holds a fixed "no passage matches" answer, below the floor
@@ -400,23 +423,23 @@ def answer(
         messages = build_grounded_prompt(
             question, passages, system_prompt=system_prompt or GROUNDED_SYSTEM_PROMPT
         )
-        stream._pieces = _with_citation(stream, _with_fallback(stream, backend, messages, fallback), passages)
+        if support_check is None:
+            pieces = _with_fallback(stream, backend, messages, fallback)
+            stream._pieces = _with_citation(stream, pieces, passages)
+        else:
+            stream._pieces = _checked(stream, backend, messages, passages, support_check, fallback)
     return stream
 
 
 def _passages(
-    units: Sequence[ScoredUnit], citations: Sequence[Citation], *, max_passages: int = 2, per_passage: int = 3
+    units: Sequence[ScoredUnit], citations: Sequence[Citation], *, max_units: int = 3
 ) -> list[tuple[Citation, list[str]]]:
-    """The sources of the best units (best source first), each with its best units in document order."""
+    """The best ``max_units`` units grouped by source (the best unit's source first), in document order."""
     by_source: dict[int, list[ScoredUnit]] = {}
-    for unit in units:  # best first, so the first source seen is the best
-        if unit.source_number in by_source or len(by_source) < max_passages:
-            by_source.setdefault(unit.source_number, []).append(unit)
+    for unit in units[:max_units]:  # best first, so the first source seen is the best
+        by_source.setdefault(unit.source_number, []).append(unit)
     return [
-        (
-            citations[number - 1],
-            [unit.text for unit in sorted(chosen[:per_passage], key=lambda unit: unit.position)],
-        )
+        (citations[number - 1], [unit.text for unit in sorted(chosen, key=lambda unit: unit.position)])
         for number, chosen in by_source.items()
     ]
 
@@ -451,6 +474,11 @@ def _with_fallback(
         error = GenerationError(f"{stream.backend_name} returned no text")
     except GenerationError as caught:
         error = caught
+    yield from _failed(stream, error, fallback, produced)
+
+
+def _failed(stream: AnswerStream, error: GenerationError, fallback: bool, produced: bool) -> Iterator[str]:
+    """Say that the model failed, then answer extractively (or raise ``error`` without ``fallback``)."""
     if not fallback:
         raise error
     stream.fallback_reason = str(error)
@@ -461,3 +489,49 @@ def _with_fallback(
         yield from ExtractiveAnswer().stream_units(stream._units)
     else:
         yield from ExtractiveAnswer().stream_answer(stream.question, stream.citations)
+
+
+def _checked(
+    stream: AnswerStream,
+    backend: ChatBackend,
+    messages: list[ChatMessage],
+    passages: Sequence[tuple[Citation, Sequence[str]]],
+    check: SupportCheck,
+    fallback: bool,
+) -> Iterator[str]:
+    """The model's first sentence with the citations of the sources it rests on, when they support it; else the
+    extractive answer. The model is stopped once its first sentence is complete."""
+    model = stream.backend_name
+    reply = ""
+    try:
+        pieces = backend.stream(messages)
+        try:
+            for piece in pieces:
+                reply += piece
+                if sentence_end(reply) is not None:
+                    break
+        finally:
+            close = getattr(pieces, "close", None)
+            if callable(close):
+                close()  # stops the generation (the rest of the reply is not read)
+        if not reply.strip():
+            raise GenerationError(f"{model} returned no text")
+    except GenerationError as error:
+        yield from _failed(stream, error, fallback, produced=False)
+        return
+    end = sentence_end(reply)
+    sources = [(citation.number, " ".join(units)) for citation, units in passages]
+    verdict = check.check(reply[:end] if end is not None else reply, stream.question, sources)
+    stream.support = verdict
+    if verdict.supported:
+        stream.note = (
+            f"Written by {model} and checked against the sources: its numbers, names and most of its words "
+            "are in them."
+        )
+        yield f"{verdict.sentence} " + "".join(f"[{number}]" for number in verdict.source_numbers)
+        return
+    stream.backend_name = ExtractiveAnswer.name
+    stream.fallback_reason = f"{model}'s answer is not supported by the sources: {verdict.reason}"
+    stream.note = f"Quoted from the sources: {stream.fallback_reason}."
+    assert stream._units is not None  # a checked answer is a grounded one
+    yield from ExtractiveAnswer().stream_units(stream._units)

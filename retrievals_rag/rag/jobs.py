@@ -1,10 +1,15 @@
-"""Indexing as background jobs: one worker thread per engine runs them in order, apart from any caller.
+"""Background jobs (indexing, re-indexing a collection with another embedder, adapting the embedder): one worker
+thread per store runs them in order, apart from any caller.
 
 A Streamlit page is a script run again on every interaction, and a run can be stopped at any point: indexing
 done inside it would stop with it. :class:`JobRunner` keeps the work in a thread of its own, so a question, a
 click or a closed browser tab does not stop it; the page only reads :attr:`IndexJob.progress` (chunks done, the
 total, a time estimate) and :attr:`IndexJob.report` when it is done. A job can be cancelled between two batches;
-what was written stays, and running the same files again resumes (chunk ids are content hashes).
+what was written stays, and running the same files again resumes (chunk ids are content hashes). A job's
+:attr:`~IndexJob.kind` says what it does, and so what its progress and report are: ``"index"``
+(:class:`~retrievals_rag.rag.indexing.IndexProgress`, :class:`~retrievals_rag.rag.indexing.IndexReport`), or
+``"version"`` and ``"adapt"`` (:class:`~retrievals_rag.rag.versions.VersionProgress`, the
+:class:`~retrievals_rag.rag.versions.CollectionVersion` made).
 
 Example:
     >>> runner = JobRunner()  # doctest: +SKIP
@@ -23,13 +28,15 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Generic, Literal, TypeVar
 
-from retrievals_rag.rag.indexing import IndexProgress, IndexReport, ProgressCallback
-
-__all__ = ["IndexCancelledError", "IndexJob", "JobRunner", "JobState"]
+__all__ = ["IndexCancelledError", "IndexJob", "JobKind", "JobRunner", "JobState"]
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+JobKind = Literal["index", "version", "adapt"]
+"""What a job does: index files, (re-)index a collection's version with its embedder, adapt the embedder."""
+ProgressT = TypeVar("ProgressT")
+ReportT = TypeVar("ReportT")
 
 _KEEP_FINISHED = 50  # finished jobs remembered (their reports), newest kept
 _SHARED: dict[str, JobRunner] = {}
@@ -40,13 +47,14 @@ class IndexCancelledError(Exception):
     """Raised inside a job's run to stop it between two batches."""
 
 
-class IndexJob:
-    """One indexing run, done by a :class:`JobRunner`.
+class IndexJob(Generic[ProgressT, ReportT]):
+    """One background run (indexing, or a collection version's work), done by a :class:`JobRunner`.
 
     Attributes:
         id: The job's number, unique within its runner.
         collection: The collection it writes to.
-        names: The files (or upload names) it indexes.
+        names: The files (or upload names) it indexes; for a version's job, the version.
+        kind: What it does (:data:`JobKind`).
         state: ``queued``, ``running``, ``done``, ``failed`` or ``cancelled``.
         progress: The last progress report; None before the first.
         report: What it did, once ``done``.
@@ -59,15 +67,17 @@ class IndexJob:
         job_id: int,
         collection: str,
         names: Sequence[str],
-        run: Callable[[ProgressCallback], IndexReport],
-        on_finish: Callable[[IndexJob], None] | None = None,
+        run: Callable[[Callable[[ProgressT], None]], ReportT],
+        on_finish: Callable[[IndexJob[ProgressT, ReportT]], None] | None = None,
+        kind: JobKind = "index",
     ) -> None:
         self.id = job_id
         self.collection = collection
         self.names = list(names)
+        self.kind: JobKind = kind
         self.state: JobState = "queued"
-        self.progress: IndexProgress | None = None
-        self.report: IndexReport | None = None
+        self.progress: ProgressT | None = None
+        self.report: ReportT | None = None
         self.error: str | None = None
         self.submitted = time.time()
         self.finished: float | None = None
@@ -89,10 +99,16 @@ class IndexJob:
         """Wait until the job has ended; True when it has (False on timeout)."""
         return self._done.wait(timeout)
 
-    def _update(self, progress: IndexProgress) -> None:
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether :meth:`cancel` was called (the job stops at its next progress report)."""
+        return self._cancel.is_set()
+
+    def _update(self, progress: ProgressT) -> None:
         self.progress = progress
         if self._cancel.is_set():
-            raise IndexCancelledError(f"indexing into {self.collection!r} was cancelled")
+            what = "indexing into" if self.kind == "index" else f"the {self.kind} job of"
+            raise IndexCancelledError(f"{what} {self.collection!r} was cancelled")
 
     def execute(self) -> None:
         """Run the job in this thread (the runner's worker calls it); never raises."""
@@ -117,15 +133,18 @@ class IndexJob:
                 self._done.set()
 
     def __repr__(self) -> str:
-        return f"IndexJob(id={self.id}, collection={self.collection!r}, names={self.names!r}, state={self.state!r})"
+        return (
+            f"IndexJob(id={self.id}, kind={self.kind!r}, collection={self.collection!r}, names={self.names!r}, "
+            f"state={self.state!r})"
+        )
 
 
 class JobRunner:
-    """Runs indexing jobs one after another in a daemon thread of its own, started on the first submission."""
+    """Runs jobs one after another in a daemon thread of its own, started on the first submission."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[IndexJob] = queue.Queue()
-        self._jobs: list[IndexJob] = []
+        self._queue: queue.Queue[IndexJob[Any, Any]] = queue.Queue()
+        self._jobs: list[IndexJob[Any, Any]] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
@@ -144,19 +163,21 @@ class JobRunner:
         self,
         collection: str,
         names: Sequence[str],
-        run: Callable[[ProgressCallback], IndexReport],
-        on_finish: Callable[[IndexJob], None] | None = None,
-    ) -> IndexJob:
+        run: Callable[[Callable[[ProgressT], None]], ReportT],
+        on_finish: Callable[[IndexJob[ProgressT, ReportT]], None] | None = None,
+        kind: JobKind = "index",
+    ) -> IndexJob[ProgressT, ReportT]:
         """Queue ``run(progress)`` as a job; returns it at once.
 
         Args:
             collection: The collection it writes to (for :meth:`jobs`).
-            names: What it indexes, for display.
-            run: Does the work, calling ``progress`` after every batch.
+            names: What it works on, for display.
+            run: Does the work, calling ``progress`` after every batch (which raises once it is cancelled).
             on_finish: Called in the worker thread when the job has ended, whatever its state.
+            kind: What it does (:data:`JobKind`).
         """
         with self._lock:
-            job = IndexJob(next(self._ids), collection, names, run, on_finish)
+            job = IndexJob(next(self._ids), collection, names, run, on_finish, kind)
             self._jobs.append(job)
             finished = [old for old in self._jobs if not old.active]
             for old in finished[: max(0, len(finished) - _KEEP_FINISHED)]:
@@ -169,12 +190,12 @@ class JobRunner:
         self._queue.put(job)
         return job
 
-    def jobs(self, collection: str | None = None) -> list[IndexJob]:
+    def jobs(self, collection: str | None = None) -> list[IndexJob[Any, Any]]:
         """Jobs in submission order (active ones and the last finished ones), of one collection or all."""
         with self._lock:
             return [job for job in self._jobs if collection is None or job.collection == collection]
 
-    def get(self, job_id: int) -> IndexJob | None:
+    def get(self, job_id: int) -> IndexJob[Any, Any] | None:
         """The job with this id, if still remembered."""
         with self._lock:
             return next((job for job in self._jobs if job.id == job_id), None)

@@ -22,18 +22,18 @@ metadata) instead of being stored twice.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
-import re
 import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from retrievals_rag.rag.chunking import Chunk, Chunker
+from retrievals_rag.rag.connection import StoreConnectionError, connect, validate_collection_name
 from retrievals_rag.rag.loaders import LoadedDocument
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "VERSION_OF",
     "CollectionNotFoundError",
     "DocumentInfo",
     "EmbedderMismatchError",
@@ -58,7 +59,10 @@ __all__ = [
 DEFAULT_BATCH_SIZE = 64
 """Chunks embedded and written per Chroma call."""
 
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]$")
+VERSION_OF = "version_of"
+"""Metadata key of a collection that holds a version of another one's chunks, embedded by another model (see
+:mod:`retrievals_rag.rag.versions`); its value names that collection. Such collections are not listed."""
+
 _PAGE_SIZE = 5_000  # rows per Chroma ``get`` when reading a whole collection
 
 
@@ -66,37 +70,8 @@ class CollectionNotFoundError(LookupError):
     """A collection that does not exist; the message lists those that do."""
 
 
-class StoreConnectionError(ConnectionError):
-    """The Chroma server cannot be reached; the message names the URL."""
-
-
 class EmbedderMismatchError(ValueError):
     """A collection made with another embedder: the message names both and says what to do."""
-
-
-def validate_collection_name(name: str) -> str:
-    """Check a collection name against Chroma's rules and return it.
-
-    Chroma accepts 3 to 512 characters from ``[A-Za-z0-9._-]``, starting and ending with a letter or digit; a
-    name with ``..`` or shaped like an IPv4 address is refused too (older Chroma rules, kept for portability).
-
-    Raises:
-        ValueError: Naming the rule that the name breaks.
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"a collection name must be a string, got {type(name).__name__}")
-    problem = None
-    if not 3 <= len(name) <= 512:
-        problem = f"it has {len(name)} characters; use 3 to 512"
-    elif not _NAME_PATTERN.match(name):
-        problem = "use only letters, digits, '.', '_' and '-', starting and ending with a letter or digit"
-    elif ".." in name:
-        problem = "it contains '..'"
-    elif re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", name):
-        problem = "it looks like an IPv4 address"
-    if problem is not None:
-        raise ValueError(f"invalid collection name {name!r}: {problem}")
-    return name
 
 
 @dataclass(frozen=True)
@@ -179,7 +154,7 @@ class VectorStore:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self.chroma_url = chroma_url
         self.data_dir = None if data_dir is None else Path(data_dir)
-        self._client = _connect(self.data_dir, chroma_url)
+        self._client = connect(self.data_dir, chroma_url)
         self._function = embedding_function if embedding_function is not None else ChromaEmbeddingFunction()
         self._chunk_size = chunk_size
         self._chunk_overlap = chunk_overlap
@@ -214,6 +189,14 @@ class VectorStore:
                 )
             return self._chunker
 
+    def with_embedding_function(self, function: ChromaEmbeddingFunction) -> VectorStore:
+        """A store over the same database (the same client) that embeds with ``function``: for the collections
+        made with it, such as the versions of a collection re-indexed with another model."""
+        view = copy.copy(self)
+        view._function, view._chunker, view._collections = function, None, {}
+        view._lock = threading.RLock()
+        return view
+
     def embed_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Embed chunk texts with the embedder's document instruction."""
         return list(self._function(list(texts)))
@@ -224,15 +207,22 @@ class VectorStore:
 
     # -------------------------------------------------------------------------------- collections
     def list_collections(self) -> list[str]:
-        """Names of the collections, sorted."""
-        return sorted(collection.name for collection in self._client.list_collections())
+        """Names of the collections, sorted (versions of a collection, see :data:`VERSION_OF`, left out)."""
+        return sorted(
+            collection.name
+            for collection in self._client.list_collections()
+            if not (collection.metadata or {}).get(VERSION_OF)
+        )
 
-    def create_collection(self, name: str, *, exist_ok: bool = True) -> None:
+    def create_collection(
+        self, name: str, *, exist_ok: bool = True, metadata: dict[str, str] | None = None
+    ) -> None:
         """Create the collection ``name`` in cosine space, recording this store's embedder.
 
         Args:
             name: A valid Chroma name (:func:`validate_collection_name`).
             exist_ok: Accept an existing collection (made with the same embedder); False: raise.
+            metadata: The new collection's metadata (an existing collection keeps its own).
 
         Raises:
             ValueError: On an invalid name, an existing collection when ``exist_ok`` is False, or an existing
@@ -242,7 +232,7 @@ class VectorStore:
         with self._lock:
             if not exist_ok and name in self.list_collections():
                 raise ValueError(f"collection {name!r} already exists")
-            self._collections[name] = self._open(name)
+            self._collections[name] = self._open(name, metadata)
 
     def delete_collection(self, name: str) -> None:
         """Delete the collection ``name`` and everything in it.
@@ -302,12 +292,14 @@ class VectorStore:
             self._collections[name] = handle
             return handle
 
-    def _open(self, name: str) -> Collection:
+    def _open(self, name: str, metadata: dict[str, str] | None = None) -> Collection:
         """Get or create ``name`` with this store's embedder; another embedder is told in plain words."""
         from retrievals_rag.integrations.chroma import get_or_create_collection
 
         try:
-            return get_or_create_collection(self._client, name, embedding_function=self._function)
+            return get_or_create_collection(
+                self._client, name, embedding_function=self._function, metadata=metadata
+            )
         except ValueError as error:
             if "embedding function" not in str(error).lower():
                 raise
@@ -326,6 +318,15 @@ class VectorStore:
             return function.get_config().get("model_name_or_path") if function is not None else "none"
         except Exception:  # an unreadable configuration: the message still gives the fix
             return "another embedding function"
+
+    def metadata(self, collection: str) -> dict[str, Any]:
+        """The collection's metadata, read fresh from Chroma (another process may have changed it)."""
+        return dict(self._client.get_collection(self._collection(collection).name).metadata or {})
+
+    def update_metadata(self, collection: str, changes: dict[str, str]) -> None:
+        """Set keys of the collection's metadata (the others are kept) and stamp a new revision."""
+        with self._lock:
+            self._touch(self._collection(collection), changes)
 
     def _touch(self, collection: Collection, changes: dict[str, str] | None = None) -> None:
         """Stamp a new revision (and set ``changes``) on the collection's metadata, read fresh from Chroma."""
@@ -415,6 +416,33 @@ class VectorStore:
         )
         self._touch(handle)
         return [chunk.id for chunk in new]
+
+    def write_stored_chunks(self, collection: str, chunks: Sequence[StoredChunk]) -> int:
+        """Embed chunks read from another collection (:meth:`all_chunks`) and store them under the same ids,
+        text and metadata in one Chroma call; returns how many were written."""
+        if not chunks:
+            return 0
+        handle = self._collection(collection)
+        handle.upsert(
+            ids=[chunk.id for chunk in chunks],
+            embeddings=self.embed_documents([chunk.text for chunk in chunks]),
+            documents=[chunk.text for chunk in chunks],
+            metadatas=[chunk.metadata for chunk in chunks],
+        )
+        self._touch(handle)
+        return len(chunks)
+
+    def chunk_ids(self, collection: str) -> set[str]:
+        """The ids of every chunk of ``collection``."""
+        return {chunk_id for chunk_id, _, _ in self._iterate(collection, include_documents=False)}
+
+    def delete_chunks(self, collection: str, ids: Sequence[str]) -> None:
+        """Remove the chunks with these ids (ids not stored are ignored)."""
+        handle = self._collection(collection)
+        for start in range(0, len(ids), _PAGE_SIZE):
+            handle.delete(ids=list(ids[start : start + _PAGE_SIZE]))
+        if ids:
+            self._touch(handle)
 
     def list_documents(self, collection: str) -> list[DocumentInfo]:
         """The documents in ``collection``, sorted by source, with their chunk counts and pages."""
@@ -546,41 +574,3 @@ class VectorStore:
 
 def _describe_embedder(model_name_or_path: str | None) -> str:
     return "the packaged all-MiniLM-L6-v2" if model_name_or_path is None else repr(model_name_or_path)
-
-
-def _connect(data_dir: Path | None, chroma_url: str | None) -> ClientAPI:
-    """An embedded client in ``data_dir/chroma``, or an HTTP client of the server at ``chroma_url``."""
-    if chroma_url is None:
-        if data_dir is None:
-            raise ValueError("give data_dir (an embedded database) or chroma_url (a Chroma server)")
-        from retrievals_rag.integrations.chroma import persistent_client
-
-        folder = data_dir / "chroma"
-        folder.mkdir(parents=True, exist_ok=True)
-        return persistent_client(folder)
-    import chromadb
-    import httpx
-    from chromadb.config import Settings
-
-    parts = urlsplit(chroma_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"chroma_url must look like http://HOST:PORT, got {chroma_url!r}")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 8000)
-    except ValueError as error:
-        raise ValueError(f"chroma_url {chroma_url!r} has an invalid port: {error}") from None
-    try:
-        client = chromadb.HttpClient(
-            host=parts.hostname,
-            port=port,
-            ssl=parts.scheme == "https",
-            settings=Settings(anonymized_telemetry=False),
-        )
-        client.heartbeat()
-    except (ValueError, OSError, httpx.HTTPError) as error:
-        raise StoreConnectionError(
-            f"cannot reach the Chroma server at {chroma_url} ({error}); start one with "
-            f"`chroma run --path DIR --host {parts.hostname} --port {port}` or leave chroma_url unset for the "
-            "embedded database"
-        ) from error
-    return client

@@ -1,4 +1,5 @@
-"""Training: argument dataclasses (which also drive the command line) and thin ``transformers.Trainer`` subclasses.
+"""Training: argument dataclasses (which also drive the command line), thin ``transformers.Trainer`` subclasses,
+and label-free adaptation (:mod:`~retrievals_rag.training.adapt`).
 
 Names resolve lazily, so importing this package loads neither torch nor transformers.
 """
@@ -10,6 +11,10 @@ from typing import TYPE_CHECKING
 from retrievals_rag._lazy import lazy_names
 
 _LAZY_NAMES: dict[str, str] = {
+    "AdaptProgress": "retrievals_rag.training.adapt",
+    "AdaptReport": "retrievals_rag.training.adapt",
+    "AdaptSettings": "retrievals_rag.training.adapt",
+    "adapt_embedder": "retrievals_rag.training.adapt",
     "EmbeddingModelArguments": "retrievals_rag.training.arguments",
     "RetrievalDataArguments": "retrievals_rag.training.arguments",
     "RetrievalTrainingArguments": "retrievals_rag.training.arguments",
@@ -23,6 +28,9 @@ _LAZY_NAMES: dict[str, str] = {
 }
 
 __all__ = [
+    "AdaptProgress",
+    "AdaptReport",
+    "AdaptSettings",
     "EmbeddingModelArguments",
     "RerankTrainer",
     "RerankerDataArguments",
@@ -31,11 +39,13 @@ __all__ = [
     "RetrievalDataArguments",
     "RetrievalTrainer",
     "RetrievalTrainingArguments",
+    "adapt_embedder",
     "train_embedding",
     "train_reranker",
 ]
 
 if TYPE_CHECKING:
+    from retrievals_rag.training.adapt import AdaptProgress, AdaptReport, AdaptSettings, adapt_embedder
     from retrievals_rag.training.arguments import (
         EmbeddingModelArguments,
         RerankerDataArguments,

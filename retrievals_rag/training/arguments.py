@@ -125,7 +125,9 @@ class RetrievalDataArguments:
     query_max_length: int = field(default=64, metadata={"help": "tokens per query, special tokens included"})
     document_max_length: int | None = field(
         default=None,
-        metadata={"help": "tokens per document, in training and in the saved model (default: the model's max length)"},
+        metadata={
+            "help": "tokens per document, in training and in the saved model (default: the model's max length)"
+        },
     )
     query_key: str = field(default="query", metadata={"help": "field name of the query"})
     positive_key: str = field(default="positive", metadata={"help": "field name of the positives"})

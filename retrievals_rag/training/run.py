@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,8 @@ from retrievals_rag.training.arguments import (
 from retrievals_rag.training.verdict import Verdict, split_holdout, strip_prefix
 
 if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
     from retrievals_rag.training.trainer import ModelFolderTrainer
 
 logger = logging.getLogger(__name__)
@@ -73,11 +76,15 @@ def train_embedding(
     model_args: EmbeddingModelArguments,
     data_args: RetrievalDataArguments,
     training_args: RetrievalTrainingArguments,
+    *,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainingSummary:
     """Fine-tune an embedder as the arguments say; save it to ``training_args.output_dir``.
 
     The starting model and the trained one are evaluated on ``data_args.eval_data`` (or, without it, on held-out
     training queries, ``data_args.holdout_fraction``), and the verdict is printed and saved beside the model.
+    ``callbacks`` are more ``transformers.TrainerCallback`` objects (progress, cancellation); given any, they
+    report progress instead of the Trainer's own console output (its progress bar and printed log lines).
     """
     from retrievals_rag.data.datasets import RetrievalTrainDataset
     from retrievals_rag.losses.registry import build_loss
@@ -128,7 +135,13 @@ def train_embedding(
         query_max_length=data_args.query_max_length,
         document_max_length=data_args.document_max_length,
         evaluator=evaluator,
+        callbacks=list(callbacks),
     )
+    if callbacks:
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
     return _train_and_summarize(trainer, training_args, judged_on)
 
 

@@ -313,13 +313,13 @@ def test_an_unreachable_llm_server_is_told_once(app_env: None, monkeypatch: pyte
 
 
 def test_missing_smollm2_shows_the_install_command(app_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    import retrievals_rag.rag.llm as llm
+    import retrievals_rag.llm.gguf as gguf
     from retrievals_rag.rag import BackendUnavailableError
 
     def missing() -> Path:
         raise BackendUnavailableError("the local SmolLM2 model is not installed: run `pip install ...`")
 
-    monkeypatch.setattr(llm, "smollm2_gguf_path", missing)
+    monkeypatch.setattr(gguf, "smollm2_gguf_path", missing)
     monkeypatch.setenv("RETRIEVALS_RAG_LLM", "smollm2")
     at = start_app()
     assert at.radio(key="llm").value == "smollm2"
@@ -355,11 +355,12 @@ def test_the_page_says_the_models_are_loading_until_they_are(
 ) -> None:
     import threading
 
-    import retrievals_rag.rag.llm as llm
+    import retrievals_rag.llm.chat as chat
+    import retrievals_rag.llm.gguf as gguf
 
     release = threading.Event()
-    monkeypatch.setattr(llm, "smollm2_gguf_path", lambda: tmp_path / "SmolLM2.gguf")
-    monkeypatch.setattr(llm.TransformersChat, "load", lambda self: release.wait(60))
+    monkeypatch.setattr(gguf, "smollm2_gguf_path", lambda: tmp_path / "SmolLM2.gguf")
+    monkeypatch.setattr(chat.TransformersChat, "load", lambda self: release.wait(60))
     monkeypatch.setenv("RETRIEVALS_RAG_LLM", "smollm2")
     at = start_app()
     notices = [

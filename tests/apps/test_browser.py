@@ -7,10 +7,15 @@ uploader, indexes it, asks about it in the chat and waits for the answer and its
 (into ``$RETRIEVALS_RAG_SCREENSHOT_DIR`` when set) and prints its path. Then it uploads a file that takes 30 s or
 more to index (on 2 CPU cores) and asks a question while it is indexed: the answer comes, the indexing goes on to
 the end with its progress in view, and the document is listed as being indexed, never as complete, until it is.
+
+A second test serves the app over a tiny random BERT: it creates a collection, uploads and indexes six one-chunk
+files, adapts the embedder to them (cropping questions: seconds), watches the progress and then the before / after
+table, switches questions to the adapted index, asks, and gets an answer with its sources.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -23,6 +28,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,27 +109,23 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture
-def served_app(tmp_path: Path, minilm_path: Path) -> Iterator[str]:
-    """The app on a free loopback port over a data folder that already holds one indexed document."""
-    data_dir = tmp_path / "rag-data"
+def app_environment(data_dir: Path, embedder: Path) -> dict[str, str]:
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "RETRIEVALS_RAG_DATA_DIR": str(data_dir),
-        "RETRIEVALS_RAG_EMBEDDER": str(minilm_path),
+        "RETRIEVALS_RAG_EMBEDDER": str(embedder),
         "RETRIEVALS_RAG_LLM": "extractive",
     }
-    env.pop("RETRIEVALS_RAG_CHROMA_URL", None)
-    eiffel = tmp_path / "eiffel.txt"
-    eiffel.write_text("The Eiffel Tower was completed in 1889 for the World's Fair in Paris, France.\n")
-    indexed = subprocess.run(
-        [sys.executable, "-m", "retrievals_rag.cli.main", "index", str(eiffel), "--collection", "notes",
-         "--embedder", str(minilm_path), "--no-progress"],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert indexed.returncode == 0, indexed.stderr
+    for name in ("RETRIEVALS_RAG_CHROMA_URL", "RETRIEVALS_RAG_LLM_MODEL"):
+        env.pop(name, None)
+    return env
+
+
+@contextlib.contextmanager
+def serving(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
+    """``streamlit run apps/app.py`` on a free loopback port; yields its URL, stops it at the end."""
     port = free_port()
     log = (tmp_path / "streamlit.log").open("w")
     process = subprocess.Popen(
@@ -139,10 +141,49 @@ def served_app(tmp_path: Path, minilm_path: Path) -> Iterator[str]:
         log.close()
 
 
+@contextlib.contextmanager
+def chromium_page(chromium: str) -> Iterator[Any]:
+    """A headless Chromium page (1400 x 1000) whose waits last up to ``WAIT_MS``."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(WAIT_MS)
+            expect.set_options(timeout=WAIT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def served_app(tmp_path: Path, minilm_path: Path) -> Iterator[str]:
+    """The app on a free loopback port over a data folder that already holds one indexed document."""
+    env = app_environment(tmp_path / "rag-data", minilm_path)
+    eiffel = tmp_path / "eiffel.txt"
+    eiffel.write_text("The Eiffel Tower was completed in 1889 for the World's Fair in Paris, France.\n")
+    indexed = subprocess.run(
+        [sys.executable, "-m", "retrievals_rag.cli.main", "index", str(eiffel), "--collection", "notes",
+         "--embedder", str(minilm_path), "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert indexed.returncode == 0, indexed.stderr
+    with serving(tmp_path, env) as url:
+        yield url
+
+
+@pytest.fixture
+def served_tiny_app(tmp_path: Path, tiny_bert_path: Path) -> Iterator[str]:
+    """The app over an empty data folder and a tiny random BERT as the embedder."""
+    with serving(tmp_path, app_environment(tmp_path / "rag-data", tiny_bert_path)) as url:
+        yield url
+
+
 def test_upload_index_and_ask_in_chromium(
     chromium: str, served_app: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     volcano = tmp_path / "upload" / "volcano.txt"
     volcano.parent.mkdir()
@@ -155,41 +196,30 @@ def test_upload_index_and_ask_in_chromium(
     screenshots.mkdir(parents=True, exist_ok=True)
     screenshot = screenshots / "retrievals-rag-app.png"
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium,
-            headless=True,
-            args=CHROMIUM_ARGS,
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(WAIT_MS)
-            expect.set_options(timeout=WAIT_MS)
-            page.goto(served_app)
-            expect(page.get_by_text("Chat with your documents")).to_be_visible()
-            sidebar = page.get_by_test_id("stSidebar")
-            expect(sidebar.get_by_text("eiffel.txt", exact=False)).to_be_visible()  # indexed beforehand
+    with chromium_page(chromium) as page:
+        page.goto(served_app)
+        expect(page.get_by_text("Chat with your documents")).to_be_visible()
+        sidebar = page.get_by_test_id("stSidebar")
+        expect(sidebar.get_by_text("eiffel.txt", exact=False)).to_be_visible()  # indexed beforehand
 
-            page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(volcano))
-            expect(sidebar.get_by_text("volcano.txt").first).to_be_visible()
-            sidebar.get_by_role("button", name="Index files").click()
-            expect(sidebar.get_by_text("volcano.txt: 1 chunk(s) added")).to_be_visible()
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(volcano))
+        expect(sidebar.get_by_text("volcano.txt").first).to_be_visible()
+        sidebar.get_by_role("button", name="Index files").click()
+        expect(sidebar.get_by_text("volcano.txt: 1 chunk(s) added")).to_be_visible()
 
-            chat = page.get_by_test_id("stChatInputTextArea")
-            chat.fill("When does a volcano erupt?")
-            chat.press("Enter")
-            answer = page.get_by_test_id("stChatMessage").nth(1)
-            # The sentence is in the answer and, once rendered, in the Sources expander too: check the answer.
-            expect(answer.get_by_text("magma from the mantle rises", exact=False).first).to_be_visible()
-            answer.get_by_text("Sources (", exact=False).first.click()
-            expect(answer.get_by_text("volcano.txt · cosine similarity", exact=False)).to_be_visible()
-            expect(answer.get_by_test_id("stCode").first).to_contain_text("magma from the mantle")
-            page.wait_for_timeout(500)  # the expander's opening animation
-            page.screenshot(path=str(screenshot), full_page=True)
+        chat = page.get_by_test_id("stChatInputTextArea")
+        chat.fill("When does a volcano erupt?")
+        chat.press("Enter")
+        answer = page.get_by_test_id("stChatMessage").nth(1)
+        # The sentence is in the answer and, once rendered, in the Sources expander too: check the answer.
+        expect(answer.get_by_text("magma from the mantle rises", exact=False).first).to_be_visible()
+        answer.get_by_text("Sources (", exact=False).first.click()
+        expect(answer.get_by_text("volcano.txt · cosine similarity", exact=False)).to_be_visible()
+        expect(answer.get_by_test_id("stCode").first).to_contain_text("magma from the mantle")
+        page.wait_for_timeout(500)  # the expander's opening animation
+        page.screenshot(path=str(screenshot), full_page=True)
 
-            summary = index_a_big_file_while_asking(page, sidebar, big, expect, screenshots)
-        finally:
-            browser.close()
+        summary = index_a_big_file_while_asking(page, sidebar, big, expect, screenshots)
     assert screenshot.stat().st_size > 10_000
     with capsys.disabled():  # shown in the CI log even though pytest captures output
         print(f"\nscreenshot: {screenshot}\n{summary}")
@@ -240,3 +270,73 @@ def index_a_big_file_while_asking(page, sidebar, big: Path, expect, screenshots:
         f"{answered - started:.0f} s, while indexing; the document was seen {len(seen)} times as "
         f"'{states[0]}' ... '{states[-1]}', then complete"
     )
+
+
+def test_adapt_switch_and_ask_in_chromium(
+    chromium: str, served_tiny_app: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from playwright.sync_api import expect
+
+    from tests.apps.test_app_versions import PASSAGES
+
+    folder = tmp_path / "passages"
+    folder.mkdir()
+    for name, data in PASSAGES.items():
+        (folder / name).write_bytes(data)
+    screenshots = Path(os.environ.get("RETRIEVALS_RAG_SCREENSHOT_DIR") or tmp_path)
+    screenshots.mkdir(parents=True, exist_ok=True)
+
+    with chromium_page(chromium) as page:
+        started = time.monotonic()
+        page.goto(served_tiny_app)
+        sidebar = page.get_by_test_id("stSidebar")
+        name = sidebar.get_by_label("New collection")
+        name.fill("notes")
+        name.press("Enter")
+        sidebar.get_by_role("button", name="Create collection").click()
+        expect(page.get_by_test_id("stFileUploaderDropzoneInput")).to_have_count(1)
+
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+            [str(folder / name) for name in PASSAGES]
+        )
+        sidebar.get_by_role("button", name="Index files").click()
+        for file_name in PASSAGES:
+            expect(sidebar.get_by_text(f"{file_name}: 1 chunk(s) added")).to_be_visible()
+
+        panel = page.get_by_test_id("stExpander").filter(has_text="Index versions")
+        panel.get_by_text("Index versions · adapt the embedder to these documents").click()
+        panel.get_by_role("button", name="Adapt the embedder").click()
+        adapting = panel.get_by_test_id("stProgress").filter(has_text="Adapting the embedder (adapted-1)")
+        expect(adapting.first).to_be_visible()  # the job runs in the background; the page polls it
+        progress_text = adapting.first.inner_text()
+        expect(panel.get_by_text("adapted-1 is ready: choose it under 'Questions use'.")).to_be_visible()
+        adapted = time.monotonic()
+        table = panel.get_by_test_id("stTable")
+        for metric in ("nDCG@10", "MRR@10", "Recall@100"):
+            expect(table).to_contain_text(metric)
+        page.screenshot(path=str(screenshots / "retrievals-rag-adapted.png"), full_page=True)
+
+        panel.get_by_text(re.compile(r"^adapted-1 \(nDCG@10")).click()
+        expect(panel.get_by_role("radio", name=re.compile(r"^adapted-1"))).to_be_checked()
+
+        page.get_by_test_id("stSidebar").get_by_text("Settings").click()
+        top_k = page.get_by_label("Sources per answer (top-k)")
+        top_k.fill(str(len(PASSAGES)))  # every passage a source: the random model's order does not matter
+        top_k.press("Enter")
+        chat = page.get_by_test_id("stChatInputTextArea")
+        chat.fill("When was the Eiffel Tower completed?")
+        chat.press("Enter")
+        answer = page.get_by_test_id("stChatMessage").nth(1)
+        expect(answer.get_by_text("1889", exact=False).first).to_be_visible()
+        answer.get_by_text("Sources (", exact=False).first.click()
+        expect(answer.get_by_text("eiffel.txt · cosine similarity", exact=False)).to_be_visible()
+        expect(panel.get_by_role("radio", name=re.compile(r"^adapted-1"))).to_be_checked()  # still in use
+        page.wait_for_timeout(500)
+        screenshot = screenshots / "retrievals-rag-adapted-answer.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000
+    with capsys.disabled():
+        print(
+            f"\nadapted in {adapted - started:.0f} s from the page's start (progress seen: {progress_text!r}); "
+            f"answered from adapted-1 with its sources; screenshots in {screenshots}"
+        )

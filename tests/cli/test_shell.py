@@ -26,6 +26,7 @@ def commands() -> list[argparse.ArgumentParser]:
 
 def test_every_command_is_listed() -> None:
     assert sorted(parser.prog.removeprefix("retrievals-rag ") for parser in commands()) == [
+        "adapt",
         "app",
         "bench encode",
         "bench rerank",

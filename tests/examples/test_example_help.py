@@ -17,6 +17,7 @@ HF_EXAMPLES = [  # HfArgumentParser scripts with defaults of their own
     "reranking/train_llm.py",
 ]
 ARGPARSE_EXAMPLES = [
+    "adapt/scifact_adapt.py",
     "benchmarks/bench_rag.py",
     "benchmarks/bench_restart.py",
     "benchmarks/bench_rerank.py",
@@ -24,6 +25,7 @@ ARGPARSE_EXAMPLES = [
     "benchmarks/gpu_suite.py",
     "benchmarks/import_cost.py",
     "benchmarks/rerank_backends_quality.py",
+    "rag/answer_quality.py",
     "rag/rag_langchain.py",
     "rag/rag_llama_index.py",
     "reranking/distill_cross_encoder.py",

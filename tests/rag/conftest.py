@@ -13,23 +13,13 @@ from typing import Any
 import pytest
 
 from retrievals_rag.rag.loaders import LoadedDocument, Page
-
-LOOPBACK = "127.0.0.1"
+from tests.local_http import LOOPBACK, loopback_only
 
 
 @pytest.fixture(autouse=True)
 def _loopback_only() -> Iterator[None]:
-    """Connections to anything but 127.0.0.1 fail (pytest-socket)."""
-    import socket
-
-    import pytest_socket
-
-    original_connect = socket.socket.connect
-    pytest_socket.socket_allow_hosts([LOOPBACK], allow_unix_socket=True)
-    try:
+    with loopback_only():
         yield
-    finally:
-        socket.socket.connect = original_connect  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")

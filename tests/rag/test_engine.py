@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from retrievals_rag.llm.chat import OpenAICompatibleChat, TransformersChat
 from retrievals_rag.rag.engine import RagEngine
 from retrievals_rag.rag.generate import ExtractiveAnswer
-from retrievals_rag.rag.llm import OpenAICompatibleChat, TransformersChat
 from tests.rag.conftest import LOOPBACK, TOPICS, make_pdf
 
 
@@ -90,10 +90,14 @@ def test_an_unreachable_llm_falls_back_with_the_reason(minilm_engine: RagEngine,
 
 
 def test_llm_choices(tmp_path: Path, tiny_bert_path: Path) -> None:
-    assert isinstance(RagEngine(tmp_path / "a", embedder_path=tiny_bert_path).backend, ExtractiveAnswer)
-    smollm2 = RagEngine(tmp_path / "b", embedder_path=tiny_bert_path, llm="smollm2").backend
-    # Converted once per machine (RETRIEVALS_RAG_CACHE), not per data folder.
-    assert isinstance(smollm2, TransformersChat) and smollm2.cache_dir is None
+    from retrievals_rag.rag.answer_modes import DEFAULT_LLM
+
+    assert DEFAULT_LLM == "smollm2"
+    default = RagEngine(tmp_path / "a", embedder_path=tiny_bert_path).backend  # nothing is loaded yet
+    # SmolLM2, converted once per machine (RETRIEVALS_RAG_CACHE), not per data folder.
+    assert isinstance(default, TransformersChat) and default.cache_dir is None
+    extractive = RagEngine(tmp_path / "b", embedder_path=tiny_bert_path, llm="extractive").backend
+    assert isinstance(extractive, ExtractiveAnswer)
     openai = RagEngine(
         tmp_path / "c",
         embedder_path=tiny_bert_path,
@@ -131,6 +135,8 @@ def test_importing_the_engine_loads_nothing_heavy() -> None:
 
 EXPECTED_ALL = [
     "SUPPORTED_EXTENSIONS",
+    "AdaptSettings",
+    "AdaptationResult",
     "AnswerStream",
     "BackendUnavailableError",
     "ChatBackend",
@@ -138,6 +144,8 @@ EXPECTED_ALL = [
     "Chunker",
     "Citation",
     "CollectionNotFoundError",
+    "CollectionVersion",
+    "CollectionVersions",
     "DocumentInfo",
     "DocumentLoadError",
     "DocumentResult",
@@ -161,6 +169,7 @@ EXPECTED_ALL = [
     "TransformersChat",
     "UnsafePathError",
     "VectorStore",
+    "VersionProgress",
     "answer",
     "build_prompt",
     "convert_gguf",
@@ -178,8 +187,9 @@ def test_public_names_are_pinned() -> None:
 
     assert rag.__all__ == EXPECTED_ALL
     for name in rag.__all__:
+        # the chat backends live in retrievals_rag.llm, the adaptation settings in retrievals_rag.training
         assert name == "SUPPORTED_EXTENSIONS" or getattr(rag, name).__module__.startswith(
-            "retrievals_rag.rag."
+            ("retrievals_rag.rag.", "retrievals_rag.llm.", "retrievals_rag.training.adapt")
         )
 
 

@@ -7,16 +7,16 @@ backend runs a tiny random Llama (fast) and, marked slow, the packaged SmolLM2 c
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
+from retrievals_rag.llm.chat import OpenAICompatibleChat, TransformersChat
 from retrievals_rag.rag.generate import (
     NO_SOURCES_ANSWER,
     BackendUnavailableError,
@@ -28,9 +28,9 @@ from retrievals_rag.rag.generate import (
     cited_numbers,
     make_citations,
 )
-from retrievals_rag.rag.llm import OpenAICompatibleChat, TransformersChat
 from retrievals_rag.rag.retrieve import RetrievedChunk
-from tests.rag.conftest import LOOPBACK, TOPICS
+from tests.local_http import LOOPBACK, serve
+from tests.rag.conftest import TOPICS
 
 
 def chunk(
@@ -192,15 +192,8 @@ class ChatHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def chat_server() -> Iterator[str]:
     ChatHandler.requests = []
-    server = ThreadingHTTPServer((LOOPBACK, 0), ChatHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{LOOPBACK}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serve(ChatHandler) as url:
+        yield url
 
 
 def test_openai_compatible_client_streams_server_sent_events(chat_server: str) -> None:
@@ -251,18 +244,6 @@ def test_openai_connection_failure_names_the_url_and_falls_back(free_port: int) 
 
 
 # ------------------------------------------------------------------------------------------ local transformers
-@pytest.fixture(scope="module")
-def tiny_chat_path(tmp_path_factory: pytest.TempPathFactory, tiny_llama_path: Path) -> Path:
-    from transformers import AutoTokenizer
-
-    path = tmp_path_factory.mktemp("tiny-chat")
-    shutil.copytree(tiny_llama_path, path, dirs_exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenizer.chat_template = "{% for message in messages %}{{ message['content'] }} {% endfor %}"
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def test_transformers_chat_streams_what_generate_would_return(tiny_chat_path: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -307,13 +288,13 @@ def test_prompt_longer_than_the_context_is_a_generation_error(tiny_chat_path: Pa
 def test_missing_smollm2_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import importlib.util
 
-    from retrievals_rag.rag import llm
+    from retrievals_rag.llm import gguf
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        llm.importlib.util,
+        gguf.importlib.util,
         "find_spec",
-        lambda name, *args: None if name == llm.SMOLLM2_PACKAGE else real_find_spec(name, *args),
+        lambda name, *args: None if name == gguf.SMOLLM2_PACKAGE else real_find_spec(name, *args),
     )
     chat = TransformersChat(cache_dir=tmp_path)
 
@@ -331,7 +312,7 @@ def smollm2_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_smollm2_is_converted_once_and_answers_in_a_stream(smollm2_cache: Path) -> None:
-    from retrievals_rag.rag.llm import convert_gguf, smollm2_gguf_path
+    from retrievals_rag.llm.gguf import convert_gguf, smollm2_gguf_path
 
     try:
         gguf_path = smollm2_gguf_path()

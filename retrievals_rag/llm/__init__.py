@@ -1,0 +1,75 @@
+"""Chat backends: the packaged SmolLM2 run by transformers, and OpenAI-compatible servers.
+
+Used by the RAG engine to answer (:mod:`retrievals_rag.rag.generate`) and by label-free adaptation to write
+questions for passages (:mod:`retrievals_rag.data.generation`). Names are resolved lazily: ``import
+retrievals_rag.llm`` loads neither torch nor transformers nor httpx::
+
+    from retrievals_rag.llm import OpenAICompatibleChat, TransformersChat, complete
+
+    chat = TransformersChat(max_new_tokens=64)  # SmolLM2-135M-Instruct, converted once
+    print(complete(chat, [{"role": "user", "content": "Say hello."}]))
+
+Modules: :mod:`~retrievals_rag.llm.base` (messages, errors, the :class:`ChatBackend` interface),
+:mod:`~retrievals_rag.llm.chat` (the backends), :mod:`~retrievals_rag.llm.gguf` (the SmolLM2 file and its
+conversion).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from retrievals_rag._lazy import lazy_names
+
+# public name -> module that defines it
+_LAZY_NAMES: dict[str, str] = {
+    "BackendUnavailableError": "retrievals_rag.llm.base",
+    "ChatBackend": "retrievals_rag.llm.base",
+    "ChatMessage": "retrievals_rag.llm.base",
+    "GenerationError": "retrievals_rag.llm.base",
+    "complete": "retrievals_rag.llm.base",
+    "OpenAICompatibleChat": "retrievals_rag.llm.chat",
+    "TransformersChat": "retrievals_rag.llm.chat",
+    "SMOLLM2_GGUF_FILE": "retrievals_rag.llm.gguf",
+    "SMOLLM2_PACKAGE": "retrievals_rag.llm.gguf",
+    "convert_gguf": "retrievals_rag.llm.gguf",
+    "converted_folder": "retrievals_rag.llm.gguf",
+    "default_cache_dir": "retrievals_rag.llm.gguf",
+    "smollm2_gguf_path": "retrievals_rag.llm.gguf",
+}
+
+__all__ = [
+    "SMOLLM2_GGUF_FILE",
+    "SMOLLM2_PACKAGE",
+    "BackendUnavailableError",
+    "ChatBackend",
+    "ChatMessage",
+    "GenerationError",
+    "OpenAICompatibleChat",
+    "TransformersChat",
+    "complete",
+    "convert_gguf",
+    "converted_folder",
+    "default_cache_dir",
+    "smollm2_gguf_path",
+]
+
+if TYPE_CHECKING:
+    from retrievals_rag.llm.base import (
+        BackendUnavailableError,
+        ChatBackend,
+        ChatMessage,
+        GenerationError,
+        complete,
+    )
+    from retrievals_rag.llm.chat import OpenAICompatibleChat, TransformersChat
+    from retrievals_rag.llm.gguf import (
+        SMOLLM2_GGUF_FILE,
+        SMOLLM2_PACKAGE,
+        convert_gguf,
+        converted_folder,
+        default_cache_dir,
+        smollm2_gguf_path,
+    )
+
+
+__getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES, globals(), __all__)

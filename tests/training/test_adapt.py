@@ -1,0 +1,225 @@
+"""Label-free adaptation: the whole job on a tiny random BERT and 40 SciFact passages, bad input, cancel, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from retrievals_rag.training.adapt import (
+    ADAPT_REPORT_FILE,
+    MIN_PASSAGES,
+    AdaptProgress,
+    AdaptSettings,
+    adapt_embedder,
+    questions_file,
+)
+
+from ..conftest import SCIFACT_SUBSET
+
+
+def scifact_passages(count: int = 40) -> dict[str, str]:
+    lines = (SCIFACT_SUBSET / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:count]
+    records = [json.loads(line) for line in lines]
+    return {record["_id"]: f"{record['title']} {record['text']}"[:400] for record in records}
+
+
+# small and quick: 40 passages, 1 epoch, batches of 8, 64-token passages
+FAST = AdaptSettings(max_passages=30, holdout_fraction=0.2, batch_size=8, max_length=64, learning_rate=1e-3)
+
+
+class Recorder:
+    """Keeps every progress report; raises at the ``stop_at`` stage's ``stop_after``-th report."""
+
+    def __init__(self, stop_at: str | None = None, stop_after: int = 1) -> None:
+        self.reports: list[AdaptProgress] = []
+        self.stop_at = stop_at
+        self.stop_after = stop_after
+
+    def __call__(self, step: AdaptProgress) -> None:
+        self.reports.append(step)
+        if (
+            step.stage == self.stop_at
+            and sum(r.stage == self.stop_at for r in self.reports) >= self.stop_after
+        ):
+            raise KeyboardInterrupt(f"cancelled at {step.stage}")
+
+
+def sibling_names(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.parent.iterdir())
+
+
+def test_cropping_adaptation_saves_a_loadable_model_with_its_report_and_verdict(
+    tmp_path: Path, tiny_bert_path: Path
+) -> None:
+    from retrievals_rag.models.embedding import AutoModelForEmbedding
+
+    output = tmp_path / "adapted"
+    recorder = Recorder()
+
+    report = adapt_embedder(
+        scifact_passages(), output, base_model=tiny_bert_path, settings=FAST, progress=recorder
+    )
+
+    assert report.output_dir == output.resolve()
+    assert report.passages_used == 30 and report.questions == 30  # one span per sampled passage
+    assert report.holdout_questions == 6 and report.train_questions <= 24
+    assert report.verdict is not None
+    for side in ("before", "after"):
+        assert {"nDCG@10", "MRR@10", "Recall@100"} <= set(report.verdict[side])
+    assert report.verdict["before"] != report.verdict["after"]  # lr 1e-3 moves a random model
+    assert report.loss == "infonce" and report.generator == "cropping"
+    assert set(report.timings) >= {"generate", "mine", "train", "evaluate", "save"}
+    assert report.questions_per_second > 0
+    saved = json.loads((output / ADAPT_REPORT_FILE).read_text())
+    assert saved["verdict"] == report.verdict and saved["questions"] == 30
+    assert questions_file(output, "cropping").is_file()
+    assert report.verdict["data"] == "6 held-out generated questions, each retrieving from 30 passages"
+    for name in (
+        "verdict.json",
+        "training_summary.json",
+    ):  # they name the model's folder, not the staging one
+        assert ".adapt-" not in (output / name).read_text()
+    assert json.loads((output / "verdict.json").read_text()) == report.verdict
+    assert (output / "adapt_data" / "holdout" / "qrels" / "test.tsv").is_file()
+    assert sibling_names(output) == ["adapted"]  # no staging folder left beside it
+    stages = [step.stage for step in recorder.reports]
+    assert stages.index("generate") < stages.index("mine") < stages.index("train") < stages.index("save")
+    assert recorder.reports[-1] == AdaptProgress("save", 1, 1, f"saved to {output}")
+
+    model = AutoModelForEmbedding.from_pretrained(output, device="cpu")
+    vectors = model.encode_corpus(["cell protein"])
+    assert vectors.shape == (1, 32)
+
+
+@pytest.mark.parametrize(
+    ("passages", "message"),
+    [
+        ([], "the corpus is empty"),
+        (["   ", "\n"], "the corpus is empty"),
+        (["one passage"], f"has 1 distinct passage.*at least {MIN_PASSAGES}"),
+        (["same text"] * 10, f"has 1 distinct passage.*at least {MIN_PASSAGES}"),
+    ],
+)
+def test_an_empty_or_too_small_corpus_is_refused_before_anything_is_written(
+    tmp_path: Path, passages: list[str], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        adapt_embedder(passages, tmp_path / "out", settings=FAST)
+
+    assert not (tmp_path / "out").exists()
+
+
+def test_settings_are_checked_when_made() -> None:
+    with pytest.raises(ValueError, match="holdout_fraction"):
+        AdaptSettings(holdout_fraction=1.0)
+    with pytest.raises(ValueError, match="openai_base_url"):
+        AdaptSettings(generator="openai")
+    with pytest.raises(ValueError, match="generator must be"):
+        AdaptSettings(generator="t5")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_passages"):
+        AdaptSettings(max_passages=0)
+
+
+def test_cancelled_training_leaves_the_previous_model_and_resumes_without_generating_twice(
+    tmp_path: Path, tiny_bert_path: Path
+) -> None:
+    output = tmp_path / "adapted"
+    output.mkdir()
+    (output / "model.safetensors").write_text("the previous model")
+    passages = scifact_passages()
+    settings = AdaptSettings(
+        max_passages=30, holdout_fraction=0.2, batch_size=8, max_length=64, generation_batch_size=8
+    )
+
+    with pytest.raises(KeyboardInterrupt):  # cancelled after the first batch of questions is stored
+        adapt_embedder(
+            passages, output, base_model=tiny_bert_path, settings=settings, progress=Recorder("generate")
+        )
+    stored = questions_file(output, "cropping").read_text().splitlines()
+    assert len(stored) == 8
+    with pytest.raises(KeyboardInterrupt):  # cancelled during training
+        adapt_embedder(
+            passages, output, base_model=tiny_bert_path, settings=settings, progress=Recorder("train", 2)
+        )
+
+    assert (output / "model.safetensors").read_text() == "the previous model"
+    assert sorted(path.name for path in output.iterdir()) == [
+        "generated_questions-cropping.jsonl",
+        "model.safetensors",
+    ]
+    assert sibling_names(output) == ["adapted"]
+
+    recorder = Recorder()
+    report = adapt_embedder(passages, output, base_model=tiny_bert_path, settings=settings, progress=recorder)
+
+    generate = [step for step in recorder.reports if step.stage == "generate"]
+    assert generate == []  # every passage was done by the runs before
+    lines = [json.loads(line) for line in questions_file(output, "cropping").read_text().splitlines()]
+    assert len(lines) == 30 == len({line["passage_hash"] for line in lines})
+    assert report.questions == 30 and report.questions_per_second == 0.0
+    assert not (output / "model.safetensors").read_text(errors="replace").startswith("the previous")
+
+
+@pytest.mark.filterwarnings("ignore:.*randomly initialised")
+def test_a_teacher_labels_with_margin_mse_and_drops_false_negatives(
+    tmp_path: Path, tiny_bert_path: Path
+) -> None:
+    from retrievals_rag.models.ranking import AutoModelForRanking
+
+    teacher = tmp_path / "teacher"
+    AutoModelForRanking.from_pretrained(tiny_bert_path, device="cpu").save_pretrained(teacher)
+    settings = AdaptSettings(
+        max_passages=30, holdout_fraction=0.2, batch_size=8, max_length=64, teacher=str(teacher),
+        false_negative_margin=0.0,
+    )  # fmt: skip
+
+    report = adapt_embedder(
+        scifact_passages(), tmp_path / "out", base_model=tiny_bert_path, settings=settings
+    )
+
+    assert report.loss == "margin_mse"
+    records = [
+        json.loads(line) for line in (tmp_path / "out/adapt_data/train.jsonl").read_text().splitlines()
+    ]
+    assert records and all(len(r["negative_scores"]) == len(r["negative"]) for r in records)
+    for record in records:  # every kept negative scored below its positive by the teacher
+        assert max(record["negative_scores"]) < min(record["positive_scores"])
+    assert report.dropped["false_negative"] + sum(len(r["negative"]) for r in records) == 3 * (
+        report.train_questions + report.dropped["no_negative"]
+    )
+
+
+def test_a_teacher_that_is_an_embedder_is_refused(tmp_path: Path, tiny_bert_path: Path) -> None:
+    from retrievals_rag.models.embedding import AutoModelForEmbedding
+
+    embedder = tmp_path / "embedder"
+    AutoModelForEmbedding.from_pretrained(tiny_bert_path, device="cpu").save_pretrained(embedder)
+    settings = AdaptSettings(max_passages=20, batch_size=8, max_length=64, teacher=str(embedder))
+
+    with pytest.raises(ValueError, match="is not a reranker folder"):
+        adapt_embedder(scifact_passages(20), tmp_path / "out", base_model=tiny_bert_path, settings=settings)
+    assert sibling_names(tmp_path / "out") == ["embedder", "out"]
+
+
+def test_a_chat_model_that_answers_garbage_stops_the_job_and_leaves_the_folder(
+    tmp_path: Path, tiny_bert_path: Path, tiny_chat_path: Path
+) -> None:
+    from retrievals_rag.llm.base import GenerationError
+
+    output = tmp_path / "adapted"
+    output.mkdir()
+    (output / "model.safetensors").write_text("the previous model")
+    settings = AdaptSettings(
+        generator="smollm2", chat_model=str(tiny_chat_path), device="cpu", max_new_tokens=4, max_passages=30
+    )
+
+    with pytest.raises(
+        GenerationError, match=r"TransformersChat\(model_path=.*gave no usable question for 20"
+    ):
+        adapt_embedder(scifact_passages(), output, base_model=tiny_bert_path, settings=settings)
+
+    assert (output / "model.safetensors").read_text() == "the previous model"
+    assert questions_file(output, "smollm2").read_text() == ""  # the garbage streak is not stored
+    assert sibling_names(output) == ["adapted"]
