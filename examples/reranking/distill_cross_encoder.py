@@ -5,7 +5,7 @@ sentence-transformers' CrossEncoder trainer on the same groups, base model, step
     python examples/reranking/distill_cross_encoder.py --data ../shared/data/scifact --teacher runs/colbert/colbert \
         --dense-run runs/scifact-dense.json --output runs/ce-distill
 
-Steps (every figure is printed and kept in ``results.json``):
+Steps (every figure is printed and kept in ``results-<trainers>.json``):
 
 1. candidates for each train query: the packaged MiniLM's dense top ``--candidates`` (the train run is saved to
    ``--train-run`` and read back on the next run);
@@ -15,7 +15,7 @@ Steps (every figure is printed and kept in ``results.json``):
    above it) is probably relevant but unjudged, and is not used as a negative;
 4. one fixed group per query: the positive and the teacher's ``--group-size - 1`` hardest remaining negatives, so
    that both trainers see exactly the same examples;
-5. our cross-encoder (``train_reranker``, fresh head on the packaged MiniLM) and, with ``--st-baseline``,
+5. our cross-encoder (``train_reranker``, fresh head on the packaged MiniLM) and (``--trainers``)
    sentence-transformers' ``CrossEncoderTrainer`` with its ``MarginMSELoss`` (or ``ListNetLoss`` for ``kl``) on
    the same groups, epochs, batch size, learning rate and maximum length;
 6. both rerank the dense top-``--top-k`` of the test queries and are evaluated by the same ``evaluate_run``.
@@ -271,9 +271,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         "--limit-queries", type=int, default=None, help="first N queries of each split (default: all)"
     )
     parser.add_argument(
-        "--st-baseline",
+        "--trainers",
+        nargs="+",
+        choices=["ours", "sentence-transformers"],
+        default=["ours", "sentence-transformers"],
+        help="cross-encoders trained on the groups; two processes can run one each (default: both)",
+    )
+    parser.add_argument(
+        "--reuse-groups",
         action="store_true",
-        help="also train sentence-transformers' CrossEncoder (default: off)",
+        help="read the groups and teacher scores an earlier run wrote into --output (default: off)",
     )
     parser.add_argument("--device", default="cpu", help="default: %(default)s")
     parser.add_argument("--seed", type=int, default=42, help="default: %(default)s")
@@ -287,19 +294,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     test_run = dense_run(args.dense_run, test, test_queries, args.top_k, encoder)
     train_run = dense_run(args.train_run, train, train_queries, args.candidates, encoder)
     records_path = args.output / "teacher_groups.jsonl"
-    records = teacher_groups(args, train, train_queries, train_run, texts)
-    write_jsonl(records, records_path)
+    if args.reuse_groups and records_path.is_file():  # the teacher's scores of an earlier run, same settings
+        lines = records_path.read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines if line.strip()]
+        print(f"{len(records)} groups read from {records_path} (the teacher is not run again)")
+    else:
+        records = teacher_groups(args, train, train_queries, train_run, texts)
+        write_jsonl(records, records_path)
 
     qrels = {q: test.qrels[q] for q in test_queries}
     k_values = [1, 10, 100]
     results = {"dense (MiniLM)": evaluate_run(qrels, test_run, k_values=k_values)}
-    ours = load_reranker_scorer(train_ours(args, records_path))
-    start = time.perf_counter()
-    results["cross-encoder (ours)"] = evaluate_run(
-        qrels, rerank(ours, test_run, test_queries, texts, args.top_k), k_values=k_values
-    )
-    print(f"ours reranked in {time.perf_counter() - start:.0f}s")
-    if args.st_baseline:
+    if "ours" in args.trainers:
+        ours = load_reranker_scorer(train_ours(args, records_path))
+        start = time.perf_counter()
+        results["cross-encoder (ours)"] = evaluate_run(
+            qrels, rerank(ours, test_run, test_queries, texts, args.top_k), k_values=k_values
+        )
+        print(f"ours reranked in {time.perf_counter() - start:.0f}s")
+    if "sentence-transformers" in args.trainers:
         from sentence_transformers.cross_encoder import CrossEncoder
 
         st_model = CrossEncoder(str(train_sentence_transformers(args, records)), device="cpu")
@@ -311,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     print(f"{'':<40}" + "".join(f"{name:>12}" for name in SHOWN))
     for label, metrics in results.items():
         print(f"{label:<40}" + "".join(f"{metrics[name]:>12.4f}" for name in SHOWN))
-    (args.output / "results.json").write_text(
+    (args.output / f"results-{'-'.join(args.trainers)}.json").write_text(
         json.dumps({"arguments": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2)
         + "\n",
         encoding="utf-8",

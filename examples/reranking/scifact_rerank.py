@@ -37,6 +37,7 @@ from retrievals_rag.cli.common import RawDescriptionHelpFormatter  # help that s
 from retrievals_rag.data.jsonl import write_jsonl
 from retrievals_rag.evaluation.beir import BeirDataset, document_text, load_beir
 from retrievals_rag.evaluation.metrics import evaluate_run
+from retrievals_rag.models.backends.record import BACKEND_NAMES
 from retrievals_rag.retrieval.mining import mine_hard_negatives
 from retrievals_rag.retrieval.runs import CorpusEmbeddingCache, Run, rank_documents
 
@@ -177,7 +178,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument(
         "--backend",
-        choices=["torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "auto"],
+        choices=[*BACKEND_NAMES, "auto"],
         default="torch",
         help="what runs the reranker's transformer (an exported graph: see `retrievals-rag export`)",
     )
