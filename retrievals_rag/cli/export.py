@@ -46,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         help="texts that calibrate openvino-int8-static: a .txt file (a text a line), a .jsonl corpus or a BEIR "
-        "folder (a cross-encoder: a BEIR folder, for (query, document) pairs); at most 300 are used",
+        "folder (a cross-encoder: a BEIR folder, for (query, document) pairs); at most 300 are used "
+        "(default: none; required by openvino-int8-static)",
     )
     parser.add_argument(
         "--output",
