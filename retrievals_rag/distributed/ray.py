@@ -154,9 +154,13 @@ def encode_with_ray(
         lambda: _ModelDescription(_load_model(model_path, model_options))
     )
     description = ray.get(describe.remote())
+    # rows must come back in input order (shard i is rows [a, b)); a dataset copies the current context when it
+    # is created, so the option is set before the read
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
     dataset = (
         ray.data.read_json(str(source)) if source.suffix == ".jsonl" else ray.data.read_parquet(str(source))
     )
+    dataset.context.execution_options.preserve_order = True
     total_rows = dataset.count()
     folder = Path(output_dir)
     if source.is_dir():
@@ -166,8 +170,6 @@ def encode_with_ray(
     digest = write_manifest(
         folder, corpus_manifest(description, model_path, source, total_rows, num_shards, text_kind)
     )
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # rows come back in input order: shard i is rows [a, b)
     encoded = dataset.map_batches(
         _EncoderActor,
         fn_constructor_kwargs={
