@@ -47,8 +47,11 @@ def versions_panel(
         return
     jobs = [job for job in engine.jobs(collection) if job.kind != "index"]
     running = [job for job in jobs if job.active]
-    # Open while a job runs and once there are versions to choose from.
-    opened = bool(running) or len(versions) > 1
+    # Open while a job runs and once there are versions to choose from; once open, it stays open in this session:
+    # Streamlit rebuilds an expander, folded, whenever its `expanded` argument changes (e.g. at a job's end).
+    kept_open = f"versions_panel_open::{collection}"
+    opened = bool(running) or len(versions) > 1 or bool(st.session_state.get(kept_open))
+    st.session_state[kept_open] = opened
     with st.expander("Index versions · adapt the embedder to these documents", expanded=opened):
         job_progress(engine, collection, bool(running))
         version_switch(engine, collection, versions)
