@@ -13,8 +13,11 @@ Steps (every figure is printed and kept in ``results-<trainers>.json``):
    ``--teacher`` folders are averaged after standardising each teacher's scores per query);
 3. false negatives dropped: a candidate the teacher scores within ``--false-negative-margin`` of the positive (or
    above it) is probably relevant but unjudged, and is not used as a negative;
-4. one fixed group per query: the positive and the teacher's ``--group-size - 1`` hardest remaining negatives, so
-   that both trainers see exactly the same examples;
+4. ``--groups-per-query`` fixed groups per query, written once so that both trainers see exactly the same
+   examples: the positive and ``--group-size - 1`` negatives, either spread over the teacher's order of the kept
+   candidates (``--negatives spread``, the default: one drawn from each of ``group-size - 1`` equal slices, hardest
+   to easiest, so the student also learns that the easy candidates deep in a first stage's top-100 are not
+   relevant) or the teacher's hardest (``--negatives hardest``);
 5. our cross-encoder (``train_reranker``, fresh head on the packaged MiniLM) and (``--trainers``)
    sentence-transformers' ``CrossEncoderTrainer`` with its ``MarginMSELoss`` (or ``ListNetLoss`` for ``kl``) on
    the same groups, epochs, batch size, learning rate and maximum length;
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import time
 from collections.abc import Sequence
@@ -88,6 +92,8 @@ def teacher_groups(
     per_teacher: list[dict[tuple[str, str], float]] = []
     for folder in args.teacher:
         teacher = load_model(folder, "auto", options={"device": args.device})
+        if hasattr(teacher, "enable_document_cache"):  # late interaction: each document encoded once
+            teacher.enable_document_cache()
         start = time.perf_counter()
         scores = teacher.compute_score(pairs, show_progress_bar=True)
         print(f"teacher {folder}: {len(pairs)} pairs scored in {time.perf_counter() - start:.0f}s")
@@ -104,27 +110,40 @@ def teacher_groups(
         per_teacher.append(normalised)
     records: list[dict[str, Any]] = []
     dropped = 0
+    rng = random.Random(args.seed)
     for q, (positive, others) in candidates.items():
         score = {d: statistics.fmean(t[(q, d)] for t in per_teacher) for d in [positive, *others]}
         kept = [d for d in others if score[d] < score[positive] - args.false_negative_margin]
         dropped += len(others) - len(kept)
-        kept = sorted(kept, key=lambda d: -score[d])[: args.group_size - 1]
+        kept.sort(key=lambda d: -score[d])
         if len(kept) < args.group_size - 1:
             continue  # too few negatives left for a full group
-        records.append(
-            {
-                "query": queries[q],
-                "positive": [texts[positive]],
-                "negative": [texts[d] for d in kept],
-                "positive_scores": [score[positive]],
-                "negative_scores": [score[d] for d in kept],
-            }
-        )
+        for _ in range(args.groups_per_query):
+            negatives = choose_negatives(kept, args.group_size - 1, args.negatives, rng)
+            records.append(
+                {
+                    "query": queries[q],
+                    "positive": [texts[positive]],
+                    "negative": [texts[d] for d in negatives],
+                    "positive_scores": [score[positive]],
+                    "negative_scores": [score[d] for d in negatives],
+                }
+            )
     print(
-        f"{len(records)} groups of {args.group_size} from {len(candidates)} train queries; "
-        f"{dropped} candidates dropped as likely false negatives (margin {args.false_negative_margin})"
+        f"{len(records)} groups of {args.group_size} ({args.negatives} negatives, {args.groups_per_query} per "
+        f"query) from {len(candidates)} train queries; {dropped} candidates dropped as likely false negatives "
+        f"(margin {args.false_negative_margin})"
     )
     return records
+
+
+def choose_negatives(ranked: list[str], count: int, how: str, rng: random.Random) -> list[str]:
+    """``count`` of the ``ranked`` negatives (teacher's order, hardest first): the first ``count``
+    (``hardest``) or one drawn from each of ``count`` equal slices of the order (``spread``)."""
+    if how == "hardest":
+        return ranked[:count]
+    bounds = [round(index * len(ranked) / count) for index in range(count + 1)]
+    return [ranked[rng.randrange(low, high)] for low, high in zip(bounds, bounds[1:], strict=False)]
 
 
 def train_ours(args: argparse.Namespace, records_path: Path) -> Path:
@@ -248,21 +267,33 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         help="train dense run (JSON), read or written (default: none, computed)",
     )
     parser.add_argument(
-        "--candidates", type=int, default=30, help="dense candidates per train query (default: %(default)s)"
+        "--candidates", type=int, default=100, help="dense candidates per train query (default: %(default)s)"
     )
     parser.add_argument(
         "--group-size", type=int, default=8, help="positive + negatives (default: %(default)s)"
     )
+    parser.add_argument(
+        "--negatives",
+        choices=["spread", "hardest"],
+        default="spread",
+        help="negatives of a group: spread over the teacher's order, or its hardest (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--groups-per-query",
+        type=int,
+        default=2,
+        help="groups written per train query, each with other negatives (default: %(default)s)",
+    )
     parser.add_argument("--false-negative-margin", type=float, default=0.0, help="default: %(default)s")
     parser.add_argument(
-        "--loss", choices=["margin_mse", "kl"], default="margin_mse", help="default: %(default)s"
+        "--loss", choices=["margin_mse", "kl"], default="kl", help="default: %(default)s"
     )
     parser.add_argument(
         "--temperature", type=float, default=1.0, help="kl temperature (default: %(default)s)"
     )
-    parser.add_argument("--epochs", type=float, default=2, help="default: %(default)s")
-    parser.add_argument("--batch-size", type=int, default=16, help="queries per step (default: %(default)s)")
-    parser.add_argument("--learning-rate", type=float, default=5e-5, help="default: %(default)s")
+    parser.add_argument("--epochs", type=float, default=1, help="default: %(default)s")
+    parser.add_argument("--batch-size", type=int, default=8, help="queries per step (default: %(default)s)")
+    parser.add_argument("--learning-rate", type=float, default=7e-5, help="default: %(default)s")
     parser.add_argument("--max-length", type=int, default=192, help="tokens per pair (default: %(default)s)")
     parser.add_argument(
         "--top-k", type=int, default=100, help="test candidates reranked (default: %(default)s)"

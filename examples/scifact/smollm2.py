@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import sys
 import time
@@ -268,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args.group_size = args.group_size or recipe_defaults[0]
     args.batch_size = args.batch_size or recipe_defaults[1]
 
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("retrievals_rag").setLevel(logging.INFO)  # the zero-shot figures as soon as known
     start = time.perf_counter()
     model = model_folder(args.model)
     train_data = triplets(args.triplets, args.data, args.train_queries, args.seed, args.output)

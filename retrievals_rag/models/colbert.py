@@ -52,7 +52,7 @@ from retrievals_rag.models.windows import (
     plan_windows,
     tokenize_content,
 )
-from retrievals_rag.similarity import maxsim
+from retrievals_rag.similarity import grouped_maxsim, maxsim
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -340,6 +340,16 @@ class ColBERT(LateInteractionScoring, Ranker):
         ``score_reduction="mean"`` divides each query's sum by its number of counted tokens (BGE-M3).
         """
         scores = maxsim(queries.embeddings, documents.embeddings, queries.mask, documents.mask)
+        return self._reduce(scores, queries)
+
+    def score_groups(self, queries: TokenEmbeddings, documents: TokenEmbeddings) -> torch.Tensor:
+        """MaxSim of each query with its own group of documents only (grouped ``[q0_d0, q0_d1, ..., q1_d0,
+        ...]``), ``(n_queries, group_size)``: what a loss over each query's own positive and negatives needs,
+        without the full ``n_queries x n_documents`` matrix."""
+        scores = grouped_maxsim(queries.embeddings, documents.embeddings, queries.mask, documents.mask)
+        return self._reduce(scores, queries)
+
+    def _reduce(self, scores: torch.Tensor, queries: TokenEmbeddings) -> torch.Tensor:
         if self.settings.score_reduction == "mean":
             scores = scores / queries.mask.sum(dim=-1).clamp(min=1).to(scores.dtype)[:, None]
         return scores

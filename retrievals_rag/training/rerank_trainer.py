@@ -185,14 +185,11 @@ class RerankTrainer(ModelFolderTrainer):
     def _colbert_scores_loss(
         self, model: nn.Module, queries: Any, documents: Any, inputs: dict[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        score = self.accelerator.unwrap_model(model).score  # MaxSim, the model's own reduction
+        colbert = self.accelerator.unwrap_model(model)  # MaxSim, the model's own reduction
         if "token_vectors" in self.loss_forms:
-            return documents.embeddings, self.loss(queries, documents, score)
-        scores = score(queries, documents)  # (batch, batch * G)
-        batch = scores.shape[0]
-        rows = torch.arange(batch, device=scores.device)
-        own = scores.view(batch, batch, -1)[rows, rows]  # (batch, G): each query's own group
-        return scores, self._group_loss(own, inputs)
+            return documents.embeddings, self.loss(queries, documents, colbert.score)
+        own = colbert.score_groups(queries, documents)  # (batch, G): each query's own group only
+        return own, self._group_loss(own, inputs)
 
     def _group_loss(self, scores: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
         """The loss of the ``(batch, G)`` group scores, with the teacher's scores if it distils."""

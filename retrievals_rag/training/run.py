@@ -244,6 +244,9 @@ def _train_and_summarize(
     ``training_summary.json`` and ``verdict.json``."""
     judged = trainer.evaluator is not None
     before = strip_prefix(trainer.evaluate(metric_key_prefix="start"), "start") if judged else {}
+    if before and training_args.process_index == 0:  # known now, not only after a long run
+        shown = ", ".join(f"{name} {value:.4f}" for name, value in before.items() if isinstance(value, float))
+        logger.info("the starting model on %s: %s", judged_on, shown)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     seconds = time.perf_counter() - start
