@@ -21,12 +21,15 @@ Steps (every figure is printed and kept in ``results-<trainers>.json``):
 5. our cross-encoder (``train_reranker``, fresh head on the packaged MiniLM) and (``--trainers``)
    sentence-transformers' ``CrossEncoderTrainer`` with its ``MarginMSELoss`` (or ``ListNetLoss`` for ``kl``) on
    the same groups, epochs, batch size, learning rate and maximum length;
-6. both rerank the dense top-``--top-k`` of the test queries and are evaluated by the same ``evaluate_run``.
+6. both rerank the dense top-``--top-k`` of the test queries and are evaluated by the same ``evaluate_run``
+   (their runs are kept as ``test-run-<trainer>.json``), alone and with their standardised scores mixed with the
+   first stage's (``--interpolation-weight``, fixed in advance: ``interpolate_runs``).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import statistics
@@ -39,6 +42,7 @@ from retrievals_rag import AutoModelForEmbedding, RetrievalEvaluator, default_em
 from retrievals_rag.data.jsonl import write_jsonl
 from retrievals_rag.evaluation.beir import load_beir
 from retrievals_rag.evaluation.metrics import evaluate_run
+from retrievals_rag.retrieval.fusion import interpolate_runs
 from retrievals_rag.retrieval.runs import Run, rank_documents
 
 SHOWN = ("nDCG@10", "MRR@10", "Recall@10", "Recall@100")
@@ -142,8 +146,8 @@ def choose_negatives(ranked: list[str], count: int, how: str, rng: random.Random
     (``hardest``) or one drawn from each of ``count`` equal slices of the order (``spread``)."""
     if how == "hardest":
         return ranked[:count]
-    bounds = [round(index * len(ranked) / count) for index in range(count + 1)]
-    return [ranked[rng.randrange(low, high)] for low, high in zip(bounds, bounds[1:], strict=False)]
+    bounds = [index * len(ranked) // count for index in range(count + 1)]  # increasing: len(ranked) >= count
+    return [ranked[rng.randrange(low, high)] for low, high in itertools.pairwise(bounds)]
 
 
 def train_ours(args: argparse.Namespace, records_path: Path) -> Path:
@@ -155,7 +159,11 @@ def train_ours(args: argparse.Namespace, records_path: Path) -> Path:
     from retrievals_rag.training.run import train_reranker
 
     summary = train_reranker(
-        RerankerModelArguments(kind="cross-encoder", max_length=args.max_length),
+        RerankerModelArguments(
+            kind="cross-encoder",
+            model_name_or_path=str(args.base_model) if args.base_model else None,
+            max_length=args.max_length,
+        ),
         # no holdout: sentence-transformers trains on every group too
         RerankerDataArguments(
             train_data=str(records_path), train_group_size=args.group_size, holdout_fraction=0
@@ -189,7 +197,10 @@ def train_sentence_transformers(args: argparse.Namespace, records: list[dict[str
     )
 
     model = CrossEncoder(
-        str(default_embedding_model_path()), num_labels=1, max_length=args.max_length, device="cpu"
+        str(args.base_model or default_embedding_model_path()),
+        num_labels=1,
+        max_length=args.max_length,
+        device="cpu",
     )
     if args.loss == "kl":
         dataset = Dataset.from_dict(
@@ -255,6 +266,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     )
     parser.add_argument("--output", type=Path, default=Path("runs/ce-distill"), help="default: %(default)s")
     parser.add_argument(
+        "--base-model",
+        type=Path,
+        default=None,
+        help="the students' starting weights, a fresh head on top (default: the packaged MiniLM)",
+    )
+    parser.add_argument(
+        "--embedder",
+        type=Path,
+        default=None,
+        help="the first stage's embedder, for the runs not read from files (default: the packaged MiniLM)",
+    )
+    parser.add_argument(
         "--dense-run",
         type=Path,
         default=None,
@@ -285,9 +308,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         help="groups written per train query, each with other negatives (default: %(default)s)",
     )
     parser.add_argument("--false-negative-margin", type=float, default=0.0, help="default: %(default)s")
-    parser.add_argument(
-        "--loss", choices=["margin_mse", "kl"], default="kl", help="default: %(default)s"
-    )
+    parser.add_argument("--loss", choices=["margin_mse", "kl"], default="kl", help="default: %(default)s")
     parser.add_argument(
         "--temperature", type=float, default=1.0, help="kl temperature (default: %(default)s)"
     )
@@ -313,6 +334,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         action="store_true",
         help="read the groups and teacher scores an earlier run wrote into --output (default: off)",
     )
+    parser.add_argument(
+        "--reuse-models",
+        action="store_true",
+        help="evaluate the cross-encoders an earlier run saved in --output instead of training them (default: off)",
+    )
+    parser.add_argument(
+        "--interpolation-weight",
+        type=float,
+        default=0.5,
+        help="also report each reranker's standardised scores mixed with the dense ones at this reranker weight "
+        "(interpolate_runs; fixed in advance, not tuned on test; default: %(default)s)",
+    )
     parser.add_argument("--device", default="cpu", help="default: %(default)s")
     parser.add_argument("--seed", type=int, default=42, help="default: %(default)s")
     args = parser.parse_args(argv)
@@ -321,7 +354,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     train, test = load_beir(args.data, "train"), load_beir(args.data, "test")
     texts = {d: (doc.title + " " + doc.text).strip() for d, doc in test.corpus.items()}
     train_queries, test_queries = judged(train, args.limit_queries), judged(test, args.limit_queries)
-    encoder = AutoModelForEmbedding.from_pretrained(default_embedding_model_path(), device=args.device)
+    encoder = AutoModelForEmbedding.from_pretrained(
+        args.embedder or default_embedding_model_path(), device=args.device
+    )
     test_run = dense_run(args.dense_run, test, test_queries, args.top_k, encoder)
     train_run = dense_run(args.train_run, train, train_queries, args.candidates, encoder)
     records_path = args.output / "teacher_groups.jsonl"
@@ -335,22 +370,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
 
     qrels = {q: test.qrels[q] for q in test_queries}
     k_values = [1, 10, 100]
-    results = {"dense (MiniLM)": evaluate_run(qrels, test_run, k_values=k_values)}
-    if "ours" in args.trainers:
-        ours = load_reranker_scorer(train_ours(args, records_path))
+    results = {"dense (first stage)": evaluate_run(qrels, test_run, k_values=k_values)}
+    for trainer in args.trainers:
+        label = f"cross-encoder ({trainer})"
+        folder = args.output / trainer
+        if not (args.reuse_models and (folder / "config.json").is_file()):
+            folder = (
+                train_ours(args, records_path)
+                if trainer == "ours"
+                else train_sentence_transformers(args, records)
+            )
         start = time.perf_counter()
-        results["cross-encoder (ours)"] = evaluate_run(
-            qrels, rerank(ours, test_run, test_queries, texts, args.top_k), k_values=k_values
-        )
-        print(f"ours reranked in {time.perf_counter() - start:.0f}s")
-    if "sentence-transformers" in args.trainers:
-        from sentence_transformers.cross_encoder import CrossEncoder
-
-        st_model = CrossEncoder(str(train_sentence_transformers(args, records)), device="cpu")
-        st_scorer = lambda pairs: st_model.predict(pairs, batch_size=64).tolist()  # noqa: E731
-        results["cross-encoder (sentence-transformers)"] = evaluate_run(
-            qrels, rerank(st_scorer, test_run, test_queries, texts, args.top_k), k_values=k_values
-        )
+        reranked = rerank(scorer(trainer, folder), test_run, test_queries, texts, args.top_k)
+        print(f"{trainer}: the test candidates reranked in {time.perf_counter() - start:.0f}s")
+        (args.output / f"test-run-{trainer}.json").write_text(json.dumps(reranked) + "\n", encoding="utf-8")
+        results[label] = evaluate_run(qrels, reranked, k_values=k_values)
+        weight = args.interpolation_weight
+        if weight is not None:  # the reranker's standardised scores mixed with the first stage's
+            mixed = interpolate_runs(test_run, reranked, weight)
+            results[f"{label} + dense, weight {weight:g}"] = evaluate_run(qrels, mixed, k_values=k_values)
     print(f"\n{args.data.name} test: {len(test_queries)} queries, first stage dense top-{args.top_k}")
     print(f"{'':<40}" + "".join(f"{name:>12}" for name in SHOWN))
     for label, metrics in results.items():
@@ -363,7 +401,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     return results
 
 
-def load_reranker_scorer(folder: Path) -> Any:
+def scorer(trainer: str, folder: Path) -> Any:
+    """The trained cross-encoder as ``pairs -> scores``: ours, or sentence-transformers' ``CrossEncoder``."""
+    if trainer == "sentence-transformers":
+        from sentence_transformers.cross_encoder import CrossEncoder
+
+        st_model = CrossEncoder(str(folder), device="cpu")
+        return lambda pairs: st_model.predict(pairs, batch_size=64, show_progress_bar=True).tolist()
     from retrievals_rag import AutoModelForRanking
 
     model = AutoModelForRanking.from_pretrained(folder, max_windows=1)

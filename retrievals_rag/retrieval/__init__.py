@@ -29,6 +29,7 @@ _LAZY_NAMES: dict[str, str] = {
     "BM25Retriever": "retrievals_rag.retrieval.bm25",
     "reciprocal_rank_fusion": "retrievals_rag.retrieval.fusion",
     "fuse_rankings": "retrievals_rag.retrieval.fusion",
+    "interpolate_runs": "retrievals_rag.retrieval.fusion",
     "Candidate": "retrievals_rag.retrieval.hybrid",
     "Hit": "retrievals_rag.retrieval.hybrid",
     "HybridSearch": "retrievals_rag.retrieval.hybrid",
@@ -43,6 +44,7 @@ __all__ = [
     "HybridSearch",
     "dense_search",
     "fuse_rankings",
+    "interpolate_runs",
     "reciprocal_rank_fusion",
 ]
 
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
     from retrievals_rag.retrieval.bm25 import BM25Retriever
     from retrievals_rag.retrieval.dense import DenseIndex, dense_search
     from retrievals_rag.retrieval.faiss_index import FaissIndex
-    from retrievals_rag.retrieval.fusion import fuse_rankings, reciprocal_rank_fusion
+    from retrievals_rag.retrieval.fusion import fuse_rankings, interpolate_runs, reciprocal_rank_fusion
     from retrievals_rag.retrieval.hybrid import Candidate, Hit, HybridSearch
 
 

@@ -1,4 +1,7 @@
-"""Reciprocal rank fusion (Cormack, Clarke & Büttcher, 2009): merge rankings from several retrievers.
+"""Fusion of rankings: reciprocal rank fusion of several retrievers, and a reranker's scores interpolated with its
+first stage's.
+
+Reciprocal rank fusion (Cormack, Clarke & Büttcher, 2009) merges rankings from several retrievers.
 
 Each document scores ``sum_r w_r / (k + rank_r(d))`` over the rankings ``r`` that contain it, where
 ``rank_r(d)`` is its 1-based rank in ``r``; rankings that lack it add nothing. Only ranks matter, so a BM25 run
@@ -16,11 +19,12 @@ Example:
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 
 from retrievals_rag.retrieval.runs import rank_documents
 
-__all__ = ["fuse_rankings", "reciprocal_rank_fusion"]
+__all__ = ["fuse_rankings", "interpolate_runs", "reciprocal_rank_fusion"]
 
 
 def fuse_rankings(
@@ -107,6 +111,77 @@ def reciprocal_rank_fusion(
         fused = fuse_rankings(rankings, k=k, weights=run_weights)
         fused_run[query_id] = dict(fused if top_k is None else fused[:top_k])
     return fused_run
+
+
+def interpolate_runs(
+    first_stage: Mapping[str, Mapping[str, float]],
+    reranked: Mapping[str, Mapping[str, float]],
+    weight: float,
+) -> dict[str, dict[str, float]]:
+    """A reranker's scores interpolated with its first stage's, per query: ``weight * z(rerank) + (1 - weight) *
+    z(first stage)``, each standardised over the query's reranked candidates (mean 0, standard deviation 1), so
+    that a cosine similarity and a logit add up without calibration.
+
+    A reranker that knows less than the first stage about some queries (little training, another domain) then
+    corrects the first stage's order instead of replacing it: ``weight`` 1 is the reranker alone, 0 the first
+    stage alone.
+
+    Args:
+        first_stage: the first stage's run (query id -> document id -> score); it must score every reranked
+            document.
+        reranked: the reranker's scores of the first stage's candidates.
+        weight: the reranker's share, in [0, 1].
+
+    Returns:
+        A run over the reranked queries and documents, documents inserted best first.
+
+    Raises:
+        ValueError: a weight outside [0, 1], a NaN score, or a reranked document the first stage did not score.
+
+    Example:
+        >>> first = {"q": {"a": 0.9, "b": 0.8, "c": 0.1}}
+        >>> rerank = {"q": {"a": -1.0, "b": 3.0, "c": 2.9}}
+        >>> list(interpolate_runs(first, rerank, 0.5)["q"])
+        ['b', 'a', 'c']
+    """
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be a number in [0, 1], got {weight!r}")
+    interpolated: dict[str, dict[str, float]] = {}
+    for query_id, scores in reranked.items():
+        if not scores:
+            interpolated[query_id] = {}
+            continue
+        own = first_stage.get(query_id, {})
+        missing = [document for document in scores if document not in own]
+        if missing:
+            raise ValueError(
+                f"query {query_id!r}: {len(missing)} reranked documents have no first-stage score "
+                f"(e.g. {missing[0]!r})"
+            )
+        documents = list(scores)
+        for name, values in (
+            ("reranked", [scores[d] for d in documents]),
+            ("first-stage", [own[d] for d in documents]),
+        ):
+            if any(math.isnan(value) for value in values):
+                raise ValueError(f"query {query_id!r}: a {name} score is NaN")
+        mixed = {
+            document: weight * rerank + (1.0 - weight) * first
+            for document, rerank, first in zip(
+                documents,
+                _standardised([scores[d] for d in documents]),
+                _standardised([own[d] for d in documents]),
+                strict=True,
+            )
+        }
+        interpolated[query_id] = {document: mixed[document] for document in rank_documents(mixed)}
+    return interpolated
+
+
+def _standardised(values: list[float]) -> list[float]:
+    mean = statistics.fmean(values)
+    spread = statistics.pstdev(values) or 1.0  # one candidate, or all alike: centred only
+    return [(value - mean) / spread for value in values]
 
 
 def _check_k(k: int) -> None:

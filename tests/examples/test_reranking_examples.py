@@ -158,3 +158,62 @@ def test_scifact_rerank_reuses_a_saved_dense_run_and_triplets(
     (tmp_path / "dense.json").write_text(json.dumps({"other": {"d": 1.0}}))
     with pytest.raises(SystemExit, match="other queries"):
         module.main([*common, "--output", str(tmp_path / "three")])
+
+
+def _beir_with_train_split(tmp_path: Path) -> Path:
+    """The SciFact subset with its judged queries split in two: the first half train, the rest test."""
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        (folder / name).write_text((SCIFACT_SUBSET / name).read_text())
+    header, *lines = (SCIFACT_SUBSET / "qrels" / "test.tsv").read_text().splitlines()
+    queries = list(dict.fromkeys(line.split("\t")[0] for line in lines))
+    train = set(queries[: len(queries) // 2])
+    for split, keep in (("train", True), ("test", False)):
+        chosen = [line for line in lines if (line.split("\t")[0] in train) == keep]
+        (folder / "qrels" / f"{split}.tsv").write_text("\n".join([header, *chosen]) + "\n")
+    return folder
+
+
+def test_distill_cross_encoder_example(tiny_bert_path: Path, tmp_path: Path) -> None:
+    teacher = tmp_path / "teacher"
+    AutoModelForRanking.from_pretrained(tiny_bert_path, device="cpu").save_pretrained(teacher)
+    output = tmp_path / "out"
+    arguments = [
+        "--data", str(_beir_with_train_split(tmp_path)), "--teacher", str(teacher), "--output", str(output),
+        "--base-model", str(tiny_bert_path), "--embedder", str(tiny_bert_path), "--limit-queries", "6",
+        "--candidates", "12", "--group-size", "4", "--groups-per-query", "2", "--batch-size", "4",
+        "--max-length", "64", "--top-k", "10", "--trainers", "ours",
+    ]  # fmt: skip
+    module = _example("distill_cross_encoder")
+    results = module.main(arguments)
+    assert set(results) == {
+        "dense (first stage)",
+        "cross-encoder (ours)",
+        "cross-encoder (ours) + dense, weight 0.5",
+    }
+    records = [json.loads(line) for line in (output / "teacher_groups.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * 6  # two groups per train query, each its own draw of negatives
+    for record in records:
+        assert len(record["negative"]) == len(record["negative_scores"]) == 3
+        # false negatives filtered: every kept negative scores below the positive
+        assert max(record["negative_scores"]) < record["positive_scores"][0]
+    test_run = json.loads((output / "test-run-ours.json").read_text())
+    assert all(len(hits) == 10 for hits in test_run.values())
+    # the groups and the trained model are read back, not made again: the same figures
+    trained = (output / "ours" / "model.safetensors").stat().st_mtime_ns
+    again = module.main([*arguments, "--reuse-groups", "--reuse-models"])
+    assert again == results
+    assert (output / "ours" / "model.safetensors").stat().st_mtime_ns == trained
+
+
+def test_negatives_spread_over_the_teachers_order() -> None:
+    import random
+
+    choose = _example("distill_cross_encoder").choose_negatives
+    ranked = [f"d{index}" for index in range(30)]
+    spread = choose(ranked, 3, "spread", random.Random(0))
+    # one from each third of the order: hardest, middle, easiest
+    assert [int(name[1:]) // 10 for name in spread] == [0, 1, 2]
+    assert choose(ranked, 3, "hardest", random.Random(0)) == ["d0", "d1", "d2"]
+    assert choose(ranked[:3], 3, "spread", random.Random(0)) == ["d0", "d1", "d2"]

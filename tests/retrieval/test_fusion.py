@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrievals_rag.retrieval.fusion import fuse_rankings, reciprocal_rank_fusion
+from retrievals_rag.retrieval.fusion import fuse_rankings, interpolate_runs, reciprocal_rank_fusion
 
 
 def test_hand_computed_example() -> None:
@@ -98,3 +98,40 @@ def test_invalid_inputs_raise() -> None:
         fuse_rankings([["a", "b", "a"]])
     with pytest.raises(TypeError, match="not strings"):
         fuse_rankings(["abc"])
+
+
+# ---------------------------------------------------------------- a reranker interpolated with its first stage
+
+
+FIRST = {"q1": {"a": 0.90, "b": 0.80, "c": 0.70, "d": 0.10}, "q2": {"x": 0.5, "y": 0.4}}
+RERANK = {"q1": {"a": 1.0, "b": 9.0, "c": 8.0, "d": 8.5}, "q2": {"x": 2.0, "y": 2.0}}
+
+
+def test_interpolation_ends_are_the_first_stage_and_the_reranker() -> None:
+    alone = interpolate_runs(FIRST, RERANK, 1.0)
+    assert list(alone["q1"]) == ["b", "d", "c", "a"]
+    assert list(interpolate_runs(FIRST, RERANK, 0.0)["q1"]) == ["a", "b", "c", "d"]
+    # scale-free: a reranker's logits times 100 give the same order at every weight
+    scaled = {q: {d: 100 * s for d, s in hits.items()} for q, hits in RERANK.items()}
+    for weight in (0.25, 0.5, 0.75):
+        assert list(interpolate_runs(FIRST, scaled, weight)["q1"]) == list(
+            interpolate_runs(FIRST, RERANK, weight)["q1"]
+        )
+
+
+def test_interpolation_mixes_the_standardised_scores() -> None:
+    mixed = interpolate_runs(FIRST, RERANK, 0.5)["q1"]
+    # d: the reranker likes it, the first stage puts it far last: the mix keeps it below b and c
+    assert list(mixed) == ["b", "c", "a", "d"]
+    # a reranker that cannot tell two documents apart leaves the first stage's order
+    assert list(interpolate_runs(FIRST, RERANK, 0.5)["q2"]) == ["x", "y"]
+
+
+def test_interpolation_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match=r"weight must be a number in \[0, 1\]"):
+        interpolate_runs(FIRST, RERANK, 1.5)
+    with pytest.raises(ValueError, match="query 'q1': 1 reranked documents have no first-stage score"):
+        interpolate_runs(FIRST, {"q1": {"a": 1.0, "zz": 2.0}}, 0.5)
+    with pytest.raises(ValueError, match="query 'q1': a reranked score is NaN"):
+        interpolate_runs(FIRST, {"q1": {"a": float("nan")}}, 0.5)
+    assert interpolate_runs(FIRST, {"q3": {}}, 0.5) == {"q3": {}}
