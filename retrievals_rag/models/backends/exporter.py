@@ -168,7 +168,7 @@ def _export_onnx(module: torch.nn.Module, task: GraphTask, inputs: list[str], pa
     try:
         with _eager_attention(module):
             program = torch.onnx.export(
-                Graph().float(),
+                Graph().float().eval(),  # the wrapper too: the exporter warns on a module in training mode
                 tuple(examples[name] for name in inputs),
                 input_names=inputs,
                 output_names=[output_name],
