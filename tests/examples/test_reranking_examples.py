@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
 from retrievals_rag import AutoModelForRanking, ColBERT, LLMRanker
 
@@ -177,6 +179,7 @@ def _beir_with_train_split(tmp_path: Path) -> Path:
 
 def test_distill_cross_encoder_example(tiny_bert_path: Path, tmp_path: Path) -> None:
     teacher = tmp_path / "teacher"
+    torch.manual_seed(0)  # the teacher's fresh head
     AutoModelForRanking.from_pretrained(tiny_bert_path, device="cpu").save_pretrained(teacher)
     output = tmp_path / "out"
     arguments = [
@@ -193,7 +196,10 @@ def test_distill_cross_encoder_example(tiny_bert_path: Path, tmp_path: Path) -> 
         "cross-encoder (ours) + dense, weight 0.5",
     }
     records = [json.loads(line) for line in (output / "teacher_groups.jsonl").read_text().splitlines()]
-    assert len(records) == 2 * 6  # two groups per train query, each its own draw of negatives
+    # two groups per train query that kept enough negatives (a random teacher can score many above the
+    # positive: those are dropped as likely false negatives), each its own draw of negatives
+    per_query = Counter(record["query"] for record in records)
+    assert records and set(per_query.values()) == {2} and len(per_query) <= 6
     for record in records:
         assert len(record["negative"]) == len(record["negative_scores"]) == 3
         # false negatives filtered: every kept negative scores below the positive
