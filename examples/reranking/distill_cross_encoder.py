@@ -42,7 +42,7 @@ from retrievals_rag import AutoModelForEmbedding, RetrievalEvaluator, default_em
 from retrievals_rag.data.jsonl import write_jsonl
 from retrievals_rag.evaluation.beir import load_beir
 from retrievals_rag.evaluation.metrics import evaluate_run
-from retrievals_rag.retrieval.fusion import interpolate_runs
+from retrievals_rag.retrieval.fusion import interpolate_runs, standardise_scores
 from retrievals_rag.retrieval.runs import Run, rank_documents
 
 SHOWN = ("nDCG@10", "MRR@10", "Recall@10", "Recall@100")
@@ -66,12 +66,6 @@ def dense_run(path: Path | None, dataset: Any, queries: dict[str, str], top_k: i
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(run) + "\n", encoding="utf-8")
     return run
-
-
-def standardised(values: list[float]) -> list[float]:
-    mean = statistics.fmean(values)
-    spread = statistics.pstdev(values) or 1.0
-    return [(value - mean) / spread for value in values]
 
 
 def teacher_groups(
@@ -109,7 +103,7 @@ def teacher_groups(
         for q, (positive, others) in candidates.items():
             group = [positive, *others]
             normalised.update(
-                zip([(q, d) for d in group], standardised([raw[(q, d)] for d in group]), strict=True)
+                zip([(q, d) for d in group], standardise_scores([raw[(q, d)] for d in group]), strict=True)
             )
         per_teacher.append(normalised)
     records: list[dict[str, Any]] = []

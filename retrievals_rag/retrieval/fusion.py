@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 
 from retrievals_rag.retrieval.runs import rank_documents
 
-__all__ = ["fuse_rankings", "interpolate_runs", "reciprocal_rank_fusion"]
+__all__ = ["fuse_rankings", "interpolate_runs", "reciprocal_rank_fusion", "standardise_scores"]
 
 
 def fuse_rankings(
@@ -169,8 +169,8 @@ def interpolate_runs(
             document: weight * rerank + (1.0 - weight) * first
             for document, rerank, first in zip(
                 documents,
-                _standardised([scores[d] for d in documents]),
-                _standardised([own[d] for d in documents]),
+                standardise_scores([scores[d] for d in documents]),
+                standardise_scores([own[d] for d in documents]),
                 strict=True,
             )
         }
@@ -178,7 +178,14 @@ def interpolate_runs(
     return interpolated
 
 
-def _standardised(values: list[float]) -> list[float]:
+def standardise_scores(values: Sequence[float]) -> list[float]:
+    """One query's scores shifted and scaled to mean 0 and standard deviation 1 (all-equal scores: centred only),
+    so that scores of different models add up without calibration.
+
+    Example:
+        >>> standardise_scores([1.0, 3.0])
+        [-1.0, 1.0]
+    """
     mean = statistics.fmean(values)
     spread = statistics.pstdev(values) or 1.0  # one candidate, or all alike: centred only
     return [(value - mean) / spread for value in values]
