@@ -176,6 +176,16 @@ def settings_panel(problems: dict[str, str]) -> dict[str, Any]:
         )
         if "reranker" in problems:
             st.error(plain(problems["reranker"]))
+        rerank_weight = st.slider(
+            "Reranker's share of the order",
+            min_value=0.0,
+            max_value=1.0,
+            value=1.0,
+            step=0.1,
+            key="rerank_weight",
+            help="1: the reranker's order alone. Lower: its scores mixed with the retrieval scores (a reranker "
+            "fine-tuned on little data often does better at 0.5).",
+        )
         top_k = int(st.number_input("Sources per answer (top-k)", min_value=1, max_value=50, value=5))
         use_bm25 = st.toggle("Fuse BM25 with dense retrieval", value=False)
         choices = list(LLM_CHOICES)
@@ -200,7 +210,7 @@ def settings_panel(problems: dict[str, str]) -> dict[str, Any]:
                 st.text("Install it with:")
                 st.code(problems["llm_install"], language="bash")
                 st.info("Extractive answers until then.")
-    return {"top_k": top_k, "use_bm25": use_bm25}
+    return {"top_k": top_k, "use_bm25": use_bm25, "rerank_weight": float(rerank_weight)}
 
 
 # ------------------------------------------------------------------------------------------------- status
@@ -452,7 +462,7 @@ def delete_document(engine: RagEngine, collection: str, source: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- chat
-def chat(engine: RagEngine, collection: str, reranker: Any, top_k: int, use_bm25: bool) -> None:
+def chat(engine: RagEngine, collection: str, reranker: Any, options: dict[str, Any]) -> None:
     """The conversation: history, then a new question answered with a streamed, cited answer."""
     history: list[dict[str, Any]] = st.session_state.setdefault("history", [])
     for message in history:
@@ -479,7 +489,13 @@ def chat(engine: RagEngine, collection: str, reranker: Any, top_k: int, use_bm25
             backend = ExtractiveAnswer()
         try:
             stream = engine.ask(
-                question, collection, top_k=top_k, use_bm25=use_bm25, reranker=reranker, backend=backend
+                question,
+                collection,
+                top_k=options["top_k"],
+                use_bm25=options["use_bm25"],
+                reranker=reranker,
+                backend=backend,
+                rerank_weight=options["rerank_weight"],
             )
             st.write_stream(escaped_stream(stream))
             if stream.note:  # the model's checked answer, or the sources quoted instead (and why)
@@ -521,7 +537,7 @@ def main() -> None:
     versions_panel(engine, collection, (base_url, model) if base_url and model else None, smollm2_problem())
     if st.sidebar.button("Clear the conversation"):
         st.session_state["history"] = []
-    chat(engine, collection, reranker, options["top_k"], options["use_bm25"])
+    chat(engine, collection, reranker, options)
 
 
 main()

@@ -298,6 +298,10 @@ class LangchainRetriever(BaseRetriever):
         vectorstore_score: ``"relevance"`` or ``"raw"`` (see above).
         search_kwargs: Passed to the vector store's search (for example ``{"filter": {...}}``).
         reranker: A :class:`LangchainReranker` that reorders the candidates; None: no reranking.
+        rerank_weight: The reranker's share of the order, in [0, 1]: 1 orders by the rerank score alone; below
+            1, by ``rerank_weight * z(rerank) + (1 - rerank_weight) * z(retrieval score)`` over the candidates
+            (see :mod:`retrievals_rag.retrieval.hybrid`); not with ``vectorstore_score="raw"``, whose scores may
+            be distances.
 
     Raises:
         ValueError: On neither or both of ``texts`` and ``vectorstore``, corpus options given with a vector
@@ -332,6 +336,12 @@ class LangchainRetriever(BaseRetriever):
     )
     reranker: LangchainReranker | None = Field(
         default=None, description="Reranks the fetch_k candidates down to k; None: no reranking."
+    )
+    rerank_weight: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="The reranker's share of the order; below 1, mixed with the retrieval score.",
     )
 
     _documents: list[Document] = PrivateAttr(default_factory=list)
@@ -375,6 +385,11 @@ class LangchainRetriever(BaseRetriever):
 
     @model_validator(mode="after")
     def _build(self) -> Self:
+        if self.rerank_weight < 1.0 and self.vectorstore_score == "raw":
+            raise ValueError(
+                'rerank_weight below 1 mixes the retrieval score in, which vectorstore_score="raw" may give as a '
+                'distance (lower is better): use vectorstore_score="relevance"'
+            )
         if self.vectorstore is not None:
             self._check_vectorstore_options()
             return self
@@ -405,6 +420,7 @@ class LangchainRetriever(BaseRetriever):
             candidates=self.fetch_k,
             rrf_k=self.rrf_k,
             rerank_threshold=None if reranker is None else reranker.score_threshold,
+            rerank_weight=self.rerank_weight,
         )
 
     def _check_vectorstore_options(self) -> None:

@@ -40,6 +40,7 @@ from retrievals_rag.rag.retrieve import Reranker, RetrievedChunk, Retriever
 from retrievals_rag.rag.store import DocumentInfo, VectorStore
 from retrievals_rag.rag.version_info import CollectionVersion, VersionProgress
 from retrievals_rag.rag.versions import CollectionVersions
+from retrievals_rag.retrieval.fusion import check_interpolation_weight
 
 if TYPE_CHECKING:
     from retrievals_rag.models.embedding import AutoModelForEmbedding
@@ -98,6 +99,9 @@ class RagEngine:
         top_k: Chunks used as sources.
         use_bm25: Fuse BM25 with dense retrieval by default.
         rerank_candidates: Candidates given to the reranker.
+        rerank_weight: The reranker's share of the order, in [0, 1]: 1 (the default) orders by the reranker
+            alone; below 1, its standardised scores are mixed with the retrieval scores (a reranker fine-tuned
+            on little data often does better mixed: see :mod:`retrievals_rag.retrieval.hybrid`).
         chunk_size: Tokens per chunk; None: from the embedder's window (200 for MiniLM).
         chunk_overlap: Tokens of overlap; None: a fifth of the chunk size.
         fallback_to_extractive: When the LLM fails, say so and answer extractively; False: raise.
@@ -123,6 +127,7 @@ class RagEngine:
         top_k: int = 5,
         use_bm25: bool = False,
         rerank_candidates: int = 20,
+        rerank_weight: float = 1.0,
         chunk_size: int | None = None,
         chunk_overlap: int | None = None,
         fallback_to_extractive: bool = True,
@@ -148,6 +153,8 @@ class RagEngine:
         self.top_k = top_k
         self.use_bm25 = use_bm25
         self.rerank_candidates = rerank_candidates
+        check_interpolation_weight(rerank_weight)
+        self.rerank_weight = float(rerank_weight)
         self.fallback_to_extractive = fallback_to_extractive
         self.max_file_bytes = max_file_bytes
         self.system_prompt: str | None = None  # None: the answer mode's own (generate.GROUNDED_SYSTEM_PROMPT)
@@ -474,18 +481,22 @@ class RagEngine:
         use_bm25: bool | None = None,
         rerank: bool | None = None,
         reranker: Reranker | None = None,
+        rerank_weight: float | None = None,
     ) -> Retriever:
         """The (cached) retriever of a collection with these options; None takes the engine's defaults.
 
         It searches the collection's active version (:meth:`use_version`) with that version's embedder.
-        ``reranker`` replaces the engine's own (e.g. one from :meth:`load_reranker`); ``rerank=False`` uses none.
+        ``reranker`` replaces the engine's own (e.g. one from :meth:`load_reranker`); ``rerank=False`` uses none;
+        ``rerank_weight`` replaces the engine's share of the reranker in the order.
         """
         bm25 = self.use_bm25 if use_bm25 is None else use_bm25
         chosen = reranker if reranker is not None else self.reranker
         if rerank is not None and not rerank:
             chosen = None
+        weight = self.rerank_weight if rerank_weight is None else float(rerank_weight)
+        check_interpolation_weight(weight)
         store, target = self.versions.search_target(collection)
-        key = (collection, target, bm25, None if chosen is None else id(chosen))
+        key = (collection, target, bm25, None if chosen is None else id(chosen), weight)
         with self._lock:
             retriever = self._retrievers.get(key)
             if retriever is None:
@@ -496,6 +507,7 @@ class RagEngine:
                     use_bm25=bm25,
                     reranker=chosen,
                     candidates=self.rerank_candidates,
+                    rerank_weight=weight,
                 )
                 self._retrievers[key] = retriever
             return retriever
@@ -509,9 +521,12 @@ class RagEngine:
         use_bm25: bool | None = None,
         rerank: bool | None = None,
         reranker: Reranker | None = None,
+        rerank_weight: float | None = None,
     ) -> list[RetrievedChunk]:
         """The chunks that best answer ``question``, best first (see :class:`Retriever`)."""
-        retriever = self.retriever(collection, use_bm25=use_bm25, rerank=rerank, reranker=reranker)
+        retriever = self.retriever(
+            collection, use_bm25=use_bm25, rerank=rerank, reranker=reranker, rerank_weight=rerank_weight
+        )
         return retriever.retrieve(question, top_k=top_k)
 
     def ask(
@@ -524,6 +539,7 @@ class RagEngine:
         rerank: bool | None = None,
         reranker: Reranker | None = None,
         backend: ChatBackend | ExtractiveAnswer | None = None,
+        rerank_weight: float | None = None,
     ) -> AnswerStream:
         """Retrieve sources for ``question`` and stream an answer that cites them.
 
@@ -535,6 +551,7 @@ class RagEngine:
             rerank: Use the reranker (when there is one); None: yes.
             reranker: Rerank with this one instead of the engine's.
             backend: Answer with this backend instead of the engine's.
+            rerank_weight: The reranker's share of the order, in [0, 1]; None: the engine's.
 
         Returns:
             The :class:`AnswerStream`: iterate it for the text; ``sources`` and ``citations`` are already there,
@@ -545,7 +562,13 @@ class RagEngine:
             text = f"The collection {collection!r} has no documents yet: add some, then ask again."
             return AnswerStream(question, [], iter([text]), "engine")
         chunks = self.retrieve(
-            question, collection, top_k=top_k, use_bm25=use_bm25, rerank=rerank, reranker=reranker
+            question,
+            collection,
+            top_k=top_k,
+            use_bm25=use_bm25,
+            rerank=rerank,
+            reranker=reranker,
+            rerank_weight=rerank_weight,
         )
         return answer(
             question,

@@ -140,6 +140,8 @@ class Retriever:
         candidates: When fusing or reranking, the chunks each first-stage retriever returns, and the number
             given to the reranker (at least ``top_k`` are).
         rrf_k: The reciprocal-rank-fusion constant.
+        rerank_weight: The reranker's share of the order, in [0, 1]: 1 orders by the reranker alone; below 1, by
+            its standardised score mixed with the retrieval score's (see :mod:`retrievals_rag.retrieval.hybrid`).
         rerank_candidates: The former name of ``candidates`` (deprecated; give one or the other).
 
     Raises:
@@ -159,6 +161,7 @@ class Retriever:
         candidates: int | None = None,
         rrf_k: int = 60,
         rerank_candidates: int | None = None,
+        rerank_weight: float = 1.0,
     ) -> None:
         if rerank_candidates is not None:
             if candidates is not None:
@@ -185,6 +188,7 @@ class Retriever:
             top_k=top_k,
             candidates=20 if candidates is None else candidates,
             rrf_k=rrf_k,
+            rerank_weight=rerank_weight,
         )
         self._relevance_scale: RelevanceScale = "cosine similarity"
         if reranker is not None:
@@ -208,6 +212,11 @@ class Retriever:
     def rerank_candidates(self) -> int:
         """The former name of :attr:`candidates`."""
         return self._search.candidates
+
+    @property
+    def rerank_weight(self) -> float:
+        """The reranker's share of the order (1: the reranker alone)."""
+        return self._search.rerank_weight
 
     @property
     def rrf_k(self) -> int:

@@ -19,12 +19,20 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 import statistics
 from collections.abc import Mapping, Sequence
 
 from retrievals_rag.retrieval.runs import rank_documents
 
-__all__ = ["fuse_rankings", "interpolate_runs", "reciprocal_rank_fusion", "standardise_scores"]
+__all__ = [
+    "check_interpolation_weight",
+    "fuse_rankings",
+    "interpolate_runs",
+    "interpolate_scores",
+    "reciprocal_rank_fusion",
+    "standardise_scores",
+]
 
 
 def fuse_rankings(
@@ -144,8 +152,7 @@ def interpolate_runs(
         >>> list(interpolate_runs(first, rerank, 0.5)["q"])
         ['b', 'a', 'c']
     """
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0.0 <= weight <= 1.0:
-        raise ValueError(f"weight must be a number in [0, 1], got {weight!r}")
+    check_interpolation_weight(weight)
     interpolated: dict[str, dict[str, float]] = {}
     for query_id, scores in reranked.items():
         if not scores:
@@ -159,23 +166,43 @@ def interpolate_runs(
                 f"(e.g. {missing[0]!r})"
             )
         documents = list(scores)
-        for name, values in (
-            ("reranked", [scores[d] for d in documents]),
-            ("first-stage", [own[d] for d in documents]),
-        ):
-            if any(math.isnan(value) for value in values):
-                raise ValueError(f"query {query_id!r}: a {name} score is NaN")
-        mixed = {
-            document: weight * rerank + (1.0 - weight) * first
-            for document, rerank, first in zip(
-                documents,
-                standardise_scores([scores[d] for d in documents]),
-                standardise_scores([own[d] for d in documents]),
-                strict=True,
-            )
-        }
+        try:
+            values = interpolate_scores([own[d] for d in documents], [scores[d] for d in documents], weight)
+        except ValueError as error:
+            raise ValueError(f"query {query_id!r}: {error}") from None
+        mixed = dict(zip(documents, values, strict=True))
         interpolated[query_id] = {document: mixed[document] for document in rank_documents(mixed)}
     return interpolated
+
+
+def interpolate_scores(first_stage: Sequence[float], reranked: Sequence[float], weight: float) -> list[float]:
+    """One query's candidates: ``weight * z(reranked) + (1 - weight) * z(first_stage)``, each list standardised
+    (:func:`standardise_scores`); the scores :func:`interpolate_runs` and
+    :class:`~retrievals_rag.retrieval.hybrid.HybridSearch`'s ``rerank_weight`` order by.
+
+    Raises:
+        ValueError: a weight outside [0, 1], lists of different lengths, or a NaN score.
+
+    Example:
+        >>> [round(score, 3) for score in interpolate_scores([0.9, 0.8, 0.1], [-1.0, 3.0, 2.9], 0.5)]
+        [-0.285, 0.648, -0.362]
+    """
+    check_interpolation_weight(weight)
+    if len(first_stage) != len(reranked):
+        raise ValueError(f"{len(reranked)} reranked scores for {len(first_stage)} first-stage scores")
+    for name, values in (("reranked", reranked), ("first-stage", first_stage)):
+        if any(math.isnan(value) for value in values):
+            raise ValueError(f"a {name} score is NaN")
+    return [
+        weight * rerank + (1.0 - weight) * first
+        for rerank, first in zip(standardise_scores(reranked), standardise_scores(first_stage), strict=True)
+    ]
+
+
+def check_interpolation_weight(weight: float) -> None:
+    """Raise ``ValueError`` unless ``weight`` (a reranker's share) is a number in [0, 1]."""
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be a number in [0, 1], got {weight!r}")
 
 
 def standardise_scores(values: Sequence[float]) -> list[float]:

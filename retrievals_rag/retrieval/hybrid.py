@@ -10,7 +10,12 @@ The knobs, with the one name each has everywhere:
 - ``top_k``: results returned;
 - ``candidates``: when fusing or reranking, how many each first-stage retriever returns (at least ``top_k``): they
   are fused, and the best ``candidates`` of the first stage are given to the reranker;
-- ``rrf_k``: the reciprocal-rank-fusion constant (60 in Cormack et al., 2009).
+- ``rrf_k``: the reciprocal-rank-fusion constant (60 in Cormack et al., 2009);
+- ``rerank_weight``: the reranker's share of the final order, in [0, 1]: 1 (the default) orders by the reranker
+  alone; below 1, by ``rerank_weight * z(rerank) + (1 - rerank_weight) * z(first stage)``, both standardised over
+  the query's candidates (:func:`~retrievals_rag.retrieval.fusion.interpolate_scores`). A reranker fine-tuned on
+  little data often corrects the first stage better than it replaces it: on SciFact, a cross-encoder distilled
+  from MiniLM reached nDCG@10 0.6541 alone and 0.7112 at 0.5 (the README's cross-encoder recipe).
 
 A first stage is a function ``(query, n) -> [Candidate, ...]`` (best first); the reranker is a function
 ``(query, texts) -> scores`` in input order (higher is more relevant), with an optional ``rerank_threshold``.
@@ -34,7 +39,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from retrievals_rag.retrieval.fusion import fuse_rankings
+from retrievals_rag.retrieval.fusion import (
+    check_interpolation_weight,
+    fuse_rankings,
+    interpolate_scores,
+)
 
 __all__ = ["Candidate", "FirstStage", "Hit", "HybridSearch", "RerankScorer"]
 
@@ -80,6 +89,8 @@ class Hit:
         retrieval_rank: Its 1-based rank after the first stage (fused when fusing), before any reranking.
         rerank_score: The reranker's score; None without a reranker.
         fused: Whether BM25 was fused (then ``retrieval_score`` is the RRF score, not a similarity).
+        interpolated_score: With a ``rerank_weight`` below 1, the standardised mix of the rerank and the retrieval
+            score that set the order; else None.
     """
 
     id: str
@@ -94,10 +105,14 @@ class Hit:
     retrieval_rank: int = 0
     rerank_score: float | None = None
     fused: bool = False
+    interpolated_score: float | None = None
 
     @property
     def score(self) -> float:
-        """The score that set the order: the rerank score when reranked, else the retrieval score."""
+        """The score that set the order: the interpolated score when the reranker's share was below 1, the
+        rerank score when reranked, else the retrieval score."""
+        if self.interpolated_score is not None:
+            return self.interpolated_score
         return self.retrieval_score if self.rerank_score is None else self.rerank_score
 
 
@@ -112,10 +127,13 @@ class HybridSearch:
         candidates: Documents each first-stage retriever returns when fusing or reranking, and the number given
             to the reranker (>= 1; at least ``top_k`` are taken).
         rrf_k: The reciprocal-rank-fusion constant (>= 0).
-        rerank_threshold: Drop reranked documents scored below it; None: keep all.
+        rerank_threshold: Drop reranked documents whose rerank score is below it; None: keep all.
+        rerank_weight: The reranker's share of the order, in [0, 1] (see the module's knobs); 1: the reranker
+            alone.
 
     Raises:
-        ValueError: On ``top_k`` or ``candidates`` below 1, or ``rrf_k`` below 0.
+        ValueError: On ``top_k`` or ``candidates`` below 1, ``rrf_k`` below 0, or ``rerank_weight`` outside
+            [0, 1].
     """
 
     def __init__(
@@ -128,8 +146,13 @@ class HybridSearch:
         candidates: int = 20,
         rrf_k: int = 60,
         rerank_threshold: float | None = None,
+        rerank_weight: float = 1.0,
     ) -> None:
         check_count("top_k", top_k)
+        try:
+            check_interpolation_weight(rerank_weight)
+        except ValueError:
+            raise ValueError(f"rerank_weight must be a number in [0, 1], got {rerank_weight!r}") from None
         check_count("candidates", candidates)
         if isinstance(rrf_k, bool) or not isinstance(rrf_k, int) or rrf_k < 0:
             raise ValueError(f"rrf_k must be an integer >= 0, got {rrf_k!r}")
@@ -140,6 +163,7 @@ class HybridSearch:
         self.candidates = candidates
         self.rrf_k = rrf_k
         self.rerank_threshold = rerank_threshold
+        self.rerank_weight = float(rerank_weight)
 
     def first_stage_size(self, top_k: int | None = None) -> int:
         """How many documents each first-stage retriever returns for ``top_k`` results (None: the default).
@@ -214,16 +238,25 @@ class HybridSearch:
         scores = [float(score) for score in self.reranker(query, [hit.text for hit in hits])]
         if len(scores) != len(hits):
             raise ValueError(f"the reranker returned {len(scores)} scores for {len(hits)} documents")
-        order = sorted(
-            range(len(hits)), key=lambda index: -scores[index]
-        )  # stable: ties keep the first stage's order
+        mixed = (
+            interpolate_scores([hit.retrieval_score for hit in hits], scores, self.rerank_weight)
+            if self.rerank_weight < 1.0
+            else None
+        )
+        keys = scores if mixed is None else mixed
+        order = sorted(range(len(hits)), key=lambda index: -keys[index])  # stable: ties keep the first order
         kept = [
             index
             for index in order
             if self.rerank_threshold is None or scores[index] >= self.rerank_threshold
         ]
         return [
-            _with(hits[index], rank=rank, rerank_score=scores[index])
+            replace(
+                hits[index],
+                rank=rank,
+                rerank_score=scores[index],
+                interpolated_score=None if mixed is None else mixed[index],
+            )
             for rank, index in enumerate(kept[:top_k], start=1)
         ]
 
@@ -245,10 +278,6 @@ def _dense_hit(candidate: Candidate, rank: int) -> Hit:
         dense_rank=rank,
         retrieval_rank=rank,
     )
-
-
-def _with(hit: Hit, *, rank: int, rerank_score: float) -> Hit:
-    return replace(hit, rank=rank, rerank_score=rerank_score)
 
 
 def check_count(name: str, value: Any) -> None:

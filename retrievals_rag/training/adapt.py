@@ -40,6 +40,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -104,6 +105,12 @@ class AdaptSettings:
         default=0.1,
         metadata={"help": "share of the sampled passages whose questions are held out for the before / after "
                   "verdict (0: none, no verdict)"},
+    )  # fmt: skip
+    span_removal: float = field(
+        default=0.9,
+        metadata={"help": "cropping: share of the training questions whose span is cut out of their positive "
+                  "passage (the inverse cloze task: the span must be matched to the rest of its passage, not "
+                  "found in it word for word); 0 keeps every positive whole"},
     )  # fmt: skip
     num_negatives: int = field(default=3, metadata={"help": "hard negatives mined per question"})
     rank_range: tuple[int, int] = field(
@@ -175,6 +182,8 @@ class AdaptSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"AdaptSettings.{name} must be an integer >= 1, got {value!r}")
+        if not 0 <= self.span_removal <= 1:
+            raise ValueError(f"AdaptSettings.span_removal must be in [0, 1], got {self.span_removal!r}")
         if not 0 <= self.holdout_fraction < 1:
             raise ValueError(
                 f"AdaptSettings.holdout_fraction must be in [0, 1), got {self.holdout_fraction!r}"
@@ -477,6 +486,8 @@ def _train(
     del encoder
     timings["mine"] = time.perf_counter() - started
     report("mine", 1, 1, f"{len(records)} questions with hard negatives")
+    if settings.generator == "cropping" and settings.span_removal > 0:
+        records = _cut_spans(records, settings.span_removal, settings.seed)
     dropped = {"false_negative": 0, "no_negative": len(train_questions) - len(records)}
     loss = "infonce"
     if settings.teacher is not None:
@@ -544,6 +555,24 @@ def _train(
     timings["train"] = summary.seconds
     timings["evaluate"] = time.perf_counter() - started - summary.seconds
     return summary, loss, dropped, len(records)
+
+
+def _cut_spans(records: list[dict[str, Any]], share: float, seed: int) -> list[dict[str, Any]]:
+    """The inverse cloze task (Lee et al. 2019): in a seeded ``share`` of the records, the query (a span of its
+    positive passage) is cut out of the positive, whitespace as the passage has it; a positive that would be
+    left empty, or that does not hold the span, stays whole."""
+    rng = random.Random(seed)
+    cut = []
+    for record in records:
+        if rng.random() < share:
+            words = record["query"].split()
+            pattern = re.compile(r"\s+".join(re.escape(word) for word in words)) if words else None
+            positive = record["positive"][0]
+            rest = pattern.sub(" ", positive, count=1).strip() if pattern else positive
+            if rest and rest != positive:
+                record = {**record, "positive": [re.sub(r" {2,}", " ", rest), *record["positive"][1:]]}
+        cut.append(record)
+    return cut
 
 
 def _progress_callback(report: _Reporter) -> Any:

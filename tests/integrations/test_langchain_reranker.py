@@ -388,6 +388,30 @@ def test_retriever_reranks_fetch_k_candidates_down_to_k(
     assert reranker.top_n == 3  # the retriever's k decides, per call, and the reranker is left as it was
 
 
+def test_retriever_rerank_weight_mixes_the_retrieval_score_and_is_checked(
+    reranker: LangchainReranker, tiny_embeddings: LangchainEmbedding
+) -> None:
+    from retrievals_rag.retrieval.fusion import interpolate_scores
+
+    alone = LangchainRetriever(texts=TEXTS, embeddings=tiny_embeddings, k=4, fetch_k=4, reranker=reranker)
+    mixed = LangchainRetriever(
+        texts=TEXTS, embeddings=tiny_embeddings, k=4, fetch_k=4, reranker=reranker, rerank_weight=0.5
+    )
+
+    scored = alone.invoke(QUERY)
+    results = mixed.invoke(QUERY)
+
+    by_id = {document.id: document.metadata for document in scored}
+    ids = list(by_id)
+    values = interpolate_scores(
+        [by_id[i][RETRIEVAL_SCORE_KEY] for i in ids], [by_id[i][RELEVANCE_SCORE_KEY] for i in ids], 0.5
+    )
+    expected = [ids[index] for index in sorted(range(len(ids)), key=lambda index: -values[index])]
+    assert [document.id for document in results] == expected
+    with pytest.raises(ValueError, match="rerank_weight"):
+        LangchainRetriever(texts=TEXTS, embeddings=tiny_embeddings, rerank_weight=1.5)
+
+
 def test_retriever_with_fusion_and_a_reranker(
     reranker: LangchainReranker, tiny_embeddings: LangchainEmbedding
 ) -> None:

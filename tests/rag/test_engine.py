@@ -62,6 +62,28 @@ def test_bm25_and_collections_and_documents(minilm_engine: RagEngine) -> None:
     assert minilm_engine.list_collections() == ["science"]
 
 
+def test_the_reranker_s_share_is_per_question_and_checked(minilm_engine: RagEngine) -> None:
+    class Reversed:  # ranks the dense order backwards
+        def rerank(self, query: str, documents: list[str], top_k: int | None = None) -> list[Any]:
+            from types import SimpleNamespace
+
+            scored = [SimpleNamespace(index=i, score=float(i)) for i in range(len(documents))]
+            return sorted(scored, key=lambda result: -result.score)[:top_k]
+
+    question, reranker = "Which hormone lowers the glucose level in the blood?", Reversed()
+    dense = minilm_engine.retrieve(question, "science", top_k=minilm_engine.rerank_candidates, rerank=False)
+    alone = minilm_engine.retrieve(question, "science", top_k=4, reranker=reranker)
+    first = minilm_engine.retrieve(question, "science", top_k=4, reranker=reranker, rerank_weight=0.0)
+
+    assert minilm_engine.rerank_weight == 1.0
+    assert [chunk.chunk_id for chunk in alone] == [chunk.chunk_id for chunk in dense[::-1][:4]]
+    assert [chunk.chunk_id for chunk in first] == [chunk.chunk_id for chunk in dense[:4]]
+    stream = minilm_engine.ask(question, "science", top_k=1, reranker=reranker, rerank_weight=0.0)
+    assert stream.sources[0].source.endswith("medicine.txt")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        minilm_engine.retrieve(question, "science", reranker=reranker, rerank_weight=1.5)
+
+
 def test_uploads_and_deletion(minilm_engine: RagEngine) -> None:
     report = minilm_engine.index_uploads(
         [("../../secret/notes.txt", b"Mitochondria make ATP."), ("x.exe", b"MZ")], "uploads"

@@ -111,6 +111,32 @@ def test_reranker_sets_the_order_and_both_scores_are_kept(filled: VectorStore) -
     assert [result.score for result in results] == sorted((result.score for result in results), reverse=True)
 
 
+def test_a_rerank_weight_mixes_the_reranker_with_the_dense_scores(filled: VectorStore) -> None:
+    from retrievals_rag.retrieval.fusion import interpolate_scores
+
+    filled.add_document("notes", LoadedDocument("kiwi.txt", [Page("kiwi kiwi kiwi and more kiwi.")]))
+    reranker = KeywordReranker("kiwi")
+    candidates = Retriever(filled, "notes", top_k=6).retrieve("fruit")
+
+    retriever = Retriever(filled, "notes", top_k=6, reranker=reranker, candidates=6, rerank_weight=0.5)
+    results = retriever.retrieve("fruit")
+
+    assert retriever.rerank_weight == 0.5
+    alone = {
+        hit.chunk_id: hit.rerank_score
+        for hit in Retriever(filled, "notes", top_k=6, reranker=reranker, candidates=6).retrieve("fruit")
+    }
+    mixed = interpolate_scores(
+        [hit.retrieval_score for hit in candidates], [alone[hit.chunk_id] for hit in candidates], 0.5
+    )
+    expected = sorted(range(len(candidates)), key=lambda index: -mixed[index])
+    assert [result.chunk_id for result in results] == [candidates[index].chunk_id for index in expected]
+    for result in results:
+        assert result.score != result.rerank_score and type(result.score) is float
+    with pytest.raises(ValueError, match="rerank_weight"):
+        Retriever(filled, "notes", reranker=reranker, rerank_weight=2.0)
+
+
 def test_reranking_the_whole_collection_puts_the_keyword_chunks_first(filled: VectorStore) -> None:
     filled.add_document("notes", LoadedDocument("kiwi.txt", [Page("kiwi kiwi kiwi and more kiwi.")]))
     filled.add_document("notes", LoadedDocument("kiwi-once.txt", [Page("one kiwi here.")]))

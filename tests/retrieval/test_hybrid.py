@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from retrievals_rag.retrieval.fusion import fuse_rankings
+from retrievals_rag.retrieval.fusion import fuse_rankings, interpolate_scores
 from retrievals_rag.retrieval.hybrid import Candidate, HybridSearch
 
 TEXTS = {"a": "apple pie", "b": "banana bread", "c": "cherry tart", "d": "date cake", "e": "elder wine"}
@@ -118,6 +118,43 @@ def test_rerank_ties_keep_the_first_stage_order_and_the_threshold_drops() -> Non
     assert none_kept == []
 
 
+def test_a_rerank_weight_below_one_mixes_the_standardised_scores_and_keeps_each_one() -> None:
+    # dense: a 0.9, b 0.8, c 0.7, d 0.6; lengths: a 9, b 12, c 11, d 9
+    alone = HybridSearch(dense_stage(), reranker=LengthScorer(), top_k=4, candidates=4).search("q")
+    mixed = HybridSearch(
+        dense_stage(), reranker=LengthScorer(), top_k=4, candidates=4, rerank_weight=0.5
+    ).search("q")
+    first = HybridSearch(
+        dense_stage(), reranker=LengthScorer(), top_k=4, candidates=4, rerank_weight=0.0
+    ).search("q")
+
+    assert [hit.id for hit in alone] == ["b", "c", "a", "d"]
+    assert all(hit.interpolated_score is None for hit in alone)
+    expected = dict(
+        zip("abcd", interpolate_scores([0.9, 0.8, 0.7, 0.6], [9.0, 12.0, 11.0, 9.0], 0.5), strict=True)
+    )
+    assert (
+        [hit.id for hit in mixed]
+        == sorted(expected, key=lambda doc_id: -expected[doc_id])
+        == ["b", "a", "c", "d"]
+    )
+    for hit in mixed:
+        assert hit.score == hit.interpolated_score == pytest.approx(expected[hit.id])
+        assert hit.rerank_score == float(len(TEXTS[hit.id])) and hit.retrieval_score == hit.dense_score
+    assert [hit.id for hit in first] == DENSE_ORDER[:4]  # the first stage's order, rerank scores kept
+    assert first[0].rerank_score == 9.0
+    # the threshold still reads the reranker's own score
+    kept = HybridSearch(
+        dense_stage(),
+        reranker=LengthScorer(),
+        top_k=4,
+        candidates=4,
+        rerank_weight=0.5,
+        rerank_threshold=10.0,
+    ).search("q")
+    assert [hit.id for hit in kept] == ["b", "c"]
+
+
 def test_complete_is_search_with_the_dense_answer_given() -> None:
     search = HybridSearch(
         dense_stage(), lexical=lexical_stage(), reranker=LengthScorer(), top_k=3, candidates=4
@@ -135,6 +172,10 @@ def test_bad_knobs_and_a_scorer_that_loses_documents() -> None:
         ({"candidates": 0}, "candidates must be an integer >= 1"),
         ({"rrf_k": -1}, "rrf_k must be an integer >= 0"),
         ({"top_k": True}, "top_k"),
+        ({"rerank_weight": 1.5}, r"rerank_weight must be a number in \[0, 1\], got 1.5"),
+        ({"rerank_weight": -0.1}, "rerank_weight"),
+        ({"rerank_weight": float("nan")}, "rerank_weight"),
+        ({"rerank_weight": True}, "rerank_weight"),
     ):
         with pytest.raises(ValueError, match=message):
             HybridSearch(dense_stage(), **options)

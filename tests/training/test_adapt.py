@@ -92,6 +92,32 @@ def test_cropping_adaptation_saves_a_loadable_model_with_its_report_and_verdict(
     vectors = model.encode_corpus(["cell protein"])
     assert vectors.shape == (1, 32)
 
+    # the inverse cloze task (span_removal 0.9 by default): most positives lost their span, none was emptied
+    records = [json.loads(line) for line in (output / "adapt_data/train.jsonl").read_text().splitlines()]
+    passages = set(scifact_passages().values())
+    whole = [record for record in records if record["positive"][0] in passages]
+    assert len(whole) < len(records) / 2
+    for record in records:
+        assert record["positive"][0].strip()
+        if record not in whole:
+            assert record["query"] not in record["positive"][0]
+
+
+def test_the_span_is_cut_out_of_its_positive_with_the_passage_s_own_whitespace() -> None:
+    from retrievals_rag.training.adapt import _cut_spans
+
+    records = [
+        {"query": "Insulin lowers blood sugar.", "positive": ["Title.\nInsulin  lowers\nblood sugar. It acts fast."]},
+        {"query": "not in the passage", "positive": ["Something else entirely."]},
+        {"query": "Whole passage.", "positive": ["Whole passage."]},  # nothing would be left: kept whole
+    ]  # fmt: skip
+    cut = _cut_spans(records, 1.0, seed=0)
+    assert cut[0]["positive"] == ["Title.\n It acts fast."]
+    assert cut[1] == records[1] and cut[2] == records[2]
+    assert _cut_spans(records, 0.0, seed=0) == records
+    with pytest.raises(ValueError, match="span_removal"):
+        AdaptSettings(span_removal=1.5)
+
 
 @pytest.mark.parametrize(
     ("passages", "message"),
