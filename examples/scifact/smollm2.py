@@ -97,7 +97,7 @@ def embedder(args: argparse.Namespace, model: Path, train_data: Path) -> dict[st
             use_lora=True,
             lora_r=args.lora_r,
             lora_alpha=2 * args.lora_r,
-            pooling_method="last",
+            pooling_method=args.pooling,
             query_instruction=QUERY_INSTRUCTION,
             document_instruction="",
         ),
@@ -283,6 +283,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--epochs", type=float, default=1.0, help="default: %(default)s")
     parser.add_argument("--learning-rate", type=float, default=2e-4, help="default: %(default)s")
+    parser.add_argument(
+        "--pooling",
+        choices=["last", "mean"],
+        default="last",
+        help="embedder: the EOS token's vector (the reference recipe) or the mean of the tokens' (default: "
+        "%(default)s; on SciFact SmolLM2-135M's EOS vector starts at chance and collapsed to one vector in every "
+        "setting tried on 2 CPU cores, see the README)",
+    )
     parser.add_argument(
         "--temperature",
         type=float,

@@ -28,6 +28,7 @@ ARGPARSE_EXAMPLES = [
     "rag/answer_quality.py",
     "rag/rag_langchain.py",
     "rag/rag_llama_index.py",
+    "reranking/compare_runs.py",
     "reranking/distill_cross_encoder.py",
     "reranking/scifact_rerank.py",
     "scifact/finetune_scifact.py",

@@ -223,3 +223,39 @@ def test_negatives_spread_over_the_teachers_order() -> None:
     assert [int(name[1:]) // 10 for name in spread] == [0, 1, 2]
     assert choose(ranked, 3, "hardest", random.Random(0)) == ["d0", "d1", "d2"]
     assert choose(ranked[:3], 3, "spread", random.Random(0)) == ["d0", "d1", "d2"]
+
+
+def test_compare_runs_bootstraps_the_per_query_difference(tmp_path: Path) -> None:
+    from retrievals_rag.evaluation.beir import load_beir
+
+    module = _example("compare_runs")
+    qrels = load_beir(SCIFACT_SUBSET, "test").qrels
+    documents = sorted({document for judged in qrels.values() for document in judged})
+    # "good" puts each query's judged documents first; "bad" ranks the same candidates the other way round
+    good = {
+        query: {doc: (2.0 if doc in qrels[query] else 1.0 / (1 + i)) for i, doc in enumerate(documents[:20])}
+        for query in qrels
+    }
+    for query in qrels:
+        good[query].update({doc: 2.0 for doc in qrels[query]})
+    bad = {query: {doc: -score for doc, score in hits.items()} for query, hits in good.items()}
+    paths = {}
+    for name, run in (("good", good), ("bad", bad)):
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(run), encoding="utf-8")
+
+    same = module.main(
+        [str(paths["good"]), str(paths["good"]), "--data", str(SCIFACT_SUBSET), "--samples", "200"]
+    )
+    found = module.main(
+        [str(paths["good"]), str(paths["bad"]), "--data", str(SCIFACT_SUBSET), "--samples", "200",
+         "--first-stage", str(paths["good"]), "--weight", "0.5"]
+    )  # fmt: skip
+
+    alone = same["alone"]
+    assert alone["difference"] == alone["low"] == alone["high"] == 0.0 and alone["tied"] == len(qrels)
+    assert (
+        found["alone"]["first"] == 1.0 and found["alone"]["low"] > 0 and found["alone"]["p_first_worse"] == 0
+    )
+    assert found["alone"]["better"] + found["alone"]["worse"] + found["alone"]["tied"] == len(qrels)
+    assert set(found) == {"alone", "mixed with the first stage, weight 0.5"}

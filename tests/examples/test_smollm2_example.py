@@ -67,7 +67,7 @@ def test_reranker_recipe_judges_a_sample_of_test_queries_alone_and_mixed_with_de
     assert saved["arguments"]["test_queries"] == "3"
 
 
-def test_embedder_recipe_takes_the_temperature_and_checks_the_adapter(
+def test_embedder_recipe_takes_the_pooling_and_temperature_and_checks_the_adapter(
     tmp_path: Path, tiny_llama_path: Path, triplets: Path
 ) -> None:
     output = tmp_path / "embedder"
@@ -80,6 +80,7 @@ def test_embedder_recipe_takes_the_temperature_and_checks_the_adapter(
             "--triplets", str(triplets),
             "--batch-size", "4",
             "--temperature", "0.1",
+            "--pooling", "mean",
             "--no-verdict",
         ]
     )  # fmt: skip
