@@ -10,7 +10,8 @@ For each generator given (``--generators cropping smollm2``...):
 
 The table gives test nDCG@10 / Recall@100, the held-out verdict, the number of passages and questions, and the
 generation throughput (questions/s). Everything goes to ``--output`` (one folder per generator, and
-``results.json``); a rerun resumes the generated questions.
+``results.json``, which keeps the generators of earlier runs into the same folder); a rerun resumes the generated
+questions.
 
 Usage (from the repository root):
 
@@ -71,7 +72,10 @@ def main() -> None:
         f"zero-shot {args.split} nDCG@10 = {zero_shot.metrics['nDCG@10']:.4f}  ({time.perf_counter() - start:.0f}s)"
     )
 
-    results: dict[str, Any] = {"zero_shot": zero_shot.metrics, "adapted": {}}
+    # generators judged by an earlier run into the same folder are kept (a rerun of one replaces its entry)
+    earlier = args.output / "results.json"
+    adapted = json.loads(earlier.read_text(encoding="utf-8")).get("adapted", {}) if earlier.is_file() else {}
+    results: dict[str, Any] = {"zero_shot": zero_shot.metrics, "adapted": adapted}
     for name in args.generators:
         settings = dataclasses.replace(settings_from_arguments(args, skip=("generator",)), generator=name)
         began = time.perf_counter()
