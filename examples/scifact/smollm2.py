@@ -6,7 +6,7 @@ SciFact train, judged on SciFact test: the reference library's LLM recipes on re
     # reranker: the 'Yes' logit after a relevance prompt, listwise over each query's positive and negatives;
     # reranks the packaged MiniLM's dense top-20 of the test queries
     python examples/scifact/smollm2.py reranker --data ../shared/data/scifact --output runs/smollm2-reranker \\
-        --dense-run runs/scifact-dense.json
+        --dense-run runs/scifact-dense.json --train-queries 160 --max-length 192 --test-queries 100
 
 Training data: each train query's positive and hard negatives mined with the packaged MiniLM from its dense
 ranks 10-50 (``--triplets``: read when the file exists, else mined and written there). The model folder is the
