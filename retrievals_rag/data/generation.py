@@ -19,7 +19,9 @@ same question, case and spacing aside, was kept already, in this run or before);
 ``copy_ngram`` words taken verbatim from the passage, or the whole question when shorter: chat generators only,
 copying is what cropping does); ``too_long`` (more than ``max_words`` words); ``garbage`` (no letters, or, from a
 chat model, not a question: neither ending with a question mark nor one sentence that opens with an interrogative
-word); ``off_topic`` (from a chat model: no content word in common with the passage, e.g. "What is the answer?").
+word); ``off_topic`` (from a chat model: no topic term in common with the passage, e.g. "What is the answer?"; a term is a
+longer word compared by its first six characters, a short name such as "SF1" or "HIV", or a character pair in
+scripts written without spaces).
 
 A chat backend that fails ``max_failures`` times in a row (a server that is down, a model that cannot load), or
 that answers only empty, garbage or off-topic text for ``max_garbage`` passages in a row, stops the run with a
@@ -62,15 +64,18 @@ DropReason = Literal["empty", "duplicate", "copied", "too_long", "garbage", "off
 DROP_REASONS: tuple[str, ...] = ("empty", "duplicate", "copied", "too_long", "garbage", "off_topic")
 _UNUSABLE = frozenset({"empty", "garbage", "off_topic"})  # what a broken backend answers
 
-DEFAULT_QUESTION_PROMPT = (
-    "Write {count} short question(s) that a person could ask a search engine and that the passage below answers. "
-    "Use your own words; do not copy sentences from the passage. Write one question per line, nothing else.\n\n"
-    "Passage: {passage}"
-)
-"""The user message of :class:`ChatQuestionGenerator`: ``{count}`` and ``{passage}`` are filled in."""
+DEFAULT_QUESTION_PROMPT = "Read the passage and write {questions} that it answers.\n\nPassage: {passage}\n\nQuestion:"
+"""The user message of :class:`ChatQuestionGenerator`: ``{questions}`` becomes "one question" or "3 questions (one
+per line)", ``{count}`` the number alone, ``{passage}`` the passage. Instruction first and a ``Question:`` cue after
+the passage: on 40 SciFact passages the packaged SmolLM2-135M wrote a question that passed the filters for 37 with it,
+and for 22 with the previous wording (an instruction with "use your own words", "one per line", no cue), whose other
+replies were "What is the answer?" or restated the passage."""
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
+_QUESTION_MARKS = "?\uff1f\u061f\u037e"  # ASCII, full-width (Chinese, Japanese), Arabic, Greek
+# scripts written without spaces between words: a run of them is compared by its character pairs
+_UNSPACED = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _LIST_MARKER = re.compile(
     r"^\s*(?:[-*\u2022]+|\(?\d{1,2}[.):]|q(?:uestion)?\s*\d*\s*[:.)-])\s*", re.IGNORECASE
@@ -169,7 +174,7 @@ class QuestionFilter:
             return "too_long"
         if generator.chat and not _question_like(question, words):
             return "garbage"
-        if generator.chat and not _content_words(words) & _content_words(_WORD.findall(passage.lower())):
+        if generator.chat and not _topic_terms(question) & _topic_terms(passage):
             return "off_topic"
         if generator.chat and self._copied(words, passage):
             return "copied"
@@ -185,15 +190,34 @@ class QuestionFilter:
 
 
 def _question_like(question: str, words: list[str]) -> bool:
-    """Ends with a question mark, or is one sentence that opens with an interrogative word."""
-    if question.rstrip().endswith("?"):
+    """Ends with a question mark (of any script), or is one sentence that opens with an interrogative word."""
+    if question.rstrip()[-1:] in _QUESTION_MARKS:
         return True
     return bool(words and words[0] in _INTERROGATIVES) and not re.search(r"[.!?]\s", question)
 
 
-def _content_words(words: Sequence[str]) -> set[str]:
-    """Words that carry a topic: five characters or more, not the vocabulary of asking itself."""
-    return {word for word in words if len(word) >= 5 and word not in _NOT_CONTENT}
+def _topic_terms(text: str) -> set[str]:
+    """What a question must share with its passage to be on its topic, compared case-blind.
+
+    - a word of five characters or more, not of the vocabulary of asking itself, by its first six characters (so
+      "regulating" meets "regulate", "steroidogenesis" meets "steroidogenic");
+    - a short name: a word with a digit and a letter ("SF1", "p53", "H1N1") or in capitals ("HIV", "DNA"), unless the
+      whole text is in capitals;
+    - in scripts written without spaces (Chinese, Japanese, Thai, ...), each pair of adjacent characters.
+    """
+    terms: set[str] = set()
+    shouting = text.upper() == text
+    for run in _UNSPACED.findall(text):
+        terms.update(run[i : i + 2] for i in range(len(run) - 1))
+    for word in _WORD.findall(_UNSPACED.sub(" ", text)):
+        lower = word.lower()
+        if len(lower) >= 5 and lower not in _NOT_CONTENT:
+            terms.add(lower[:6])
+        elif len(word) >= 2 and _LETTER.search(word) and (
+            any(char.isdigit() for char in word) or (word.isupper() and not shouting)
+        ):
+            terms.add(lower)
+    return terms
 
 
 def _normalized(question: str) -> str:
@@ -262,7 +286,8 @@ class ChatQuestionGenerator:
     Args:
         backend: the chat model.
         questions_per_passage: questions asked for per passage (more lines in the reply are ignored).
-        prompt: the user message, with ``{count}`` and ``{passage}`` placeholders.
+        prompt: the user message, with a ``{passage}`` placeholder and ``{questions}`` or ``{count}`` (see
+            :data:`DEFAULT_QUESTION_PROMPT`).
         system_prompt: a system message before it, or None.
         max_passage_chars: a longer passage is cut (at a word) before it goes into the prompt.
         name: the generator's name in the questions file (default: the backend's ``name``, else ``"chat"``).
@@ -301,7 +326,9 @@ class ChatQuestionGenerator:
         """The conversation that asks for questions about ``passage``."""
         if len(passage) > self.max_passage_chars:
             passage = passage[: self.max_passage_chars].rsplit(" ", 1)[0]
-        user = self.prompt.replace("{count}", str(self.questions_per_passage)).replace("{passage}", passage)
+        count = self.questions_per_passage
+        asked = "one question" if count == 1 else f"{count} questions (one per line)"
+        user = self.prompt.replace("{questions}", asked).replace("{count}", str(count)).replace("{passage}", passage)
         messages: list[ChatMessage] = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})

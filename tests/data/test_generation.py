@@ -109,6 +109,44 @@ def test_each_filter_drops_with_its_reason(reply: str, reason: str | None) -> No
     assert QuestionFilter().reason(reply, PASSAGES["d3"], generator) == reason
 
 
+@pytest.mark.parametrize(
+    ("question", "passage", "reason"),
+    [
+        # inflections of one word, and gene names too short for a word of five letters
+        ("What is the role of SF1 and LRH1 in regulating steroidogenesis?",
+         "The nuclear receptors SF1 and LRH1 regulate steroidogenic gene transcription.", None),
+        ("How does it regulate the HIV load?", "Viral load of HIV in the brain.", None),
+        ("Which cells carry p53?", "Mutations of p53 in tumours.", None),
+        ("WHAT IS THE ANSWER?", "THE ANSWER IS IN THE TEXT.", "off_topic"),  # capitals alone name nothing
+        # Chinese and Japanese: no spaces, full-width question marks
+        ("蛋白质如何结合受体？", "这种蛋白质结合大脑中的受体。", None),
+        ("这篇文章讲了什么？", "这种蛋白质结合大脑中的受体。", "off_topic"),
+        ("このタンパク質は何に結合しますか？", "このタンパク質は脳の受容体に結合する。", None),
+        # Arabic question mark; Russian inflection
+        ("ما هو دور البروتين في الدماغ؟", "يرتبط البروتين بالمستقبلات في الدماغ.", None),
+        ("Какую роль играет белок рецептора?", "Белок связывается с рецептором в мозге.", None),
+    ],
+)
+def test_topic_and_question_checks_hold_across_scripts_and_word_forms(
+    question: str, passage: str, reason: str | None
+) -> None:
+    generator = ChatQuestionGenerator(FakeChat(question))
+
+    assert QuestionFilter().reason(question, passage, generator) == reason
+
+
+@pytest.mark.parametrize(
+    ("count", "asked"), [(1, "write one question that it answers"), (3, "write 3 questions (one per line) that it answers.")]
+)
+def test_default_prompt_asks_for_the_count_and_cues_a_question(count: int, asked: str) -> None:
+    messages = ChatQuestionGenerator(FakeChat(""), questions_per_passage=count).messages("Insulin lowers glucose.")
+
+    assert len(messages) == 1 and asked in messages[0]["content"]
+    assert messages[0]["content"].endswith("Passage: Insulin lowers glucose.\n\nQuestion:")
+    custom = ChatQuestionGenerator(FakeChat(""), 2, prompt="{count} about: {passage}").messages("x")
+    assert custom[0]["content"] == "2 about: x"
+
+
 def test_chat_replies_are_parsed_filtered_and_counted(tmp_path: Path) -> None:
     replies = {
         "d0": "1. What does protein 0 bind?\n2. Which cells carry receptor 0?",
