@@ -294,6 +294,7 @@ class PairRanker(Ranker):
                 stop = min(start + PAIRS_PER_CHUNK, len(queries))
                 rows, types, owners = self._rows_of_pairs(queries[start:stop], documents[start:stop])
                 row_scores = np.empty(len(rows), dtype=np.float32)
+                rows_left = np.bincount(owners, minlength=stop - start)  # a pair is done when its windows are
                 for batch in iter_row_batches(rows, padding_side=self._padding_side, **options):
                     token_type_ids = None
                     if types[0] is not None:
@@ -306,6 +307,8 @@ class PairRanker(Ranker):
                         token_type_ids,
                     )
                     row_scores[batch.positions] = batch_scores.float().cpu().numpy()
+                    batch_owners = owners[batch.positions]
+                    np.subtract.at(rows_left, batch_owners, 1)
+                    progress.update(int(np.count_nonzero(rows_left[np.unique(batch_owners)] == 0)))
                 scores[start:stop] = best_per_owner(owners, row_scores, stop - start)
-                progress.update(stop - start)
         return scores

@@ -265,3 +265,19 @@ def test_forward_keeps_gradients_for_training(ranker: AutoModelForRanking) -> No
     scores = ranker(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), torch.tensor([types]))
     assert scores.shape == (1,)
     assert scores.requires_grad
+
+
+def test_progress_counts_each_pair_once_as_its_batches_finish(
+    cross_encoder_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retrievals_rag.models import base
+
+    updates: list[int] = []
+    monkeypatch.setattr(base.Progress, "update", lambda self, count: updates.append(count))
+    windowed = AutoModelForRanking.from_pretrained(cross_encoder_path, device="cpu", max_length=24)
+    pairs = [("cancer", "the " * 60 + "gene " * 8), ("cell", "a short one")] * 5  # long ones have 3+ windows
+
+    windowed.compute_score(pairs, batch_size=2, show_progress_bar=True)
+
+    assert sum(updates) == len(pairs)  # each pair once, when its last window is scored
+    assert len([count for count in updates if count]) > 1  # per batch, not once at the end
