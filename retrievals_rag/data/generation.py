@@ -64,7 +64,9 @@ DropReason = Literal["empty", "duplicate", "copied", "too_long", "garbage", "off
 DROP_REASONS: tuple[str, ...] = ("empty", "duplicate", "copied", "too_long", "garbage", "off_topic")
 _UNUSABLE = frozenset({"empty", "garbage", "off_topic"})  # what a broken backend answers
 
-DEFAULT_QUESTION_PROMPT = "Read the passage and write {questions} that it answers.\n\nPassage: {passage}\n\nQuestion:"
+DEFAULT_QUESTION_PROMPT = (
+    "Read the passage and write {questions} that it answers.\n\nPassage: {passage}\n\nQuestion:"
+)
 """The user message of :class:`ChatQuestionGenerator`: ``{questions}`` becomes "one question" or "3 questions (one
 per line)", ``{count}`` the number alone, ``{passage}`` the passage. Instruction first and a ``Question:`` cue after
 the passage: on 40 SciFact passages the packaged SmolLM2-135M wrote a question that passed the filters for 37 with it,
@@ -213,8 +215,10 @@ def _topic_terms(text: str) -> set[str]:
         lower = word.lower()
         if len(lower) >= 5 and lower not in _NOT_CONTENT:
             terms.add(lower[:6])
-        elif len(word) >= 2 and _LETTER.search(word) and (
-            any(char.isdigit() for char in word) or (word.isupper() and not shouting)
+        elif (
+            len(word) >= 2
+            and _LETTER.search(word)
+            and (any(char.isdigit() for char in word) or (word.isupper() and not shouting))
         ):
             terms.add(lower)
     return terms
@@ -328,7 +332,11 @@ class ChatQuestionGenerator:
             passage = passage[: self.max_passage_chars].rsplit(" ", 1)[0]
         count = self.questions_per_passage
         asked = "one question" if count == 1 else f"{count} questions (one per line)"
-        user = self.prompt.replace("{questions}", asked).replace("{count}", str(count)).replace("{passage}", passage)
+        user = (
+            self.prompt.replace("{questions}", asked)
+            .replace("{count}", str(count))
+            .replace("{passage}", passage)
+        )
         messages: list[ChatMessage] = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})

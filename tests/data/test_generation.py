@@ -113,8 +113,11 @@ def test_each_filter_drops_with_its_reason(reply: str, reason: str | None) -> No
     ("question", "passage", "reason"),
     [
         # inflections of one word, and gene names too short for a word of five letters
-        ("What is the role of SF1 and LRH1 in regulating steroidogenesis?",
-         "The nuclear receptors SF1 and LRH1 regulate steroidogenic gene transcription.", None),
+        (
+            "What is the role of SF1 and LRH1 in regulating steroidogenesis?",
+            "The nuclear receptors SF1 and LRH1 regulate steroidogenic gene transcription.",
+            None,
+        ),
         ("How does it regulate the HIV load?", "Viral load of HIV in the brain.", None),
         ("Which cells carry p53?", "Mutations of p53 in tumours.", None),
         ("WHAT IS THE ANSWER?", "THE ANSWER IS IN THE TEXT.", "off_topic"),  # capitals alone name nothing
@@ -136,10 +139,13 @@ def test_topic_and_question_checks_hold_across_scripts_and_word_forms(
 
 
 @pytest.mark.parametrize(
-    ("count", "asked"), [(1, "write one question that it answers"), (3, "write 3 questions (one per line) that it answers.")]
+    ("count", "asked"),
+    [(1, "write one question that it answers"), (3, "write 3 questions (one per line) that it answers.")],
 )
 def test_default_prompt_asks_for_the_count_and_cues_a_question(count: int, asked: str) -> None:
-    messages = ChatQuestionGenerator(FakeChat(""), questions_per_passage=count).messages("Insulin lowers glucose.")
+    messages = ChatQuestionGenerator(FakeChat(""), questions_per_passage=count).messages(
+        "Insulin lowers glucose."
+    )
 
     assert len(messages) == 1 and asked in messages[0]["content"]
     assert messages[0]["content"].endswith("Passage: Insulin lowers glucose.\n\nQuestion:")

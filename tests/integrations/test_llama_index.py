@@ -42,6 +42,7 @@ def instructed(tiny_model: Any) -> LlamaIndexEmbedding:
 def test_all_is_pinned() -> None:
     assert llama_index_adapters.__all__ == [
         "PREVIOUS_RELEVANCE_SCORE_KEY",
+        "RELEVANCE_SCORE_KEY",
         "RETRIEVAL_SCORE_KEY",
         "LlamaIndexEmbedding",
         "LlamaIndexReranker",

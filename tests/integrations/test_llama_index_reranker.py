@@ -27,6 +27,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, Te
 from retrievals_rag.integrations import llama_index as llama_index_adapters
 from retrievals_rag.integrations.llama_index import (
     PREVIOUS_RELEVANCE_SCORE_KEY,
+    RELEVANCE_SCORE_KEY,
     RETRIEVAL_SCORE_KEY,
     LlamaIndexEmbedding,
     LlamaIndexReranker,
@@ -78,9 +79,12 @@ def reranker(tiny_cross_encoder: Any) -> LlamaIndexReranker:
 
 
 def test_public_names_are_exported() -> None:
-    assert {"LlamaIndexReranker", "RETRIEVAL_SCORE_KEY", "PREVIOUS_RELEVANCE_SCORE_KEY"} <= set(
-        llama_index_adapters.__all__
-    )
+    assert {
+        "LlamaIndexReranker",
+        "RETRIEVAL_SCORE_KEY",
+        "RELEVANCE_SCORE_KEY",
+        "PREVIOUS_RELEVANCE_SCORE_KEY",
+    } <= set(llama_index_adapters.__all__)
     assert LlamaIndexReranker.class_name() == "RetrievalsRagReranker"
 
 
@@ -236,6 +240,45 @@ def test_nodes_without_a_score_get_no_retrieval_score(reranker: LlamaIndexRerank
 
     assert all(RETRIEVAL_SCORE_KEY not in result.node.metadata for result in results)
     assert all(type(result.score) is float for result in results)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, 0.5])
+def test_rerank_weight_orders_by_the_mix_and_thresholds_the_rankers_score(
+    tiny_cross_encoder: Any, weight: float
+) -> None:
+    from retrievals_rag.retrieval.fusion import interpolate_scores
+
+    nodes = make_nodes()
+    _, scores = expected_order(tiny_cross_encoder, embed_texts(nodes))
+    mixed = interpolate_scores([node.score for node in nodes], scores, weight)
+    threshold = sorted(scores)[1]  # drops the lowest rerank score, whatever its mix
+    expected = [p for p in sorted(range(len(nodes)), key=lambda p: -mixed[p]) if scores[p] >= threshold][:3]
+
+    results = LlamaIndexReranker(
+        model=tiny_cross_encoder, rerank_weight=weight, score_threshold=threshold
+    ).postprocess_nodes(nodes, query_str=QUERY)
+
+    assert node_ids(results) == [f"node-{position}" for position in expected]
+    for result, position in zip(results, expected, strict=True):
+        assert result.score == pytest.approx(mixed[position]) and type(result.score) is float
+        metadata = result.node.metadata
+        assert metadata[RELEVANCE_SCORE_KEY] == pytest.approx(scores[position], abs=1e-6)
+        assert metadata[RETRIEVAL_SCORE_KEY] == nodes[position].score
+        assert result.node.get_content(MetadataMode.LLM) == nodes[position].node.get_content(MetadataMode.LLM)
+    if weight == 0.0:  # the retriever's order, the threshold aside
+        assert node_ids(results) == [f"node-{p}" for p in range(len(nodes)) if scores[p] >= threshold][:3]
+
+
+def test_rerank_weight_below_one_needs_scored_nodes(tiny_cross_encoder: Any) -> None:
+    nodes = make_nodes()
+    nodes[2] = NodeWithScore(node=nodes[2].node)
+
+    with pytest.raises(ValueError, match=r"node 2 \(node-2\) has none"):
+        LlamaIndexReranker(model=tiny_cross_encoder, rerank_weight=0.5).postprocess_nodes(
+            nodes, query_str=QUERY
+        )
+    with pytest.raises(ValueError, match="less than or equal to 1"):
+        LlamaIndexReranker(model=tiny_cross_encoder, rerank_weight=1.5)
 
 
 # ---------------------------------------------------------------------------- events
