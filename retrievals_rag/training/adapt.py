@@ -132,6 +132,11 @@ class AdaptSettings:
         metadata={"help": "with a teacher: a negative scored above the positive's score minus this (sigmoid "
                   "scale, 0 to 1) is dropped as a likely false negative"},
     )  # fmt: skip
+    base_weight: float = field(
+        default=0.0,
+        metadata={"help": "share of the starting model's weights averaged back into the trained ones before the "
+                  "verdict and the save (WiSE-FT, Wortsman et al. 2022; 0: the trained weights alone)"},
+    )  # fmt: skip
     epochs: float = field(default=1.0, metadata={"help": "training epochs"})
     learning_rate: float = field(
         default=2e-5,
@@ -184,6 +189,8 @@ class AdaptSettings:
                 raise ValueError(f"AdaptSettings.{name} must be an integer >= 1, got {value!r}")
         if not 0 <= self.span_removal <= 1:
             raise ValueError(f"AdaptSettings.span_removal must be in [0, 1], got {self.span_removal!r}")
+        if isinstance(self.base_weight, bool) or not 0 <= self.base_weight < 1:
+            raise ValueError(f"AdaptSettings.base_weight must be in [0, 1), got {self.base_weight!r}")
         if not 0 <= self.holdout_fraction < 1:
             raise ValueError(
                 f"AdaptSettings.holdout_fraction must be in [0, 1), got {self.holdout_fraction!r}"
@@ -462,6 +469,7 @@ def _train(
         RetrievalTrainingArguments,
     )
     from retrievals_rag.training.run import train_embedding
+    from retrievals_rag.training.trainer import WeightAveraging
 
     model_path = str(base_model) if base_model is not None else str(default_embedding_model_path())
     started = time.perf_counter()
@@ -550,7 +558,7 @@ def _train(
             report_to=[],
             disable_tqdm=True,
         ),
-        callbacks=[_progress_callback(report)],
+        callbacks=[_progress_callback(report), WeightAveraging(settings.base_weight)],
     )
     timings["train"] = summary.seconds
     timings["evaluate"] = time.perf_counter() - started - summary.seconds

@@ -57,6 +57,51 @@ class _EpochCallback(TrainerCallback):
             self.dataset.set_epoch(int(state.epoch or 0))
 
 
+class WeightAveraging(TrainerCallback):
+    """WiSE-FT (Wortsman et al., 2022): when training ends, every trained parameter moves back towards its value at
+    the start, ``base_weight * start + (1 - base_weight) * trained``, before the trainer saves and judges the model.
+
+    The start is what the model held when training began (not a resumed checkpoint's weights: do not resume with
+    it), kept on the CPU. Meant for full fine-tuning: with LoRA, averaging the two factors does not scale their
+    product linearly.
+
+    Args:
+        base_weight: the start's share, in [0, 1); 0 keeps the trained weights.
+    """
+
+    def __init__(self, base_weight: float) -> None:
+        if (
+            isinstance(base_weight, bool)
+            or not isinstance(base_weight, (int, float))
+            or not 0 <= base_weight < 1
+        ):
+            raise ValueError(f"base_weight must be a number in [0, 1), got {base_weight!r}")
+        self.base_weight = float(base_weight)
+        self._start: dict[str, torch.Tensor] = {}
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        model = kwargs["model"]
+        self._start = {
+            name: parameter.detach().to("cpu", copy=True)
+            for name, parameter in model.named_parameters()
+            if parameter.requires_grad
+        }
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if not self.base_weight:
+            return
+        with torch.no_grad():
+            for name, parameter in kwargs["model"].named_parameters():
+                start = self._start.get(name)
+                if start is not None:
+                    parameter.lerp_(start.to(parameter.device, parameter.dtype), self.base_weight)
+        self._start = {}
+
+
 def freeze_unused_pooler(backbone: nn.Module) -> None:
     """Freeze a BERT-style pooler head that the model does not use (embedding pooling, ColBERT's token vectors).
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from retrievals_rag.training.adapt import (
     ADAPT_REPORT_FILE,
@@ -146,6 +147,37 @@ def test_settings_are_checked_when_made() -> None:
         AdaptSettings(generator="t5")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_passages"):
         AdaptSettings(max_passages=0)
+    with pytest.raises(ValueError, match="base_weight"):
+        AdaptSettings(base_weight=1.0)
+
+
+def test_base_weight_averages_the_trained_weights_with_the_start_before_the_verdict(
+    tmp_path: Path, tiny_bert_path: Path
+) -> None:
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    passages = scifact_passages()
+    trained = adapt_embedder(passages, tmp_path / "trained", base_model=tiny_bert_path, settings=FAST)
+    averaged = adapt_embedder(
+        passages,
+        tmp_path / "averaged",
+        base_model=tiny_bert_path,
+        settings=dataclasses.replace(FAST, base_weight=0.25),
+    )
+
+    start = load_file(tiny_bert_path / "model.safetensors")
+    ends = [load_file(tmp_path / name / "model.safetensors") for name in ("trained", "averaged")]
+    moved = 0
+    for name, full in ends[0].items():
+        base = start["bert." + name if "bert." + name in start else name]
+        assert torch.allclose(ends[1][name], 0.25 * base + 0.75 * full, atol=1e-6), name
+        moved += not torch.allclose(full, base)
+    assert moved > 10  # the trained weights did move
+    assert averaged.verdict is not None and trained.verdict is not None
+    assert averaged.verdict["before"] == trained.verdict["before"]
+    assert averaged.verdict["after"] != trained.verdict["after"]  # the averaged model is the one judged
 
 
 def test_cancelled_training_leaves_the_previous_model_and_resumes_without_generating_twice(
