@@ -9,7 +9,8 @@ For each generator given (``--generators cropping smollm2``...):
 3. the adapted model is evaluated on SciFact test with the real qrels, beside the zero-shot base model.
 
 The table gives test nDCG@10 / Recall@100, the held-out verdict, the number of passages and questions, and the
-generation throughput (questions/s). Everything goes to ``--output`` (one folder per generator, and
+generation throughput (questions/s). Beside it, what needs no training at all: BM25 over the same corpus, and each
+model's dense ranking fused with BM25 by reciprocal rank fusion (``HybridSearch``'s fusion, k = 60). Everything goes to ``--output`` (one folder per generator, and
 ``results.json``, which keeps the generators of earlier runs into the same folder); a rerun resumes the generated
 questions.
 
@@ -32,10 +33,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from retrievals_rag import AutoModelForEmbedding, RetrievalEvaluator, default_embedding_model_path
+from retrievals_rag import (
+    AutoModelForEmbedding,
+    BM25Retriever,
+    RetrievalEvaluator,
+    default_embedding_model_path,
+    reciprocal_rank_fusion,
+)
 from retrievals_rag.cli.adapt import add_settings_arguments, settings_from_arguments
 from retrievals_rag.cli.common import RawDescriptionHelpFormatter  # help that shows the defaults
 from retrievals_rag.evaluation.beir import document_text, load_corpus
+from retrievals_rag.evaluation.metrics import evaluate_run
 from retrievals_rag.retrieval.runs import CorpusEmbeddingCache
 from retrievals_rag.training.adapt import AdaptProgress, adapt_embedder
 
@@ -72,10 +80,23 @@ def main() -> None:
         f"zero-shot {args.split} nDCG@10 = {zero_shot.metrics['nDCG@10']:.4f}  ({time.perf_counter() - start:.0f}s)"
     )
 
+    bm25 = BM25Retriever(evaluator.document_texts, ids=evaluator.document_ids)
+    bm25_run = bm25.to_run(evaluator.query_ids, evaluator.query_texts, top_k=max(evaluator.k_values))
+
+    def fused(dense_run: dict[str, dict[str, float]]) -> dict[str, float]:
+        return evaluate_run(
+            evaluator.qrels, reciprocal_rank_fusion([dense_run, bm25_run], k=60), evaluator.k_values
+        )
+
+    no_training = {
+        "bm25": evaluate_run(evaluator.qrels, bm25_run, evaluator.k_values),
+        "zero-shot + bm25": fused(zero_shot.run),
+    }
+
     # generators judged by an earlier run into the same folder are kept (a rerun of one replaces its entry)
     earlier = args.output / "results.json"
     adapted = json.loads(earlier.read_text(encoding="utf-8")).get("adapted", {}) if earlier.is_file() else {}
-    results: dict[str, Any] = {"zero_shot": zero_shot.metrics, "adapted": adapted}
+    results: dict[str, Any] = {"zero_shot": zero_shot.metrics, "no_training": no_training, "adapted": adapted}
     for name in args.generators:
         settings = dataclasses.replace(settings_from_arguments(args, skip=("generator",)), generator=name)
         began = time.perf_counter()
@@ -84,7 +105,12 @@ def main() -> None:
         )
         adapted = evaluator.evaluate(AutoModelForEmbedding.from_pretrained(report.output_dir))
         minutes = (time.perf_counter() - began) / 60
-        results["adapted"][name] = {"test": adapted.metrics, "report": report.to_dict(), "minutes": minutes}
+        results["adapted"][name] = {
+            "test": adapted.metrics,
+            "test_with_bm25": fused(adapted.run),
+            "report": report.to_dict(),
+            "minutes": minutes,
+        }
         print(f"\n{report.describe()}\n{name}: {args.split} nDCG@10 = {adapted.metrics['nDCG@10']:.4f}\n")
         _write(args.output / "results.json", results, args)
 
@@ -96,6 +122,8 @@ def main() -> None:
     )
     print(header + f"{'q/s':>8}{'minutes':>9}")
     print(f"{'zero-shot':<12}{zero_shot.metrics['nDCG@10']:>9.4f}{zero_shot.metrics['Recall@100']:>8.4f}")
+    for name, metrics in no_training.items():
+        print(f"{name:<12}{metrics['nDCG@10']:>9.4f}{metrics['Recall@100']:>8.4f}   (no training)")
     for name, entry in results["adapted"].items():
         report, test = entry["report"], entry["test"]
         verdict = report["verdict"]
@@ -104,6 +132,9 @@ def main() -> None:
             f"{name:<12}{test['nDCG@10']:>9.4f}{test['Recall@100']:>8.4f}{held:>19}{report['passages_used']:>10}"
             f"{report['questions']:>11}{report['questions_per_second']:>8.1f}{entry['minutes']:>9.1f}"
         )
+        if "test_with_bm25" in entry:  # entries of runs before the BM25 rows have none
+            with_bm25 = entry["test_with_bm25"]
+            print(f"{name + ' + bm25':<12}{with_bm25['nDCG@10']:>9.4f}{with_bm25['Recall@100']:>8.4f}")
     print(f"wall time {(time.perf_counter() - start) / 60:.1f} min; results: {args.output / 'results.json'}")
 
 

@@ -27,6 +27,12 @@ def test_scifact_adapt_example_runs_small_and_keeps_earlier_generators(
     assert (
         list(first["adapted"]) == ["cropping"] and first["adapted"]["cropping"]["report"]["questions"] == 30
     )
+    # the baselines that need no training, and the adapted model fused with BM25
+    assert set(first["no_training"]) == {"bm25", "zero-shot + bm25"}
+    assert 0 < first["no_training"]["bm25"]["nDCG@10"] <= 1
+    assert 0 < first["adapted"]["cropping"]["test_with_bm25"]["Recall@100"] <= 1
+    table = result.stdout.split("SciFact test")[-1]
+    assert "bm25" in table and "cropping + bm25" in table
 
     # a figure of another generator from an earlier run stays when this one runs again
     first["adapted"] = {"smollm2": first["adapted"]["cropping"]}
