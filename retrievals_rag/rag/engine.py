@@ -158,7 +158,7 @@ class RagEngine:
         self.fallback_to_extractive = fallback_to_extractive
         self.max_file_bytes = max_file_bytes
         self.system_prompt: str | None = None  # None: the answer mode's own (generate.GROUNDED_SYSTEM_PROMPT)
-        self._sentence_scorer: EmbeddingScorer | None = None
+        self._sentence_scorers: dict[int, EmbeddingScorer] = {}  # by id of the embedder they use
         self._retrievers: dict[tuple[str, str, bool, int | None], Retriever] = {}
         self._jobs = JobRunner.shared(chroma_url or str(self.data_dir.resolve()))
         self.versions = CollectionVersions(self.store, self._jobs, self.data_dir, device)
@@ -576,15 +576,21 @@ class RagEngine:
             backend if backend is not None else self.backend,
             fallback=self.fallback_to_extractive,
             system_prompt=self.system_prompt,
-            scorer=self.sentence_scorer,
+            scorer=self.sentence_scorer(collection),
         )
 
-    @property
-    def sentence_scorer(self) -> EmbeddingScorer:
-        """Scores the sentences of the sources against a question (the embedder's cosine similarity)."""
-        if self._sentence_scorer is None:
-            self._sentence_scorer = EmbeddingScorer(self.embedder)
-        return self._sentence_scorer
+    def sentence_scorer(self, collection: str | None = None) -> EmbeddingScorer:
+        """Scores the sentences of the sources against a question (an embedder's cosine similarity), for the
+        extractive answer and the support check: with the embedder of ``collection``'s active version (the one
+        its chunks were found with: an adapted model, or another language's), the engine's own for None."""
+        embedder = (
+            self.embedder if collection is None else self.versions.search_target(collection)[0].embedder
+        )
+        with self._lock:
+            scorer = self._sentence_scorers.get(id(embedder))
+            if scorer is None or scorer.embedder is not embedder:
+                scorer = self._sentence_scorers[id(embedder)] = EmbeddingScorer(embedder)
+            return scorer
 
     def __repr__(self) -> str:
         return f"RagEngine(store={self.store!r}, backend={self.backend!r}, reranker={self.reranker!r})"

@@ -92,10 +92,15 @@ def test_a_version_is_searched_with_its_own_embedder_and_the_original_is_kept(
         assert chunk.dense_score == pytest.approx(cosine(query, other([chunk.text])[0]), abs=1e-4)
     assert [chunk.dense_score for chunk in found] != [score for _, score in before]
     assert "".join(engine.ask(question, "notes")) and engine.ask(question, "notes").sources
+    # the extractive answer and the support check score sentences with the version's embedder too
+    assert engine.sentence_scorer("notes").embedder is engine.versions.search_target("notes")[0].embedder
+    assert engine.sentence_scorer("notes").embedder is not engine.embedder
+    assert engine.sentence_scorer().embedder is engine.embedder
     # The original is untouched, and chosen again in one call.
     assert engine.store.chunk_ids("notes") == original_ids
     engine.use_version("notes", "original")
     assert [(chunk.chunk_id, chunk.dense_score) for chunk in engine.retrieve(question, "notes")] == before
+    assert engine.sentence_scorer("notes").embedder is engine.embedder
 
 
 def test_versions_are_recorded_in_the_store_for_every_engine(
