@@ -88,6 +88,6 @@ def test_embedder_recipe_takes_the_pooling_and_temperature_and_checks_the_adapte
     assert found["adapter"]["merged vs unmerged (queries)"] < 1e-4
     summary = json.loads((output / "training_summary.json").read_text(encoding="utf-8"))
     assert summary["steps"] == 2
-    assert (
-        json.loads((output / "results.json").read_text(encoding="utf-8"))["arguments"]["temperature"] == "0.1"
-    )
+    arguments = json.loads((output / "results.json").read_text(encoding="utf-8"))["arguments"]
+    assert arguments["temperature"] == "0.1"
+    assert arguments["learning_rate"] == "0.001"  # the embedder's own default (the reranker's is 2e-4)
