@@ -82,6 +82,8 @@ class WeightAveraging(TrainerCallback):
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        if not self.base_weight:  # nothing to average: no copy
+            return
         model = kwargs["model"]
         self._start = {
             name: parameter.detach().to("cpu", copy=True)
