@@ -294,8 +294,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         choices=["last", "mean"],
         default="last",
         help="embedder: the EOS token's vector (the reference recipe) or the mean of the tokens' (default: "
-        "%(default)s; on SciFact SmolLM2-135M's EOS vector starts at chance and collapsed to one vector in every "
-        "setting tried on 2 CPU cores, see the README)",
+        "%(default)s; on SciFact SmolLM2-135M's EOS vector starts at chance and collapsed to one vector at lr 2e-5 "
+        "to 3e-4; at 1e-3 it sat at the uniform loss for about 15 steps, then learned; mean pooling starts above "
+        "chance and learns from the first step, see the README)",
     )
     parser.add_argument(
         "--temperature",
