@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from retrievals_rag.integrations._embedding import model_lock, path_to_string
 from retrievals_rag.models import registry
 from retrievals_rag.models.registry import RankerKindName, ranker_kinds
+from retrievals_rag.retrieval.fusion import rank_scores
 
 if TYPE_CHECKING:
     from retrievals_rag.models.ranker import Ranker
@@ -129,37 +130,6 @@ def check_loaded_ranker(
             "the model's from_pretrained, or give model_name_or_path instead of model"
         )
     return model
-
-
-def rank_scores(
-    scores: Sequence[float],
-    *,
-    top_n: int | None,
-    score_threshold: float | None,
-    order_by: Sequence[float] | None = None,
-) -> list[tuple[int, float]]:
-    """``(index, key)`` of the best ``top_n`` items whose score is at or above ``score_threshold``, best first.
-
-    The key that orders is the score, or ``order_by`` when given (e.g. the rerank score mixed with the retrieval
-    score); the threshold always applies to ``scores``. Ties keep the input order; ``top_n`` None (or above the
-    number of scores) keeps them all.
-
-    Example:
-        >>> rank_scores([0.2, 0.9, 0.5, 0.9], top_n=3, score_threshold=0.3)
-        [(1, 0.9), (3, 0.9), (2, 0.5)]
-        >>> rank_scores([0.2, 0.9, 0.5], top_n=None, score_threshold=0.3, order_by=[3.0, 1.0, 2.0])
-        [(2, 2.0), (1, 1.0)]
-    """
-    keys = scores if order_by is None else order_by
-    if len(keys) != len(scores):
-        raise ValueError(f"{len(keys)} ordering keys for {len(scores)} scores")
-    order = sorted(range(len(scores)), key=lambda index: -keys[index])
-    kept = [
-        (index, float(keys[index]))
-        for index in order
-        if score_threshold is None or scores[index] >= score_threshold
-    ]
-    return kept if top_n is None else kept[:top_n]
 
 
 def metadata_with_score(metadata: Mapping[str, Any], score: float, score_key: str) -> dict[str, Any]:

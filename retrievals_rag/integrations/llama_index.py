@@ -33,9 +33,8 @@ from retrievals_rag.integrations._ranking import (
     RETRIEVAL_SCORE_KEY,
     RankerOptions,
     metadata_with_incoming_score,
-    rank_scores,
 )
-from retrievals_rag.retrieval.fusion import interpolate_scores
+from retrievals_rag.retrieval.fusion import interpolate_scores, rank_scores
 
 try:
     from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding

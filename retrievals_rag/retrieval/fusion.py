@@ -30,6 +30,7 @@ __all__ = [
     "fuse_rankings",
     "interpolate_runs",
     "interpolate_scores",
+    "rank_scores",
     "reciprocal_rank_fusion",
     "standardise_scores",
 ]
@@ -197,6 +198,37 @@ def interpolate_scores(first_stage: Sequence[float], reranked: Sequence[float], 
         weight * rerank + (1.0 - weight) * first
         for rerank, first in zip(standardise_scores(reranked), standardise_scores(first_stage), strict=True)
     ]
+
+
+def rank_scores(
+    scores: Sequence[float],
+    *,
+    top_n: int | None,
+    score_threshold: float | None,
+    order_by: Sequence[float] | None = None,
+) -> list[tuple[int, float]]:
+    """``(index, key)`` of the best ``top_n`` items whose score is at or above ``score_threshold``, best first.
+
+    The key that orders is the score, or ``order_by`` when given (e.g. the rerank score mixed with the retrieval
+    score); the threshold always applies to ``scores``. Ties keep the input order; ``top_n`` None (or above the
+    number of scores) keeps them all.
+
+    Example:
+        >>> rank_scores([0.2, 0.9, 0.5, 0.9], top_n=3, score_threshold=0.3)
+        [(1, 0.9), (3, 0.9), (2, 0.5)]
+        >>> rank_scores([0.2, 0.9, 0.5], top_n=None, score_threshold=0.3, order_by=[3.0, 1.0, 2.0])
+        [(2, 2.0), (1, 1.0)]
+    """
+    keys = scores if order_by is None else order_by
+    if len(keys) != len(scores):
+        raise ValueError(f"{len(keys)} ordering keys for {len(scores)} scores")
+    order = sorted(range(len(scores)), key=lambda index: -keys[index])
+    kept = [
+        (index, float(keys[index]))
+        for index in order
+        if score_threshold is None or scores[index] >= score_threshold
+    ]
+    return kept if top_n is None else kept[:top_n]
 
 
 def check_interpolation_weight(weight: float) -> None:

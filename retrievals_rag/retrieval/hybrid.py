@@ -43,6 +43,7 @@ from retrievals_rag.retrieval.fusion import (
     check_interpolation_weight,
     fuse_rankings,
     interpolate_scores,
+    rank_scores,
 )
 
 __all__ = ["Candidate", "FirstStage", "Hit", "HybridSearch", "RerankScorer"]
@@ -243,13 +244,7 @@ class HybridSearch:
             if self.rerank_weight < 1.0
             else None
         )
-        keys = scores if mixed is None else mixed
-        order = sorted(range(len(hits)), key=lambda index: -keys[index])  # stable: ties keep the first order
-        kept = [
-            index
-            for index in order
-            if self.rerank_threshold is None or scores[index] >= self.rerank_threshold
-        ]
+        kept = rank_scores(scores, top_n=top_k, score_threshold=self.rerank_threshold, order_by=mixed)
         return [
             replace(
                 hits[index],
@@ -257,7 +252,7 @@ class HybridSearch:
                 rerank_score=scores[index],
                 interpolated_score=None if mixed is None else mixed[index],
             )
-            for rank, index in enumerate(kept[:top_k], start=1)
+            for rank, (index, _) in enumerate(kept, start=1)
         ]
 
     def _resolve_top_k(self, top_k: int | None) -> int:
