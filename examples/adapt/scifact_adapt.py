@@ -45,7 +45,8 @@ from retrievals_rag.cli.common import RawDescriptionHelpFormatter  # help that s
 from retrievals_rag.evaluation.beir import document_text, load_corpus
 from retrievals_rag.evaluation.metrics import evaluate_run
 from retrievals_rag.retrieval.runs import CorpusEmbeddingCache
-from retrievals_rag.training.adapt import AdaptProgress, adapt_embedder
+from retrievals_rag.training.adapt import adapt_embedder
+from retrievals_rag.training.adapt_settings import AdaptProgress
 
 GENERATORS = ("cropping", "smollm2", "openai")
 

@@ -68,9 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_settings_arguments(parser: Any, skip: Sequence[str] = ()) -> None:
-    """One option per :class:`~retrievals_rag.training.adapt.AdaptSettings` field but those in ``skip``
+    """One option per :class:`~retrievals_rag.training.adapt_settings.AdaptSettings` field but those in ``skip``
     (``--max-passages`` for ``max_passages``...), with the field's type, default and help."""
-    from retrievals_rag.training.adapt import AdaptSettings
+    from retrievals_rag.training.adapt_settings import AdaptSettings
 
     hints = typing.get_type_hints(AdaptSettings)
     for setting in dataclasses.fields(AdaptSettings):
@@ -79,9 +79,9 @@ def add_settings_arguments(parser: Any, skip: Sequence[str] = ()) -> None:
 
 
 def settings_from_arguments(args: argparse.Namespace, skip: Sequence[str] = ()) -> Any:
-    """The :class:`~retrievals_rag.training.adapt.AdaptSettings` that :func:`add_settings_arguments`' options
+    """The :class:`~retrievals_rag.training.adapt_settings.AdaptSettings` that :func:`add_settings_arguments`' options
     give (fields in ``skip`` keep their defaults)."""
-    from retrievals_rag.training.adapt import AdaptSettings
+    from retrievals_rag.training.adapt_settings import AdaptSettings
 
     values = {
         setting.name: getattr(args, setting.name)
@@ -176,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from retrievals_rag.llm.base import GenerationError
-    from retrievals_rag.training.adapt import AdaptProgress, adapt_embedder
+    from retrievals_rag.training.adapt import adapt_embedder
+    from retrievals_rag.training.adapt_settings import AdaptProgress
 
     start = time.perf_counter()
     settings = settings_from_arguments(args)

@@ -17,7 +17,7 @@ _LAZY_NAMES: dict[str, str] = {
     "apply_instruction": "retrievals_rag.data.tokenization",
     "ChatQuestionGenerator": "retrievals_rag.data.generation",
     "CroppingGenerator": "retrievals_rag.data.generation",
-    "QuestionFilter": "retrievals_rag.data.generation",
+    "QuestionFilter": "retrievals_rag.data.question_filter",
     "generate_questions": "retrievals_rag.data.generation",
 }
 
@@ -39,9 +39,9 @@ if TYPE_CHECKING:
     from retrievals_rag.data.generation import (
         ChatQuestionGenerator,
         CroppingGenerator,
-        QuestionFilter,
         generate_questions,
     )
+    from retrievals_rag.data.question_filter import QuestionFilter
     from retrievals_rag.data.records import DataFormatError, load_records
     from retrievals_rag.data.tokenization import apply_instruction
 

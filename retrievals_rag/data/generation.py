@@ -14,14 +14,8 @@ and a rerun with the same file skips the passages already done. Each line reads:
     {"passage_hash": "9f2c...", "passage_id": "doc-3", "generator": "smollm2",
      "questions": ["What does insulin regulate?"], "dropped": {"copied": 1}}
 
-Filters (:class:`QuestionFilter`), each counted by reason (:data:`DROP_REASONS`): ``empty``; ``duplicate`` (the
-same question, case and spacing aside, was kept already, in this run or before); ``copied`` (a run of
-``copy_ngram`` words taken verbatim from the passage, or the whole question when shorter: chat generators only,
-copying is what cropping does); ``too_long`` (more than ``max_words`` words); ``garbage`` (no letters, or, from a
-chat model, not a question: neither ending with a question mark nor one sentence that opens with an interrogative
-word); ``off_topic`` (from a chat model: no topic term in common with the passage, e.g. "What is the answer?"; a term is a
-longer word compared by its first six characters, a short name such as "SF1" or "HIV", or a character pair in
-scripts written without spaces).
+Every candidate passes :class:`~retrievals_rag.data.question_filter.QuestionFilter` (empty, duplicate, copied,
+too long, not a question, off the passage's topic); what it drops is counted by reason in the file and the result.
 
 A chat backend that fails ``max_failures`` times in a row (a server that is down, a model that cannot load), or
 that answers only empty, garbage or off-topic text for ``max_garbage`` passages in a row, stops the run with a
@@ -43,16 +37,15 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from retrievals_rag.data.jsonl import append_records, open_for_append
+from retrievals_rag.data.question_filter import DROP_REASONS, QuestionFilter, normalized_question
 from retrievals_rag.llm.base import ChatBackend, ChatMessage, GenerationError, complete
 
 __all__ = [
     "DEFAULT_QUESTION_PROMPT",
-    "DROP_REASONS",
     "ChatQuestionGenerator",
     "CroppingGenerator",
     "GeneratedQuestion",
     "GenerationResult",
-    "QuestionFilter",
     "QuestionGenerator",
     "build_generator",
     "generate_questions",
@@ -60,8 +53,6 @@ __all__ = [
 ]
 
 GeneratorName = Literal["cropping", "smollm2", "openai"]
-DropReason = Literal["empty", "duplicate", "copied", "too_long", "garbage", "off_topic"]
-DROP_REASONS: tuple[str, ...] = ("empty", "duplicate", "copied", "too_long", "garbage", "off_topic")
 _UNUSABLE = frozenset({"empty", "garbage", "off_topic"})  # what a broken backend answers
 
 DEFAULT_QUESTION_PROMPT = (
@@ -73,22 +64,9 @@ the passage: on 40 SciFact passages the packaged SmolLM2-135M wrote a question t
 and for 22 with the previous wording (an instruction with "use your own words", "one per line", no cue), whose other
 replies were "What is the answer?" or restated the passage."""
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-_LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
-_QUESTION_MARKS = "?\uff1f\u061f\u037e"  # ASCII, full-width (Chinese, Japanese), Arabic, Greek
-# scripts written without spaces between words: a run of them is compared by its character pairs
-_UNSPACED = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _LIST_MARKER = re.compile(
     r"^\s*(?:[-*\u2022]+|\(?\d{1,2}[.):]|q(?:uestion)?\s*\d*\s*[:.)-])\s*", re.IGNORECASE
-)
-_INTERROGATIVES = frozenset(
-    "what which who whom whose when where why how is are was were do does did can could should would will shall "
-    "may might has have had".split()
-)
-_NOT_CONTENT = frozenset(
-    "about which where there their these those would could should might answer answers answered question "
-    "questions passage passages text texts above below given write person search engine please thank".split()
 )
 
 
@@ -143,89 +121,6 @@ class QuestionGenerator(Protocol):
         """Candidates for each passage (``keys``: their hashes, for seeded draws), or the error that stopped
         one passage's generation."""
         ...
-
-
-@dataclass(frozen=True)
-class QuestionFilter:
-    """The rules a generated question must pass (see the module's docstring).
-
-    Args:
-        max_words: most words in a question.
-        copy_ngram: a run of this many words shared with the passage means copied (chat generators only).
-        min_copy_words: a question of at least this many words found whole in the passage is copied too.
-    """
-
-    max_words: int = 48
-    copy_ngram: int = 8
-    min_copy_words: int = 4
-
-    def __post_init__(self) -> None:
-        for name in ("max_words", "copy_ngram", "min_copy_words"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"QuestionFilter.{name} must be an integer >= 1, got {value!r}")
-
-    def reason(self, question: str, passage: str, generator: QuestionGenerator) -> DropReason | None:
-        """Why ``question`` is dropped (duplicates aside, which need the run's state), or None."""
-        if not question.strip():
-            return "empty"
-        if not _LETTER.search(question):
-            return "garbage"
-        words = [word.lower() for word in _WORD.findall(question)]
-        if len(words) > self.max_words:
-            return "too_long"
-        if generator.chat and not _question_like(question, words):
-            return "garbage"
-        if generator.chat and not _topic_terms(question) & _topic_terms(passage):
-            return "off_topic"
-        if generator.chat and self._copied(words, passage):
-            return "copied"
-        return None
-
-    def _copied(self, words: list[str], passage: str) -> bool:
-        passage_words = [word.lower() for word in _WORD.findall(passage)]
-        length = self.copy_ngram if len(words) >= self.copy_ngram else len(words)
-        if length < min(self.copy_ngram, self.min_copy_words):
-            return False
-        grams = {tuple(passage_words[i : i + length]) for i in range(len(passage_words) - length + 1)}
-        return any(tuple(words[i : i + length]) in grams for i in range(len(words) - length + 1))
-
-
-def _question_like(question: str, words: list[str]) -> bool:
-    """Ends with a question mark (of any script), or is one sentence that opens with an interrogative word."""
-    if question.rstrip()[-1:] in _QUESTION_MARKS:
-        return True
-    return bool(words and words[0] in _INTERROGATIVES) and not re.search(r"[.!?]\s", question)
-
-
-def _topic_terms(text: str) -> set[str]:
-    """What a question must share with its passage to be on its topic, compared case-blind.
-
-    - a word of five characters or more, not of the vocabulary of asking itself, by its first six characters (so
-      "regulating" meets "regulate", "steroidogenesis" meets "steroidogenic");
-    - a short name: a word with a digit and a letter ("SF1", "p53", "H1N1") or in capitals ("HIV", "DNA"), unless the
-      whole text is in capitals;
-    - in scripts written without spaces (Chinese, Japanese, Thai, ...), each pair of adjacent characters.
-    """
-    terms: set[str] = set()
-    shouting = text.upper() == text
-    for run in _UNSPACED.findall(text):
-        terms.update(run[i : i + 2] for i in range(len(run) - 1))
-    for word in _WORD.findall(_UNSPACED.sub(" ", text)):
-        lower = word.lower()
-        if len(lower) >= 5 and lower not in _NOT_CONTENT:
-            terms.add(lower[:6])
-        elif (
-            len(word) >= 2
-            and _LETTER.search(word)
-            and (any(char.isdigit() for char in word) or (word.isupper() and not shouting))
-        ):
-            terms.add(lower)
-    return terms
-
-
-def _normalized(question: str) -> str:
-    return " ".join(_WORD.findall(question.lower()))
 
 
 class CroppingGenerator:
@@ -460,7 +355,7 @@ def _read_done(path: Path, generator_name: str) -> _State:
                     f"{generator_name!r}; use another output folder, or delete the file to start over"
                 )
             state.add([{"passage_hash": key, "questions": questions, "dropped": dropped}])
-            state.seen.update(_normalized(question) for question in questions)
+            state.seen.update(normalized_question(question) for question in questions)
     return state
 
 
@@ -595,13 +490,13 @@ def _filtered(
     dropped: dict[str, int] = {}
     for candidate in candidates:
         question = " ".join(candidate.split())
-        reason = question_filter.reason(question, passage, generator)
-        if reason is None and _normalized(question) in state.seen:
+        reason = question_filter.reason(question, passage, generator.chat)
+        if reason is None and normalized_question(question) in state.seen:
             reason = "duplicate"
         if reason is not None:
             dropped[reason] = dropped.get(reason, 0) + 1
             continue
-        state.seen.add(_normalized(question))
+        state.seen.add(normalized_question(question))
         kept.append(question)
     return {
         "passage_hash": key,

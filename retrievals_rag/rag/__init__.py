@@ -72,7 +72,7 @@ _LAZY_NAMES: dict[str, str] = {
     "CollectionVersion": "retrievals_rag.rag.version_info",
     "VersionProgress": "retrievals_rag.rag.version_info",
     "CollectionVersions": "retrievals_rag.rag.versions",
-    "AdaptSettings": "retrievals_rag.training.adapt",
+    "AdaptSettings": "retrievals_rag.training.adapt_settings",
 }
 
 __all__ = [
@@ -160,7 +160,7 @@ if TYPE_CHECKING:
     )
     from retrievals_rag.rag.version_info import AdaptationResult, CollectionVersion, VersionProgress
     from retrievals_rag.rag.versions import CollectionVersions
-    from retrievals_rag.training.adapt import AdaptSettings
+    from retrievals_rag.training.adapt_settings import AdaptSettings
 
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES, globals(), __all__)

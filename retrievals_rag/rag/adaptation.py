@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from retrievals_rag.rag.version_info import AdaptationResult, VersionProgress
 
 if TYPE_CHECKING:
-    from retrievals_rag.training.adapt import AdaptProgress, AdaptSettings
+    from retrievals_rag.training.adapt_settings import AdaptProgress, AdaptSettings
 
 __all__ = ["adapt_to_chunks", "check_corpus", "settings_from_record", "settings_record"]
 
@@ -27,9 +27,9 @@ def check_corpus(collection: str, chunks: int) -> None:
     """Refuse, with the reason, a collection too small to adapt to (before a job is started for it).
 
     Raises:
-        ValueError: When it has fewer chunks than :data:`~retrievals_rag.training.adapt.MIN_PASSAGES`.
+        ValueError: When it has fewer chunks than :data:`~retrievals_rag.training.adapt_settings.MIN_PASSAGES`.
     """
-    from retrievals_rag.training.adapt import MIN_PASSAGES
+    from retrievals_rag.training.adapt_settings import MIN_PASSAGES
 
     if chunks == 0:
         raise ValueError(
@@ -58,7 +58,7 @@ def settings_from_record(record: Mapping[str, Any]) -> AdaptSettings:
     Raises:
         ValueError: When a recorded value is no longer valid (the message names the field).
     """
-    from retrievals_rag.training.adapt import AdaptSettings
+    from retrievals_rag.training.adapt_settings import AdaptSettings
 
     values: dict[str, Any] = {}
     for item in dataclasses.fields(AdaptSettings):

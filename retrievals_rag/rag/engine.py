@@ -44,7 +44,7 @@ from retrievals_rag.retrieval.fusion import check_interpolation_weight
 
 if TYPE_CHECKING:
     from retrievals_rag.models.embedding import AutoModelForEmbedding
-    from retrievals_rag.training.adapt import AdaptSettings
+    from retrievals_rag.training.adapt_settings import AdaptSettings
 
 __all__ = ["LLMChoice", "LLMState", "RagEngine", "model_folder_problem"]
 

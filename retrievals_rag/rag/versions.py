@@ -45,7 +45,7 @@ _LOCKS_LOCK = threading.Lock()
 _ADAPTED_FOLDER = "adapted"  # data_dir/adapted/<collection>-<n>/: the adapted models (and their work files)
 
 if TYPE_CHECKING:
-    from retrievals_rag.training.adapt import AdaptSettings
+    from retrievals_rag.training.adapt_settings import AdaptSettings
 
 __all__ = ["CollectionVersions", "sync_version"]
 
@@ -356,7 +356,7 @@ class CollectionVersions:
                 an adaptation of it is already queued or running.
         """
         from retrievals_rag.rag.adaptation import check_corpus, settings_record
-        from retrievals_rag.training.adapt import AdaptSettings
+        from retrievals_rag.training.adapt_settings import AdaptSettings
 
         settings = AdaptSettings() if settings is None else settings
         check_corpus(collection, self.store.count(collection))

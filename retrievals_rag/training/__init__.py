@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 from retrievals_rag._lazy import lazy_names
 
 _LAZY_NAMES: dict[str, str] = {
-    "AdaptProgress": "retrievals_rag.training.adapt",
-    "AdaptReport": "retrievals_rag.training.adapt",
-    "AdaptSettings": "retrievals_rag.training.adapt",
+    "AdaptProgress": "retrievals_rag.training.adapt_settings",
+    "AdaptReport": "retrievals_rag.training.adapt_settings",
+    "AdaptSettings": "retrievals_rag.training.adapt_settings",
     "adapt_embedder": "retrievals_rag.training.adapt",
     "EmbeddingModelArguments": "retrievals_rag.training.arguments",
     "RetrievalDataArguments": "retrievals_rag.training.arguments",
@@ -45,7 +45,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from retrievals_rag.training.adapt import AdaptProgress, AdaptReport, AdaptSettings, adapt_embedder
+    from retrievals_rag.training.adapt import adapt_embedder
+    from retrievals_rag.training.adapt_settings import AdaptProgress, AdaptReport, AdaptSettings
     from retrievals_rag.training.arguments import (
         EmbeddingModelArguments,
         RerankerDataArguments,

@@ -15,10 +15,10 @@ import pytest
 from retrievals_rag.data.generation import (
     ChatQuestionGenerator,
     CroppingGenerator,
-    QuestionFilter,
     generate_questions,
     passage_hash,
 )
+from retrievals_rag.data.question_filter import QuestionFilter
 from retrievals_rag.llm.base import ChatMessage, GenerationError
 from tests.local_http import LOOPBACK, loopback_only, serve
 
@@ -104,9 +104,7 @@ class FakeChat:
     ],
 )
 def test_each_filter_drops_with_its_reason(reply: str, reason: str | None) -> None:
-    generator = ChatQuestionGenerator(FakeChat(reply))
-
-    assert QuestionFilter().reason(reply, PASSAGES["d3"], generator) == reason
+    assert QuestionFilter().reason(reply, PASSAGES["d3"], chat=True) == reason
 
 
 @pytest.mark.parametrize(
@@ -133,9 +131,7 @@ def test_each_filter_drops_with_its_reason(reply: str, reason: str | None) -> No
 def test_topic_and_question_checks_hold_across_scripts_and_word_forms(
     question: str, passage: str, reason: str | None
 ) -> None:
-    generator = ChatQuestionGenerator(FakeChat(question))
-
-    assert QuestionFilter().reason(question, passage, generator) == reason
+    assert QuestionFilter().reason(question, passage, chat=True) == reason
 
 
 @pytest.mark.parametrize(
@@ -334,3 +330,11 @@ def test_the_tiny_chat_model_counts_its_garbage(tmp_path: Path, tiny_chat_path: 
 
     assert result.generated_now == 3 and result.passages_done == 3
     assert len(result.questions) + sum(result.dropped.values()) == 3
+
+
+def test_spans_cut_from_the_passage_skip_the_chat_checks() -> None:
+    span = "The protein number 3 binds the receptor of cell type 3 in the brain."  # copied, not a question
+
+    assert QuestionFilter().reason(span, PASSAGES["d3"], chat=False) is None
+    assert QuestionFilter().reason(span, PASSAGES["d3"], chat=True) == "garbage"
+    assert QuestionFilter().reason("   ", PASSAGES["d3"], chat=False) == "empty"

@@ -13,7 +13,7 @@ import pytest
 
 from retrievals_rag.rag import RagEngine
 from retrievals_rag.rag.jobs import IndexJob
-from retrievals_rag.training.adapt import AdaptSettings
+from retrievals_rag.training.adapt_settings import AdaptSettings
 from tests.rag.conftest import TOPICS
 
 FAST = AdaptSettings(max_passages=30, holdout_fraction=0.2, batch_size=4, max_length=64, learning_rate=1e-3)
@@ -143,7 +143,7 @@ def test_an_adaptation_killed_with_its_process_resumes_from_its_questions(
     engine: RagEngine, tiny_bert_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import retrievals_rag.rag.jobs as jobs
-    from retrievals_rag.training.adapt import questions_file
+    from retrievals_rag.training.adapt_settings import questions_file
 
     job = engine.submit_adaptation("notes", FAST)
     while job.progress is None or job.progress.stage != "train":

@@ -211,7 +211,7 @@ def test_public_names_are_pinned() -> None:
     for name in rag.__all__:
         # the chat backends live in retrievals_rag.llm, the adaptation settings in retrievals_rag.training
         assert name == "SUPPORTED_EXTENSIONS" or getattr(rag, name).__module__.startswith(
-            ("retrievals_rag.rag.", "retrievals_rag.llm.", "retrievals_rag.training.adapt")
+            ("retrievals_rag.rag.", "retrievals_rag.llm.", "retrievals_rag.training.adapt_settings")
         )
 
 

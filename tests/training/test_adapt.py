@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from retrievals_rag.training.adapt import (
+from retrievals_rag.training.adapt import adapt_embedder
+from retrievals_rag.training.adapt_settings import (
     ADAPT_REPORT_FILE,
     MIN_PASSAGES,
     AdaptProgress,
     AdaptSettings,
-    adapt_embedder,
     questions_file,
 )
 

@@ -1,0 +1,121 @@
+"""The rules a generated question must pass before it becomes training data (:class:`QuestionFilter`).
+
+Each dropped question is counted by its reason (:data:`DROP_REASONS`): ``empty``; ``duplicate`` (kept already:
+judged by :func:`~retrievals_rag.data.generation.generate_questions`, which holds the run's state, on
+:func:`normalized_question`); ``copied`` (a run of ``copy_ngram`` words taken verbatim from the passage, or the
+whole question when shorter: chat generators only, copying is what cropping does); ``too_long``; ``garbage`` (no
+letters, or, from a chat model, not a question: neither ending with a question mark of any script nor one sentence
+that opens with an interrogative word); ``off_topic`` (from a chat model: no topic term in common with the
+passage; see :func:`topic_terms`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["DROP_REASONS", "DropReason", "QuestionFilter", "normalized_question", "topic_terms"]
+
+DropReason = Literal["empty", "duplicate", "copied", "too_long", "garbage", "off_topic"]
+DROP_REASONS: tuple[str, ...] = ("empty", "duplicate", "copied", "too_long", "garbage", "off_topic")
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
+_QUESTION_MARKS = "?\uff1f\u061f\u037e"  # ASCII, full-width (Chinese, Japanese), Arabic, Greek
+# scripts written without spaces between words: a run of them is compared by its character pairs
+_UNSPACED = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_INTERROGATIVES = frozenset(
+    "what which who whom whose when where why how is are was were do does did can could should would will shall "
+    "may might has have had".split()
+)
+_NOT_CONTENT = frozenset(
+    "about which where there their these those would could should might answer answers answered question "
+    "questions passage passages text texts above below given write person search engine please thank".split()
+)
+
+
+@dataclass(frozen=True)
+class QuestionFilter:
+    """The rules a generated question must pass (see the module's docstring).
+
+    Args:
+        max_words: most words in a question.
+        copy_ngram: a run of this many words shared with the passage means copied (chat generators only).
+        min_copy_words: a question of at least this many words found whole in the passage is copied too.
+    """
+
+    max_words: int = 48
+    copy_ngram: int = 8
+    min_copy_words: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("max_words", "copy_ngram", "min_copy_words"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"QuestionFilter.{name} must be an integer >= 1, got {value!r}")
+
+    def reason(self, question: str, passage: str, chat: bool = True) -> DropReason | None:
+        """Why ``question``, written for ``passage``, is dropped (duplicates aside, which need the run's state), or
+        None. ``chat``: written by a chat model (the question, topic and copy checks apply), not cut from the
+        passage."""
+        if not question.strip():
+            return "empty"
+        if not _LETTER.search(question):
+            return "garbage"
+        words = [word.lower() for word in _WORD.findall(question)]
+        if len(words) > self.max_words:
+            return "too_long"
+        if chat and not _question_like(question, words):
+            return "garbage"
+        if chat and not topic_terms(question) & topic_terms(passage):
+            return "off_topic"
+        if chat and self._copied(words, passage):
+            return "copied"
+        return None
+
+    def _copied(self, words: list[str], passage: str) -> bool:
+        passage_words = [word.lower() for word in _WORD.findall(passage)]
+        length = self.copy_ngram if len(words) >= self.copy_ngram else len(words)
+        if length < min(self.copy_ngram, self.min_copy_words):
+            return False
+        grams = {tuple(passage_words[i : i + length]) for i in range(len(passage_words) - length + 1)}
+        return any(tuple(words[i : i + length]) in grams for i in range(len(words) - length + 1))
+
+
+def _question_like(question: str, words: list[str]) -> bool:
+    """Ends with a question mark (of any script), or is one sentence that opens with an interrogative word."""
+    if question.rstrip()[-1:] in _QUESTION_MARKS:
+        return True
+    return bool(words and words[0] in _INTERROGATIVES) and not re.search(r"[.!?]\s", question)
+
+
+def topic_terms(text: str) -> set[str]:
+    """What a question must share with its passage to be on its topic, compared case-blind.
+
+    - a word of five characters or more, not of the vocabulary of asking itself, by its first six characters (so
+      "regulating" meets "regulate", "steroidogenesis" meets "steroidogenic");
+    - a short name: a word with a digit and a letter ("SF1", "p53", "H1N1") or in capitals ("HIV", "DNA"), unless the
+      whole text is in capitals;
+    - in scripts written without spaces (Chinese, Japanese, Thai, ...), each pair of adjacent characters.
+    """
+    terms: set[str] = set()
+    shouting = text.upper() == text
+    for run in _UNSPACED.findall(text):
+        terms.update(run[i : i + 2] for i in range(len(run) - 1))
+    for word in _WORD.findall(_UNSPACED.sub(" ", text)):
+        lower = word.lower()
+        if len(lower) >= 5 and lower not in _NOT_CONTENT:
+            terms.add(lower[:6])
+        elif (
+            len(word) >= 2
+            and _LETTER.search(word)
+            and (any(char.isdigit() for char in word) or (word.isupper() and not shouting))
+        ):
+            terms.add(lower)
+    return terms
+
+
+def normalized_question(question: str) -> str:
+    """The question lower-cased, its words joined by single spaces: what two duplicates share."""
+    return " ".join(_WORD.findall(question.lower()))
