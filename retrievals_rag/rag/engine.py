@@ -158,8 +158,9 @@ class RagEngine:
         self.fallback_to_extractive = fallback_to_extractive
         self.max_file_bytes = max_file_bytes
         self.system_prompt: str | None = None  # None: the answer mode's own (generate.GROUNDED_SYSTEM_PROMPT)
-        self._sentence_scorers: dict[int, EmbeddingScorer] = {}  # by id of the embedder they use
-        self._retrievers: dict[tuple[str, str, bool, int | None], Retriever] = {}
+        self._sentence_scorers: dict[str | None, EmbeddingScorer] = {}  # by the path of their embedder
+        # (collection, Chroma collection, BM25, id of the reranker, rerank weight) -> retriever
+        self._retrievers: dict[tuple[str, str, bool, int | None, float], Retriever] = {}
         self._jobs = JobRunner.shared(chroma_url or str(self.data_dir.resolve()))
         self.versions = CollectionVersions(self.store, self._jobs, self.data_dir, device)
         """The versions of each collection (:mod:`retrievals_rag.rag.versions`)."""
@@ -305,8 +306,16 @@ class RagEngine:
             self._pending_dir(name).rename(self._pending_dir(new_name))
 
     def _forget(self, collection: str) -> None:
+        """Drop the cached retrievers of ``collection``, and the sentence scorers of embedders that no version
+        uses any more (each holds its embedder and up to thousands of sentence vectors)."""
+        live = {self.store.embedding_function.model_name_or_path} | {
+            view.embedding_function.model_name_or_path for view in self.versions.loaded_views()
+        }
         with self._lock:
             self._retrievers = {key: value for key, value in self._retrievers.items() if key[0] != collection}
+            self._sentence_scorers = {
+                key: value for key, value in self._sentence_scorers.items() if key in live
+            }
 
     def _check_idle(self, collection: str) -> None:
         if any(job.active for job in self._jobs.jobs(collection)):
@@ -583,13 +592,13 @@ class RagEngine:
         """Scores the sentences of the sources against a question (an embedder's cosine similarity), for the
         extractive answer and the support check: with the embedder of ``collection``'s active version (the one
         its chunks were found with: an adapted model, or another language's), the engine's own for None."""
-        embedder = (
-            self.embedder if collection is None else self.versions.search_target(collection)[0].embedder
-        )
+        store = self.store if collection is None else self.versions.search_target(collection)[0]
+        embedder = store.embedder
+        key = store.embedding_function.model_name_or_path
         with self._lock:
-            scorer = self._sentence_scorers.get(id(embedder))
+            scorer = self._sentence_scorers.get(key)
             if scorer is None or scorer.embedder is not embedder:
-                scorer = self._sentence_scorers[id(embedder)] = EmbeddingScorer(embedder)
+                scorer = self._sentence_scorers[key] = EmbeddingScorer(embedder)
             return scorer
 
     def __repr__(self) -> str:

@@ -152,6 +152,11 @@ class CollectionVersions:
                 view = self._views[embedder] = self.store.with_embedding_function(function)
             return view
 
+    def loaded_views(self) -> list[VectorStore]:
+        """The stores of other embedders loaded so far (one per embedder that a version still uses)."""
+        with self._lock:
+            return list(self._views.values())
+
     # -------------------------------------------------------------------------------- reading
     def list(self, collection: str) -> list[CollectionVersion]:
         """The original and its versions, oldest first, with their chunk counts.

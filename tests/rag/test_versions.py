@@ -256,3 +256,21 @@ def test_a_version_left_behind_is_told_and_updated_while_it_stays_usable(
     assert engine.versions.get("notes", "reindexed-1").up_to_date  # updated before it returned
     with pytest.raises(ValueError, match="nothing to resume"):
         engine.resume_version("notes", "reindexed-1")
+
+
+def test_deleting_a_version_releases_its_embedder(engine: RagEngine, other_bert_path: Path) -> None:
+    import gc
+    import weakref
+
+    finished(engine.submit_version("notes", other_bert_path))
+    engine.use_version("notes", "reindexed-1")
+    assert engine.ask("Which hormone lowers glucose?", "notes").sources
+    embedder = weakref.ref(engine.sentence_scorer("notes").embedder)
+    assert embedder() is not engine.embedder
+
+    engine.delete_version("notes", "reindexed-1")
+    gc.collect()
+
+    # nothing keeps the deleted version's model (nor its sentence vectors) in memory
+    assert embedder() is None
+    assert engine.sentence_scorer("notes").embedder is engine.embedder
