@@ -11,8 +11,11 @@ appends one line per passage to a JSON Lines file as each batch ends, keyed by t
 interrupted run (a crash, Ctrl-C, a progress callback that raises to cancel) loses at most the batch in flight,
 and a rerun with the same file skips the passages already done. Each line reads::
 
-    {"passage_hash": "9f2c...", "passage_id": "doc-3", "generator": "smollm2",
+    {"passage_hash": "9f2c...", "passage_id": "doc-3", "generator": "smollm2", "prompt": "51d0...",
      "questions": ["What does insulin regulate?"], "dropped": {"copied": 1}}
+
+(``prompt``: the hash of a chat generator's prompt. A rerun with another generator or another prompt is refused,
+naming the file: its questions were asked for differently.)
 
 Every candidate passes :class:`~retrievals_rag.data.question_filter.QuestionFilter` (empty, duplicate, copied,
 too long, not a question, off the passage's topic); what it drops is counted by reason in the file and the result.
@@ -278,15 +281,20 @@ def build_generator(
     openai_base_url: str | None = None,
     openai_model: str | None = None,
     openai_api_key: str | None = None,
+    prompt: str | None = None,
 ) -> QuestionGenerator:
     """The generator called ``name``: ``"cropping"``, ``"smollm2"`` (the packaged SmolLM2-135M-Instruct, or
     ``chat_model``: a transformers chat folder or ``.gguf`` file, on ``device``; None: a GPU when there is one)
-    or ``"openai"`` (``openai_base_url`` and ``openai_model``, with ``openai_api_key`` when given).
+    or ``"openai"`` (``openai_base_url`` and ``openai_model``, with ``openai_api_key`` when given). ``prompt``:
+    the chat generators' user message (None: :data:`DEFAULT_QUESTION_PROMPT`).
 
     Raises:
-        ValueError: an unknown name, or ``"openai"`` without a URL and a model.
+        ValueError: an unknown name, ``"openai"`` without a URL and a model, or a prompt for cropping.
     """
+    chat_prompt = DEFAULT_QUESTION_PROMPT if prompt is None else prompt
     if name == "cropping":
+        if prompt is not None:
+            raise ValueError("a prompt is for the chat generators (smollm2, openai): cropping asks no model")
         return CroppingGenerator(questions_per_passage, seed=seed)
     if name == "openai":
         from retrievals_rag.llm.chat import OpenAICompatibleChat
@@ -296,7 +304,7 @@ def build_generator(
         backend: Any = OpenAICompatibleChat(
             openai_base_url, openai_model, openai_api_key, max_tokens=max_new_tokens
         )
-        return ChatQuestionGenerator(backend, questions_per_passage, name="openai")
+        return ChatQuestionGenerator(backend, questions_per_passage, prompt=chat_prompt, name="openai")
     if name != "smollm2":
         raise ValueError(f"generator must be 'cropping', 'smollm2' or 'openai', got {name!r}")
     from retrievals_rag.llm.chat import TransformersChat
@@ -306,7 +314,7 @@ def build_generator(
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     backend = TransformersChat(chat_model, max_new_tokens=max_new_tokens, device=device)
-    return ChatQuestionGenerator(backend, questions_per_passage, name="smollm2")
+    return ChatQuestionGenerator(backend, questions_per_passage, prompt=chat_prompt, name="smollm2")
 
 
 def _check_count(questions_per_passage: int) -> None:
@@ -333,8 +341,16 @@ class _State:
                 self.dropped[reason] = self.dropped.get(reason, 0) + int(count)
 
 
-def _read_done(path: Path, generator_name: str) -> _State:
-    """The lines of an earlier run with this generator; a torn last line (a killed write) is ignored."""
+def _prompt_key(generator: QuestionGenerator) -> str | None:
+    """The hash of a generator's ``prompt`` (chat generators have one), recorded on each line it writes."""
+    prompt = getattr(generator, "prompt", None)
+    return passage_hash(prompt) if isinstance(prompt, str) else None
+
+
+def _read_done(path: Path, generator: QuestionGenerator) -> _State:
+    """The lines of an earlier run with this generator and prompt; a torn last line (a killed write) is ignored.
+    Lines written before prompts were recorded are taken as they are."""
+    generator_name, prompt = generator.name, _prompt_key(generator)
     state = _State()
     if not path.is_file():
         return state
@@ -353,6 +369,11 @@ def _read_done(path: Path, generator_name: str) -> _State:
                 raise ValueError(
                     f"{path}, line {number}: written by generator {record.get('generator')!r}, not "
                     f"{generator_name!r}; use another output folder, or delete the file to start over"
+                )
+            if "prompt" in record and record["prompt"] != prompt:
+                raise ValueError(
+                    f"{path}, line {number}: its questions were asked for with another prompt; use another "
+                    "output folder, or delete the file to start over"
                 )
             state.add([{"passage_hash": key, "questions": questions, "dropped": dropped}])
             state.seen.update(normalized_question(question) for question in questions)
@@ -402,7 +423,7 @@ def generate_questions(
             f"{max_garbage}"
         )
     path = Path(questions_file)
-    state = _read_done(path, generator.name)
+    state = _read_done(path, generator)
     keys = {passage_id: passage_hash(text) for passage_id, text in passages.items()}
     resumed = sum(1 for key in set(keys.values()) if key in state.questions)
     todo: dict[str, str] = {}  # passage hash -> the first id with that text, for passages not done yet
@@ -502,6 +523,7 @@ def _filtered(
         "passage_hash": key,
         "passage_id": passage_id,
         "generator": generator.name,
+        **({"prompt": prompt} if (prompt := _prompt_key(generator)) is not None else {}),
         "questions": kept,
         "dropped": dropped,
     }

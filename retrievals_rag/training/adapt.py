@@ -119,6 +119,7 @@ def adapt_embedder(
         openai_base_url=settings.openai_base_url,
         openai_model=settings.openai_model,
         openai_api_key=os.environ.get(settings.openai_api_key_env) or None,
+        prompt=settings.question_prompt,
     )
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

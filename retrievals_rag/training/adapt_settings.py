@@ -126,6 +126,14 @@ class AdaptSettings:
     openai_model: str | None = field(
         default=None, metadata={"help": "openai: the model name the server knows (default: none)"}
     )
+    question_prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": 'smollm2 / openai: the message that asks for questions, with {passage} and {questions} ("one '
+            'question" or "3 questions (one per line)") or {count}; e.g. to ask for claims, keywords or '
+            "another language, the way your users will search (default: the library's question prompt)"
+        },
+    )
     openai_api_key_env: str = field(
         default="OPENAI_API_KEY",
         metadata={"help": "openai: the environment variable that holds the API key (unset: no key is sent)"},
@@ -162,6 +170,15 @@ class AdaptSettings:
             raise ValueError(
                 "generator='openai' needs openai_base_url (e.g. http://127.0.0.1:11434/v1) and openai_model"
             )
+        if self.question_prompt is not None:
+            if self.generator == "cropping":
+                raise ValueError(
+                    "question_prompt is for the smollm2 and openai generators: cropping asks no model"
+                )
+            if "{passage}" not in self.question_prompt:
+                raise ValueError(
+                    f"question_prompt must contain the {{passage}} placeholder, got {self.question_prompt!r}"
+                )
         if self.openai_base_url and not self.openai_base_url.startswith(("http://", "https://")):
             raise ValueError(
                 f"openai_base_url must start with http:// or https://, got {self.openai_base_url!r}"

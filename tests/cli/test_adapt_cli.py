@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from retrievals_rag.cli.adapt import read_passages
 from retrievals_rag.cli.main import main
+from tests.local_http import serve
 
 from ..conftest import SCIFACT_SUBSET
 
@@ -113,3 +117,70 @@ def test_an_openai_endpoint_that_is_down_is_named(
         f"error: question generation stopped: the chat backend {url}/chat/completions failed 3 times" in error
     )
     assert "run again to resume" in error
+
+
+class ClaimServer(BaseHTTPRequestHandler):
+    """An OpenAI-style chat server that keeps the prompts it is sent and answers with a claim about the
+    passage's longest word."""
+
+    prompts: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["messages"][-1]["content"]
+        type(self).prompts.append(prompt)
+        passage = prompt.split("Passage: ", 1)[-1]
+        reply = f"Levels of {max(re.findall(r'[A-Za-z]+', passage), key=len)} rise with age?"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        event = {"choices": [{"delta": {"content": reply}}]}
+        self.wfile.write(f"data: {json.dumps(event)}\n\ndata: [DONE]\n\n".encode())
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_question_prompt_is_what_the_model_is_asked(
+    tmp_path: Path, tiny_bert_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ClaimServer.prompts = []
+    output = tmp_path / "out"
+    prompt = "Write {questions} that a reader might check against this abstract.\nPassage: {passage}"
+    with serve(ClaimServer) as url:
+        arguments = ["adapt", "--corpus", str(SCIFACT_SUBSET), "--output-dir", str(output)]
+        arguments += ["--base-model", str(tiny_bert_path), "--generator", "openai", "--no-progress"]
+        arguments += ["--openai-base-url", f"{url}/v1", "--openai-model", "m", "--max-passages", "12"]
+        arguments += ["--max-length", "64", "--batch-size", "4", "--question-prompt", prompt]
+
+        assert main(arguments) == 0
+
+    assert len(ClaimServer.prompts) == 12
+    assert all(
+        sent.startswith("Write one question that a reader might check against this abstract.\nPassage: ")
+        for sent in ClaimServer.prompts
+    )
+    lines = [
+        json.loads(line) for line in (output / "generated_questions-openai.jsonl").read_text().splitlines()
+    ]
+    assert len(lines) == 12 and all(line["questions"] and line["prompt"] for line in lines)
+    # a rerun with another prompt is refused, naming the questions file; nothing is asked
+    with serve(ClaimServer) as url:
+        arguments[arguments.index("--openai-base-url") + 1] = f"{url}/v1"
+        arguments[-1] = "Write {questions} about: {passage}"
+
+        assert main(arguments) == 2
+    assert "generated_questions-openai.jsonl, line 1: its questions were asked for with another prompt" in (
+        capsys.readouterr().err
+    )
+    assert len(ClaimServer.prompts) == 12
+
+
+def test_a_question_prompt_is_checked(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    arguments = ["adapt", "--corpus", str(SCIFACT_SUBSET), "--output-dir", str(tmp_path / "out")]
+
+    assert main([*arguments, "--generator", "smollm2", "--question-prompt", "Ask about it."]) == 2
+    assert "question_prompt must contain the {passage} placeholder" in capsys.readouterr().err
+    assert main([*arguments, "--question-prompt", "Ask about {passage}"]) == 2
+    assert "question_prompt is for the smollm2 and openai generators" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

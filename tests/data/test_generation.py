@@ -210,6 +210,29 @@ def test_a_questions_file_of_another_generator_or_not_ours_is_refused(tmp_path: 
         generate_questions({}, CroppingGenerator(), tmp_path / "other.jsonl")
 
 
+def test_a_questions_file_asked_with_another_prompt_is_refused(tmp_path: Path) -> None:
+    chat = FakeChat({key: f"Which receptor does protein {key} bind?" for key in PASSAGES})
+    path = tmp_path / "q.jsonl"
+    claims = "Write {questions} as claims that this passage supports.\n\nPassage: {passage}\n\nClaim:"
+    first = dict(list(PASSAGES.items())[:2])
+    generate_questions(first, ChatQuestionGenerator(chat, prompt=claims), path)
+
+    with pytest.raises(
+        ValueError, match=r"q.jsonl, line 1: its questions were asked for with another prompt"
+    ):
+        generate_questions(PASSAGES, ChatQuestionGenerator(chat), path)
+    # the same prompt resumes
+    assert (
+        generate_questions(PASSAGES, ChatQuestionGenerator(chat, prompt=claims), path).passages_resumed == 2
+    )
+    # a file written before prompts were recorded is taken as it is
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text(
+        "".join(json.dumps({k: v for k, v in line.items() if k != "prompt"}) + "\n" for line in lines)
+    )
+    assert generate_questions(PASSAGES, ChatQuestionGenerator(chat), path).passages_resumed == 12
+
+
 # ------------------------------------------------------------------------------------------ failing backends
 def test_a_backend_failing_in_a_row_stops_the_run_and_keeps_what_was_stored(tmp_path: Path) -> None:
     chat = FakeChat("What binds?", failing=[f"d{index}" for index in range(4, 12)])
