@@ -21,7 +21,8 @@ from retrievals_rag.cli.common import RawDescriptionHelpFormatter  # help that s
 REPO = Path(__file__).resolve().parents[2]
 
 
-def load_pairs(data: Path, split: str, count: int) -> list[tuple[str, str]]:
+def load_pairs(data: Path, split: str, count: int | None = None) -> list[tuple[str, str]]:
+    """One (query, positive) pair per judged query of ``split``: the first ``count``, or all for None."""
     from retrievals_rag.evaluation.beir import document_text, load_beir
 
     dataset = load_beir(data, split)
@@ -31,6 +32,8 @@ def load_pairs(data: Path, split: str, count: int) -> list[tuple[str, str]]:
             if grade > 0:
                 pairs.append((dataset.queries[query_id], document_text(dataset.corpus[document_id])))
                 break  # one pair per query: no duplicate queries inside a batch
+    if count is None:
+        return pairs
     if len(pairs) < count:
         raise SystemExit(f"{data} [{split}] has {len(pairs)} judged queries; need {count}")
     return pairs[:count]
@@ -132,7 +135,7 @@ def main() -> None:
 
     model_path = str(args.model or default_embedding_model_path())
     if args.steps is None:
-        judged = len(load_pairs(args.data, args.split, 0))
+        judged = len(load_pairs(args.data, args.split))
         args.steps = max(1, min(10, judged // args.batch_size))
     pairs = load_pairs(args.data, args.split, args.batch_size * args.steps)
     ours: list[float] = []
