@@ -17,9 +17,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,18 @@ class _ModelDescription:
             setattr(self, name, getattr(model, name))
 
 
+@contextlib.contextmanager
+def _order_preserved(ray: Any) -> Iterator[None]:
+    """Ray Data keeps rows in input order inside the block; the process's own setting is restored after it."""
+    options = ray.data.DataContext.get_current().execution_options
+    previous = options.preserve_order
+    options.preserve_order = True
+    try:
+        yield
+    finally:
+        options.preserve_order = previous
+
+
 def encode_with_ray(
     input_path: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -155,68 +168,72 @@ def encode_with_ray(
     )
     description = ray.get(describe.remote())
     # rows must come back in input order (shard i is rows [a, b)); a dataset copies the current context when it
-    # is created, so the option is set before the read
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
-    dataset = (
-        ray.data.read_json(str(source)) if source.suffix == ".jsonl" else ray.data.read_parquet(str(source))
-    )
-    dataset.context.execution_options.preserve_order = True
-    total_rows = dataset.count()
-    folder = Path(output_dir)
-    if source.is_dir():
-        raise ValueError(
-            f"{source}: give one .jsonl or .parquet file, so that the manifest can fingerprint it"
+    # is created, so the option is set before the read, and given back to the caller's value at the end
+    with _order_preserved(ray):
+        dataset = (
+            ray.data.read_json(str(source))
+            if source.suffix == ".jsonl"
+            else ray.data.read_parquet(str(source))
         )
-    digest = write_manifest(
-        folder, corpus_manifest(description, model_path, source, total_rows, num_shards, text_kind)
-    )
-    encoded = dataset.map_batches(
-        _EncoderActor,
-        fn_constructor_kwargs={
-            "model_path": model_path,
-            "model_options": model_options,
-            "text_kind": text_kind,
-            "encode_options": dict(encode_options or {}),
-            "threads": max(1, round(num_cpus)),
-        },
-        batch_size=batch_size,
-        batch_format="numpy",
-        concurrency=concurrency,
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
-    )
-    specs = [ShardSpec(index, num_shards) for index in range(num_shards)]
-    bounds = [spec.bounds(total_rows) for spec in specs]
-    outcomes: list[ShardOutcome] = []
-    ids: list[str] = []
-    blocks: list[np.ndarray] = []
-    buffered = 0
-    began = time.perf_counter()
-
-    def flush(spec: ShardSpec, start: int, stop: int) -> None:
-        nonlocal ids, blocks, buffered, began
-        matrix = (
-            np.concatenate(blocks) if blocks else np.zeros((0, description.embedding_dimension), np.float32)
+        dataset.context.execution_options.preserve_order = True
+        total_rows = dataset.count()
+        folder = Path(output_dir)
+        if source.is_dir():
+            raise ValueError(
+                f"{source}: give one .jsonl or .parquet file, so that the manifest can fingerprint it"
+            )
+        digest = write_manifest(
+            folder, corpus_manifest(description, model_path, source, total_rows, num_shards, text_kind)
         )
-        rows = stop - start
-        shard_ids, shard_vectors = ids[:rows], matrix[:rows]
-        if finished_record(folder, spec, digest) is not None:
-            outcomes.append(ShardOutcome(spec, "skipped", rows, 0.0))
-        else:
-            write_shard(folder, spec, start, shard_ids, shard_vectors, digest)
-            outcomes.append(ShardOutcome(spec, "encoded", rows, time.perf_counter() - began))
-        ids, blocks, buffered = ids[rows:], [matrix[rows:]], buffered - rows
+        encoded = dataset.map_batches(
+            _EncoderActor,
+            fn_constructor_kwargs={
+                "model_path": model_path,
+                "model_options": model_options,
+                "text_kind": text_kind,
+                "encode_options": dict(encode_options or {}),
+                "threads": max(1, round(num_cpus)),
+            },
+            batch_size=batch_size,
+            batch_format="numpy",
+            concurrency=concurrency,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+        )
+        specs = [ShardSpec(index, num_shards) for index in range(num_shards)]
+        bounds = [spec.bounds(total_rows) for spec in specs]
+        outcomes: list[ShardOutcome] = []
+        ids: list[str] = []
+        blocks: list[np.ndarray] = []
+        buffered = 0
         began = time.perf_counter()
 
-    shard = 0
-    for batch in encoded.iter_batches(batch_size=batch_size, batch_format="numpy"):
-        ids.extend(str(identifier) for identifier in batch["_id"])
-        blocks.append(np.asarray(batch["embedding"], dtype=np.float32))
-        buffered += len(batch["_id"])
-        while shard < num_shards and buffered >= bounds[shard][1] - bounds[shard][0]:
+        def flush(spec: ShardSpec, start: int, stop: int) -> None:
+            nonlocal ids, blocks, buffered, began
+            matrix = (
+                np.concatenate(blocks)
+                if blocks
+                else np.zeros((0, description.embedding_dimension), np.float32)
+            )
+            rows = stop - start
+            shard_ids, shard_vectors = ids[:rows], matrix[:rows]
+            if finished_record(folder, spec, digest) is not None:
+                outcomes.append(ShardOutcome(spec, "skipped", rows, 0.0))
+            else:
+                write_shard(folder, spec, start, shard_ids, shard_vectors, digest)
+                outcomes.append(ShardOutcome(spec, "encoded", rows, time.perf_counter() - began))
+            ids, blocks, buffered = ids[rows:], [matrix[rows:]], buffered - rows
+            began = time.perf_counter()
+
+        shard = 0
+        for batch in encoded.iter_batches(batch_size=batch_size, batch_format="numpy"):
+            ids.extend(str(identifier) for identifier in batch["_id"])
+            blocks.append(np.asarray(batch["embedding"], dtype=np.float32))
+            buffered += len(batch["_id"])
+            while shard < num_shards and buffered >= bounds[shard][1] - bounds[shard][0]:
+                flush(specs[shard], *bounds[shard])
+                shard += 1
+        while shard < num_shards:  # empty trailing shards (more shards than rows)
             flush(specs[shard], *bounds[shard])
             shard += 1
-    while shard < num_shards:  # empty trailing shards (more shards than rows)
-        flush(specs[shard], *bounds[shard])
-        shard += 1
-    return outcomes
+        return outcomes

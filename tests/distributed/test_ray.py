@@ -40,6 +40,8 @@ def test_ray_data_writes_the_same_vectors_and_metrics(
     reference_ids = json.loads(reference.with_name("reference.ids.json").read_text())
 
     folder = tmp_path / "vecs"
+    options = ray.data.DataContext.get_current().execution_options
+    options.preserve_order = False  # the caller's own setting
     outcomes = encode_with_ray(
         CORPUS, folder, model_path, num_shards=3, concurrency=2, num_cpus=0.5, batch_size=64,
         model_options={"device": "cpu"},
@@ -47,6 +49,7 @@ def test_ray_data_writes_the_same_vectors_and_metrics(
     assert [(str(outcome.spec), outcome.status, outcome.rows) for outcome in outcomes] == [
         ("0/3", "encoded", 200), ("1/3", "encoded", 200), ("2/3", "encoded", 200),
     ]  # fmt: skip
+    assert options.preserve_order is False  # given back: ordered only inside the encode
     corpus = load_encoded_corpus(folder, expected_model=model_path)
     assert corpus.ids == reference_ids
     assert float(np.abs(corpus.embeddings - np.load(reference)).max()) < 1e-6
