@@ -4,8 +4,8 @@ Each dropped question is counted by its reason (:data:`DROP_REASONS`): ``empty``
 judged by :func:`~retrievals_rag.data.generation.generate_questions`, which holds the run's state, on
 :func:`normalized_question`); ``copied`` (a run of ``copy_ngram`` words taken verbatim from the passage, or the
 whole question when shorter: chat generators only, copying is what cropping does); ``too_long``; ``garbage`` (no
-letters, or, from a chat model, not a question: neither ending with a question mark of any script nor one sentence
-that opens with an interrogative word); ``off_topic`` (from a chat model: no topic term in common with the
+letters, or, from a chat model and unless ``reply_form="any"``, not a question: neither ending with a question mark
+of any script nor one sentence that opens with an interrogative word); ``off_topic`` (from a chat model: no topic term in common with the
 passage; see :func:`topic_terms`).
 """
 
@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["DROP_REASONS", "DropReason", "QuestionFilter", "normalized_question", "topic_terms"]
+__all__ = ["DROP_REASONS", "DropReason", "QuestionFilter", "ReplyForm", "normalized_question", "topic_terms"]
 
+ReplyForm = Literal["question", "any"]
 DropReason = Literal["empty", "duplicate", "copied", "too_long", "garbage", "off_topic"]
 DROP_REASONS: tuple[str, ...] = ("empty", "duplicate", "copied", "too_long", "garbage", "off_topic")
 
@@ -43,17 +44,25 @@ class QuestionFilter:
         max_words: most words in a question.
         copy_ngram: a run of this many words shared with the passage means copied (chat generators only).
         min_copy_words: a question of at least this many words found whole in the passage is copied too.
+        reply_form: ``"question"``: a chat model's reply must read as a question (a question mark, or one sentence
+            that opens with an interrogative word), else it is ``garbage``; ``"any"``: for prompts that ask for
+            claims, statements or keywords, only the other checks apply.
     """
 
     max_words: int = 48
     copy_ngram: int = 8
     min_copy_words: int = 4
+    reply_form: ReplyForm = "question"
 
     def __post_init__(self) -> None:
         for name in ("max_words", "copy_ngram", "min_copy_words"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"QuestionFilter.{name} must be an integer >= 1, got {value!r}")
+        if self.reply_form not in ("question", "any"):
+            raise ValueError(
+                f"QuestionFilter.reply_form must be 'question' or 'any', got {self.reply_form!r}"
+            )
 
     def reason(self, question: str, passage: str, chat: bool = True) -> DropReason | None:
         """Why ``question``, written for ``passage``, is dropped (duplicates aside, which need the run's state), or
@@ -66,7 +75,7 @@ class QuestionFilter:
         words = [word.lower() for word in _WORD.findall(question)]
         if len(words) > self.max_words:
             return "too_long"
-        if chat and not _question_like(question, words):
+        if chat and self.reply_form == "question" and not _question_like(question, words):
             return "garbage"
         if chat and not topic_terms(question) & topic_terms(passage):
             return "off_topic"

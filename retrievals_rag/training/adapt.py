@@ -108,6 +108,7 @@ def adapt_embedder(
     sample = {passage_id: text for passage_id, text in corpus.items() if passage_id in chosen}  # corpus order
 
     from retrievals_rag.data.generation import build_generator, generate_questions
+    from retrievals_rag.data.question_filter import QuestionFilter
 
     generator = build_generator(
         settings.generator,
@@ -127,6 +128,7 @@ def adapt_embedder(
         sample,
         generator,
         questions_file(output, generator.name),
+        question_filter=QuestionFilter(reply_form=settings.reply_form),
         batch_size=settings.generation_batch_size,
         progress=lambda done, total: report(
             "generate", done, total, f"questions for {done}/{total} passages"

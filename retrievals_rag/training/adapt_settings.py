@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from retrievals_rag.data.generation import GeneratorName
+from retrievals_rag.data.question_filter import ReplyForm
 
 __all__ = [
     "ADAPT_REPORT_FILE",
@@ -134,6 +135,13 @@ class AdaptSettings:
             "another language, the way your users will search (default: the library's question prompt)"
         },
     )
+    reply_form: ReplyForm = field(
+        default="question",
+        metadata={
+            "help": "smollm2 / openai: question (a reply must read as a question, else it is dropped as garbage) or "
+            "any (for a --question-prompt that asks for claims, statements or keywords)"
+        },
+    )
     openai_api_key_env: str = field(
         default="OPENAI_API_KEY",
         metadata={"help": "openai: the environment variable that holds the API key (unset: no key is sent)"},
@@ -170,6 +178,8 @@ class AdaptSettings:
             raise ValueError(
                 "generator='openai' needs openai_base_url (e.g. http://127.0.0.1:11434/v1) and openai_model"
             )
+        if self.reply_form not in ("question", "any"):
+            raise ValueError(f"reply_form must be 'question' or 'any', got {self.reply_form!r}")
         if self.question_prompt is not None:
             if self.generator == "cropping":
                 raise ValueError(

@@ -120,8 +120,8 @@ def test_an_openai_endpoint_that_is_down_is_named(
 
 
 class ClaimServer(BaseHTTPRequestHandler):
-    """An OpenAI-style chat server that keeps the prompts it is sent and answers with a claim about the
-    passage's longest word."""
+    """An OpenAI-style chat server that keeps the prompts it is sent and answers with a claim (not a question)
+    about the passage's longest word."""
 
     prompts: ClassVar[list[str]] = []
 
@@ -130,7 +130,7 @@ class ClaimServer(BaseHTTPRequestHandler):
         prompt = body["messages"][-1]["content"]
         type(self).prompts.append(prompt)
         passage = prompt.split("Passage: ", 1)[-1]
-        reply = f"Levels of {max(re.findall(r'[A-Za-z]+', passage), key=len)} rise with age?"
+        reply = f"Levels of {max(re.findall(r'[A-Za-z]+', passage), key=len)} rise with age."  # a claim
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
@@ -151,7 +151,16 @@ def test_a_question_prompt_is_what_the_model_is_asked(
         arguments = ["adapt", "--corpus", str(SCIFACT_SUBSET), "--output-dir", str(output)]
         arguments += ["--base-model", str(tiny_bert_path), "--generator", "openai", "--no-progress"]
         arguments += ["--openai-base-url", f"{url}/v1", "--openai-model", "m", "--max-passages", "12"]
-        arguments += ["--max-length", "64", "--batch-size", "4", "--question-prompt", prompt]
+        arguments += [
+            "--max-length",
+            "64",
+            "--batch-size",
+            "4",
+            "--reply-form",
+            "any",
+            "--question-prompt",
+            prompt,
+        ]
 
         assert main(arguments) == 0
 

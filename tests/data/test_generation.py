@@ -361,3 +361,16 @@ def test_spans_cut_from_the_passage_skip_the_chat_checks() -> None:
     assert QuestionFilter().reason(span, PASSAGES["d3"], chat=False) is None
     assert QuestionFilter().reason(span, PASSAGES["d3"], chat=True) == "garbage"
     assert QuestionFilter().reason("   ", PASSAGES["d3"], chat=False) == "empty"
+
+
+def test_a_filter_for_claims_takes_replies_that_are_not_questions() -> None:
+    claims = QuestionFilter(reply_form="any")
+    claim = "Protein 3 binds a receptor of brain cells."
+
+    assert QuestionFilter().reason(claim, PASSAGES["d3"], chat=True) == "garbage"
+    assert claims.reason(claim, PASSAGES["d3"], chat=True) is None
+    # the other checks still hold
+    assert claims.reason("The weather was fine.", PASSAGES["d3"], chat=True) == "off_topic"
+    assert claims.reason("#### 42", PASSAGES["d3"], chat=True) == "garbage"
+    with pytest.raises(ValueError, match="reply_form must be 'question' or 'any'"):
+        QuestionFilter(reply_form="claim")  # type: ignore[arg-type]

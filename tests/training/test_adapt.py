@@ -149,10 +149,12 @@ def test_settings_are_checked_when_made() -> None:
         AdaptSettings(max_passages=0)
     with pytest.raises(ValueError, match="base_weight"):
         AdaptSettings(base_weight=1.0)
-    with pytest.raises(ValueError, match="question_prompt must contain the {passage} placeholder"):
+    with pytest.raises(ValueError, match=r"question_prompt must contain the \{passage\} placeholder"):
         AdaptSettings(generator="smollm2", question_prompt="Ask a question.")
     with pytest.raises(ValueError, match="cropping asks no model"):
         AdaptSettings(question_prompt="Ask about {passage}")
+    with pytest.raises(ValueError, match="reply_form must be 'question' or 'any'"):
+        AdaptSettings(reply_form="claim")  # type: ignore[arg-type]
 
 
 def test_base_weight_averages_the_trained_weights_with_the_start_before_the_verdict(
