@@ -298,8 +298,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         default="last",
         help="embedder: the EOS token's vector (the reference recipe) or the mean of the tokens' (default: "
         "%(default)s; on SciFact SmolLM2-135M's EOS vector starts at chance and collapsed to one vector at lr 2e-5 "
-        "to 3e-4; at 1e-3 it sat at the uniform loss for about 15 steps, then learned; mean pooling starts above "
-        "chance and learns from the first step, see the README)",
+        "to 3e-4; at 1e-3 it sat at the uniform loss for about 15 steps, then learned: SciFact test nDCG@10 0.0000 -> "
+        "0.5841; mean pooling starts above chance and learns from the first step: 0.0260 -> 0.5126)",
     )
     parser.add_argument(
         "--temperature",
