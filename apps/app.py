@@ -116,7 +116,7 @@ def open_engine() -> tuple[RagEngine | None, Any, dict[str, str]]:
     A bad embedder or reranker folder does not stop the page: the packaged embedder, or no reranker, is used
     until it is fixed.
     """
-    from retrievals_rag.rag.engine import model_folder_problem
+    from retrievals_rag.models.loading import model_folder_problem
 
     problems: dict[str, str] = {}
     embedder = setting("embedder", os.environ.get("RETRIEVALS_RAG_EMBEDDER", ""))

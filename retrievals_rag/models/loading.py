@@ -342,3 +342,18 @@ def load_saved_weights(model: torch.nn.Module, directory: str | os.PathLike[str]
             f"{folder}: the weights do not fit this model (missing {missing[:3]}, "
             f"unexpected {list(result.unexpected_keys)[:3]})"
         )
+
+
+def model_folder_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be a model folder (missing, a file, no ``config.json``), or None; fast, loads nothing.
+
+    A hub id (``org/name``, where hub access is allowed) is not checked here: loading it tells.
+    """
+    try:
+        resolved = resolve_model_path(path)
+    except (FileNotFoundError, ValueError) as error:
+        return str(error)
+    folder = Path(resolved)
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        return f"{os.fspath(path)} holds no model (config.json is missing)"
+    return None

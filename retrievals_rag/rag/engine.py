@@ -46,29 +46,12 @@ if TYPE_CHECKING:
     from retrievals_rag.models.embedding import AutoModelForEmbedding
     from retrievals_rag.training.adapt_settings import AdaptSettings
 
-__all__ = ["LLMChoice", "LLMState", "RagEngine", "model_folder_problem"]
+__all__ = ["LLMChoice", "LLMState", "RagEngine"]
 
 LLMState = Literal["not loaded", "loading", "ready", "failed"]
 INDEX_BATCH_SIZE = 16
 """Chunks embedded and written per batch by the engine: a progress report every few seconds on a CPU."""
 _PENDING_UPLOADS = "pending-uploads"  # uploads kept until their document is complete, for resuming
-
-
-def model_folder_problem(path: str | os.PathLike[str]) -> str | None:
-    """Why ``path`` cannot be a model folder (missing, a file, no ``config.json``), or None; fast, loads nothing.
-
-    A hub id (``org/name``, where hub access is allowed) is not checked here: loading it tells.
-    """
-    from retrievals_rag.models.loading import resolve_model_path
-
-    try:
-        resolved = resolve_model_path(path)
-    except (FileNotFoundError, ValueError) as error:
-        return str(error)
-    folder = Path(resolved)
-    if folder.is_dir() and not (folder / "config.json").is_file():
-        return f"{os.fspath(path)} holds no model (config.json is missing)"
-    return None
 
 
 class RagEngine:

@@ -188,3 +188,19 @@ def test_a_lora_adapter_folder_loads_in_sentence_transformers_with_the_same_vect
     )  # the adapter matters
     np.testing.assert_allclose(st_model.encode_query(texts), model.encode_queries(texts), atol=1e-5)
     np.testing.assert_allclose(st_model.encode_document(texts), model.encode_corpus(texts), atol=1e-5)
+
+
+def test_model_folder_problem_names_what_is_wrong_without_loading(
+    tmp_path: Path, tiny_bert_path: Path
+) -> None:
+    from retrievals_rag.models.loading import model_folder_problem
+
+    (tmp_path / "empty").mkdir()
+
+    assert model_folder_problem(tiny_bert_path) is None
+    assert (
+        model_folder_problem(tmp_path / "empty")
+        == f"{tmp_path / 'empty'} holds no model (config.json is missing)"
+    )
+    missing = model_folder_problem(tmp_path / "nowhere")
+    assert missing is not None and "nowhere" in missing
