@@ -4,9 +4,9 @@ Each dropped question is counted by its reason (:data:`DROP_REASONS`): ``empty``
 judged by :func:`~retrievals_rag.data.generation.generate_questions`, which holds the run's state, on
 :func:`normalized_question`); ``copied`` (a run of ``copy_ngram`` words taken verbatim from the passage, or the
 whole question when shorter: chat generators only, copying is what cropping does); ``too_long``; ``garbage`` (no
-letters, or, from a chat model and unless ``reply_form="any"``, not a question: neither ending with a question mark
-of any script nor one sentence that opens with an interrogative word); ``off_topic`` (from a chat model: no topic term in common with the
-passage; see :func:`topic_terms`).
+letters, or, from a chat model and unless ``reply_form="any"``, not a question: neither ending with a question
+mark of any script nor one sentence that opens with an interrogative word); ``off_topic`` (from a chat model: no
+topic term in common with the passage; see :func:`topic_terms`).
 """
 
 from __future__ import annotations
