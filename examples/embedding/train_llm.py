@@ -3,7 +3,12 @@ an instruction on the queries, as in the reference library's LLM recipe.
 
     python examples/embedding/train_llm.py --model_name_or_path path/to/llm --train_data triplets.jsonl \\
         --output_dir runs/llm-embedder --train_group_size 4 --per_device_train_batch_size 8 \\
-        --num_train_epochs 1 --learning_rate 1e-4 --gradient_checkpointing true
+        --num_train_epochs 1 --learning_rate 1e-3 --gradient_checkpointing true
+
+The learning rate matters more than anything else here: on SciFact, SmolLM2-135M with LoRA r 16 and last-token
+pooling collapsed to one vector at 2e-5 to 3e-4 and learned at 1e-3 (nDCG@10 0.0000 -> 0.5841 in 51 steps; see
+``examples/scifact/smollm2.py`` and the README). Watch the loss: one that stays at ln(batch x group) for the whole
+run is that collapse.
 
 Defaults set here (each can be overridden on the command line): LoRA r=16 on every linear layer, last-token
 pooling (the tokenizer is made to append EOS, which is the pooled token), the query instruction below, no
