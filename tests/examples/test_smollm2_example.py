@@ -90,4 +90,4 @@ def test_embedder_recipe_takes_the_pooling_and_temperature_and_checks_the_adapte
     assert summary["steps"] == 2
     arguments = json.loads((output / "results.json").read_text(encoding="utf-8"))["arguments"]
     assert arguments["temperature"] == "0.1"
-    assert arguments["learning_rate"] == "0.001"  # the embedder's own default (the reranker's is 2e-4)
+    assert arguments["learning_rate"] == "0.001"  # the default of both recipes
