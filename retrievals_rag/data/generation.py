@@ -51,6 +51,7 @@ __all__ = [
     "GenerationResult",
     "QuestionGenerator",
     "build_generator",
+    "check_question_prompt",
     "generate_questions",
     "passage_hash",
 ]
@@ -71,6 +72,12 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _LIST_MARKER = re.compile(
     r"^\s*(?:[-*\u2022]+|\(?\d{1,2}[.):]|q(?:uestion)?\s*\d*\s*[:.)-])\s*", re.IGNORECASE
 )
+
+
+def check_question_prompt(prompt: str, name: str = "prompt") -> None:
+    """Raise ``ValueError`` (naming the setting ``name``) unless ``prompt`` has the ``{passage}`` placeholder."""
+    if "{passage}" not in prompt:
+        raise ValueError(f"{name} must contain the {{passage}} placeholder, got {prompt!r}")
 
 
 def passage_hash(text: str) -> str:
@@ -208,8 +215,7 @@ class ChatQuestionGenerator:
         name: str | None = None,
     ) -> None:
         _check_count(questions_per_passage)
-        if "{passage}" not in prompt:
-            raise ValueError("prompt must contain the {passage} placeholder")
+        check_question_prompt(prompt)
         if max_passage_chars < 1:
             raise ValueError(f"max_passage_chars must be >= 1, got {max_passage_chars}")
         self.backend = backend
@@ -347,10 +353,9 @@ def _prompt_key(generator: QuestionGenerator) -> str | None:
     return passage_hash(prompt) if isinstance(prompt, str) else None
 
 
-def _read_done(path: Path, generator: QuestionGenerator) -> _State:
-    """The lines of an earlier run with this generator and prompt; a torn last line (a killed write) is ignored.
-    Lines written before prompts were recorded are taken as they are."""
-    generator_name, prompt = generator.name, _prompt_key(generator)
+def _read_done(path: Path, generator_name: str, prompt: str | None) -> _State:
+    """The lines of an earlier run with this generator and prompt (its :func:`_prompt_key`); a torn last line (a
+    killed write) is ignored. Lines written before prompts were recorded are taken as they are."""
     state = _State()
     if not path.is_file():
         return state
@@ -423,7 +428,8 @@ def generate_questions(
             f"{max_garbage}"
         )
     path = Path(questions_file)
-    state = _read_done(path, generator)
+    prompt = _prompt_key(generator)
+    state = _read_done(path, generator.name, prompt)
     keys = {passage_id: passage_hash(text) for passage_id, text in passages.items()}
     resumed = sum(1 for key in set(keys.values()) if key in state.questions)
     todo: dict[str, str] = {}  # passage hash -> the first id with that text, for passages not done yet
@@ -457,7 +463,7 @@ def generate_questions(
                 failures.clear()
                 generated_now += len(output)
                 record = _filtered(
-                    passage_id, keys[passage_id], text, output, generator, question_filter, state
+                    passage_id, keys[passage_id], text, output, generator, prompt, question_filter, state
                 )
                 if generator.chat and not record["questions"] and set(record["dropped"]) <= _UNUSABLE:
                     garbage_streak.append(record)
@@ -504,6 +510,7 @@ def _filtered(
     passage: str,
     candidates: Sequence[str],
     generator: QuestionGenerator,
+    prompt: str | None,
     question_filter: QuestionFilter,
     state: _State,
 ) -> dict[str, Any]:
@@ -523,7 +530,7 @@ def _filtered(
         "passage_hash": key,
         "passage_id": passage_id,
         "generator": generator.name,
-        **({"prompt": prompt} if (prompt := _prompt_key(generator)) is not None else {}),
+        **({"prompt": prompt} if prompt is not None else {}),
         "questions": kept,
         "dropped": dropped,
     }

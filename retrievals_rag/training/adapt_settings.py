@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from retrievals_rag.data.generation import GeneratorName
-from retrievals_rag.data.question_filter import ReplyForm
+from retrievals_rag.data.generation import GeneratorName, check_question_prompt
+from retrievals_rag.data.question_filter import QuestionFilter, ReplyForm
 
 __all__ = [
     "ADAPT_REPORT_FILE",
@@ -178,17 +178,13 @@ class AdaptSettings:
             raise ValueError(
                 "generator='openai' needs openai_base_url (e.g. http://127.0.0.1:11434/v1) and openai_model"
             )
-        if self.reply_form not in ("question", "any"):
-            raise ValueError(f"reply_form must be 'question' or 'any', got {self.reply_form!r}")
+        QuestionFilter(reply_form=self.reply_form)  # checks it: one rule for both
         if self.question_prompt is not None:
             if self.generator == "cropping":
                 raise ValueError(
                     "question_prompt is for the smollm2 and openai generators: cropping asks no model"
                 )
-            if "{passage}" not in self.question_prompt:
-                raise ValueError(
-                    f"question_prompt must contain the {{passage}} placeholder, got {self.question_prompt!r}"
-                )
+            check_question_prompt(self.question_prompt, "question_prompt")
         if self.openai_base_url and not self.openai_base_url.startswith(("http://", "https://")):
             raise ValueError(
                 f"openai_base_url must start with http:// or https://, got {self.openai_base_url!r}"
