@@ -218,7 +218,8 @@ class EmbedderOptions(BaseModel):
     batch_size: int | None = Field(default=None, ge=1, description="Most texts per forward pass.")
     token_budget: int | None = Field(default=None, ge=1, description="Most padded tokens per forward pass.")
     show_progress_bar: bool | None = Field(
-        default=None, description="None: a progress bar for 1,000 texts or more, on a terminal."
+        default=None,
+        description="None: a progress bar for 1,000 texts or more (redrawn once a minute away from a terminal).",
     )
 
     _model: Any = PrivateAttr(default=None)

@@ -215,7 +215,8 @@ class RankerOptions(BaseModel):
     batch_size: int | None = Field(default=None, ge=1, description="Most inputs per forward pass.")
     token_budget: int | None = Field(default=None, ge=1, description="Most padded tokens per forward pass.")
     show_progress_bar: bool | None = Field(
-        default=None, description="None: a progress bar for 1,000 documents or more, on a terminal."
+        default=None,
+        description="None: a progress bar for 1,000 documents or more (redrawn once a minute away from a terminal).",
     )
 
     _model: Any = PrivateAttr(default=None)

@@ -101,7 +101,7 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
         use_fp16: Half precision on a GPU (the CPU falls back to float32 with a warning).
         batch_size: Most texts per forward pass; None: the model's default.
         token_budget: Most padded tokens per forward pass; None: the model's default.
-        show_progress_bar: None: a progress bar for 1,000 texts or more, on a terminal.
+        show_progress_bar: None: a progress bar for 1,000 texts or more (redrawn once a minute away from a terminal).
 
     Raises:
         FileNotFoundError: When ``model_name_or_path`` looks like a local path that does not exist.

@@ -103,7 +103,7 @@ class LangchainEmbedding(EmbedderOptions, Embeddings):
         normalize_embeddings: L2-normalise queries and documents alike; None: the model's setting.
         batch_size: Most texts per forward pass; None: the model's default.
         token_budget: Most padded tokens per forward pass; None: the model's default.
-        show_progress_bar: None: a progress bar for 1,000 texts or more, on a terminal.
+        show_progress_bar: None: a progress bar for 1,000 texts or more (redrawn once a minute away from a terminal).
 
     Raises:
         ValueError: On an unknown option, or a loaded ``model`` given with loading options.
@@ -183,7 +183,7 @@ class LangchainReranker(RankerOptions, BaseDocumentCompressor):
             similarities over the query tokens) is a monotone squashing, not a probability.
         batch_size: Most inputs per forward pass; None: the model's default.
         token_budget: Most padded tokens per forward pass (bounds memory on long documents); None: default.
-        show_progress_bar: None: a progress bar for 1,000 documents or more, on a terminal.
+        show_progress_bar: None: a progress bar for 1,000 documents or more (redrawn once a minute away from a terminal).
         score_key: The metadata key of the score.
 
     Raises:

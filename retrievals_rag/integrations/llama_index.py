@@ -79,7 +79,7 @@ class LlamaIndexEmbedding(EmbedderOptions, BaseEmbedding):
         normalize_embeddings: L2-normalise queries and texts alike; None: the model's setting.
         batch_size: Most texts per forward pass; None: the model's default.
         token_budget: Most padded tokens per forward pass; None: the model's default.
-        show_progress_bar: Our encode's progress bar; None: for 1,000 texts or more, on a terminal.
+        show_progress_bar: Our encode's progress bar; None: for 1,000 texts or more (redrawn once a minute away from a terminal).
         embed_batch_size: Texts LlamaIndex passes per call (each call is one encode); default 256.
         model_name: A label for LlamaIndex's events; default: the model path.
 

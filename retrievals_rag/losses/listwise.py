@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -22,7 +23,12 @@ from torch import nn
 
 from retrievals_rag.losses._common import at_least_float32, check_positive
 
-__all__ = ["ListwiseCrossEntropyLoss", "group_flat_scores", "listwise_cross_entropy"]
+__all__ = [
+    "ListwiseCrossEntropyLoss",
+    "candidates_per_query",
+    "group_flat_scores",
+    "listwise_cross_entropy",
+]
 
 
 def listwise_cross_entropy(scores: torch.Tensor, target_index: int | torch.Tensor = 0) -> torch.Tensor:
@@ -71,6 +77,17 @@ def listwise_cross_entropy(scores: torch.Tensor, target_index: int | torch.Tenso
             raise ValueError(f"target_index must be in [0, {n_candidates}), got {target_index!r}")
         targets = torch.full((n_rows,), target_index, dtype=torch.long, device=scores.device)
     return F.cross_entropy(at_least_float32(scores), targets)
+
+
+def candidates_per_query(
+    group_size: int, batch_size: int, world_size: int, *, inbatch: bool, gathered: bool
+) -> int:
+    """How many candidates each query's softmax runs over: its own group, or with in-batch negatives every
+    document of the batch (of every process's batch when gathered). A model that scores them all alike has the
+    loss ``log`` of this number (the chance level a training run must get below)."""
+    if not inbatch:
+        return group_size
+    return group_size * batch_size * (world_size if gathered else 1)
 
 
 def group_flat_scores(scores: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -137,6 +154,10 @@ class ListwiseCrossEntropyLoss(nn.Module):
             group_size = int(scores.shape[1])
         grouped = group_flat_scores(scores, group_size)  # (batch, group_size)
         return listwise_cross_entropy(grouped / self.temperature, 0)
+
+    def chance_loss(self, *, batch_size: int, group_size: int, world_size: int) -> float:
+        """The loss of a model that scores every document of a group alike: ``log(group_size)``."""
+        return math.log(group_size)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"

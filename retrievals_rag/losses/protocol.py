@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-__all__ = ["LossInput", "loss_inputs", "needs_teacher"]
+__all__ = ["LossInput", "chance_loss", "loss_inputs", "needs_teacher"]
 
 LossInput = Literal["embeddings", "model", "group_scores", "pair_labels", "token_vectors"]
 LOSS_INPUTS: tuple[str, ...] = get_args(LossInput)
@@ -59,3 +59,28 @@ def loss_inputs(loss: Any) -> tuple[LossInput, ...]:
 def needs_teacher(loss: Any) -> bool:
     """Whether ``loss`` compares the model with a teacher's scores (records with ``positive_scores``)."""
     return bool(getattr(loss, "needs_teacher", False))
+
+
+def chance_loss(loss: Any, *, batch_size: int, group_size: int, world_size: int = 1) -> float | None:
+    """The loss of a model that scores every candidate alike (the level a run that learns gets below), or None.
+
+    A softmax cross-entropy over each query's candidates declares it (``chance_loss`` method: InfoNCE, ColBERT's
+    late-interaction InfoNCE, the rerankers' listwise loss: ``log`` of the candidates); a loss that wraps another
+    in ``loss`` (GradCache, Matryoshka with its ``weights``) answers for it. Others (margins, distillation,
+    pointwise) have no such level and give None.
+
+    Args:
+        batch_size: queries per process and step.
+        group_size: documents per query (positive and hard negatives).
+        world_size: processes whose documents a gathering loss sees.
+    """
+    method = getattr(loss, "chance_loss", None)
+    if callable(method):
+        return float(method(batch_size=batch_size, group_size=group_size, world_size=world_size))
+    inner = getattr(loss, "loss", None)
+    if inner is None or inner is loss:
+        return None
+    level = chance_loss(inner, batch_size=batch_size, group_size=group_size, world_size=world_size)
+    if level is None:
+        return None
+    return level * float(sum(getattr(loss, "weights", (1.0,))))  # Matryoshka sums its weighted losses

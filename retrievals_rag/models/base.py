@@ -12,6 +12,7 @@ transformer head it loads, and how it encodes or scores.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
 DEFAULT_TOKEN_BUDGET = {"cpu": 4_096, "cuda": 131_072}
 DEFAULT_MAX_BATCH_SIZE = {"cpu": 256, "cuda": 1024}
 PROGRESS_BAR_MIN_TEXTS = 1_000
+PROGRESS_LOG_SECONDS = 60.0  # how often a bar away from a terminal is redrawn
 
 SettingsT = TypeVar("SettingsT", bound=AnySettings)
 
@@ -122,7 +124,9 @@ class Progress:
 
     Args:
         total: items to go through.
-        show_progress_bar: True shows a bar, False never; None shows one for 1,000 items or more, on a terminal.
+        show_progress_bar: True shows a bar, False never; None shows one for 1,000 items or more: live on a
+            terminal, otherwise (a job under ``nohup``, a log file, a notebook) redrawn once every
+            :data:`PROGRESS_LOG_SECONDS`, so that a long encode in the background still says how far it is.
         description: the bar's label.
     """
 
@@ -131,8 +135,13 @@ class Progress:
         if show_progress_bar or (show_progress_bar is None and total >= PROGRESS_BAR_MIN_TEXTS):
             from tqdm.auto import tqdm
 
+            live = show_progress_bar or _on_terminal(sys.stderr)
             self._bar = tqdm(
-                total=total, desc=description, disable=None if show_progress_bar is None else False
+                total=total,
+                desc=description,
+                disable=False,
+                mininterval=0.1 if live else PROGRESS_LOG_SECONDS,
+                file=sys.stderr,
             )
 
     def update(self, count: int) -> None:
@@ -143,6 +152,14 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def _on_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if callable(isatty) else False
+    except ValueError:  # a closed stream
+        return False
 
 
 class RetrievalModel(nn.Module):
@@ -260,7 +277,7 @@ class RetrievalModel(nn.Module):
         """Eval mode and no autograd for the block; the previous mode (train or eval) is restored after it.
 
         Yields a :class:`Progress` over ``total`` items: a bar when ``show_progress_bar`` asks for one (None: for
-        1,000 items or more, on a terminal), closed when the block ends.
+        1,000 items or more: live on a terminal, else redrawn once a minute), closed when the block ends.
         """
         was_training = self.training
         progress = Progress(total, show_progress_bar, description)

@@ -284,7 +284,7 @@ class AutoModelForEmbedding(RetrievalModel):
             token_budget: most padded tokens per batch (default 4,096 on CPU, 131,072 on GPU).
             convert_to: ``"numpy"`` (float32 array) or ``"torch"`` (float32 tensor on the CPU).
             normalize_embeddings: override the model's normalisation setting.
-            show_progress_bar: None shows one for 1,000 texts or more (on a terminal).
+            show_progress_bar: None shows one for 1,000 texts or more (live on a terminal, else redrawn once a minute).
 
         Returns:
             The embeddings in input order.

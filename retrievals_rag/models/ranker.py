@@ -94,7 +94,7 @@ class Ranker(RetrievalModel, metaclass=ABCMeta):
             batch_size: most inputs per batch (default 256 on CPU, 1024 on GPU).
             token_budget: most padded tokens per batch (default 4,096 on CPU, 131,072 on GPU).
             normalize: map scores to (0, 1) with a sigmoid.
-            show_progress_bar: None shows one for 1,000 inputs or more (on a terminal).
+            show_progress_bar: None shows one for 1,000 inputs or more (live on a terminal, else redrawn once a minute).
 
         Returns:
             Python floats, in input order.

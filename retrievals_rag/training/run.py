@@ -142,7 +142,7 @@ def train_embedding(
 
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
-    return _train_and_summarize(trainer, training_args, judged_on)
+    return _train_and_summarize(trainer, training_args, judged_on, group_size=data_args.train_group_size)
 
 
 def train_reranker(
@@ -202,6 +202,7 @@ def train_reranker(
         judged_on,
         first_stage=first_stage,
         details={"kind": model_args.kind_name, "loss": trainer.loss_name},
+        group_size=data_args.train_group_size,
     )
 
 
@@ -233,12 +234,52 @@ def _load_reranker(model_args: RerankerModelArguments) -> Any:
     return model
 
 
+# a run whose last quarter of logged losses averages above this share of the chance level learned nothing
+CHANCE_SHARE = 0.95
+
+
+def _stuck_at_chance(
+    loss: Any,
+    losses: list[float],
+    training_args: RetrievalTrainingArguments | RerankerTrainingArguments,
+    group_size: int,
+) -> list[str]:
+    """A warning when the training loss ended no lower than a model that scores every candidate alike.
+
+    That is what a collapsed model gives (every text embedded alike: LoRA on a decoder LLM at a learning rate far
+    from its range did this to SmolLM2, whose nDCG@10 stayed at 0), and it can hide behind a verdict that reads
+    "no change". Judged on the mean of the last quarter of the logged losses (four at least).
+    """
+    from retrievals_rag.losses.protocol import chance_loss
+
+    if len(losses) < 4:
+        return []
+    level = chance_loss(
+        loss,
+        batch_size=training_args.per_device_train_batch_size,
+        group_size=group_size,
+        world_size=training_args.world_size,
+    )
+    tail = losses[-max(1, len(losses) // 4) :]
+    ended = sum(tail) / len(tail)
+    if level is None or level <= 0 or ended < CHANCE_SHARE * level:
+        return []
+    return [
+        f"Warning: the training loss ended at {ended:.4f} (the mean of the last {len(tail)} logged), no lower "
+        f"than a model that scores every candidate alike ({level:.4f}): it did not learn to tell the positives "
+        "from the negatives. Try another learning rate (LoRA on a decoder LLM often needs 1e-4 to 1e-3), more "
+        "steps or queries per step, and check that the positives and negatives differ."
+    ]
+
+
 def _train_and_summarize(
     trainer: ModelFolderTrainer,
     training_args: RetrievalTrainingArguments | RerankerTrainingArguments,
     judged_on: str,
     first_stage: dict[str, float] | None = None,
     details: dict[str, Any] | None = None,
+    *,
+    group_size: int,
 ) -> TrainingSummary:
     """Judge the start, train (resuming if asked), save the final model, judge the result, and write
     ``training_summary.json`` and ``verdict.json``."""
@@ -265,7 +306,10 @@ def _train_and_summarize(
         final_loss=losses[-1] if losses else None,
         metrics=metrics,
         verdict=verdict.to_dict() if verdict else None,
-        warnings=verdict.warnings(output_dir) if verdict else [],
+        warnings=[
+            *_stuck_at_chance(trainer.loss, losses, training_args, group_size),
+            *(verdict.warnings(output_dir) if verdict else []),
+        ],
     )
     if training_args.process_index == 0:
         for warning in summary.warnings:

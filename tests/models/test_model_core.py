@@ -3,6 +3,7 @@ kind, LoRA and merge_lora work alike for every kind, and the fixes of the model-
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from pathlib import Path
@@ -204,3 +205,44 @@ def test_model_folder_problem_names_what_is_wrong_without_loading(
     )
     missing = model_folder_problem(tmp_path / "nowhere")
     assert missing is not None and "nowhere" in missing
+
+
+class _Stream(io.StringIO):
+    def __init__(self, terminal: bool) -> None:
+        super().__init__()
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_bar_for_long_work_shows_on_a_terminal_and_in_a_log(
+    terminal: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """None: a bar for 1,000 items or more, live on a terminal, redrawn once a minute in a log file (a job under
+    nohup used to write nothing for the whole encode)."""
+    from retrievals_rag.models import base
+
+    stream = _Stream(terminal)
+    monkeypatch.setattr(base.sys, "stderr", stream)
+    progress = base.Progress(base.PROGRESS_BAR_MIN_TEXTS, None, "Encoding")
+    assert progress._bar.mininterval == (0.1 if terminal else base.PROGRESS_LOG_SECONDS)
+    progress.update(base.PROGRESS_BAR_MIN_TEXTS)
+    progress.close()
+    assert "Encoding: 100%" in stream.getvalue()
+    assert f"{base.PROGRESS_BAR_MIN_TEXTS}/{base.PROGRESS_BAR_MIN_TEXTS}" in stream.getvalue()
+
+
+def test_progress_bar_stays_off_for_short_work_or_when_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrievals_rag.models import base
+
+    stream = _Stream(False)
+    monkeypatch.setattr(base.sys, "stderr", stream)
+    for progress in (
+        base.Progress(base.PROGRESS_BAR_MIN_TEXTS - 1, None, "Encoding"),
+        base.Progress(5000, False, "x"),
+    ):
+        progress.update(3)
+        progress.close()
+    assert stream.getvalue() == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,58 @@ def test_a_reranker_is_judged_over_the_given_first_stage(
     assert verdict["first_stage"]["MRR@10"] == pytest.approx(0.25, abs=0.01)
     assert "first stage" in capsys.readouterr().err
     assert json.loads((output / "training_summary.json").read_text())["kind"] == "cross_encoder"
+
+
+def test_a_run_whose_loss_stays_at_chance_says_it_learned_nothing(
+    tiny_bert_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every document reads the same within its 6 tokens, so every candidate scores alike whatever the model
+    learns: the loss stays at log(4 queries x 2 documents), which the summary must call out (a collapsed LoRA
+    run looks like this, and its verdict can read "no change")."""
+    prefix = "the same opening words of every document here "
+    records = [
+        {
+            "query": f"{WORDS[i % 10]} case {i}",
+            "positive": [f"{prefix}{i}"],
+            "negative": [f"{prefix}{i} other"],
+        }
+        for i in range(16)
+    ]
+    output = tmp_path / "out"
+    code = _train(
+        "embedding",
+        "--model_name_or_path", str(tiny_bert_path),
+        "--train_data", str(_write(tmp_path / "train.jsonl", records)),
+        "--train_group_size", "2",
+        "--document_max_length", "6",
+        "--output_dir", str(output),
+        "--per_device_train_batch_size", "4",
+        "--max_steps", "8",
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().err
+    level = f"({math.log(8):.4f})"
+    assert "Warning: the training loss ended at" in printed and level in printed
+    summary = json.loads((output / "training_summary.json").read_text())
+    assert any(
+        "no lower than a model that scores every candidate alike" in line for line in summary["warnings"]
+    )
+    assert summary["final_loss"] >= 0.95 * math.log(8)  # at chance (dropout keeps it a little above)
+
+
+def test_a_run_that_learns_gets_no_chance_warning(tiny_bert_path: Path, tmp_path: Path) -> None:
+    output = tmp_path / "out"
+    code = _train(
+        "embedding",
+        "--model_name_or_path", str(tiny_bert_path),
+        "--train_data", str(_write(tmp_path / "train.jsonl", _distinct_records(8))),
+        "--train_group_size", "2",
+        "--output_dir", str(output),
+        "--per_device_train_batch_size", "4",
+        "--max_steps", "12",
+        "--learning_rate", "1e-3",
+    )  # fmt: skip
+    assert code == 0
+    summary = json.loads((output / "training_summary.json").read_text())
+    assert summary["loss_history"][-1] < 0.95 * math.log(8)
+    assert not any("scores every candidate alike" in line for line in summary["warnings"])
