@@ -13,6 +13,7 @@ from typing import Any
 import streamlit as st
 from rag_ui import POLL_SECONDS, ask_confirmation, duration, plain, short, show_error
 
+from retrievals_rag.data.generation import DEFAULT_QUESTION_PROMPT
 from retrievals_rag.rag import AdaptSettings, CollectionVersion, RagEngine
 
 GENERATOR_LABELS = {
@@ -231,6 +232,18 @@ def adapt_form(
         st.warning(plain(smollm2_problem or ""))
     if generator == "openai" and openai is not None:
         st.caption(plain(f"{openai[1]} at {openai[0]} (key from ${API_KEY_VARIABLE}, if set)"))
+    if generator != "cropping":
+        with st.expander("What the model is asked"):
+            st.text_area(
+                'Prompt ({passage}: the passage; {questions}: "one question")',
+                value=DEFAULT_QUESTION_PROMPT,
+                key=f"prompt-{collection}",
+                help="Ask for what your users will type: questions, claims, keywords, another language.",
+            )
+            st.checkbox(
+                "Keep replies that are not questions (claims, keywords)",
+                key=f"any-reply-{collection}",
+            )
     st.button(
         "Adapt the embedder",
         type="primary",
@@ -246,6 +259,12 @@ def adapt_form(
 def start_adaptation(
     engine: RagEngine, collection: str, generator: str, openai: tuple[str, str] | None
 ) -> None:
+    # read here, not bound when the button was drawn: an edit committed by the click itself counts
+    prompt = st.session_state.get(f"prompt-{collection}", DEFAULT_QUESTION_PROMPT)
+    asks_model = generator != "cropping"
+    question_prompt = prompt if asks_model and prompt.strip() != DEFAULT_QUESTION_PROMPT.strip() else None
+    any_reply = asks_model and bool(st.session_state.get(f"any-reply-{collection}"))
+    reply_form = "any" if any_reply else "question"
     try:
         if generator == "openai" and openai is not None:
             settings = AdaptSettings(
@@ -253,9 +272,15 @@ def start_adaptation(
                 openai_base_url=openai[0],
                 openai_model=openai[1],
                 openai_api_key_env=API_KEY_VARIABLE,
+                question_prompt=question_prompt,
+                reply_form=reply_form,
             )
         else:
-            settings = AdaptSettings(generator=generator)  # type: ignore[arg-type]
+            settings = AdaptSettings(
+                generator=generator,  # type: ignore[arg-type]
+                question_prompt=question_prompt,
+                reply_form=reply_form,
+            )
         job = engine.submit_adaptation(collection, settings)
     except Exception as error:
         st.session_state["adapt_error"] = short(error)

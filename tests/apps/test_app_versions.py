@@ -115,3 +115,45 @@ def test_adapting_too_small_a_collection_is_an_error_in_place(tiny_app_env: None
     assert not adapting(at)
     at = ask(at, "When was the Eiffel Tower completed?")  # the page works
     assert any("1889" in unescape(text) for text in values(at.chat_message[1].markdown))
+
+
+def test_the_question_prompt_and_reply_form_reach_the_adaptation(
+    tiny_app_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An LLM generator shows what it will be asked; an edited prompt and "keep replies that are not questions"
+    go into the job's settings, the default prompt goes as None (so a resumed run matches), and a prompt without
+    {passage} is refused in place before anything starts."""
+    from retrievals_rag.rag.engine import RagEngine
+
+    monkeypatch.setenv("RETRIEVALS_RAG_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("RETRIEVALS_RAG_LLM_MODEL", "claims-model")
+    asked: list = []
+
+    def record(self: RagEngine, collection: str, settings: object) -> None:
+        asked.append(settings)
+        raise RuntimeError("recorded, not started")
+
+    monkeypatch.setattr(RagEngine, "submit_adaptation", record)
+    at = create_collection(start_app(), "notes")
+    at = upload_and_index(at, PASSAGES)
+    assert not [area for area in at.text_area if area.key == "prompt-notes"]  # spans: no model is asked
+    at.radio(key="generator-notes").set_value("openai").run()
+    prompt = at.text_area(key="prompt-notes")
+    assert "{passage}" in prompt.value
+
+    button(at, "Adapt the embedder").click().run()
+    assert asked[-1].question_prompt is None and asked[-1].reply_form == "question"
+
+    claims = "Write one short claim that this passage supports.\n\n{passage}\n\nClaim:"
+    at.text_area(key="prompt-notes").set_value(claims)
+    at.checkbox(key="any-reply-notes").check()
+    button(at, "Adapt the embedder").click().run()
+    assert asked[-1].generator == "openai" and asked[-1].openai_model == "claims-model"
+    assert asked[-1].question_prompt == claims and asked[-1].reply_form == "any"
+    assert [unescape(text) for text in values(at.main.error)] == ["Cannot adapt: recorded, not started"]
+
+    at.text_area(key="prompt-notes").set_value("Write a question.")
+    button(at, "Adapt the embedder").click().run()
+    assert len(asked) == 2  # refused before the job
+    (error,) = [unescape(text) for text in values(at.main.error)]
+    assert error.startswith("Cannot adapt: ") and "{passage}" in error
