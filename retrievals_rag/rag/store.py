@@ -27,7 +27,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -435,6 +435,26 @@ class VectorStore:
     def chunk_ids(self, collection: str) -> set[str]:
         """The ids of every chunk of ``collection``."""
         return {chunk_id for chunk_id, _, _ in self._iterate(collection, include_documents=False)}
+
+    def chunk_metadata(self, collection: str) -> dict[str, dict[str, Any]]:
+        """Each chunk's metadata, by id (no text read)."""
+        return {
+            chunk_id: metadata for chunk_id, _, metadata in self._iterate(collection, include_documents=False)
+        }
+
+    def update_chunk_metadata(self, collection: str, metadatas: Mapping[str, dict[str, Any]]) -> None:
+        """Replace the metadata of these chunks (ids not stored are ignored); vectors and texts are kept."""
+        if not metadatas:
+            return
+        handle = self._collection(collection)
+        wanted, updated = list(metadatas), 0
+        for start in range(0, len(wanted), _PAGE_SIZE):
+            page = handle.get(ids=wanted[start : start + _PAGE_SIZE], include=[])["ids"]
+            if page:
+                handle.update(ids=page, metadatas=[metadatas[chunk_id] for chunk_id in page])
+                updated += len(page)
+        if updated:
+            self._touch(handle)
 
     def delete_chunks(self, collection: str, ids: Sequence[str]) -> None:
         """Remove the chunks with these ids (ids not stored are ignored)."""

@@ -47,7 +47,7 @@ _ADAPTED_FOLDER = "adapted"  # data_dir/adapted/<collection>-<n>/: the adapted m
 if TYPE_CHECKING:
     from retrievals_rag.training.adapt_settings import AdaptSettings
 
-__all__ = ["CollectionVersions", "sync_version"]
+__all__ = ["CollectionVersions", "align_version", "sync_version"]
 
 
 def sync_version(
@@ -73,9 +73,7 @@ def sync_version(
         The number of chunks embedded and written.
     """
     chunks = source.all_chunks(source_collection)
-    wanted = {chunk.id for chunk in chunks}
-    held = target.chunk_ids(target_collection)
-    target.delete_chunks(target_collection, sorted(held - wanted))
+    held = align_version({chunk.id: chunk.metadata for chunk in chunks}, target, target_collection)
     missing = [chunk for chunk in chunks if chunk.id not in held]
     done = len(chunks) - len(missing)
     if progress is not None:
@@ -85,6 +83,25 @@ def sync_version(
         if progress is not None:
             progress(done, len(chunks))
     return len(missing)
+
+
+def align_version(
+    source_metadata: dict[str, dict[str, Any]], target: VectorStore, target_collection: str
+) -> set[str]:
+    """Remove from a version the chunks its original no longer holds, and give the others the original's
+    metadata where it changed (a deleted document's chunks passed to another name of the same text); returns
+    the ids the version still holds. Vectors are kept: no chunk is embedded again."""
+    held = target.chunk_metadata(target_collection)
+    target.delete_chunks(target_collection, sorted(set(held) - set(source_metadata)))
+    target.update_chunk_metadata(
+        target_collection,
+        {
+            chunk_id: source_metadata[chunk_id]
+            for chunk_id, metadata in held.items()
+            if chunk_id in source_metadata and metadata != source_metadata[chunk_id]
+        },
+    )
+    return set(held) & set(source_metadata)
 
 
 class CollectionVersions:
@@ -427,12 +444,12 @@ class CollectionVersions:
         return updated
 
     def prune(self, collection: str) -> None:
-        """Remove from every version the chunks no longer in the original (after a document was deleted)."""
-        wanted = self.store.chunk_ids(collection)
+        """Remove from every version the chunks no longer in the original and relabel those whose document took
+        another name (after a document was deleted: see :func:`align_version`)."""
+        source_metadata = self.store.chunk_metadata(collection)
         for version in self.list(collection)[1:]:
             try:
-                view = self.view(version.embedder)
-                view.delete_chunks(version.collection, sorted(view.chunk_ids(version.collection) - wanted))
+                align_version(source_metadata, self.view(version.embedder), version.collection)
             except (
                 CollectionNotFoundError,
                 FileNotFoundError,

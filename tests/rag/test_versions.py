@@ -274,3 +274,34 @@ def test_deleting_a_version_releases_its_embedder(engine: RagEngine, other_bert_
     # nothing keeps the deleted version's model (nor its sentence vectors) in memory
     assert embedder() is None
     assert engine.sentence_scorer("notes").embedder is engine.embedder
+
+
+def test_a_deleted_documents_other_name_reaches_the_versions(
+    engine: RagEngine, other_bert_path: Path
+) -> None:
+    """The same text uploaded under a second name is stored once; deleting the first name passes its chunks to
+    the second in the original, and in every version too (they kept the deleted name before), without
+    embedding anything again."""
+    first_name, text = UPLOADS[0]
+    report = engine.index_uploads([("copy-of-" + first_name, text)], "notes")
+    assert report.chunks_added == 0  # recorded as another name of the stored text
+    finished(engine.submit_version("notes", other_bert_path))
+    version = engine.versions.get("notes", "reindexed-1")
+    view = engine.versions.view(version.embedder)
+    vectors_before = view._collection(version.collection).get(include=["embeddings"])
+
+    engine.delete_document("notes", first_name)
+
+    original = engine.store.chunk_metadata("notes")
+    in_version = view.chunk_metadata(version.collection)
+    assert in_version == original
+    sources = {metadata["source"] for metadata in in_version.values()}
+    assert "copy-of-" + first_name in sources and first_name not in sources
+    vectors_after = view._collection(version.collection).get(include=["embeddings"])
+    before = dict(zip(vectors_before["ids"], vectors_before["embeddings"], strict=True))
+    for chunk_id, vector in zip(vectors_after["ids"], vectors_after["embeddings"], strict=True):
+        np.testing.assert_array_equal(vector, before[chunk_id])  # relabelled, not embedded again
+
+    engine.use_version("notes", "reindexed-1")
+    hits = engine.retrieve(TOPICS[first_name.removesuffix(".txt")], "notes", top_k=50)
+    assert first_name not in {hit.source for hit in hits}
