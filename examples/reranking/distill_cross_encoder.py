@@ -306,7 +306,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument(
         "--temperature", type=float, default=1.0, help="kl temperature (default: %(default)s)"
     )
-    parser.add_argument("--epochs", type=float, default=1, help="default: %(default)s")
+    parser.add_argument(
+        "--epochs", type=float, default=2, help="default: %(default)s (SciFact: 0.6541 at 1, 0.6926 at 2)"
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="queries per step (default: %(default)s)")
     parser.add_argument("--learning-rate", type=float, default=7e-5, help="default: %(default)s")
     parser.add_argument("--max-length", type=int, default=192, help="tokens per pair (default: %(default)s)")
