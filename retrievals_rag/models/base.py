@@ -141,6 +141,7 @@ class Progress:
                 desc=description,
                 disable=False,
                 mininterval=0.1 if live else PROGRESS_LOG_SECONDS,
+                maxinterval=10.0 if live else PROGRESS_LOG_SECONDS,  # tqdm's monitor would redraw sooner
                 file=sys.stderr,
             )
 
