@@ -46,6 +46,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import get_device_states, set_device_states
 
+from retrievals_rag.losses.protocol import chance_loss
+
 __all__ = ["GradCacheLoss", "grad_cache_loss"]
 
 # An encoder's output for a chunk: pooled embeddings (rows, dim), or a NamedTuple with ``embeddings``
@@ -273,6 +275,10 @@ class GradCacheLoss(nn.Module):
             self.chunk_size,
             model,
         )
+
+    def chance_loss(self, *, batch_size: int, group_size: int, world_size: int) -> float | None:
+        """The wrapped loss's chance level: chunking does not change the candidates."""
+        return chance_loss(self.loss, batch_size=batch_size, group_size=group_size, world_size=world_size)
 
     def extra_repr(self) -> str:
         return f"chunk_size={self.chunk_size}"

@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch
@@ -25,7 +24,7 @@ from torch import nn
 from retrievals_rag.losses._common import check_positive, check_score_function
 from retrievals_rag.losses._grouped import check_grouping, grouped_scores, infer_group_size
 from retrievals_rag.losses.distributed import gather_with_grad, is_distributed, process_rank_and_world
-from retrievals_rag.losses.listwise import candidates_per_query, listwise_cross_entropy
+from retrievals_rag.losses.listwise import InBatchChanceLevel, listwise_cross_entropy
 from retrievals_rag.similarity import ScoreFunction, pairwise_scores
 
 __all__ = ["InfoNCELoss", "infonce_from_scores", "infonce_loss"]
@@ -161,7 +160,7 @@ def infonce_from_scores(
     return listwise_cross_entropy(scores / temperature, 0)
 
 
-class InfoNCELoss(nn.Module):
+class InfoNCELoss(InBatchChanceLevel, nn.Module):
     """InfoNCE with in-batch and hard negatives, optionally gathering documents from every process.
 
     ``forward(query_embeddings, document_embeddings)`` infers ``group_size`` from the shapes and calls
@@ -236,18 +235,6 @@ class InfoNCELoss(nn.Module):
             use_inbatch_negatives=self.use_inbatch_negatives,
             score_function=self.score_function,
             query_offset=query_offset,
-        )
-
-    def chance_loss(self, *, batch_size: int, group_size: int, world_size: int) -> float:
-        """The loss of a model that scores every candidate alike: ``log`` of the candidates per query."""
-        return math.log(
-            candidates_per_query(
-                group_size,
-                batch_size,
-                world_size,
-                inbatch=self.use_inbatch_negatives,
-                gathered=self.gather_across_processes,
-            )
         )
 
     def extra_repr(self) -> str:

@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
@@ -31,7 +30,7 @@ from torch import nn
 from retrievals_rag.losses._common import check_positive
 from retrievals_rag.losses.distributed import gather_token_vectors, is_distributed, process_rank_and_world
 from retrievals_rag.losses.infonce import infonce_from_scores
-from retrievals_rag.losses.listwise import candidates_per_query
+from retrievals_rag.losses.listwise import InBatchChanceLevel
 
 __all__ = ["LateInteractionInfoNCELoss"]
 
@@ -41,7 +40,7 @@ class _Tokens(NamedTuple):
     mask: torch.Tensor
 
 
-class LateInteractionInfoNCELoss(nn.Module):
+class LateInteractionInfoNCELoss(InBatchChanceLevel, nn.Module):
     """InfoNCE over MaxSim scores: ``forward(queries, documents, score)``.
 
     Inputs of ``forward``:
@@ -111,18 +110,6 @@ class LateInteractionInfoNCELoss(nn.Module):
             temperature=self.temperature,
             use_inbatch_negatives=self.use_inbatch_negatives,
             query_offset=offset,
-        )
-
-    def chance_loss(self, *, batch_size: int, group_size: int, world_size: int) -> float:
-        """The loss of a model that scores every candidate alike: ``log`` of the candidates per query."""
-        return math.log(
-            candidates_per_query(
-                group_size,
-                batch_size,
-                world_size,
-                inbatch=self.use_inbatch_negatives,
-                gathered=self.gather_across_processes,
-            )
         )
 
     def extra_repr(self) -> str:

@@ -24,8 +24,8 @@ from torch import nn
 from retrievals_rag.losses._common import at_least_float32, check_positive
 
 __all__ = [
+    "InBatchChanceLevel",
     "ListwiseCrossEntropyLoss",
-    "candidates_per_query",
     "group_flat_scores",
     "listwise_cross_entropy",
 ]
@@ -79,15 +79,20 @@ def listwise_cross_entropy(scores: torch.Tensor, target_index: int | torch.Tenso
     return F.cross_entropy(at_least_float32(scores), targets)
 
 
-def candidates_per_query(
-    group_size: int, batch_size: int, world_size: int, *, inbatch: bool, gathered: bool
-) -> int:
-    """How many candidates each query's softmax runs over: its own group, or with in-batch negatives every
-    document of the batch (of every process's batch when gathered). A model that scores them all alike has the
-    loss ``log`` of this number (the chance level a training run must get below)."""
-    if not inbatch:
-        return group_size
-    return group_size * batch_size * (world_size if gathered else 1)
+class InBatchChanceLevel:
+    """``chance_loss`` of a contrastive loss with the attributes ``use_inbatch_negatives`` and
+    ``gather_across_processes`` (InfoNCE over embeddings, ColBERT's late interaction): the loss of a model that
+    scores every candidate alike, ``log`` of the candidates each query's softmax runs over: its own group, or with
+    in-batch negatives every document of the batch (of every process's batch when gathered)."""
+
+    use_inbatch_negatives: bool
+    gather_across_processes: bool
+
+    def chance_loss(self, *, batch_size: int, group_size: int, world_size: int) -> float:
+        candidates = group_size
+        if self.use_inbatch_negatives:
+            candidates *= batch_size * (world_size if self.gather_across_processes else 1)
+        return math.log(candidates)
 
 
 def group_flat_scores(scores: torch.Tensor, group_size: int) -> torch.Tensor:

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from retrievals_rag.losses.protocol import chance_loss
+
 __all__ = ["MatryoshkaLoss"]
 
 
@@ -120,6 +122,11 @@ class MatryoshkaLoss(nn.Module):
             )
             total = total + weight * truncated_loss
         return total
+
+    def chance_loss(self, *, batch_size: int, group_size: int, world_size: int) -> float | None:
+        """The wrapped loss's chance level at every dim, summed with the dims' weights."""
+        level = chance_loss(self.loss, batch_size=batch_size, group_size=group_size, world_size=world_size)
+        return None if level is None else level * sum(self.weights)
 
     def extra_repr(self) -> str:
         return f"dims={list(self.dims)}, weights={list(self.weights)}, renormalize={self.renormalize}"

@@ -65,9 +65,9 @@ def chance_loss(loss: Any, *, batch_size: int, group_size: int, world_size: int 
     """The loss of a model that scores every candidate alike (the level a run that learns gets below), or None.
 
     A softmax cross-entropy over each query's candidates declares it (``chance_loss`` method: InfoNCE, ColBERT's
-    late-interaction InfoNCE, the rerankers' listwise loss: ``log`` of the candidates); a loss that wraps another
-    in ``loss`` (GradCache, Matryoshka with its ``weights``) answers for it. Others (margins, distillation,
-    pointwise) have no such level and give None.
+    late-interaction InfoNCE, the rerankers' listwise loss: ``log`` of the candidates); a wrapper's method asks the
+    loss it wraps (GradCache: the same level; Matryoshka: weighted by its dims' weights). Others (margins,
+    distillation, pointwise) have no such level and give None.
 
     Args:
         batch_size: queries per process and step.
@@ -75,12 +75,7 @@ def chance_loss(loss: Any, *, batch_size: int, group_size: int, world_size: int 
         world_size: processes whose documents a gathering loss sees.
     """
     method = getattr(loss, "chance_loss", None)
-    if callable(method):
-        return float(method(batch_size=batch_size, group_size=group_size, world_size=world_size))
-    inner = getattr(loss, "loss", None)
-    if inner is None or inner is loss:
+    if not callable(method):
         return None
-    level = chance_loss(inner, batch_size=batch_size, group_size=group_size, world_size=world_size)
-    if level is None:
-        return None
-    return level * float(sum(getattr(loss, "weights", (1.0,))))  # Matryoshka sums its weighted losses
+    level = method(batch_size=batch_size, group_size=group_size, world_size=world_size)
+    return None if level is None else float(level)
