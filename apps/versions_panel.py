@@ -18,9 +18,11 @@ from retrievals_rag.rag import AdaptSettings, CollectionVersion, RagEngine
 
 GENERATOR_LABELS = {
     "cropping": "Spans of the passages (fast, no LLM)",
+    "title": "Titles and headings the passages open with (fast, no LLM)",
     "smollm2": "SmolLM2-135M-Instruct (local)",
     "openai": "The OpenAI-compatible server of the settings",
 }
+CHAT_GENERATORS = ("smollm2", "openai")  # the generators that are asked with a prompt
 EXPLANATION = (
     "Questions are written for this collection's passages (no labels needed), the embedder is trained to find "
     "each passage from its questions and measured before and after on questions held out of training. The "
@@ -220,7 +222,7 @@ def adapt_form(
     """The generator choice and the button that starts an adaptation; its error is shown right below it."""
     st.markdown("**Adapt the embedder to these documents**")
     st.caption(EXPLANATION)
-    choices = ["cropping", "smollm2", *(["openai"] if openai is not None else [])]
+    choices = ["cropping", "title", "smollm2", *(["openai"] if openai is not None else [])]
     generator = st.radio(
         "Questions written by",
         choices,
@@ -232,7 +234,7 @@ def adapt_form(
         st.warning(plain(smollm2_problem or ""))
     if generator == "openai" and openai is not None:
         st.caption(plain(f"{openai[1]} at {openai[0]} (key from ${API_KEY_VARIABLE}, if set)"))
-    if generator != "cropping":
+    if generator in CHAT_GENERATORS:
         with st.expander("What the model is asked"):
             st.text_area(
                 'Prompt ({passage}: the passage; {questions}: "one question")',
@@ -261,7 +263,7 @@ def start_adaptation(
 ) -> None:
     # read here, not bound when the button was drawn: an edit committed by the click itself counts
     prompt = st.session_state.get(f"prompt-{collection}", DEFAULT_QUESTION_PROMPT)
-    asks_model = generator != "cropping"
+    asks_model = generator in CHAT_GENERATORS
     question_prompt = prompt if asks_model and prompt.strip() != DEFAULT_QUESTION_PROMPT.strip() else None
     any_reply = asks_model and bool(st.session_state.get(f"any-reply-{collection}"))
     reply_form = "any" if any_reply else "question"

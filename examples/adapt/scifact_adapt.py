@@ -48,7 +48,7 @@ from retrievals_rag.retrieval.runs import CorpusEmbeddingCache
 from retrievals_rag.training.adapt import adapt_embedder
 from retrievals_rag.training.adapt_settings import AdaptProgress
 
-GENERATORS = ("cropping", "smollm2", "openai")
+GENERATORS = ("cropping", "title", "smollm2", "openai")
 
 
 def main() -> None:
@@ -71,8 +71,8 @@ def main() -> None:
 
     start = time.perf_counter()
     model_path = args.model or str(default_embedding_model_path())
-    passages = {
-        doc_id: document_text(document)
+    passages = {  # the title on its own line, as `retrievals-rag adapt` reads a BEIR corpus
+        doc_id: document_text(document, "\n")
         for doc_id, document in load_corpus(args.data / "corpus.jsonl").items()
     }
     evaluator = RetrievalEvaluator.from_beir(args.data, args.split, k_values=(1, 10, 100))

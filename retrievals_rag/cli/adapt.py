@@ -16,9 +16,9 @@ from retrievals_rag.cli.common import report_time
 
 DESCRIPTION = """\
 Adapt an embedder to your documents without labels: questions are written for a sample of the passages (spans of
-the passage, the packaged SmolLM2, or an OpenAI-compatible endpoint), hard negatives are mined with the current
-embedder, a teacher reranker labels them when given (margin_mse; else InfoNCE), and the embedder is fine-tuned
-and judged before / after on held-out questions. The corpus is a BEIR corpus.jsonl (or a BEIR folder), or files
+the passage, its title or heading, the packaged SmolLM2, or an OpenAI-compatible endpoint), hard negatives are
+mined with the current embedder, a teacher reranker labels them when given (margin_mse; else InfoNCE), and the
+embedder is fine-tuned and judged before / after on held-out questions. The corpus is a BEIR corpus.jsonl (or a BEIR folder), or files
 and folders of documents (PDF, text, Markdown, HTML, DOCX, CSV, JSON lines), split into chunks: the passages.
 
 The output folder holds the adapted model (it loads with AutoModelForEmbedding.from_pretrained), adapt_report.json
@@ -122,7 +122,7 @@ def read_passages(
 ) -> dict[str, str]:
     """The passages of ``paths``: id -> text.
 
-    A BEIR ``corpus.jsonl`` (or a folder holding one) gives its documents (title and text, as BEIR encodes them);
+    A BEIR ``corpus.jsonl`` (or a folder holding one) gives its documents (title, a line break, and text);
     other files and folders are loaded (:mod:`retrievals_rag.rag.loaders`) and split into chunks of the base
     model's tokens (:class:`~retrievals_rag.rag.chunking.Chunker`), each chunk a passage.
 
@@ -138,7 +138,8 @@ def read_passages(
             raise ValueError(f"--corpus: {path} does not exist")
         beir = path / "corpus.jsonl" if path.is_dir() else path
         if beir.name == "corpus.jsonl" and beir.is_file():
-            passages.update({doc_id: document_text(doc) for doc_id, doc in load_corpus(beir).items()})
+            corpus = load_corpus(beir)  # the title on a line of its own: the title generator's question
+            passages.update({doc_id: document_text(doc, "\n") for doc_id, doc in corpus.items()})
         else:
             documents.append(path)
     if documents:

@@ -16,7 +16,8 @@ _LAZY_NAMES: dict[str, str] = {
     "DataFormatError": "retrievals_rag.data.records",
     "apply_instruction": "retrievals_rag.data.tokenization",
     "ChatQuestionGenerator": "retrievals_rag.data.generation",
-    "CroppingGenerator": "retrievals_rag.data.generation",
+    "CroppingGenerator": "retrievals_rag.data.passage_queries",
+    "HeadingGenerator": "retrievals_rag.data.passage_queries",
     "QuestionFilter": "retrievals_rag.data.question_filter",
     "generate_questions": "retrievals_rag.data.generation",
 }
@@ -26,6 +27,7 @@ __all__ = [
     "CroppingGenerator",
     "DataFormatError",
     "EmbeddingCollator",
+    "HeadingGenerator",
     "QuestionFilter",
     "RetrievalTrainDataset",
     "apply_instruction",
@@ -36,11 +38,8 @@ __all__ = [
 if TYPE_CHECKING:
     from retrievals_rag.data.collators import EmbeddingCollator
     from retrievals_rag.data.datasets import RetrievalTrainDataset
-    from retrievals_rag.data.generation import (
-        ChatQuestionGenerator,
-        CroppingGenerator,
-        generate_questions,
-    )
+    from retrievals_rag.data.generation import ChatQuestionGenerator, generate_questions
+    from retrievals_rag.data.passage_queries import CroppingGenerator, HeadingGenerator
     from retrievals_rag.data.question_filter import QuestionFilter
     from retrievals_rag.data.records import DataFormatError, load_records
     from retrievals_rag.data.tokenization import apply_instruction

@@ -1,8 +1,8 @@
 """Generated training data: questions written for passages, filtered, kept in a resumable JSON Lines file.
 
-- :class:`CroppingGenerator`: no model at all. A span of the passage (a sentence, cut to at most ``max_words``
-  words) is its pseudo-query: the inverse-cloze / cropping method (Lee et al. 2019, ICT; Izacard et al. 2022,
-  Contriever). Thousands of passages a second.
+- :class:`~retrievals_rag.data.passage_queries.CroppingGenerator` and
+  :class:`~retrievals_rag.data.passage_queries.HeadingGenerator`: no model at all. A span of the passage (the
+  inverse-cloze / cropping method), or its heading. Thousands of passages a second.
 - :class:`ChatQuestionGenerator`: a chat model of :mod:`retrievals_rag.llm` (the packaged SmolLM2 offline, or
   any OpenAI-compatible endpoint) is asked for questions that the passage answers (as GPL, Wang et al. 2022).
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,13 +39,13 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from retrievals_rag.data.jsonl import append_records, open_for_append
+from retrievals_rag.data.passage_queries import CroppingGenerator, HeadingGenerator, check_question_count
 from retrievals_rag.data.question_filter import DROP_REASONS, QuestionFilter, normalized_question
 from retrievals_rag.llm.base import ChatBackend, ChatMessage, GenerationError, complete
 
 __all__ = [
     "DEFAULT_QUESTION_PROMPT",
     "ChatQuestionGenerator",
-    "CroppingGenerator",
     "GeneratedQuestion",
     "GenerationResult",
     "QuestionGenerator",
@@ -56,7 +55,7 @@ __all__ = [
     "passage_hash",
 ]
 
-GeneratorName = Literal["cropping", "smollm2", "openai"]
+GeneratorName = Literal["cropping", "title", "smollm2", "openai"]
 _UNUSABLE = frozenset({"empty", "garbage", "off_topic"})  # what a broken backend answers
 
 DEFAULT_QUESTION_PROMPT = (
@@ -68,7 +67,6 @@ the passage: on 40 SciFact passages the packaged SmolLM2-135M wrote a question t
 and for 22 with the previous wording (an instruction with "use your own words", "one per line", no cue), whose other
 replies were "What is the answer?" or restated the passage."""
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _LIST_MARKER = re.compile(
     r"^\s*(?:[-*\u2022]+|\(?\d{1,2}[.):]|q(?:uestion)?\s*\d*\s*[:.)-])\s*", re.IGNORECASE
 )
@@ -133,58 +131,6 @@ class QuestionGenerator(Protocol):
         ...
 
 
-class CroppingGenerator:
-    """Pseudo-queries cut from the passage itself: a sentence, or a window of it when it is long.
-
-    For each passage, ``questions_per_passage`` different sentences (of at least ``min_words`` words) are drawn,
-    and one longer than ``max_words`` is cut to a random window of ``max_words`` words. Draws depend on ``seed``
-    and the passage's text only. A passage too short for a sentence of ``min_words`` words gives its first
-    ``max_words`` words.
-
-    Args:
-        questions_per_passage: spans per passage.
-        min_words: shortest sentence taken as it is.
-        max_words: longest span.
-        seed: seed of the draws.
-    """
-
-    name = "cropping"
-    chat = False
-
-    def __init__(
-        self, questions_per_passage: int = 1, *, min_words: int = 5, max_words: int = 24, seed: int = 0
-    ) -> None:
-        if not 1 <= min_words <= max_words:
-            raise ValueError(f"need 1 <= min_words <= max_words, got {min_words} and {max_words}")
-        _check_count(questions_per_passage)
-        self.questions_per_passage = questions_per_passage
-        self.min_words = min_words
-        self.max_words = max_words
-        self.seed = seed
-
-    def generate(self, passages: Sequence[str], keys: Sequence[str]) -> list[list[str] | GenerationError]:
-        return [self._crops(passage, key) for passage, key in zip(passages, keys, strict=True)]
-
-    def _crops(self, passage: str, key: str) -> list[str]:
-        rng = random.Random(f"{self.seed}\x00{key}")
-        sentences = [part.split() for part in _SENTENCE_END.split(passage)]
-        usable = [words for words in sentences if len(words) >= self.min_words]
-        if not usable:
-            words = passage.split()
-            return [" ".join(words[: self.max_words])] if words else []
-        chosen = rng.sample(usable, min(self.questions_per_passage, len(usable)))
-        crops = []
-        for words in chosen:
-            if len(words) > self.max_words:
-                start = rng.randrange(len(words) - self.max_words + 1)
-                words = words[start : start + self.max_words]
-            crops.append(" ".join(words))
-        return crops
-
-    def __repr__(self) -> str:
-        return f"CroppingGenerator(questions_per_passage={self.questions_per_passage}, max_words={self.max_words})"
-
-
 class ChatQuestionGenerator:
     """Questions written by a chat model of :mod:`retrievals_rag.llm`.
 
@@ -214,7 +160,7 @@ class ChatQuestionGenerator:
         max_passage_chars: int = 1000,
         name: str | None = None,
     ) -> None:
-        _check_count(questions_per_passage)
+        check_question_count(questions_per_passage)
         check_question_prompt(prompt)
         if max_passage_chars < 1:
             raise ValueError(f"max_passage_chars must be >= 1, got {max_passage_chars}")
@@ -289,19 +235,27 @@ def build_generator(
     openai_api_key: str | None = None,
     prompt: str | None = None,
 ) -> QuestionGenerator:
-    """The generator called ``name``: ``"cropping"``, ``"smollm2"`` (the packaged SmolLM2-135M-Instruct, or
+    """The generator called ``name``: ``"cropping"``, ``"title"`` (each passage's heading, one per passage),
+    ``"smollm2"`` (the packaged SmolLM2-135M-Instruct, or
     ``chat_model``: a transformers chat folder or ``.gguf`` file, on ``device``; None: a GPU when there is one)
     or ``"openai"`` (``openai_base_url`` and ``openai_model``, with ``openai_api_key`` when given). ``prompt``:
     the chat generators' user message (None: :data:`DEFAULT_QUESTION_PROMPT`).
 
     Raises:
-        ValueError: an unknown name, ``"openai"`` without a URL and a model, or a prompt for cropping.
+        ValueError: an unknown name, ``"openai"`` without a URL and a model, a prompt for cropping or title,
+            or more than one question per passage for title.
     """
     chat_prompt = DEFAULT_QUESTION_PROMPT if prompt is None else prompt
+    if name in ("cropping", "title") and prompt is not None:
+        raise ValueError(f"a prompt is for the chat generators (smollm2, openai): {name} asks no model")
     if name == "cropping":
-        if prompt is not None:
-            raise ValueError("a prompt is for the chat generators (smollm2, openai): cropping asks no model")
         return CroppingGenerator(questions_per_passage, seed=seed)
+    if name == "title":
+        if questions_per_passage != 1:
+            raise ValueError(
+                f"the title generator gives one question per passage, got {questions_per_passage!r}"
+            )
+        return HeadingGenerator()
     if name == "openai":
         from retrievals_rag.llm.chat import OpenAICompatibleChat
 
@@ -312,7 +266,7 @@ def build_generator(
         )
         return ChatQuestionGenerator(backend, questions_per_passage, prompt=chat_prompt, name="openai")
     if name != "smollm2":
-        raise ValueError(f"generator must be 'cropping', 'smollm2' or 'openai', got {name!r}")
+        raise ValueError(f"generator must be 'cropping', 'title', 'smollm2' or 'openai', got {name!r}")
     from retrievals_rag.llm.chat import TransformersChat
 
     if device is None:
@@ -321,15 +275,6 @@ def build_generator(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     backend = TransformersChat(chat_model, max_new_tokens=max_new_tokens, device=device)
     return ChatQuestionGenerator(backend, questions_per_passage, prompt=chat_prompt, name="smollm2")
-
-
-def _check_count(questions_per_passage: int) -> None:
-    if (
-        isinstance(questions_per_passage, bool)
-        or not isinstance(questions_per_passage, int)
-        or questions_per_passage < 1
-    ):
-        raise ValueError(f"questions_per_passage must be an integer >= 1, got {questions_per_passage!r}")
 
 
 @dataclass
@@ -400,7 +345,8 @@ def generate_questions(
 
     Args:
         passages: passage id -> text; questions come out in this order.
-        generator: :class:`CroppingGenerator`, :class:`ChatQuestionGenerator` or another
+        generator: :class:`~retrievals_rag.data.passage_queries.CroppingGenerator`,
+            :class:`~retrievals_rag.data.passage_queries.HeadingGenerator`, :class:`ChatQuestionGenerator` or another
             :class:`QuestionGenerator`.
         questions_file: the JSON Lines file appended to (created with its folder); a rerun resumes from it.
         question_filter: the filters' settings.

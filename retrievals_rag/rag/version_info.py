@@ -86,7 +86,7 @@ class AdaptationResult:
         passages_used: Passages of the collection questions were generated for.
         questions: Generated questions kept (after filtering).
         dropped: Questions dropped by each filter.
-        generator: How questions were made (``cropping``, ``smollm2``, ``openai``).
+        generator: How questions were made (``cropping``, ``title``, ``smollm2``, ``openai``).
         seconds: Time spent adapting, by stage.
         questions_per_second: Generation throughput.
     """

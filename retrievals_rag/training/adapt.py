@@ -4,8 +4,9 @@ The recipe (GPL, Wang et al. 2022, "GPL: Generative Pseudo Labeling for Unsuperv
 Retrieval", with the generator and the teacher made optional):
 
 1. **generate**: a seeded sample of ``max_passages`` passages gets questions (:mod:`retrievals_rag.data.generation`:
-   spans of the passage, SmolLM2, or an OpenAI-compatible endpoint), filtered and appended to
-   ``output_dir/generated_questions-<generator>.jsonl`` as they come, so a rerun resumes;
+   spans of the passage, its heading, SmolLM2, or an OpenAI-compatible endpoint), filtered and appended to
+   ``output_dir/generated_questions-<generator>.jsonl`` as they come, so a rerun resumes; with headings
+   (``title``), every passage is seen without its heading from then on;
 2. the questions of a ``holdout_fraction`` of those passages are held out for the verdict;
 3. **mine**: hard negatives for each training question from the current embedder's ranking of the whole corpus
    (:func:`~retrievals_rag.retrieval.mining.mine_hard_negatives`; the passage a question was written for is its
@@ -108,6 +109,7 @@ def adapt_embedder(
     sample = {passage_id: text for passage_id, text in corpus.items() if passage_id in chosen}  # corpus order
 
     from retrievals_rag.data.generation import build_generator, generate_questions
+    from retrievals_rag.data.passage_queries import HeadingGenerator
     from retrievals_rag.data.question_filter import QuestionFilter
 
     generator = build_generator(
@@ -135,6 +137,9 @@ def adapt_embedder(
         ),
     )
     timings["generate"] = time.perf_counter() - started
+    if isinstance(generator, HeadingGenerator):  # a heading must lead to its text, not to its own words
+        corpus = {passage_id: generator.body(text) for passage_id, text in corpus.items()}
+        sample = {passage_id: corpus[passage_id] for passage_id in sample}
     train_questions, holdout_questions = _split(generated.questions, settings)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.adapt-", dir=output.parent))
     try:

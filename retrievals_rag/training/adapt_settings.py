@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+import typing
 from typing import Any, Literal
 
 from retrievals_rag.data.generation import GeneratorName, check_question_prompt
@@ -50,8 +51,10 @@ class AdaptSettings:
     generator: GeneratorName = field(
         default="cropping",
         metadata={
-            "help": "what writes the questions: cropping (a span of the passage: fast, no model), smollm2 (the "
-            "packaged SmolLM2-135M-Instruct, or --chat-model) or openai (an OpenAI-compatible endpoint)"
+            "help": "what writes the questions: cropping (a span of the passage: fast, no model), title (the "
+            "passage's first line when it is a heading or title, cut from the passage in training: fast, no model; "
+            "only passages that open with one), smollm2 (the packaged SmolLM2-135M-Instruct, or --chat-model) or "
+            "openai (an OpenAI-compatible endpoint)"
         },
     )
     max_passages: int = field(
@@ -153,8 +156,10 @@ class AdaptSettings:
     )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if self.generator not in ("cropping", "smollm2", "openai"):
-            raise ValueError(f"generator must be 'cropping', 'smollm2' or 'openai', got {self.generator!r}")
+        if self.generator not in typing.get_args(GeneratorName):
+            raise ValueError(
+                f"generator must be one of {', '.join(typing.get_args(GeneratorName))}, got {self.generator!r}"
+            )
         for name in _POSITIVE_INTEGERS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -179,10 +184,15 @@ class AdaptSettings:
                 "generator='openai' needs openai_base_url (e.g. http://127.0.0.1:11434/v1) and openai_model"
             )
         QuestionFilter(reply_form=self.reply_form)  # checks it: one rule for both
+        if self.generator == "title" and self.questions_per_passage != 1:
+            raise ValueError(
+                f"the title generator gives one question per passage (its heading), got questions_per_passage="
+                f"{self.questions_per_passage}"
+            )
         if self.question_prompt is not None:
-            if self.generator == "cropping":
+            if self.generator in ("cropping", "title"):
                 raise ValueError(
-                    "question_prompt is for the smollm2 and openai generators: cropping asks no model"
+                    f"question_prompt is for the smollm2 and openai generators: {self.generator} asks no model"
                 )
             check_question_prompt(self.question_prompt, "question_prompt")
         if self.openai_base_url and not self.openai_base_url.startswith(("http://", "https://")):

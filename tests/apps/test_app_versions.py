@@ -137,6 +137,10 @@ def test_the_question_prompt_and_reply_form_reach_the_adaptation(
     at = create_collection(start_app(), "notes")
     at = upload_and_index(at, PASSAGES)
     assert not [area for area in at.text_area if area.key == "prompt-notes"]  # spans: no model is asked
+    at.radio(key="generator-notes").set_value("title").run()
+    assert not [area for area in at.text_area if area.key == "prompt-notes"]  # headings: none either
+    button(at, "Adapt the embedder").click().run()
+    assert asked[-1].generator == "title" and asked[-1].question_prompt is None
     at.radio(key="generator-notes").set_value("openai").run()
     prompt = at.text_area(key="prompt-notes")
     assert "{passage}" in prompt.value
@@ -154,6 +158,6 @@ def test_the_question_prompt_and_reply_form_reach_the_adaptation(
 
     at.text_area(key="prompt-notes").set_value("Write a question.")
     button(at, "Adapt the embedder").click().run()
-    assert len(asked) == 2  # refused before the job
+    assert len(asked) == 3  # refused before the job
     (error,) = [unescape(text) for text in values(at.main.error)]
     assert error.startswith("Cannot adapt: ") and "{passage}" in error

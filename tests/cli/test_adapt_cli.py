@@ -35,7 +35,7 @@ def test_help_shows_the_settings_and_their_defaults(capsys: pytest.CaptureFixtur
     shown = " ".join(capsys.readouterr().out.split())
 
     for expected in (
-        "--generator {cropping,smollm2,openai}",
+        "--generator {cropping,title,smollm2,openai}",
         "(default: cropping)",
         "(default: 2000)",
         "(default: (5, 50))",
@@ -193,3 +193,11 @@ def test_a_question_prompt_is_checked(capsys: pytest.CaptureFixture[str], tmp_pa
     assert main([*arguments, "--question-prompt", "Ask about {passage}"]) == 2
     assert "question_prompt is for the smollm2 and openai generators" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_beir_corpus_keeps_each_title_on_its_own_line(tiny_bert_path: Path) -> None:
+    first = json.loads((SCIFACT_SUBSET / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[0])
+
+    passages = read_passages([SCIFACT_SUBSET], base_model=str(tiny_bert_path), max_length=64)
+
+    assert passages[first["_id"]] == f"{first['title']}\n{first['text']}".strip()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -287,3 +288,28 @@ def test_a_chat_model_that_answers_garbage_stops_the_job_and_leaves_the_folder(
     assert (output / "model.safetensors").read_text() == "the previous model"
     assert questions_file(output, "smollm2").read_text() == ""  # the garbage streak is not stored
     assert sibling_names(output) == ["adapted"]
+
+
+def test_title_adaptation_trains_each_heading_against_texts_without_headings(
+    tmp_path: Path, tiny_bert_path: Path
+) -> None:
+    lines = (SCIFACT_SUBSET / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:40]
+    records = [json.loads(line) for line in lines]
+    bodies = {record["_id"]: record["text"][:400].strip() for record in records}
+    passages = {record["_id"]: f"{record['title']}\n{bodies[record['_id']]}" for record in records}
+    output = tmp_path / "adapted"
+
+    report = adapt_embedder(
+        passages, output, base_model=tiny_bert_path, settings=dataclasses.replace(FAST, generator="title")
+    )
+
+    assert report.generator == "title" and report.questions == 30 and report.holdout_questions == 6
+    titles = {record["title"] for record in records}
+    trained = [json.loads(line) for line in (output / "adapt_data/train.jsonl").read_text().splitlines()]
+    assert trained and all(record["query"] in titles for record in trained)
+    for record in trained:  # positives and negatives alike are texts without their titles
+        assert set(record["positive"]) | set(record["negative"]) <= set(bodies.values())
+    held_out = [
+        json.loads(line) for line in (output / "adapt_data/holdout/corpus.jsonl").read_text().splitlines()
+    ]
+    assert {document["text"] for document in held_out} <= set(bodies.values())

@@ -1,0 +1,164 @@
+"""Pseudo-queries taken from the passage itself, with no model: a span of it, or its heading.
+
+- :class:`CroppingGenerator`: a sentence of the passage (cut to at most ``max_words`` words) is its pseudo-query:
+  the inverse-cloze / cropping method (Lee et al. 2019, ICT; Izacard et al. 2022, Contriever).
+- :class:`HeadingGenerator`: the passage's first line, when it reads as a heading (a title, a Markdown heading), is
+  the pseudo-query for the text below it; the heading is then cut from every passage that training sees
+  (:func:`split_heading`), so the model learns to find a text from what its title says, not to match the title's
+  words (title / body pairs are a classic weak supervision for retrieval: Chang et al. 2020, "Pre-training Tasks
+  for Embedding-based Large-scale Retrieval"; the title / abstract pairs of S2ORC in all-MiniLM's training data).
+
+Both are used through :func:`retrievals_rag.data.generation.generate_questions` like the chat generators, at
+thousands of passages a second.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+
+from retrievals_rag.llm.base import GenerationError
+
+__all__ = ["CroppingGenerator", "HeadingGenerator", "check_question_count", "split_heading"]
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_MARKDOWN_HEADING = re.compile(r"^\s{0,3}#{1,6}(?:\s+|$)")
+_WORD_CHARACTER = re.compile(r"\w")
+_CLOSING_HASHES = re.compile(r"\s+#+\s*$")
+_SETEXT_UNDERLINE = re.compile(r"^\s*(?:=+|-+)\s*$")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+\u2022|>]|\d{1,3}[.)])\s")
+_CONTINUED = ",;-\u2013\u2014(/&"  # a line ending with one of these goes on in the next one
+
+
+def check_question_count(questions_per_passage: int) -> None:
+    """Raise ``ValueError`` unless ``questions_per_passage`` is an integer >= 1."""
+    if (
+        isinstance(questions_per_passage, bool)
+        or not isinstance(questions_per_passage, int)
+        or questions_per_passage < 1
+    ):
+        raise ValueError(f"questions_per_passage must be an integer >= 1, got {questions_per_passage!r}")
+
+
+def split_heading(passage: str, *, max_words: int = 32, max_chars: int = 300) -> tuple[str, str] | None:
+    r"""The heading of ``passage`` and the text below it, or None when its first line is not a heading.
+
+    The first non-empty line is a heading when it is a Markdown heading (``# Title``, or a line underlined with
+    ``===`` / ``---``), or a line of at most ``max_words`` words and ``max_chars`` characters that is not a list
+    item or table row, does not end as if the sentence went on (a comma, a hyphen...), and is not followed by a
+    line that starts in lower case (hard-wrapped prose). The text below must be non-empty and longer than the
+    heading. Markdown marks are removed from the heading; the text below is stripped.
+
+    Example:
+        >>> split_heading("# Insulin\nInsulin lowers the level of glucose in the blood.")
+        ('Insulin', 'Insulin lowers the level of glucose in the blood.')
+        >>> split_heading("The cell divides when\nthe signal arrives, and then it grows.") is None
+        True
+    """
+    first, newline, rest = passage.strip().partition("\n")
+    if not newline:
+        return None
+    lines = rest.split("\n")
+    underlined = bool(lines) and bool(_SETEXT_UNDERLINE.match(lines[0]))
+    if underlined:
+        lines = lines[1:]
+    body = "\n".join(lines).strip()
+    marked = underlined or bool(_MARKDOWN_HEADING.match(first))
+    heading = _CLOSING_HASHES.sub("", _MARKDOWN_HEADING.sub("", first)).strip() if marked else first.strip()
+    if not _WORD_CHARACTER.search(heading) or not body or len(body) <= len(heading):
+        return None
+    if len(heading.split()) > max_words or len(heading) > max_chars:
+        return None
+    if not marked and (_LIST_ITEM.match(first) or heading[-1] in _CONTINUED or body[0].islower()):
+        return None
+    return heading, body
+
+
+class CroppingGenerator:
+    """Pseudo-queries cut from the passage itself: a sentence, or a window of it when it is long.
+
+    For each passage, ``questions_per_passage`` different sentences (of at least ``min_words`` words) are drawn,
+    and one longer than ``max_words`` is cut to a random window of ``max_words`` words. Draws depend on ``seed``
+    and the passage's text only. A passage too short for a sentence of ``min_words`` words gives its first
+    ``max_words`` words.
+
+    Args:
+        questions_per_passage: spans per passage.
+        min_words: shortest sentence taken as it is.
+        max_words: longest span.
+        seed: seed of the draws.
+    """
+
+    name = "cropping"
+    chat = False
+
+    def __init__(
+        self, questions_per_passage: int = 1, *, min_words: int = 5, max_words: int = 24, seed: int = 0
+    ) -> None:
+        if not 1 <= min_words <= max_words:
+            raise ValueError(f"need 1 <= min_words <= max_words, got {min_words} and {max_words}")
+        check_question_count(questions_per_passage)
+        self.questions_per_passage = questions_per_passage
+        self.min_words = min_words
+        self.max_words = max_words
+        self.seed = seed
+
+    def generate(self, passages: Sequence[str], keys: Sequence[str]) -> list[list[str] | GenerationError]:
+        return [self._crops(passage, key) for passage, key in zip(passages, keys, strict=True)]
+
+    def _crops(self, passage: str, key: str) -> list[str]:
+        rng = random.Random(f"{self.seed}\x00{key}")
+        sentences = [part.split() for part in _SENTENCE_END.split(passage)]
+        usable = [words for words in sentences if len(words) >= self.min_words]
+        if not usable:
+            words = passage.split()
+            return [" ".join(words[: self.max_words])] if words else []
+        chosen = rng.sample(usable, min(self.questions_per_passage, len(usable)))
+        crops = []
+        for words in chosen:
+            if len(words) > self.max_words:
+                start = rng.randrange(len(words) - self.max_words + 1)
+                words = words[start : start + self.max_words]
+            crops.append(" ".join(words))
+        return crops
+
+    def __repr__(self) -> str:
+        return f"CroppingGenerator(questions_per_passage={self.questions_per_passage}, max_words={self.max_words})"
+
+
+class HeadingGenerator:
+    """The passage's heading as its pseudo-query (:func:`split_heading`): one per passage that has one.
+
+    A passage without a heading gets an empty question (counted as ``empty`` by the filter): in a chunked
+    document only the chunks that open with a heading give questions, so sample more passages than with the other
+    generators. Training then sees each passage without its heading (:meth:`body`).
+
+    Args:
+        max_words: the longest first line taken as a heading, in words.
+        max_chars: ... and in characters (for scripts written without spaces).
+    """
+
+    name = "title"
+    chat = False
+
+    def __init__(self, *, max_words: int = 32, max_chars: int = 300) -> None:
+        if max_words < 1 or max_chars < 1:
+            raise ValueError(f"max_words and max_chars must be >= 1, got {max_words} and {max_chars}")
+        self.max_words = max_words
+        self.max_chars = max_chars
+
+    def generate(self, passages: Sequence[str], keys: Sequence[str]) -> list[list[str] | GenerationError]:
+        del keys  # nothing drawn at random
+        found = [
+            split_heading(passage, max_words=self.max_words, max_chars=self.max_chars) for passage in passages
+        ]
+        return [[parts[0]] if parts else [""] for parts in found]
+
+    def body(self, passage: str) -> str:
+        """``passage`` without its heading (the whole passage when it has none)."""
+        parts = split_heading(passage, max_words=self.max_words, max_chars=self.max_chars)
+        return parts[1] if parts else passage.strip()
+
+    def __repr__(self) -> str:
+        return f"HeadingGenerator(max_words={self.max_words}, max_chars={self.max_chars})"
