@@ -8,9 +8,9 @@ any model is loaded: importing this module loads no torch (nor the adaptation's 
 from __future__ import annotations
 
 import os
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-import typing
 from typing import Any, Literal
 
 from retrievals_rag.data.generation import GeneratorName, check_question_prompt
