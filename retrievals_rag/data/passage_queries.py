@@ -130,9 +130,10 @@ class CroppingGenerator:
 class HeadingGenerator:
     """The passage's heading as its pseudo-query (:func:`split_heading`): one per passage that has one.
 
-    A passage without a heading gets an empty question (counted as ``empty`` by the filter): in a chunked
-    document only the chunks that open with a heading give questions, so sample more passages than with the other
-    generators. Training then sees each passage without its heading (:meth:`body`).
+    A passage without a heading gets an empty question (counted as ``empty`` by the filter); in a chunked
+    document only the chunks that open with a heading have one, and
+    :func:`~retrievals_rag.training.adapt.adapt_embedder` samples among those. Training then sees each passage
+    without its heading (:meth:`body`).
 
     Args:
         max_words: the longest first line taken as a heading, in words.
@@ -150,10 +151,12 @@ class HeadingGenerator:
 
     def generate(self, passages: Sequence[str], keys: Sequence[str]) -> list[list[str] | GenerationError]:
         del keys  # nothing drawn at random
-        found = [
-            split_heading(passage, max_words=self.max_words, max_chars=self.max_chars) for passage in passages
-        ]
-        return [[parts[0]] if parts else [""] for parts in found]
+        return [[self.heading(passage) or ""] for passage in passages]
+
+    def heading(self, passage: str) -> str | None:
+        """The heading of ``passage``, or None when it has none."""
+        parts = split_heading(passage, max_words=self.max_words, max_chars=self.max_chars)
+        return parts[0] if parts else None
 
     def body(self, passage: str) -> str:
         """``passage`` without its heading (the whole passage when it has none)."""

@@ -105,8 +105,6 @@ def adapt_embedder(
         raise ValueError(f"output_dir {output} is a file, not a folder")
     report = _Reporter(progress)
     timings: dict[str, float] = {}
-    chosen = set(random.Random(settings.seed).sample(list(corpus), min(settings.max_passages, len(corpus))))
-    sample = {passage_id: text for passage_id, text in corpus.items() if passage_id in chosen}  # corpus order
 
     from retrievals_rag.data.generation import build_generator, generate_questions
     from retrievals_rag.data.passage_queries import HeadingGenerator
@@ -124,6 +122,16 @@ def adapt_embedder(
         openai_api_key=os.environ.get(settings.openai_api_key_env) or None,
         prompt=settings.question_prompt,
     )
+    eligible = list(corpus)
+    if isinstance(generator, HeadingGenerator):  # only passages that open with a heading can give one
+        eligible = [passage_id for passage_id, text in corpus.items() if generator.heading(text) is not None]
+        if len(eligible) < MIN_PASSAGES:
+            raise ValueError(
+                f"{len(eligible)} of the {len(corpus)} passages open with a title or heading; the title generator "
+                f"needs at least {MIN_PASSAGES}: use another generator (cropping needs no headings)"
+            )
+    chosen = set(random.Random(settings.seed).sample(eligible, min(settings.max_passages, len(eligible))))
+    sample = {passage_id: text for passage_id, text in corpus.items() if passage_id in chosen}  # corpus order
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     generated = generate_questions(

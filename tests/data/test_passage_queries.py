@@ -19,7 +19,10 @@ from retrievals_rag.data.passage_queries import HeadingGenerator, split_heading
         ("Methods\n---\nMice were fed for ten weeks.", ("Methods", "Mice were fed for ten weeks.")),
         (  # a paper's title, with its full stop
             "Aspirin lowers the risk of stroke in adults.\nIn a trial of 2,000 adults, aspirin halved strokes.",
-            ("Aspirin lowers the risk of stroke in adults.", "In a trial of 2,000 adults, aspirin halved strokes."),
+            (
+                "Aspirin lowers the risk of stroke in adults.",
+                "In a trial of 2,000 adults, aspirin halved strokes.",
+            ),
         ),
         (
             "胰岛素的作用\n胰岛素降低血糖水平，由胰腺分泌，作用于肝脏。",

@@ -313,3 +313,33 @@ def test_title_adaptation_trains_each_heading_against_texts_without_headings(
         json.loads(line) for line in (output / "adapt_data/holdout/corpus.jsonl").read_text().splitlines()
     ]
     assert {document["text"] for document in held_out} <= set(bodies.values())
+
+
+def test_the_title_generator_samples_passages_with_headings_and_needs_enough_of_them(
+    tmp_path: Path, tiny_bert_path: Path
+) -> None:
+    prose = {
+        f"p{index}": f"plain text number {index} with no heading, long enough to be a passage."
+        for index in range(30)
+    }
+    titled = {
+        f"t{index}": f"Title {index}\nThe text under title {index}, longer than its title."
+        for index in range(8)
+    }
+
+    report = adapt_embedder(
+        {**prose, **titled},
+        tmp_path / "adapted",
+        base_model=tiny_bert_path,
+        settings=dataclasses.replace(FAST, generator="title", max_passages=8, holdout_fraction=0.25),
+    )
+    assert report.passages_used == 8 and report.dropped["empty"] == 0  # the sample holds the 8 titled ones
+
+    with pytest.raises(ValueError, match="4 of the 34 passages open with a title or heading"):
+        adapt_embedder(
+            {**prose, **dict(list(titled.items())[:4])},
+            tmp_path / "none",
+            base_model=tiny_bert_path,
+            settings=dataclasses.replace(FAST, generator="title"),
+        )
+    assert not (tmp_path / "none").exists()
