@@ -121,7 +121,7 @@ def main() -> None:
     header = (
         f"{'model':<12}{'nDCG@10':>9}{'R@100':>8}{'held-out nDCG@10':>19}{'passages':>10}{'questions':>11}"
     )
-    print(header + f"{'q/s':>8}{'minutes':>9}")
+    print(header + f"{'q/s':>11}{'minutes':>9}")
     print(f"{'zero-shot':<12}{zero_shot.metrics['nDCG@10']:>9.4f}{zero_shot.metrics['Recall@100']:>8.4f}")
     for name, metrics in no_training.items():
         print(f"{name:<12}{metrics['nDCG@10']:>9.4f}{metrics['Recall@100']:>8.4f}   (no training)")
@@ -131,7 +131,7 @@ def main() -> None:
         held = f"{verdict['before']['nDCG@10']:.3f} -> {verdict['after']['nDCG@10']:.3f}" if verdict else "-"
         print(
             f"{name:<12}{test['nDCG@10']:>9.4f}{test['Recall@100']:>8.4f}{held:>19}{report['passages_used']:>10}"
-            f"{report['questions']:>11}{report['questions_per_second']:>8.1f}{entry['minutes']:>9.1f}"
+            f"{report['questions']:>11}{report['questions_per_second']:>11,.1f}{entry['minutes']:>9.1f}"
         )
         if "test_with_bm25" in entry:  # entries of runs before the BM25 rows have none
             with_bm25 = entry["test_with_bm25"]
