@@ -51,6 +51,7 @@ def test_adapt_then_switch_ask_and_delete(tiny_app_env: None, tiny_bert_path: Pa
     ]  # one index only, nothing to switch
     assert at.radio(key="generator-notes").options == [
         "Spans of the passages (fast, no LLM)",
+        "Titles and headings the passages open with (fast, no LLM)",
         "SmolLM2-135M-Instruct (local)",
     ]  # no OpenAI-compatible server configured: not offered
 
