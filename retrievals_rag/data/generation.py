@@ -124,10 +124,23 @@ class QuestionGenerator(Protocol):
     chat: (
         bool  # True: written by a chat model (question, topic and copy filters); False: spans of the passage
     )
+    accepted: (
+        str  # the passages that accepts() takes, for an error: "have text", "open with a title or heading"
+    )
 
     def generate(self, passages: Sequence[str], keys: Sequence[str]) -> list[list[str] | GenerationError]:
         """Candidates for each passage (``keys``: their hashes, for seeded draws), or the error that stopped
         one passage's generation."""
+        ...
+
+    def accepts(self, passage: str) -> bool:
+        """Whether this generator can write a question for ``passage``: adapting samples only among those (what
+        such a passage looks like, in the ``accepted`` attribute, completes the sentence "passages that ...")."""
+        ...
+
+    def training_text(self, passage: str) -> str:
+        """``passage`` as training sees it, as a positive or a negative (the passage itself, or what is left
+        once the part a question was taken from is cut off)."""
         ...
 
 
@@ -149,6 +162,7 @@ class ChatQuestionGenerator:
     """
 
     chat = True
+    accepted = "have text"
 
     def __init__(
         self,
@@ -209,6 +223,12 @@ class ChatQuestionGenerator:
                 except GenerationError as error:
                     replies.append(error)
         return [reply if isinstance(reply, GenerationError) else self.parse(reply) for reply in replies]
+
+    def accepts(self, passage: str) -> bool:
+        return bool(passage.strip())  # a chat model can be asked about any text
+
+    def training_text(self, passage: str) -> str:
+        return passage
 
     def parse(self, reply: str) -> list[str]:
         """The questions of a reply: its non-empty lines, list markers and ``Question:`` prefixes removed."""

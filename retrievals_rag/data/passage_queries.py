@@ -92,6 +92,7 @@ class CroppingGenerator:
 
     name = "cropping"
     chat = False
+    accepted = "have text"
 
     def __init__(
         self, questions_per_passage: int = 1, *, min_words: int = 5, max_words: int = 24, seed: int = 0
@@ -106,6 +107,12 @@ class CroppingGenerator:
 
     def generate(self, passages: Sequence[str], keys: Sequence[str]) -> list[list[str] | GenerationError]:
         return [self._crops(passage, key) for passage, key in zip(passages, keys, strict=True)]
+
+    def accepts(self, passage: str) -> bool:
+        return bool(passage.split())
+
+    def training_text(self, passage: str) -> str:
+        return passage  # the span is cut out of its own positive later, per example (adapt's span_removal)
 
     def _crops(self, passage: str, key: str) -> list[str]:
         rng = random.Random(f"{self.seed}\x00{key}")
@@ -133,7 +140,7 @@ class HeadingGenerator:
     A passage without a heading gets an empty question (counted as ``empty`` by the filter); in a chunked
     document only the chunks that open with a heading have one, and
     :func:`~retrievals_rag.training.adapt.adapt_embedder` samples among those. Training then sees each passage
-    without its heading (:meth:`body`).
+    without its heading (:meth:`training_text`).
 
     Args:
         max_words: the longest first line taken as a heading, in words.
@@ -142,6 +149,7 @@ class HeadingGenerator:
 
     name = "title"
     chat = False
+    accepted = "open with a title or heading"
 
     def __init__(self, *, max_words: int = 32, max_chars: int = 300) -> None:
         if max_words < 1 or max_chars < 1:
@@ -158,8 +166,13 @@ class HeadingGenerator:
         parts = split_heading(passage, max_words=self.max_words, max_chars=self.max_chars)
         return parts[0] if parts else None
 
-    def body(self, passage: str) -> str:
-        """``passage`` without its heading (the whole passage when it has none)."""
+    def accepts(self, passage: str) -> bool:
+        """Whether ``passage`` opens with a heading."""
+        return self.heading(passage) is not None
+
+    def training_text(self, passage: str) -> str:
+        """``passage`` without its heading (the whole passage when it has none): a heading must lead to its
+        text, not to its own words."""
         parts = split_heading(passage, max_words=self.max_words, max_chars=self.max_chars)
         return parts[1] if parts else passage.strip()
 

@@ -107,7 +107,6 @@ def adapt_embedder(
     timings: dict[str, float] = {}
 
     from retrievals_rag.data.generation import build_generator, generate_questions
-    from retrievals_rag.data.passage_queries import HeadingGenerator
     from retrievals_rag.data.question_filter import QuestionFilter
 
     generator = build_generator(
@@ -122,14 +121,12 @@ def adapt_embedder(
         openai_api_key=os.environ.get(settings.openai_api_key_env) or None,
         prompt=settings.question_prompt,
     )
-    eligible = list(corpus)
-    if isinstance(generator, HeadingGenerator):  # only passages that open with a heading can give one
-        eligible = [passage_id for passage_id, text in corpus.items() if generator.heading(text) is not None]
-        if len(eligible) < MIN_PASSAGES:
-            raise ValueError(
-                f"{len(eligible)} of the {len(corpus)} passages open with a title or heading; the title generator "
-                f"needs at least {MIN_PASSAGES}: use another generator (cropping needs no headings)"
-            )
+    eligible = [passage_id for passage_id, text in corpus.items() if generator.accepts(text)]
+    if len(eligible) < MIN_PASSAGES:  # e.g. the title generator on documents without headings
+        raise ValueError(
+            f"{len(eligible)} of the {len(corpus)} passages {generator.accepted}; the {generator.name} generator "
+            f"needs at least {MIN_PASSAGES}: use another generator (cropping takes any passage)"
+        )
     chosen = set(random.Random(settings.seed).sample(eligible, min(settings.max_passages, len(eligible))))
     sample = {passage_id: text for passage_id, text in corpus.items() if passage_id in chosen}  # corpus order
     output.mkdir(parents=True, exist_ok=True)
@@ -145,9 +142,8 @@ def adapt_embedder(
         ),
     )
     timings["generate"] = time.perf_counter() - started
-    if isinstance(generator, HeadingGenerator):  # a heading must lead to its text, not to its own words
-        corpus = {passage_id: generator.body(text) for passage_id, text in corpus.items()}
-        sample = {passage_id: corpus[passage_id] for passage_id in sample}
+    corpus = {passage_id: generator.training_text(text) for passage_id, text in corpus.items()}
+    sample = {passage_id: corpus[passage_id] for passage_id in sample}
     train_questions, holdout_questions = _split(generated.questions, settings)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.adapt-", dir=output.parent))
     try:

@@ -149,6 +149,15 @@ def test_default_prompt_asks_for_the_count_and_cues_a_question(count: int, asked
     assert custom[0]["content"] == "2 about: x"
 
 
+def test_a_chat_generator_takes_any_passage_with_text_and_trains_on_it_whole() -> None:
+    generator = ChatQuestionGenerator(FakeChat(""))
+
+    assert generator.accepts("# Insulin\nInsulin lowers glucose.") and not generator.accepts("  ")
+    assert (
+        generator.training_text("# Insulin\nInsulin lowers glucose.") == "# Insulin\nInsulin lowers glucose."
+    )
+
+
 def test_chat_replies_are_parsed_filtered_and_counted(tmp_path: Path) -> None:
     replies = {
         "d0": "1. What does protein 0 bind?\n2. Which cells carry receptor 0?",

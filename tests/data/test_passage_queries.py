@@ -81,8 +81,16 @@ def test_the_title_generator_keeps_headings_and_counts_passages_without_one(tmp_
         ("b", "Statins"),
     ]
     assert result.dropped["empty"] == 1 and result.dropped["duplicate"] == 1
-    assert generator.body(passages["b"]) == "Statins lower LDL cholesterol in most adults."
-    assert generator.body(passages["c"]) == passages["c"]  # no heading: the passage whole
+    assert generator.training_text(passages["b"]) == "Statins lower LDL cholesterol in most adults."
+    assert generator.training_text(passages["c"]) == passages["c"]  # no heading: the passage whole
+    assert [generator.accepts(text) for text in passages.values()] == [True, True, False, True]
+
+
+def test_cropping_takes_any_passage_with_text_and_trains_on_it_whole() -> None:
+    generator = build_generator("cropping")
+
+    assert generator.accepts("one line of text") and not generator.accepts(" \n ")
+    assert generator.training_text("# Statins\nStatins lower LDL.") == "# Statins\nStatins lower LDL."
 
 
 def test_the_title_generator_takes_no_prompt_and_one_question_per_passage() -> None:
