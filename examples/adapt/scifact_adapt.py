@@ -10,9 +10,10 @@ For each generator given (``--generators cropping smollm2``...):
 
 The table gives test nDCG@10 / Recall@100, the held-out verdict, the number of passages and questions, and the
 generation throughput (questions/s). Beside it, what needs no training at all: BM25 over the same corpus, and each
-model's dense ranking fused with BM25 by reciprocal rank fusion (``HybridSearch``'s fusion, k = 60). Everything goes to ``--output`` (one folder per generator, and
-``results.json``, which keeps the generators of earlier runs into the same folder); a rerun resumes the generated
-questions.
+model's dense ranking fused with BM25 by reciprocal rank fusion (``HybridSearch``'s fusion, k = 60). Everything goes to ``--output`` (one folder per generator;
+``results.json``, which keeps the generators of earlier runs into the same folder; and each model's ranking of the
+split, ``test_run-zero-shot.json``, ``test_run-<generator>.json``, which ``examples/reranking/compare_runs.py``
+compares query by query); a rerun resumes the generated questions.
 
 Usage (from the repository root):
 
@@ -77,6 +78,7 @@ def main() -> None:
     }
     evaluator = RetrievalEvaluator.from_beir(args.data, args.split, k_values=(1, 10, 100))
     zero_shot = evaluator.evaluate(CorpusEmbeddingCache(AutoModelForEmbedding.from_pretrained(model_path)))
+    _write_run(args.output / f"{args.split}_run-zero-shot.json", zero_shot.run)
     print(
         f"zero-shot {args.split} nDCG@10 = {zero_shot.metrics['nDCG@10']:.4f}  ({time.perf_counter() - start:.0f}s)"
     )
@@ -105,6 +107,7 @@ def main() -> None:
             passages, args.output / name, base_model=model_path, settings=settings, progress=_printer(name)
         )
         adapted = evaluator.evaluate(AutoModelForEmbedding.from_pretrained(report.output_dir))
+        _write_run(args.output / f"{args.split}_run-{name}.json", adapted.run)
         minutes = (time.perf_counter() - began) / 60
         results["adapted"][name] = {
             "test": adapted.metrics,
@@ -154,6 +157,12 @@ def _printer(name: str) -> Any:
             print(f"[{name}] {step.stage} {step.done}/{step.total}: {step.message}", flush=True)
 
     return show
+
+
+def _write_run(path: Path, run: dict[str, dict[str, float]]) -> None:
+    """A ranking, for a paired comparison of two models (examples/reranking/compare_runs.py)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run) + "\n", encoding="utf-8")
 
 
 def _write(path: Path, results: dict[str, Any], args: argparse.Namespace) -> None:

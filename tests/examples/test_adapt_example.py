@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from retrievals_rag.evaluation.reranking import read_run
+
 from ..conftest import REPO_ROOT, SCIFACT_SUBSET
 
 
@@ -33,6 +35,13 @@ def test_scifact_adapt_example_runs_small_and_keeps_earlier_generators(
     assert 0 < first["adapted"]["cropping"]["test_with_bm25"]["Recall@100"] <= 1
     table = result.stdout.split("SciFact test")[-1]
     assert "bm25" in table and "cropping + bm25" in table
+    # each model's ranking of every judged query, which examples/reranking/compare_runs.py compares
+    judged = {
+        line.split("\t")[0] for line in (SCIFACT_SUBSET / "qrels" / "test.tsv").read_text().splitlines()[1:]
+    }
+    for name in ("zero-shot", "cropping"):
+        run = read_run(output / f"test_run-{name}.json")
+        assert set(run) == judged and all(len(hits) == 100 for hits in run.values())
 
     # a figure of another generator from an earlier run stays when this one runs again
     first["adapted"] = {"smollm2": first["adapted"]["cropping"]}
