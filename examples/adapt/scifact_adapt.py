@@ -45,6 +45,7 @@ from retrievals_rag.cli.adapt import add_settings_arguments, settings_from_argum
 from retrievals_rag.cli.common import RawDescriptionHelpFormatter  # help that shows the defaults
 from retrievals_rag.evaluation.beir import document_text, load_corpus
 from retrievals_rag.evaluation.metrics import evaluate_run
+from retrievals_rag.evaluation.reranking import write_run
 from retrievals_rag.retrieval.runs import CorpusEmbeddingCache
 from retrievals_rag.training.adapt import adapt_embedder
 from retrievals_rag.training.adapt_settings import AdaptProgress
@@ -78,7 +79,7 @@ def main() -> None:
     }
     evaluator = RetrievalEvaluator.from_beir(args.data, args.split, k_values=(1, 10, 100))
     zero_shot = evaluator.evaluate(CorpusEmbeddingCache(AutoModelForEmbedding.from_pretrained(model_path)))
-    _write_run(args.output / f"{args.split}_run-zero-shot.json", zero_shot.run)
+    write_run(args.output / f"{args.split}_run-zero-shot.json", zero_shot.run)
     print(
         f"zero-shot {args.split} nDCG@10 = {zero_shot.metrics['nDCG@10']:.4f}  ({time.perf_counter() - start:.0f}s)"
     )
@@ -107,7 +108,7 @@ def main() -> None:
             passages, args.output / name, base_model=model_path, settings=settings, progress=_printer(name)
         )
         adapted = evaluator.evaluate(AutoModelForEmbedding.from_pretrained(report.output_dir))
-        _write_run(args.output / f"{args.split}_run-{name}.json", adapted.run)
+        write_run(args.output / f"{args.split}_run-{name}.json", adapted.run)
         minutes = (time.perf_counter() - began) / 60
         results["adapted"][name] = {
             "test": adapted.metrics,
@@ -157,12 +158,6 @@ def _printer(name: str) -> Any:
             print(f"[{name}] {step.stage} {step.done}/{step.total}: {step.message}", flush=True)
 
     return show
-
-
-def _write_run(path: Path, run: dict[str, dict[str, float]]) -> None:
-    """A ranking, for a paired comparison of two models (examples/reranking/compare_runs.py)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(run) + "\n", encoding="utf-8")
 
 
 def _write(path: Path, results: dict[str, Any], args: argparse.Namespace) -> None:

@@ -42,6 +42,7 @@ from retrievals_rag import AutoModelForEmbedding, RetrievalEvaluator, default_em
 from retrievals_rag.data.jsonl import write_jsonl
 from retrievals_rag.evaluation.beir import load_beir
 from retrievals_rag.evaluation.metrics import evaluate_run
+from retrievals_rag.evaluation.reranking import read_run, write_run
 from retrievals_rag.retrieval.fusion import interpolate_runs, standardise_scores
 from retrievals_rag.retrieval.runs import Run, rank_documents
 
@@ -56,15 +57,14 @@ def judged(dataset: Any, limit: int | None) -> dict[str, str]:
 def dense_run(path: Path | None, dataset: Any, queries: dict[str, str], top_k: int, encoder: Any) -> Run:
     """The dense top-``top_k`` of ``queries`` (read from ``path`` when it holds exactly these queries)."""
     if path is not None and path.is_file():
-        run = json.loads(path.read_text(encoding="utf-8"))
+        run = read_run(path)
         if set(queries) <= set(run):
             return {q: run[q] for q in queries}
         print(f"{path} lacks some of these queries: computing the run again")
     qrels = {q: dataset.qrels[q] for q in queries}
     run, _ = RetrievalEvaluator(dataset.corpus, queries, qrels, k_values=[top_k]).retrieve(encoder)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(run) + "\n", encoding="utf-8")
+        write_run(path, run)
     return run
 
 

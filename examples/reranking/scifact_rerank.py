@@ -37,6 +37,7 @@ from retrievals_rag.cli.common import RawDescriptionHelpFormatter  # help that s
 from retrievals_rag.data.jsonl import write_jsonl
 from retrievals_rag.evaluation.beir import BeirDataset, document_text, load_beir
 from retrievals_rag.evaluation.metrics import evaluate_run
+from retrievals_rag.evaluation.reranking import read_run, write_run
 from retrievals_rag.models.backends.record import BACKEND_NAMES
 from retrievals_rag.retrieval.mining import mine_hard_negatives
 from retrievals_rag.retrieval.runs import CorpusEmbeddingCache, Run, rank_documents
@@ -238,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         )
     )
     if args.dense_run is not None and args.dense_run.is_file():
-        run = json.loads(args.dense_run.read_text(encoding="utf-8"))
+        run = read_run(args.dense_run)
         if set(run) != set(queries):
             raise SystemExit(
                 f"{args.dense_run} holds other queries than {args.split}'s; delete it or pick another"
@@ -251,8 +252,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
             f"({time.perf_counter() - start:.0f}s)"
         )
         if args.dense_run is not None:
-            args.dense_run.parent.mkdir(parents=True, exist_ok=True)
-            args.dense_run.write_text(json.dumps(run) + "\n", encoding="utf-8")
+            write_run(args.dense_run, run)
 
     reranker_path = train_on_qrels(args, dense) if args.train else Path(args.reranker)
     reranker = load_reranker(reranker_path, args.device, args.max_windows, args.backend)

@@ -28,7 +28,7 @@ from retrievals_rag.retrieval.runs import QueryCorpusEncoder, Run, rank_document
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PairScorer", "RerankingEvaluator", "read_run"]
+__all__ = ["PairScorer", "RerankingEvaluator", "read_run", "write_run"]
 
 
 class PairScorer(Protocol):
@@ -78,6 +78,38 @@ def read_run(path: str | os.PathLike[str]) -> Run:
                 f"{file}, line {number}: expected 'query_id Q0 document_id rank score tag', got {line!r}"
             ) from None
     return run
+
+
+def write_run(path: str | os.PathLike[str], run: Run, tag: str = "retrievals_rag") -> None:
+    """Write ``run`` where :func:`read_run` reads it back: ``.json`` ``{query_id: {document_id: score}}``, else
+    TREC lines ``query_id Q0 document_id rank score tag`` (best first per query). Parent folders are made.
+
+    Raises:
+        ValueError: a TREC run with an id or ``tag`` holding white space (the line could not be read back).
+    """
+    file = Path(path)
+    if file.suffix == ".json":
+        plain = {
+            str(query): {str(doc): float(score) for doc, score in hits.items()} for query, hits in run.items()
+        }
+        text = json.dumps(plain) + "\n"
+    else:
+        if not tag or any(character.isspace() for character in tag):
+            raise ValueError(f"{file}: a TREC run's tag must be one word, got {tag!r}")
+        lines = []
+        for query, hits in run.items():
+            for rank, (document, score) in enumerate(
+                sorted(hits.items(), key=lambda hit: -float(hit[1])), start=1
+            ):
+                if not str(query) or not str(document) or any(c.isspace() for c in f"{query}{document}"):
+                    raise ValueError(
+                        f"{file}: query {query!r} / document {document!r}: a TREC run's ids cannot hold white space "
+                        "(write a .json run instead)"
+                    )
+                lines.append(f"{query} Q0 {document} {rank} {float(score)!r} {tag}\n")
+        text = "".join(lines)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(text, encoding="utf-8")
 
 
 @dataclass

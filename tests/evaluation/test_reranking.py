@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from retrievals_rag.evaluation.metrics import evaluate_run
-from retrievals_rag.evaluation.reranking import RerankingEvaluator, read_run
+from retrievals_rag.evaluation.reranking import RerankingEvaluator, read_run, write_run
 
 CORPUS = {"d1": "alpha", "d2": "beta", "d3": "gamma", "d4": "delta"}
 QUERIES = {"q1": "find alpha", "q2": "find gamma", "q3": "no judgements"}
@@ -58,6 +58,24 @@ def test_runs_are_read_from_json_and_trec_files_and_bad_lines_are_named(tmp_path
     (tmp_path / "bad.trec").write_text("q1 Q0 d2 1 0.9 dense\nq1 d1\n")
     with pytest.raises(ValueError, match=r"bad.trec, line 2"):
         read_run(tmp_path / "bad.trec")
+
+
+@pytest.mark.parametrize("name", ["nested/run.json", "nested/run.trec"])
+def test_written_runs_read_back_the_same_in_both_formats(tmp_path: Path, name: str) -> None:
+    run = {"q1": {"d1": 0.25, "d2": 0.9, "d3": -1.5}, "q 2" if name.endswith("json") else "q2": {"d4": 1 / 3}}
+    write_run(tmp_path / name, run)
+    assert read_run(tmp_path / name) == run  # scores exact, the folder made
+    if name.endswith("trec"):
+        first = (tmp_path / name).read_text().splitlines()[:3]
+        assert [line.split()[2:4] for line in first] == [["d2", "1"], ["d1", "2"], ["d3", "3"]]  # best first
+
+
+def test_a_trec_run_refuses_ids_it_could_not_read_back(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"run.trec: query 'q 1'.*white space"):
+        write_run(tmp_path / "run.trec", {"q 1": {"d1": 1.0}})
+    with pytest.raises(ValueError, match="tag must be one word"):
+        write_run(tmp_path / "run.trec", {"q1": {"d1": 1.0}}, tag="my run")
+    assert not (tmp_path / "run.trec").exists()  # nothing half written
 
 
 def test_a_first_stage_naming_documents_outside_the_corpus_is_refused() -> None:
