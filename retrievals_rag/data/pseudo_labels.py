@@ -11,30 +11,40 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["label_with_teacher"]
+__all__ = ["PairScorer", "label_with_teacher"]
+
+
+class PairScorer(Protocol):
+    """A teacher given as an object: scores for (query, passage) pairs, higher is better."""
+
+    def compute_score(self, pairs: Sequence[tuple[str, str]], *, show_progress_bar: bool | None = ...) -> Any: ...
 
 
 def label_with_teacher(
     records: Sequence[Mapping[str, Any]],
-    teacher: str | os.PathLike[str],
+    teacher: str | os.PathLike[str] | PairScorer,
     *,
     false_negative_margin: float = 0.0,
     device: str | None = None,
+    show_progress_bar: bool = False,
 ) -> tuple[list[dict[str, Any]], int]:
     """Score every (query, passage) pair of ``records`` with ``teacher``; drop likely false negatives.
 
-    Scores are the teacher's probabilities (a sigmoid of its logits, 0 to 1), on the scale of an embedder's cosine
-    margins. A negative scored at or above the lowest positive's score minus ``false_negative_margin`` is dropped:
+    A folder's scores are its probabilities (a sigmoid of its logits, 0 to 1), on the scale of an embedder's
+    cosine margins; a scorer object's are its own (a
+    :class:`~retrievals_rag.llm.query_likelihood.QueryLikelihoodRanker`'s: log-probabilities per token). A negative scored at or above the lowest positive's score minus ``false_negative_margin`` is dropped:
     the teacher thinks it answers the query about as well as the passage the query was written for. A record left
     without a negative is dropped too.
 
     Args:
         records: ``{"query": str, "positive": [str, ...], "negative": [str, ...], ...}``; other keys are kept.
-        teacher: a reranker folder saved by this library (cross-encoder, LLM ranker or ColBERT).
-        false_negative_margin: see above (0: drop negatives scored above their positive).
-        device: where the teacher runs (None: a GPU when there is one).
+        teacher: a reranker folder saved by this library (cross-encoder, LLM ranker or ColBERT), or a scorer with
+            ``compute_score(pairs, show_progress_bar=...)``, used as it is.
+        false_negative_margin: see above (0: drop negatives scored above their positive), in the teacher's units.
+        device: where a folder's teacher runs (None: a GPU when there is one).
+        show_progress_bar: a progress bar over the pairs.
 
     Returns:
         The labelled records (copies, with ``positive_scores`` and ``negative_scores``) and the number of
@@ -43,19 +53,23 @@ def label_with_teacher(
     Raises:
         ValueError: ``teacher`` is not a reranker folder of ours (an embedder, or a folder without our config).
     """
-    from retrievals_rag.models.registry import folder_kind, load_model
-
-    kind = folder_kind(teacher)
-    if kind is None or kind == "embedding":
-        raise ValueError(
-            f"teacher {teacher} is not a reranker folder of ours (a cross-encoder, LLM ranker or ColBERT saved by "
-            f"retrievals_rag; found: {kind + ' model' if kind else 'no retrievals_rag_config.json'})"
-        )
-    model = load_model(teacher, kind, options={"device": device} if device else {})
     pairs = [
         (record["query"], text) for record in records for text in (*record["positive"], *record["negative"])
     ]
-    scores = iter(model.compute_score(pairs, normalize=True, show_progress_bar=False) if pairs else [])
+    if isinstance(teacher, (str, os.PathLike)):
+        from retrievals_rag.models.registry import folder_kind, load_model
+
+        kind = folder_kind(teacher)
+        if kind is None or kind == "embedding":
+            raise ValueError(
+                f"teacher {teacher} is not a reranker folder of ours (a cross-encoder, LLM ranker or ColBERT saved "
+                f"by retrievals_rag; found: {kind + ' model' if kind else 'no retrievals_rag_config.json'})"
+            )
+        model = load_model(teacher, kind, options={"device": device} if device else {})
+        found = model.compute_score(pairs, normalize=True, show_progress_bar=show_progress_bar) if pairs else []
+    else:
+        found = teacher.compute_score(pairs, show_progress_bar=show_progress_bar) if pairs else []
+    scores = iter(found)
     labelled: list[dict[str, Any]] = []
     removed = 0
     for record in records:

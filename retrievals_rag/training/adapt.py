@@ -11,10 +11,11 @@ Retrieval", with the generator and the teacher made optional):
 3. **mine**: hard negatives for each training question from the current embedder's ranking of the whole corpus
    (:func:`~retrievals_rag.retrieval.mining.mine_hard_negatives`; the passage a question was written for is its
    positive, and a passage with the same text is never a negative);
-4. **label**: with a ``teacher`` (a cross-encoder, LLM ranker or ColBERT folder of ours), every (question,
+4. **label**: with a ``teacher`` (a cross-encoder, LLM ranker or ColBERT folder of ours, or ``"query-likelihood"``:
+   the chat model's log-probability of the question given the passage, UPR), every (question,
    passage) pair is scored, negatives that the teacher scores within ``false_negative_margin`` of the positive
    (or above it) are dropped as likely false negatives, and training uses ``margin_mse`` on the teacher's
-   scores; without one, InfoNCE;
+   scores (query-likelihood's rescaled to the starting model's mean margin); without one, InfoNCE;
 5. **train** with :func:`~retrievals_rag.training.run.train_embedding`, which judges the starting and the trained
    model on the held-out questions, each retrieving from all the sampled passages;
 6. **save**: the model folder (what ``AutoModelForEmbedding.from_pretrained`` loads) with ``adapt_report.json``,
@@ -53,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 from retrievals_rag.training.adapt_settings import (
     ADAPT_REPORT_FILE,
     MIN_PASSAGES,
+    QUERY_LIKELIHOOD_TEACHER,
     AdaptProgress,
     AdaptReport,
     AdaptSettings,
@@ -301,16 +303,25 @@ def _train(
 
         pairs = sum(len(record["positive"]) + len(record["negative"]) for record in records)
         report("label", 0, pairs, f"scoring {pairs} pairs with the teacher {settings.teacher}")
+        likelihood = settings.teacher == QUERY_LIKELIHOOD_TEACHER
+        teacher: Any = settings.teacher
+        if likelihood:
+            from retrievals_rag.llm.query_likelihood import QueryLikelihoodRanker
+
+            teacher = QueryLikelihoodRanker(settings.chat_model, device=settings.device)
         records, dropped["false_negative"] = label_with_teacher(
             records,
-            settings.teacher,
+            teacher,
             false_negative_margin=settings.false_negative_margin,
             device=settings.device,
+            show_progress_bar=likelihood,
         )
         report("label", pairs, pairs, f"{dropped['false_negative']} likely false negatives dropped")
         dropped["no_negative"] = len(train_questions) - len(records)
         timings["label"] = time.perf_counter() - started
         loss = "margin_mse"
+        if likelihood and records:
+            records = _calibrate(records, model_path, settings)
     if len(records) < 2:
         raise ValueError(
             f"only {len(records)} training question(s) kept a hard negative; give more passages or widen rank_range"
@@ -360,6 +371,42 @@ def _train(
     timings["train"] = summary.seconds
     timings["evaluate"] = time.perf_counter() - started - summary.seconds
     return summary, loss, dropped, len(records)
+
+
+def _calibrate(records: list[dict[str, Any]], model_path: str, settings: AdaptSettings) -> list[dict[str, Any]]:
+    """Teacher scores in the student's units: log-likelihood margins (nats per token) and cosine margins have no
+    common scale, so the teacher's scores are multiplied by the starting model's mean (positive - negative)
+    margin over the teacher's, on these records. margin_mse then keeps the student's average margin and moves
+    each pair's towards the teacher's judgement of it, instead of stretching or squeezing them all."""
+    import numpy as np
+
+    from retrievals_rag.models.embedding import AutoModelForEmbedding
+
+    encoder = AutoModelForEmbedding.from_pretrained(model_path, max_length=settings.max_length)
+    texts = sorted({text for record in records for text in (*record["positive"], *record["negative"])})
+    index = {text: row for row, text in enumerate(texts)}
+    passages = encoder.encode(texts, normalize_embeddings=True, show_progress_bar=False)
+    questions = encoder.encode(
+        [record["query"] for record in records], normalize_embeddings=True, show_progress_bar=False
+    )
+    student, teacher = [], []
+    for row, record in enumerate(records):
+        scores = passages[[index[text] for text in (*record["positive"], *record["negative"])]] @ questions[row]
+        positives = len(record["positive"])
+        student.append(float(np.mean(scores[:positives]) - np.mean(scores[positives:])))
+        teacher.append(
+            float(np.mean(record["positive_scores"]) - np.mean(record["negative_scores"]))
+        )
+    scale = float(np.mean(student)) / float(np.mean(teacher)) if np.mean(teacher) > 0 else 1.0
+    logger.info("teacher scores scaled by %.4f to the student's mean margin %.4f", scale, np.mean(student))
+    return [
+        {
+            **record,
+            "positive_scores": [score * scale for score in record["positive_scores"]],
+            "negative_scores": [score * scale for score in record["negative_scores"]],
+        }
+        for record in records
+    ]
 
 
 def _cut_spans(records: list[dict[str, Any]], share: float, seed: int) -> list[dict[str, Any]]:

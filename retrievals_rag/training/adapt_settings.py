@@ -19,6 +19,7 @@ from retrievals_rag.data.question_filter import QuestionFilter, ReplyForm
 __all__ = [
     "ADAPT_REPORT_FILE",
     "MIN_PASSAGES",
+    "QUERY_LIKELIHOOD_TEACHER",
     "AdaptProgress",
     "AdaptReport",
     "AdaptSettings",
@@ -26,6 +27,8 @@ __all__ = [
 ]
 
 Stage = Literal["generate", "mine", "label", "train", "evaluate", "save"]
+QUERY_LIKELIHOOD_TEACHER = "query-likelihood"
+"""The ``teacher`` that is no folder: the chat model's likelihood of the question given the passage."""
 ADAPT_REPORT_FILE = "adapt_report.json"
 _POSITIVE_INTEGERS = (
     "max_passages questions_per_passage num_negatives train_group_size batch_size query_max_length max_length "
@@ -85,12 +88,15 @@ class AdaptSettings:
     teacher: str | None = field(
         default=None,
         metadata={"help": "a reranker folder of ours (cross-encoder, LLM ranker or ColBERT) whose scores are the "
-                  "pseudo-labels, trained with margin_mse (default: none, InfoNCE)"},
+                  "pseudo-labels, trained with margin_mse; or query-likelihood: the chat model (the packaged "
+                  "SmolLM2, or --chat-model) scores how likely each passage makes the question (UPR, no training "
+                  "needed; slow on a CPU: about 2 pairs/s), its margins rescaled to the starting model's (default: none, InfoNCE)"},
     )  # fmt: skip
     false_negative_margin: float = field(
         default=0.0,
-        metadata={"help": "with a teacher: a negative scored above the positive's score minus this (sigmoid "
-                  "scale, 0 to 1) is dropped as a likely false negative"},
+        metadata={"help": "with a teacher: a negative scored above the positive's score minus this (a folder's "
+                  "sigmoid scale, 0 to 1; query-likelihood: log-probability per token) is dropped as a likely "
+                  "false negative"},
     )  # fmt: skip
     base_weight: float = field(
         default=0.0,
@@ -120,7 +126,8 @@ class AdaptSettings:
     chat_model: str | None = field(
         default=None,
         metadata={
-            "help": "smollm2: a transformers chat folder or .gguf file (default: the packaged SmolLM2)"
+            "help": "smollm2 generator and query-likelihood teacher: a transformers chat folder or .gguf file "
+            "(default: the packaged SmolLM2)"
         },
     )
     openai_base_url: str | None = field(
