@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -143,6 +144,12 @@ class QuestionGenerator(Protocol):
         once the part a question was taken from is cut off)."""
         ...
 
+    def training_positive(self, question: str, passage: str, rng: random.Random) -> str:
+        """The positive that a training example of ``question`` pairs it with (``passage``, already through
+        :meth:`training_text`, or a variant of it, e.g. without the span the question was cut from); ``rng``:
+        the job's seeded draws, taken in example order."""
+        ...
+
 
 class ChatQuestionGenerator:
     """Questions written by a chat model of :mod:`retrievals_rag.llm`.
@@ -230,6 +237,10 @@ class ChatQuestionGenerator:
     def training_text(self, passage: str) -> str:
         return passage
 
+    def training_positive(self, question: str, passage: str, rng: random.Random) -> str:
+        del question, rng
+        return passage
+
     def parse(self, reply: str) -> list[str]:
         """The questions of a reply: its non-empty lines, list markers and ``Question:`` prefixes removed."""
         lines = [_LIST_MARKER.sub("", line).strip().strip('"').strip() for line in reply.splitlines()]
@@ -247,6 +258,7 @@ def build_generator(
     *,
     questions_per_passage: int = 1,
     seed: int = 0,
+    span_removal: float = 0.0,
     chat_model: str | os.PathLike[str] | None = None,
     max_new_tokens: int = 40,
     device: str | None = None,
@@ -255,7 +267,8 @@ def build_generator(
     openai_api_key: str | None = None,
     prompt: str | None = None,
 ) -> QuestionGenerator:
-    """The generator called ``name``: ``"cropping"``, ``"title"`` (each passage's heading, one per passage),
+    """The generator called ``name``: ``"cropping"`` (its spans cut out of their positives in a ``span_removal``
+    share of the training examples), ``"title"`` (each passage's heading, one per passage),
     ``"smollm2"`` (the packaged SmolLM2-135M-Instruct, or
     ``chat_model``: a transformers chat folder or ``.gguf`` file, on ``device``; None: a GPU when there is one)
     or ``"openai"`` (``openai_base_url`` and ``openai_model``, with ``openai_api_key`` when given). ``prompt``:
@@ -269,7 +282,7 @@ def build_generator(
     if name in ("cropping", "title") and prompt is not None:
         raise ValueError(f"a prompt is for the chat generators (smollm2, openai): {name} asks no model")
     if name == "cropping":
-        return CroppingGenerator(questions_per_passage, seed=seed)
+        return CroppingGenerator(questions_per_passage, seed=seed, span_removal=span_removal)
     if name == "title":
         if questions_per_passage != 1:
             raise ValueError(

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from retrievals_rag.llm.base import GenerationError
 
-__all__ = ["CroppingGenerator", "HeadingGenerator", "check_question_count", "split_heading"]
+__all__ = ["CroppingGenerator", "HeadingGenerator", "check_question_count", "cut_span", "split_heading"]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _MARKDOWN_HEADING = re.compile(r"^\s{0,3}#{1,6}(?:\s+|$)")
@@ -88,6 +88,8 @@ class CroppingGenerator:
         min_words: shortest sentence taken as it is.
         max_words: longest span.
         seed: seed of the draws.
+        span_removal: share of the training examples whose span is cut out of their positive passage
+            (:meth:`training_positive`; 0 keeps every positive whole).
     """
 
     name = "cropping"
@@ -95,10 +97,19 @@ class CroppingGenerator:
     accepted = "have text"
 
     def __init__(
-        self, questions_per_passage: int = 1, *, min_words: int = 5, max_words: int = 24, seed: int = 0
+        self,
+        questions_per_passage: int = 1,
+        *,
+        min_words: int = 5,
+        max_words: int = 24,
+        seed: int = 0,
+        span_removal: float = 0.0,
     ) -> None:
         if not 1 <= min_words <= max_words:
             raise ValueError(f"need 1 <= min_words <= max_words, got {min_words} and {max_words}")
+        if isinstance(span_removal, bool) or not 0 <= span_removal <= 1:
+            raise ValueError(f"span_removal must be in [0, 1], got {span_removal!r}")
+        self.span_removal = float(span_removal)
         check_question_count(questions_per_passage)
         self.questions_per_passage = questions_per_passage
         self.min_words = min_words
@@ -112,7 +123,15 @@ class CroppingGenerator:
         return bool(passage.split())
 
     def training_text(self, passage: str) -> str:
-        return passage  # the span is cut out of its own positive later, per example (adapt's span_removal)
+        return passage  # as a negative, whole; as its own span's positive, see training_positive
+
+    def training_positive(self, question: str, passage: str, rng: random.Random) -> str:
+        """The inverse cloze task (Lee et al. 2019): in a ``span_removal`` share of the examples (one draw of
+        ``rng`` each), the span is cut out of its positive (:func:`cut_span`), so that it must be matched to the
+        rest of its passage, not found in it word for word."""
+        return (
+            cut_span(question, passage) if self.span_removal and rng.random() < self.span_removal else passage
+        )
 
     def _crops(self, passage: str, key: str) -> list[str]:
         rng = random.Random(f"{self.seed}\x00{key}")
@@ -131,7 +150,10 @@ class CroppingGenerator:
         return crops
 
     def __repr__(self) -> str:
-        return f"CroppingGenerator(questions_per_passage={self.questions_per_passage}, max_words={self.max_words})"
+        return (
+            f"CroppingGenerator(questions_per_passage={self.questions_per_passage}, max_words={self.max_words}, "
+            f"span_removal={self.span_removal})"
+        )
 
 
 class HeadingGenerator:
@@ -176,5 +198,21 @@ class HeadingGenerator:
         parts = split_heading(passage, max_words=self.max_words, max_chars=self.max_chars)
         return parts[1] if parts else passage.strip()
 
+    def training_positive(self, question: str, passage: str, rng: random.Random) -> str:
+        del question, rng  # the heading is already off every passage (training_text)
+        return passage
+
     def __repr__(self) -> str:
         return f"HeadingGenerator(max_words={self.max_words}, max_chars={self.max_chars})"
+
+
+def cut_span(span: str, passage: str) -> str:
+    """``passage`` without the first occurrence of ``span`` (matched word by word across the passage's own
+    whitespace, which the rest keeps); the passage itself when it does not hold the span or nothing would be left.
+    """
+    words = span.split()
+    if not words:
+        return passage
+    pattern = re.compile(r"\s+".join(re.escape(word) for word in words))
+    rest = pattern.sub(" ", passage, count=1).strip()
+    return re.sub(r" {2,}", " ", rest) if rest and rest != passage else passage

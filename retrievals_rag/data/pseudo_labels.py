@@ -19,7 +19,9 @@ __all__ = ["PairScorer", "label_with_teacher"]
 class PairScorer(Protocol):
     """A teacher given as an object: scores for (query, passage) pairs, higher is better."""
 
-    def compute_score(self, pairs: Sequence[tuple[str, str]], *, show_progress_bar: bool | None = ...) -> Any: ...
+    def compute_score(
+        self, pairs: Sequence[tuple[str, str]], *, show_progress_bar: bool | None = ...
+    ) -> Any: ...
 
 
 def label_with_teacher(
@@ -66,7 +68,9 @@ def label_with_teacher(
                 f"by retrievals_rag; found: {kind + ' model' if kind else 'no retrievals_rag_config.json'})"
             )
         model = load_model(teacher, kind, options={"device": device} if device else {})
-        found = model.compute_score(pairs, normalize=True, show_progress_bar=show_progress_bar) if pairs else []
+        found = (
+            model.compute_score(pairs, normalize=True, show_progress_bar=show_progress_bar) if pairs else []
+        )
     else:
         found = teacher.compute_score(pairs, show_progress_bar=show_progress_bar) if pairs else []
     scores = iter(found)

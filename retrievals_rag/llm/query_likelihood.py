@@ -111,9 +111,15 @@ class QueryLikelihoodRanker:
                 prefixes, queries = [], []
                 for query, passage in batch:
                     cut = " ".join(passage.split()[: self.max_passage_words])
-                    prefixes.append(tokenizer(self.prompt.format(passage=cut), add_special_tokens=False).input_ids)
-                    queries.append(tokenizer(" " + " ".join(query.split()), add_special_tokens=False).input_ids)
-                if context is not None:  # keep the query whole: cut the passage's end when the pair is too long
+                    prefixes.append(
+                        tokenizer(self.prompt.format(passage=cut), add_special_tokens=False).input_ids
+                    )
+                    queries.append(
+                        tokenizer(" " + " ".join(query.split()), add_special_tokens=False).input_ids
+                    )
+                if (
+                    context is not None
+                ):  # keep the query whole: cut the passage's end when the pair is too long
                     prefixes = [p[: max(1, context - len(q))] for p, q in zip(prefixes, queries, strict=True)]
                 sequences = [p + q for p, q in zip(prefixes, queries, strict=True)]
                 width = max(map(len, sequences))
@@ -122,7 +128,9 @@ class QueryLikelihoodRanker:
                 for row, sequence in enumerate(sequences):
                     input_ids[row, : len(sequence)] = torch.tensor(sequence)
                     attention[row, : len(sequence)] = 1
-                logits = model(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)).logits
+                logits = model(
+                    input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)
+                ).logits
                 log_probs = logits.float().log_softmax(-1)
                 for row, (prefix, query) in enumerate(zip(prefixes, queries, strict=True)):
                     if not query:
@@ -130,7 +138,9 @@ class QueryLikelihoodRanker:
                         continue
                     begin = len(prefix)
                     targets = input_ids[row, begin : begin + len(query)].to(log_probs.device)
-                    token_scores = log_probs[row, begin - 1 : begin - 1 + len(query)].gather(1, targets[:, None])
+                    token_scores = log_probs[row, begin - 1 : begin - 1 + len(query)].gather(
+                        1, targets[:, None]
+                    )
                     scores.append(float(token_scores.mean()))
                 bar.update(len(batch))
         bar.close()

@@ -43,7 +43,6 @@ import json
 import logging
 import os
 import random
-import re
 import shutil
 import tempfile
 import time
@@ -63,7 +62,7 @@ from retrievals_rag.training.adapt_settings import (
 )
 
 if TYPE_CHECKING:
-    from retrievals_rag.data.generation import GeneratedQuestion
+    from retrievals_rag.data.generation import GeneratedQuestion, QuestionGenerator
 
 __all__ = ["adapt_embedder"]
 
@@ -115,6 +114,7 @@ def adapt_embedder(
         settings.generator,
         questions_per_passage=settings.questions_per_passage,
         seed=settings.seed,
+        span_removal=settings.span_removal,
         chat_model=settings.chat_model,
         max_new_tokens=settings.max_new_tokens,
         device=settings.device,
@@ -150,8 +150,9 @@ def adapt_embedder(
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.adapt-", dir=output.parent))
     try:
         summary, loss, dropped, train_count = _train(
-            corpus, sample, train_questions, holdout_questions, staging, base_model, settings, report, timings
-        )
+            corpus, sample, train_questions, holdout_questions, generator, staging, base_model, settings, report,
+            timings,
+        )  # fmt: skip
         _relocate(staging, output, summary, len(holdout_questions), len(sample))
         started = time.perf_counter()
         report("save", 0, 1, f"saving to {output}")
@@ -251,6 +252,7 @@ def _train(
     sample: dict[str, str],
     train_questions: list[GeneratedQuestion],
     holdout_questions: list[GeneratedQuestion],
+    generator: QuestionGenerator,
     staging: Path,
     base_model: str | os.PathLike[str] | None,
     settings: AdaptSettings,
@@ -293,8 +295,17 @@ def _train(
     del encoder
     timings["mine"] = time.perf_counter() - started
     report("mine", 1, 1, f"{len(records)} questions with hard negatives")
-    if settings.generator == "cropping" and settings.span_removal > 0:
-        records = _cut_spans(records, settings.span_removal, settings.seed)
+    rng = random.Random(settings.seed)
+    records = [
+        {
+            **record,
+            "positive": [
+                generator.training_positive(record["query"], record["positive"][0], rng),
+                *record["positive"][1:],
+            ],
+        }
+        for record in records
+    ]
     dropped = {"false_negative": 0, "no_negative": len(train_questions) - len(records)}
     loss = "infonce"
     if settings.teacher is not None:
@@ -373,11 +384,13 @@ def _train(
     return summary, loss, dropped, len(records)
 
 
-def _calibrate(records: list[dict[str, Any]], model_path: str, settings: AdaptSettings) -> list[dict[str, Any]]:
+def _calibrate(
+    records: list[dict[str, Any]], model_path: str, settings: AdaptSettings
+) -> list[dict[str, Any]]:
     """Teacher scores in the student's units: log-likelihood margins (nats per token) and cosine margins have no
-    common scale, so the teacher's scores are multiplied by the starting model's mean (positive - negative)
-    margin over the teacher's, on these records. margin_mse then keeps the student's average margin and moves
-    each pair's towards the teacher's judgement of it, instead of stretching or squeezing them all."""
+    common scale, so the teacher's scores are multiplied by the starting model's mean absolute (positive -
+    negative) margin over the teacher's, on these records. margin_mse then keeps the student's typical margin and
+    moves each pair's towards the teacher's judgement of it, instead of stretching or squeezing them all."""
     import numpy as np
 
     from retrievals_rag.models.embedding import AutoModelForEmbedding
@@ -391,14 +404,18 @@ def _calibrate(records: list[dict[str, Any]], model_path: str, settings: AdaptSe
     )
     student, teacher = [], []
     for row, record in enumerate(records):
-        scores = passages[[index[text] for text in (*record["positive"], *record["negative"])]] @ questions[row]
+        scores = (
+            passages[[index[text] for text in (*record["positive"], *record["negative"])]] @ questions[row]
+        )
         positives = len(record["positive"])
         student.append(float(np.mean(scores[:positives]) - np.mean(scores[positives:])))
-        teacher.append(
-            float(np.mean(record["positive_scores"]) - np.mean(record["negative_scores"]))
-        )
-    scale = float(np.mean(student)) / float(np.mean(teacher)) if np.mean(teacher) > 0 else 1.0
-    logger.info("teacher scores scaled by %.4f to the student's mean margin %.4f", scale, np.mean(student))
+        teacher.append(float(np.mean(record["positive_scores"]) - np.mean(record["negative_scores"])))
+    typical_teacher = float(np.mean(np.abs(teacher)))
+    scale = float(np.mean(np.abs(student))) / typical_teacher if typical_teacher > 0 else 1.0
+    logger.info(
+        "teacher scores scaled by %.4f (mean margins: student %.4f, teacher %.4f)",
+        scale, np.mean(student), np.mean(teacher),
+    )  # fmt: skip
     return [
         {
             **record,
@@ -407,24 +424,6 @@ def _calibrate(records: list[dict[str, Any]], model_path: str, settings: AdaptSe
         }
         for record in records
     ]
-
-
-def _cut_spans(records: list[dict[str, Any]], share: float, seed: int) -> list[dict[str, Any]]:
-    """The inverse cloze task (Lee et al. 2019): in a seeded ``share`` of the records, the query (a span of its
-    positive passage) is cut out of the positive, whitespace as the passage has it; a positive that would be
-    left empty, or that does not hold the span, stays whole."""
-    rng = random.Random(seed)
-    cut = []
-    for record in records:
-        if rng.random() < share:
-            words = record["query"].split()
-            pattern = re.compile(r"\s+".join(re.escape(word) for word in words)) if words else None
-            positive = record["positive"][0]
-            rest = pattern.sub(" ", positive, count=1).strip() if pattern else positive
-            if rest and rest != positive:
-                record = {**record, "positive": [re.sub(r" {2,}", " ", rest), *record["positive"][1:]]}
-        cut.append(record)
-    return cut
 
 
 def _progress_callback(report: _Reporter) -> Any:

@@ -4,6 +4,7 @@ the filters and their counts, the resumable questions file, a backend that is do
 from __future__ import annotations
 
 import json
+import random
 import socket
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler
@@ -156,6 +157,12 @@ def test_a_chat_generator_takes_any_passage_with_text_and_trains_on_it_whole() -
     assert (
         generator.training_text("# Insulin\nInsulin lowers glucose.") == "# Insulin\nInsulin lowers glucose."
     )
+    rng = random.Random(0)
+    state = rng.getstate()
+    assert generator.training_positive("Does insulin lower glucose?", "Insulin lowers glucose.", rng) == (
+        "Insulin lowers glucose."
+    )
+    assert rng.getstate() == state
 
 
 def test_chat_replies_are_parsed_filtered_and_counted(tmp_path: Path) -> None:

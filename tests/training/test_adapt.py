@@ -106,19 +106,27 @@ def test_cropping_adaptation_saves_a_loadable_model_with_its_report_and_verdict(
 
 
 def test_the_span_is_cut_out_of_its_positive_with_the_passage_s_own_whitespace() -> None:
-    from retrievals_rag.training.adapt import _cut_spans
+    import random
 
-    records = [
-        {"query": "Insulin lowers blood sugar.", "positive": ["Title.\nInsulin  lowers\nblood sugar. It acts fast."]},
-        {"query": "not in the passage", "positive": ["Something else entirely."]},
-        {"query": "Whole passage.", "positive": ["Whole passage."]},  # nothing would be left: kept whole
-    ]  # fmt: skip
-    cut = _cut_spans(records, 1.0, seed=0)
-    assert cut[0]["positive"] == ["Title.\n It acts fast."]
-    assert cut[1] == records[1] and cut[2] == records[2]
-    assert _cut_spans(records, 0.0, seed=0) == records
+    from retrievals_rag.data.passage_queries import CroppingGenerator, HeadingGenerator, cut_span
+
+    passage = "Title.\nInsulin  lowers\nblood sugar. It acts fast."
+    assert cut_span("Insulin lowers blood sugar.", passage) == "Title.\n It acts fast."
+    assert cut_span("not in the passage", "Something else entirely.") == "Something else entirely."
+    assert (
+        cut_span("Whole passage.", "Whole passage.") == "Whole passage."
+    )  # nothing would be left: kept whole
+    always, never = CroppingGenerator(span_removal=1.0), CroppingGenerator(span_removal=0.0)
+    rng = random.Random(0)
+    assert always.training_positive("Insulin lowers blood sugar.", passage, rng) == "Title.\n It acts fast."
+    assert never.training_positive("Insulin lowers blood sugar.", passage, rng) == passage
+    state = rng.getstate()
+    assert HeadingGenerator().training_positive("Title.", passage, rng) == passage
+    assert rng.getstate() == state  # only the cropping draws: other generators leave the job's draws alone
     with pytest.raises(ValueError, match="span_removal"):
         AdaptSettings(span_removal=1.5)
+    with pytest.raises(ValueError, match="span_removal must be in"):
+        CroppingGenerator(span_removal=-0.1)
 
 
 @pytest.mark.parametrize(
@@ -254,6 +262,48 @@ def test_a_teacher_labels_with_margin_mse_and_drops_false_negatives(
     assert report.dropped["false_negative"] + sum(len(r["negative"]) for r in records) == 3 * (
         report.train_questions + report.dropped["no_negative"]
     )
+
+
+def test_the_query_likelihood_teacher_labels_in_the_student_s_units(
+    tmp_path: Path, tiny_bert_path: Path, tiny_llama_path: Path
+) -> None:
+    import numpy as np
+
+    from retrievals_rag.llm.query_likelihood import QueryLikelihoodRanker
+    from retrievals_rag.models.embedding import AutoModelForEmbedding
+
+    settings = dataclasses.replace(
+        FAST, teacher="query-likelihood", chat_model=str(tiny_llama_path), num_negatives=2
+    )
+    report = adapt_embedder(
+        scifact_passages(), tmp_path / "out", base_model=tiny_bert_path, settings=settings
+    )
+
+    assert report.loss == "margin_mse"
+    records = [
+        json.loads(line) for line in (tmp_path / "out/adapt_data/train.jsonl").read_text().splitlines()
+    ]
+    assert len(records) == report.train_questions >= 2
+    ranker = QueryLikelihoodRanker(tiny_llama_path, device="cpu")
+    student = AutoModelForEmbedding.from_pretrained(tiny_bert_path, max_length=64, device="cpu")
+    teacher_margins, student_margins = [], []
+    for record in records:
+        raw = ranker.compute_score(
+            [(record["query"], text) for text in (*record["positive"], *record["negative"])]
+        )
+        scaled = [*record["positive_scores"], *record["negative_scores"]]
+        # one positive factor for every pair: the teacher's order kept, its false negatives dropped
+        assert np.allclose(np.array(scaled) / np.array(raw), scaled[0] / raw[0], rtol=1e-4)
+        assert scaled[0] / raw[0] > 0 and max(raw[1:]) < raw[0]
+        vectors = student.encode(
+            [record["query"], *record["positive"], *record["negative"]], normalize_embeddings=True
+        )
+        cosines = vectors[1:] @ vectors[0]
+        teacher_margins += [scaled[0] - value for value in scaled[1:]]
+        student_margins.append(float(cosines[0] - np.mean(cosines[1:])))
+    # the typical margin is the student's (records' mean positive - mean negative margins)
+    record_teacher = [np.mean(r["positive_scores"]) - np.mean(r["negative_scores"]) for r in records]
+    assert np.mean(np.abs(record_teacher)) == pytest.approx(np.mean(np.abs(student_margins)), rel=1e-3)
 
 
 def test_a_teacher_that_is_an_embedder_is_refused(tmp_path: Path, tiny_bert_path: Path) -> None:
