@@ -10,10 +10,13 @@ training triplet format (``query`` / ``positive`` / ``negative``, as
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-__all__ = ["PairScorer", "label_with_teacher"]
+__all__ = ["PROGRESS_PAIRS", "PairScorer", "label_with_teacher"]
+
+PROGRESS_PAIRS = 256
+"""Pairs scored between two progress reports (and chances to cancel)."""
 
 
 class PairScorer(Protocol):
@@ -30,14 +33,15 @@ def label_with_teacher(
     *,
     false_negative_margin: float = 0.0,
     device: str | None = None,
-    show_progress_bar: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """Score every (query, passage) pair of ``records`` with ``teacher``; drop likely false negatives.
 
     A folder's scores are its probabilities (a sigmoid of its logits, 0 to 1), on the scale of an embedder's
     cosine margins; a scorer object's are its own (a
-    :class:`~retrievals_rag.llm.query_likelihood.QueryLikelihoodRanker`'s: log-probabilities per token). A negative scored at or above the lowest positive's score minus ``false_negative_margin`` is dropped:
-    the teacher thinks it answers the query about as well as the passage the query was written for. A record left
+    :class:`~retrievals_rag.llm.query_likelihood.QueryLikelihoodRanker`'s: log-probabilities per token). A
+    negative scored at or above the lowest positive's score minus ``false_negative_margin`` is dropped: the
+    teacher thinks it answers the query about as well as the passage the query was written for. A record left
     without a negative is dropped too.
 
     Args:
@@ -46,7 +50,8 @@ def label_with_teacher(
             ``compute_score(pairs, show_progress_bar=...)``, used as it is.
         false_negative_margin: see above (0: drop negatives scored above their positive), in the teacher's units.
         device: where a folder's teacher runs (None: a GPU when there is one).
-        show_progress_bar: a progress bar over the pairs.
+        progress: called with (pairs scored, pairs) after every :data:`PROGRESS_PAIRS` pairs; it may raise to
+            cancel.
 
     Returns:
         The labelled records (copies, with ``positive_scores`` and ``negative_scores``) and the number of
@@ -68,11 +73,20 @@ def label_with_teacher(
                 f"by retrievals_rag; found: {kind + ' model' if kind else 'no retrievals_rag_config.json'})"
             )
         model = load_model(teacher, kind, options={"device": device} if device else {})
-        found = (
-            model.compute_score(pairs, normalize=True, show_progress_bar=show_progress_bar) if pairs else []
-        )
+
+        def score(chunk: Sequence[tuple[str, str]]) -> Any:
+            return model.compute_score(chunk, normalize=True, show_progress_bar=False)
+
     else:
-        found = teacher.compute_score(pairs, show_progress_bar=show_progress_bar) if pairs else []
+
+        def score(chunk: Sequence[tuple[str, str]]) -> Any:
+            return teacher.compute_score(chunk, show_progress_bar=False)
+
+    found: list[float] = []
+    for start in range(0, len(pairs), PROGRESS_PAIRS):
+        found.extend(float(value) for value in score(pairs[start : start + PROGRESS_PAIRS]))
+        if progress is not None:
+            progress(len(found), len(pairs))
     scores = iter(found)
     labelled: list[dict[str, Any]] = []
     removed = 0

@@ -15,7 +15,7 @@ Retrieval", with the generator and the teacher made optional):
    the chat model's log-probability of the question given the passage, UPR), every (question,
    passage) pair is scored, negatives that the teacher scores within ``false_negative_margin`` of the positive
    (or above it) are dropped as likely false negatives, and training uses ``margin_mse`` on the teacher's
-   scores (query-likelihood's rescaled to the starting model's mean margin); without one, InfoNCE;
+   scores (query-likelihood's rescaled to the starting model's typical margin); without one, InfoNCE;
 5. **train** with :func:`~retrievals_rag.training.run.train_embedding`, which judges the starting and the trained
    model on the held-out questions, each retrieving from all the sampled passages;
 6. **save**: the model folder (what ``AutoModelForEmbedding.from_pretrained`` loads) with ``adapt_report.json``,
@@ -325,7 +325,7 @@ def _train(
             teacher,
             false_negative_margin=settings.false_negative_margin,
             device=settings.device,
-            show_progress_bar=likelihood,
+            progress=lambda done, total: report("label", done, total, f"scored {done}/{total} pairs"),
         )
         report("label", pairs, pairs, f"{dropped['false_negative']} likely false negatives dropped")
         dropped["no_negative"] = len(train_questions) - len(records)

@@ -275,8 +275,9 @@ def test_the_query_likelihood_teacher_labels_in_the_student_s_units(
     settings = dataclasses.replace(
         FAST, teacher="query-likelihood", chat_model=str(tiny_llama_path), num_negatives=2
     )
+    recorder = Recorder()
     report = adapt_embedder(
-        scifact_passages(), tmp_path / "out", base_model=tiny_bert_path, settings=settings
+        scifact_passages(), tmp_path / "out", base_model=tiny_bert_path, settings=settings, progress=recorder
     )
 
     assert report.loss == "margin_mse"
@@ -284,6 +285,9 @@ def test_the_query_likelihood_teacher_labels_in_the_student_s_units(
         json.loads(line) for line in (tmp_path / "out/adapt_data/train.jsonl").read_text().splitlines()
     ]
     assert len(records) == report.train_questions >= 2
+    labelling = [(step.done, step.total) for step in recorder.reports if step.stage == "label"]
+    pairs = labelling[0][1]
+    assert labelling[0][0] == 0 and labelling[-1] == (pairs, pairs) and pairs >= 3 * len(records)
     ranker = QueryLikelihoodRanker(tiny_llama_path, device="cpu")
     student = AutoModelForEmbedding.from_pretrained(tiny_bert_path, max_length=64, device="cpu")
     teacher_margins, student_margins = [], []
