@@ -8,6 +8,8 @@ cross-encoder, an LLM reranker or ColBERT.
     # keep the dense run and the mined triplets, to train another kind on them without encoding again
     python examples/reranking/scifact_rerank.py --data ../shared/data/scifact --train --train-kind colbert \
         --dense-run runs/scifact-dense.json --triplets runs/scifact-triplets.jsonl --output runs/scifact-colbert
+    # a zero-shot reranker with no training at all: SmolLM2's query likelihood (UPR), over the dense top-10
+    python examples/reranking/scifact_rerank.py --data ../shared/data/scifact --reranker query-likelihood --top-k 10
     # a quick look: 20 test queries (and, with --train, 20 train queries)
     python examples/reranking/scifact_rerank.py --data ../shared/data/scifact --reranker runs/colbert --limit-queries 20
 
@@ -59,9 +61,20 @@ def load_reranker(
     path: str | Path, device: str | None, max_windows: int | None = None, backend: str = "torch"
 ) -> Any:
     """The reranker saved in ``path``: ColBERT, or a cross-encoder / LLM ranker (adapter folders included),
-    scoring at most ``max_windows`` windows per document (None: the model's setting), run by ``backend``."""
+    scoring at most ``max_windows`` windows per document (None: the model's setting), run by ``backend``; or,
+    for ``query-likelihood``, the packaged SmolLM2's query likelihood (UPR: no training, no folder)."""
     from retrievals_rag import AutoModelForRanking, ColBERT
     from retrievals_rag.models.config import read_model_kind
+    from retrievals_rag.training.adapt_settings import QUERY_LIKELIHOOD_TEACHER
+
+    if str(path) == QUERY_LIKELIHOOD_TEACHER:
+        from retrievals_rag.llm.query_likelihood import QueryLikelihoodRanker
+
+        if backend != "torch":
+            raise SystemExit(
+                f"--reranker {QUERY_LIKELIHOOD_TEACHER} runs on torch only, not --backend {backend}"
+            )
+        return QueryLikelihoodRanker(device=device)
 
     if read_model_kind(path) == "colbert":
         return ColBERT.from_pretrained(path, device=device, max_windows=max_windows, backend=backend)
@@ -158,7 +171,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--reranker",
         default=None,
-        help="reranker folder (cross-encoder, LLM ranker or ColBERT); default: the one --train makes",
+        help="reranker folder (cross-encoder, LLM ranker or ColBERT), or query-likelihood (the packaged SmolLM2's "
+        "likelihood of the query given the document, UPR: no training); default: the one --train makes",
     )
     parser.add_argument(
         "--dense-model", default=None, help="first-stage embedder (default: the packaged MiniLM)"
@@ -268,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     shown = [*SHOWN_METRICS, f"Recall@{args.top_k}"]
     print(f"\n{args.data.name} {args.split}: {len(queries)} queries, {len(documents)} documents")
     print(f"{'':<34}" + "".join(f"{name:>12}" for name in shown))
-    reranked_label = f"reranked ({type(reranker).__name__}, {reranker.backend})"
+    reranked_label = f"reranked ({type(reranker).__name__}, {getattr(reranker, 'backend', 'torch')})"
     for label, name in (("dense (MiniLM)", "dense"), (reranked_label, "reranked")):
         print(f"{label:<34}" + "".join(f"{results[name][metric]:>12.4f}" for metric in shown))
     print(f"reranking {sum(len(hits) for hits in reranked.values())} pairs took {rerank_seconds:.1f}s")

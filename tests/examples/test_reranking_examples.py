@@ -105,6 +105,24 @@ def test_scifact_rerank_with_a_given_cross_encoder(
     assert json.loads((tmp_path / "run" / "results.json").read_text())["dense"] == results["dense"]
 
 
+@pytest.mark.slow
+def test_scifact_rerank_with_smollm2_s_query_likelihood(
+    tiny_bert_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = _example("scifact_rerank").main(
+        ["--data", str(SCIFACT_SUBSET), "--reranker", "query-likelihood", "--dense-model", str(tiny_bert_path),
+         "--top-k", "3", "--limit-queries", "2", "--device", "cpu", "--output", str(tmp_path / "run")]
+    )  # fmt: skip
+    assert results["reranked"]["Recall@3"] == results["dense"]["Recall@3"]
+    assert "reranked (QueryLikelihoodRanker, torch)" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="torch only"):
+        _example("scifact_rerank").main(
+            ["--data", str(SCIFACT_SUBSET), "--reranker", "query-likelihood", "--backend", "onnx",
+             "--dense-model", str(tiny_bert_path), "--top-k", "3", "--limit-queries", "2", "--device", "cpu",
+             "--output", str(tmp_path / "run2")]
+        )  # fmt: skip
+
+
 def test_scifact_rerank_trains_colbert_first(tiny_bert_path: Path, tmp_path: Path) -> None:
     results = _example("scifact_rerank").main(
         ["--data", str(SCIFACT_SUBSET), "--train", "--train-kind", "colbert", "--train-split", "test",
