@@ -111,16 +111,17 @@ class QueryLikelihoodRanker:
                 prefixes, queries = [], []
                 for query, passage in batch:
                     cut = " ".join(passage.split()[: self.max_passage_words])
-                    prefixes.append(
-                        tokenizer(self.prompt.format(passage=cut), add_special_tokens=False).input_ids
-                    )
-                    queries.append(
-                        tokenizer(" " + " ".join(query.split()), add_special_tokens=False).input_ids
-                    )
-                if (
-                    context is not None
-                ):  # keep the query whole: cut the passage's end when the pair is too long
-                    prefixes = [p[: max(1, context - len(q))] for p, q in zip(prefixes, queries, strict=True)]
+                    prefix = tokenizer(
+                        self.prompt.replace("{passage}", cut), add_special_tokens=False
+                    ).input_ids
+                    tokens = tokenizer(" " + " ".join(query.split()), add_special_tokens=False).input_ids
+                    if (
+                        context is not None
+                    ):  # too long: the query kept (up to context - 1), the passage's end cut
+                        tokens = tokens[: context - 1]
+                        prefix = prefix[: max(1, context - len(tokens))]
+                    prefixes.append(prefix)
+                    queries.append(tokens)
                 sequences = [p + q for p, q in zip(prefixes, queries, strict=True)]
                 width = max(map(len, sequences))
                 input_ids = torch.full((len(sequences), width), pad, dtype=torch.long)
@@ -131,17 +132,14 @@ class QueryLikelihoodRanker:
                 logits = model(
                     input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)
                 ).logits
-                log_probs = logits.float().log_softmax(-1)
                 for row, (prefix, query) in enumerate(zip(prefixes, queries, strict=True)):
                     if not query:
                         scores.append(float("-inf"))
                         continue
-                    begin = len(prefix)
-                    targets = input_ids[row, begin : begin + len(query)].to(log_probs.device)
-                    token_scores = log_probs[row, begin - 1 : begin - 1 + len(query)].gather(
-                        1, targets[:, None]
-                    )
-                    scores.append(float(token_scores.mean()))
+                    begin = len(prefix)  # the logits at position i predict token i + 1
+                    log_probs = logits[row, begin - 1 : begin - 1 + len(query)].float().log_softmax(-1)
+                    targets = torch.tensor(query, device=log_probs.device)
+                    scores.append(float(log_probs.gather(1, targets[:, None]).mean()))
                 bar.update(len(batch))
         bar.close()
         return scores

@@ -44,9 +44,17 @@ def test_batching_and_padding_do_not_change_a_score(tiny_llama_path: Path) -> No
 def test_a_passage_longer_than_the_context_is_cut_and_the_query_kept_whole(tiny_llama_path: Path) -> None:
     # 256 positions in the tiny model: 400 words of passage cannot fit, the query still scores
     ranker = QueryLikelihoodRanker(tiny_llama_path, max_passage_words=1000, device="cpu")
-    [long, empty] = ranker.compute_score([("the protein folds", "cell " * 400), ("", PASSAGE)])
-    assert math.isfinite(long) and long < 0
+    [long, long_query, empty] = ranker.compute_score(
+        [("the protein folds", "cell " * 400), ("protein " * 300, PASSAGE), ("", PASSAGE)]
+    )
+    assert math.isfinite(long) and long < 0 and math.isfinite(long_query)
     assert empty == float("-inf")
+
+
+def test_a_prompt_may_hold_other_braces(tiny_llama_path: Path) -> None:
+    ranker = QueryLikelihoodRanker(tiny_llama_path, prompt="{json} {passage} {0} :", device="cpu")
+    [score] = ranker.compute_score([("the protein folds", PASSAGE)])
+    assert math.isfinite(score)
 
 
 @pytest.mark.parametrize(
