@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["PROGRESS_PAIRS", "PairScorer", "label_with_teacher"]
+if TYPE_CHECKING:
+    from retrievals_rag.retrieval.runs import PairScorer
+
+__all__ = ["PROGRESS_PAIRS", "label_with_teacher"]
 
 PROGRESS_PAIRS = 256
 """Pairs scored between two progress reports (and chances to cancel)."""
-
-
-class PairScorer(Protocol):
-    """A teacher given as an object: scores for (query, passage) pairs, higher is better."""
-
-    def compute_score(
-        self, pairs: Sequence[tuple[str, str]], *, show_progress_bar: bool | None = ...
-    ) -> Any: ...
 
 
 def label_with_teacher(

@@ -19,29 +19,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 from retrievals_rag.evaluation.beir import Document, document_text, load_beir
 from retrievals_rag.evaluation.evaluator import EvaluationResult, RetrievalEvaluator
 from retrievals_rag.evaluation.metrics import evaluate_run
-from retrievals_rag.retrieval.runs import QueryCorpusEncoder, Run, rank_documents
+from retrievals_rag.retrieval.runs import PairScorer, QueryCorpusEncoder, Run, rank_documents
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["PairScorer", "RerankingEvaluator", "read_run", "write_run"]
-
-
-class PairScorer(Protocol):
-    """What reranking needs from a model: the public ``compute_score`` of every ranker."""
-
-    def compute_score(
-        self,
-        pairs: Sequence[tuple[str, str]],
-        *,
-        batch_size: int | None = ...,
-        token_budget: int | None = ...,
-        show_progress_bar: bool | None = ...,
-    ) -> Any: ...
 
 
 def read_run(path: str | os.PathLike[str]) -> Run:

@@ -1,4 +1,5 @@
-"""The run format shared by retrieval, fusion and evaluation, its one ranking rule, and the encoder protocol.
+"""The run format shared by retrieval, fusion and evaluation, its one ranking rule, and the encoder and scorer
+protocols.
 
 A run maps query id -> document id -> score (the pytrec_eval format), with Python floats.
 """
@@ -28,6 +29,20 @@ class QueryCorpusEncoder(Protocol):
     def encode_corpus(
         self,
         documents: Sequence[str],
+        *,
+        batch_size: int | None = ...,
+        token_budget: int | None = ...,
+        show_progress_bar: bool | None = ...,
+    ) -> Any: ...
+
+
+class PairScorer(Protocol):
+    """What reranking and pseudo-labelling need from a model: the public ``compute_score`` of every ranker (and
+    of :class:`~retrievals_rag.llm.query_likelihood.QueryLikelihoodRanker`)."""
+
+    def compute_score(
+        self,
+        pairs: Sequence[tuple[str, str]],
         *,
         batch_size: int | None = ...,
         token_budget: int | None = ...,
