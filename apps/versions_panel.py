@@ -15,6 +15,7 @@ from rag_ui import POLL_SECONDS, ask_confirmation, duration, plain, short, show_
 
 from retrievals_rag.data.generation import DEFAULT_QUESTION_PROMPT
 from retrievals_rag.rag import AdaptSettings, CollectionVersion, RagEngine
+from retrievals_rag.training.adapt_settings import QUERY_LIKELIHOOD_TEACHER
 
 GENERATOR_LABELS = {
     "cropping": "Spans of the passages (fast, no LLM)",
@@ -246,6 +247,18 @@ def adapt_form(
                 "Keep replies that are not questions (claims, keywords)",
                 key=f"any-reply-{collection}",
             )
+    st.checkbox(
+        "Let SmolLM2 judge the training pairs (slower)",
+        key=f"teacher-{collection}",
+        disabled=smollm2_problem is not None,
+        help=(
+            "SmolLM2 scores how likely each passage makes each question (query likelihood, no labels needed): "
+            "negatives it ranks above the answer are dropped and the embedder learns its margins. About 2 pairs "
+            "a second on a CPU, four pairs per question."
+            if smollm2_problem is None
+            else smollm2_problem
+        ),
+    )
     st.button(
         "Adapt the embedder",
         type="primary",
@@ -267,6 +280,7 @@ def start_adaptation(
     question_prompt = prompt if asks_model and prompt.strip() != DEFAULT_QUESTION_PROMPT.strip() else None
     any_reply = asks_model and bool(st.session_state.get(f"any-reply-{collection}"))
     reply_form = "any" if any_reply else "question"
+    teacher = QUERY_LIKELIHOOD_TEACHER if st.session_state.get(f"teacher-{collection}") else None
     try:
         if generator == "openai" and openai is not None:
             settings = AdaptSettings(
@@ -276,12 +290,14 @@ def start_adaptation(
                 openai_api_key_env=API_KEY_VARIABLE,
                 question_prompt=question_prompt,
                 reply_form=reply_form,
+                teacher=teacher,
             )
         else:
             settings = AdaptSettings(
                 generator=generator,  # type: ignore[arg-type]
                 question_prompt=question_prompt,
                 reply_form=reply_form,
+                teacher=teacher,
             )
         job = engine.submit_adaptation(collection, settings)
     except Exception as error:

@@ -121,9 +121,10 @@ def test_adapting_too_small_a_collection_is_an_error_in_place(tiny_app_env: None
 def test_the_question_prompt_and_reply_form_reach_the_adaptation(
     tiny_app_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An LLM generator shows what it will be asked; an edited prompt and "keep replies that are not questions"
-    go into the job's settings, the default prompt goes as None (so a resumed run matches), and a prompt without
-    {passage} is refused in place before anything starts."""
+    """An LLM generator shows what it will be asked; an edited prompt, "keep replies that are not questions" and
+    "let SmolLM2 judge the training pairs" (the query-likelihood teacher) go into the job's settings, the default
+    prompt goes as None (so a resumed run matches), and a prompt without {passage} is refused in place before
+    anything starts."""
     from retrievals_rag.rag.engine import RagEngine
 
     monkeypatch.setenv("RETRIEVALS_RAG_LLM_BASE_URL", "http://127.0.0.1:9/v1")
@@ -142,6 +143,11 @@ def test_the_question_prompt_and_reply_form_reach_the_adaptation(
     assert not [area for area in at.text_area if area.key == "prompt-notes"]  # headings: none either
     button(at, "Adapt the embedder").click().run()
     assert asked[-1].generator == "title" and asked[-1].question_prompt is None
+    assert asked[-1].teacher is None
+    at.checkbox(key="teacher-notes").check()
+    button(at, "Adapt the embedder").click().run()
+    assert asked[-1].generator == "title" and asked[-1].teacher == "query-likelihood"
+    at.checkbox(key="teacher-notes").uncheck()
     at.radio(key="generator-notes").set_value("openai").run()
     prompt = at.text_area(key="prompt-notes")
     assert "{passage}" in prompt.value
@@ -159,6 +165,6 @@ def test_the_question_prompt_and_reply_form_reach_the_adaptation(
 
     at.text_area(key="prompt-notes").set_value("Write a question.")
     button(at, "Adapt the embedder").click().run()
-    assert len(asked) == 3  # refused before the job
+    assert len(asked) == 4  # refused before the job
     (error,) = [unescape(text) for text in values(at.main.error)]
     assert error.startswith("Cannot adapt: ") and "{passage}" in error
