@@ -5,7 +5,8 @@ Run it with ``retrievals-rag app`` (or ``streamlit run apps/app.py``). Settings 
 - ``RETRIEVALS_RAG_DATA_DIR``: the engine's folder (embedded Chroma); default ``./rag-data``.
 - ``RETRIEVALS_RAG_CHROMA_URL``: a Chroma server (``http://127.0.0.1:8000``) instead of the embedded database.
 - ``RETRIEVALS_RAG_EMBEDDER``: the embedder folder shown by default; empty: the packaged all-MiniLM-L6-v2.
-- ``RETRIEVALS_RAG_RERANKER``: the reranker folder shown by default; empty: no reranking.
+- ``RETRIEVALS_RAG_RERANKER``: the reranker folder shown by default (or ``query-likelihood``: SmolLM2's query
+  likelihood); empty: no reranking.
 - ``RETRIEVALS_RAG_LLM``: the answer mode chosen at start: ``smollm2`` (the default: SmolLM2's answers checked
   against the sources), ``openai`` or ``extractive`` (see :mod:`retrievals_rag.rag.answer_modes`).
 - ``RETRIEVALS_RAG_LLM_BASE_URL`` / ``RETRIEVALS_RAG_LLM_MODEL``: defaults of the OpenAI-compatible server;
@@ -172,7 +173,9 @@ def settings_panel(problems: dict[str, str]) -> dict[str, Any]:
             "Reranker folder",
             value=os.environ.get("RETRIEVALS_RAG_RERANKER", ""),
             key="reranker",
-            help="Empty: no reranking. A cross-encoder, LLM ranker or ColBERT.",
+            help="Empty: no reranking. A cross-encoder, LLM ranker or ColBERT folder; or query-likelihood: the local "
+            "SmolLM2 judges how likely each source makes the question (no training needed; about 2 sources a "
+            "second on a CPU).",
         )
         if "reranker" in problems:
             st.error(plain(problems["reranker"]))

@@ -68,13 +68,13 @@ def load_reranker(
     from retrievals_rag.training.adapt_settings import QUERY_LIKELIHOOD_TEACHER
 
     if str(path) == QUERY_LIKELIHOOD_TEACHER:
-        from retrievals_rag.llm.query_likelihood import QueryLikelihoodRanker
+        from retrievals_rag.llm.query_likelihood import query_likelihood_ranker
 
         if backend != "torch":
             raise SystemExit(
                 f"--reranker {QUERY_LIKELIHOOD_TEACHER} runs on torch only, not --backend {backend}"
             )
-        return QueryLikelihoodRanker(device=device)
+        return query_likelihood_ranker(device=device, max_windows=max_windows or 1)
 
     if read_model_kind(path) == "colbert":
         return ColBERT.from_pretrained(path, device=device, max_windows=max_windows, backend=backend)

@@ -34,7 +34,7 @@ def label_with_teacher(
 
     A folder's scores are its probabilities (a sigmoid of its logits, 0 to 1), on the scale of an embedder's
     cosine margins; a scorer object's are its own (a
-    :class:`~retrievals_rag.llm.query_likelihood.QueryLikelihoodRanker`'s: log-probabilities per token). A
+    query-likelihood ``LLMRanker``'s: log-probabilities per token). A
     negative scored at or above the lowest positive's score minus ``false_negative_margin`` is dropped: the
     teacher thinks it answers the query about as well as the passage the query was written for. A record left
     without a negative is dropped too.

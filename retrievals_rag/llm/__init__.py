@@ -1,5 +1,5 @@
 """Chat backends: the packaged SmolLM2 run by transformers, and OpenAI-compatible servers; and a zero-shot
-reranker made of a causal LM (:class:`QueryLikelihoodRanker`, UPR).
+reranker made of a chat model's query likelihood (:func:`query_likelihood_ranker`, UPR).
 
 Used by the RAG engine to answer (:mod:`retrievals_rag.rag.generate`) and by label-free adaptation to write
 questions for passages (:mod:`retrievals_rag.data.generation`). Names are resolved lazily: ``import
@@ -12,8 +12,8 @@ retrievals_rag.llm`` loads neither torch nor transformers nor httpx::
 
 Modules: :mod:`~retrievals_rag.llm.base` (messages, errors, the :class:`ChatBackend` interface),
 :mod:`~retrievals_rag.llm.chat` (the backends), :mod:`~retrievals_rag.llm.gguf` (the SmolLM2 file and its
-conversion), :mod:`~retrievals_rag.llm.query_likelihood` (query likelihood as a relevance score: adaptation's
-label-free teacher).
+conversion), :mod:`~retrievals_rag.llm.query_likelihood` (the chat model's query likelihood as a relevance
+score, an ``LLMRanker``: adaptation's label-free teacher and a zero-shot reranker).
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ _LAZY_NAMES: dict[str, str] = {
     "complete": "retrievals_rag.llm.base",
     "OpenAICompatibleChat": "retrievals_rag.llm.chat",
     "TransformersChat": "retrievals_rag.llm.chat",
-    "DEFAULT_LIKELIHOOD_PROMPT": "retrievals_rag.llm.query_likelihood",
-    "QueryLikelihoodRanker": "retrievals_rag.llm.query_likelihood",
+    "QUERY_LIKELIHOOD": "retrievals_rag.llm.query_likelihood",
+    "QUERY_LIKELIHOOD_MAX_LENGTH": "retrievals_rag.llm.query_likelihood",
+    "query_likelihood_ranker": "retrievals_rag.llm.query_likelihood",
     "SMOLLM2_GGUF_FILE": "retrievals_rag.llm.gguf",
     "SMOLLM2_PACKAGE": "retrievals_rag.llm.gguf",
     "convert_gguf": "retrievals_rag.llm.gguf",
@@ -42,7 +43,8 @@ _LAZY_NAMES: dict[str, str] = {
 }
 
 __all__ = [
-    "DEFAULT_LIKELIHOOD_PROMPT",
+    "QUERY_LIKELIHOOD",
+    "QUERY_LIKELIHOOD_MAX_LENGTH",
     "SMOLLM2_GGUF_FILE",
     "SMOLLM2_PACKAGE",
     "BackendUnavailableError",
@@ -50,12 +52,12 @@ __all__ = [
     "ChatMessage",
     "GenerationError",
     "OpenAICompatibleChat",
-    "QueryLikelihoodRanker",
     "TransformersChat",
     "complete",
     "convert_gguf",
     "converted_folder",
     "default_cache_dir",
+    "query_likelihood_ranker",
     "smollm2_gguf_path",
 ]
 
@@ -76,7 +78,11 @@ if TYPE_CHECKING:
         default_cache_dir,
         smollm2_gguf_path,
     )
-    from retrievals_rag.llm.query_likelihood import DEFAULT_LIKELIHOOD_PROMPT, QueryLikelihoodRanker
+    from retrievals_rag.llm.query_likelihood import (
+        QUERY_LIKELIHOOD,
+        QUERY_LIKELIHOOD_MAX_LENGTH,
+        query_likelihood_ranker,
+    )
 
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES, globals(), __all__)

@@ -22,6 +22,11 @@ DEFAULT_LLM_RANKING_PROMPT = (
     "Given a query with a relevant body, determine whether the document is pertinent to the query by "
     "providing a prediction of either 'Yes' or 'No'."
 )
+LLMScoring = Literal["target_token", "query_likelihood"]
+LLM_SCORINGS: tuple[LLMScoring, ...] = ("target_token", "query_likelihood")
+# Query likelihood (UPR, Sachan et al. 2022): the passage, then this prompt, then the query, whose tokens are scored.
+QUERY_LIKELIHOOD_PROMPT = "A question or claim about this passage:"
+QUERY_LIKELIHOOD_DOCUMENT_INSTRUCTION = "Passage: "
 
 
 @dataclass(frozen=True)
@@ -109,20 +114,25 @@ class CrossEncoderSettings:
 
 @dataclass(frozen=True)
 class LLMRankerSettings:
-    """How a decoder LLM scores (query, document) pairs by the logit of its answer token.
+    """How a decoder LLM scores (query, document) pairs: by the logit of an answer token, or by query likelihood.
 
-    The input is ``[BOS] query_instruction+query SEP document_instruction+document SEP prompt`` and the
-    score is the logit of ``target_token`` at its last position (see ``retrievals_rag.models.llm_ranking``).
+    With ``scoring="target_token"`` (the default) the input is
+    ``[BOS] query_instruction+query SEP document_instruction+document SEP prompt`` and the score is the logit of
+    ``target_token`` at its last position. With ``scoring="query_likelihood"`` it is
+    ``[BOS] document_instruction+document SEP prompt query`` and the score is the mean log-probability of the
+    query's tokens (see ``retrievals_rag.models.llm_ranking``).
 
     Attributes:
         max_length: tokens per input, prompt and special tokens included.
-        query_instruction: prefix for the query (``{}`` is a placeholder for the text).
+        query_instruction: prefix for the query (``{}`` is a placeholder for the text); none with query
+            likelihood (it would be scored as part of the query).
         document_instruction: prefix for the document, repeated in every window.
-        prompt: the task prompt that ends every input.
+        prompt: the task prompt after the document (query likelihood: the words right before the query).
         separator: text between query, document and prompt.
-        target_token: the answer whose first token's logit is the score.
+        target_token: the answer whose first token's logit is the score (target-token scoring).
         window_stride: see :class:`CrossEncoderSettings`.
         max_windows: see :class:`CrossEncoderSettings`.
+        scoring: ``"target_token"`` or ``"query_likelihood"``.
     """
 
     max_length: int
@@ -133,6 +143,7 @@ class LLMRankerSettings:
     target_token: str = "Yes"
     window_stride: int | None = None
     max_windows: int = DEFAULT_MAX_WINDOWS
+    scoring: LLMScoring = "target_token"
 
     def __post_init__(self) -> None:
         _check_max_length("max_length", self.max_length)
@@ -143,6 +154,24 @@ class LLMRankerSettings:
         if not self.target_token:
             raise ValueError("target_token must not be empty")
         check_window_settings(self.window_stride, self.max_windows)
+        if self.scoring not in LLM_SCORINGS:
+            raise ValueError(f"scoring must be one of {', '.join(LLM_SCORINGS)}; got {self.scoring!r}")
+        if self.scoring == "query_likelihood" and self.query_instruction:
+            raise ValueError(
+                f"query_instruction={self.query_instruction!r} cannot be used with query-likelihood scoring: the "
+                "query's own tokens are what is scored; put the words before the query in prompt"
+            )
+
+    @classmethod
+    def defaults_for(cls, scoring: LLMScoring) -> dict[str, Any]:
+        """The prompt and instructions a ``scoring`` uses when none are given (for ``from_pretrained``)."""
+        if scoring == "query_likelihood":
+            return {
+                "query_instruction": None,
+                "document_instruction": QUERY_LIKELIHOOD_DOCUMENT_INSTRUCTION,
+                "prompt": QUERY_LIKELIHOOD_PROMPT,
+            }
+        return {}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
-"""The LLM ranker: a decoder LM asked whether a document is pertinent to a query, scored by its 'Yes' logit.
+"""The LLM ranker: a decoder LM that scores (query, document) pairs in one of two ways.
 
-Input layout (token ids, assembled piece by piece so that only the document is ever windowed and the prompt is
-never cut)::
+**Target token** (``scoring="target_token"``, the default; trainable). Input layout (token ids, assembled piece
+by piece so that only the document is ever windowed and the prompt is never cut)::
 
     [BOS] A: {query} SEP B: {document window} SEP {prompt}
 
@@ -9,6 +9,16 @@ with ``SEP`` a newline and ``A: `` / ``B: `` the default query and document inst
 logit of the first token of ``"Yes"`` at the input's last real token, the position from which the model would
 generate its answer. This is the layout of the LLM rerankers of FlagEmbedding (bge-reranker-v2-gemma) and
 open-retrievals, whose default task prompt is used here.
+
+**Query likelihood** (``scoring="query_likelihood"``; zero-shot, no training and no labels: UPR, Sachan et al.
+2022, "Improving Passage Retrieval with Zero-Shot Question Generation")::
+
+    [BOS] Passage: {document window} SEP A question or claim about this passage: {query}
+
+The score is the mean log-probability of the query's tokens given what precedes them (at most 0). Only the
+query's positions go through the LM head, in chunks, so memory does not grow with vocabulary x length. Any causal
+LM works as it is, e.g. the packaged SmolLM2 (:func:`retrievals_rag.llm.query_likelihood.query_likelihood_ranker`),
+which makes it the label-free teacher of ``retrievals-rag adapt --teacher query-likelihood``.
 """
 
 from __future__ import annotations
@@ -17,10 +27,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from retrievals_rag.models.base import resolve_settings
-from retrievals_rag.models.config import LLMRankerSettings
+from retrievals_rag.models.config import LLMRankerSettings, LLMScoring
 from retrievals_rag.models.loading import DtypeName, default_max_length
 from retrievals_rag.models.pooling import pool
 from retrievals_rag.models.ranker import PairRanker
@@ -32,6 +43,8 @@ if TYPE_CHECKING:
 
 # Default input length when the folder does not say: LLM context windows are far longer than a reranker needs.
 DEFAULT_LLM_MAX_LENGTH = 1_024
+# Query likelihood: query positions sent through the LM head at once (bounds the (positions, vocabulary) logits).
+LIKELIHOOD_POSITIONS_PER_STEP = 2_048
 
 
 def target_token_id(tokenizer: PreTrainedTokenizerBase, target_token: str) -> int:
@@ -50,7 +63,7 @@ def target_token_id(tokenizer: PreTrainedTokenizerBase, target_token: str) -> in
 
 
 class LLMRanker(PairRanker):
-    """A decoder LLM reranker: the logit of 'Yes' after a relevance prompt is the score.
+    """A decoder LLM reranker: the logit of 'Yes' after a relevance prompt, or the query's likelihood, is the score.
 
     Load with :meth:`from_pretrained` (or ``AutoModelForRanking.from_pretrained(path, causal_lm=True)``), score
     with :meth:`compute_score` / :meth:`rerank`, save with :meth:`save_pretrained`. ``forward`` returns one score
@@ -60,6 +73,10 @@ class LLMRanker(PairRanker):
     LoRA fine-tuning (``enable_lora``, which the LM head is left out of) wraps :attr:`model` in a peft model; scoring looks through the
     wrapper to the decoder, so the adapters are used. :meth:`save_pretrained` then writes the adapter alone (or,
     with ``merge_lora=True``, a merged model), and :meth:`from_pretrained` loads an adapter folder on its base.
+
+    With ``scoring="query_likelihood"`` any causal LM scores without training: the score is the mean
+    log-probability of the query's tokens after the document and the prompt (``normalize=True``: its
+    exponential, the per-token probability). That mode is for inference; ``forward`` (training) refuses it.
 
     Example:
         >>> ranker = LLMRanker.from_pretrained("path/to/llm", use_fp16=True)  # doctest: +SKIP
@@ -78,7 +95,7 @@ class LLMRanker(PairRanker):
         self._query_affixes = instruction_ids(tokenizer, settings.query_instruction)
         self._document_affixes = instruction_ids(tokenizer, settings.document_instruction)
         self._separator, self._prompt = tokenize_content(tokenizer, [settings.separator, settings.prompt])
-        self.target_token_id = target_token_id(tokenizer, settings.target_token)
+        self.target_token_id = None if self._likelihood else target_token_id(tokenizer, settings.target_token)
         self._content_budget()  # fail now if max_length leaves no room
         self.eval()  # loaded for inference; a trainer calls .train()
 
@@ -99,12 +116,15 @@ class LLMRanker(PairRanker):
         window_stride: int | None = None,
         max_windows: int | None = None,
         merge_lora: bool = False,
+        scoring: LLMScoring | None = None,
     ) -> LLMRanker:
         """Load a decoder LLM (``AutoModelForCausalLM``) as a reranker from a local folder.
 
         Settings come from the arguments, then the folder's ``retrievals_rag_config.json``, then defaults:
         instructions ``"A: "`` / ``"B: "``, the reference prompt, target ``"Yes"``, and the model's maximum
-        length capped at 1,024 tokens.
+        length capped at 1,024 tokens. With ``scoring="query_likelihood"``: document instruction
+        ``"Passage: "``, no query instruction, prompt ``"A question or claim about this passage:"``; a folder
+        saved with the other scoring keeps its length and windows but not its prompt and instructions.
 
         Args:
             model_name_or_path: a model folder (or a hub id, where the machine can reach the hub).
@@ -122,8 +142,15 @@ class LLMRanker(PairRanker):
             merge_lora: for a folder holding a LoRA adapter (saved by :meth:`save_pretrained` after LoRA
                 training; its base model is found from the adapter's config), fold the adapter into the base
                 weights instead of keeping it as a separate module. Both give the same scores.
+            scoring: ``"target_token"`` (the folder's, else the default) or ``"query_likelihood"`` (any causal LM,
+                no training; see the module's docstring).
         """
         folder = cls._open_folder(model_name_or_path, trust_remote_code=trust_remote_code)
+        saved = dict(folder.saved or {})
+        chosen: LLMScoring = scoring or saved.get("scoring") or "target_token"
+        if saved.get("scoring", "target_token") != chosen:  # the other scoring's prompt would not fit
+            for name in ("query_instruction", "document_instruction", "prompt", "target_token"):
+                saved.pop(name, None)
         settings = resolve_settings(
             LLMRankerSettings,
             explicit={
@@ -134,10 +161,14 @@ class LLMRanker(PairRanker):
                 "target_token": target_token,
                 "window_stride": window_stride,
                 "max_windows": max_windows,
+                "scoring": chosen,
             },
-            saved=folder.saved,
+            saved=saved,
             defaults={
-                "max_length": min(default_max_length(folder.tokenizer, folder.config), DEFAULT_LLM_MAX_LENGTH)
+                "max_length": min(
+                    default_max_length(folder.tokenizer, folder.config), DEFAULT_LLM_MAX_LENGTH
+                ),
+                **LLMRankerSettings.defaults_for(chosen),
             },
         )
         model = cls._load_transformer(
@@ -149,6 +180,15 @@ class LLMRanker(PairRanker):
     @property
     def prompt(self) -> str:
         return self.settings.prompt
+
+    @property
+    def scoring(self) -> LLMScoring:
+        """``"target_token"`` or ``"query_likelihood"``."""
+        return self.settings.scoring
+
+    @property
+    def _likelihood(self) -> bool:
+        return self.settings.scoring == "query_likelihood"
 
     @property
     def _padding_side(self) -> str:  # type: ignore[override]
@@ -164,21 +204,76 @@ class LLMRanker(PairRanker):
         Args:
             input_ids: ``(batch, seq_len)`` inputs, e.g. from :meth:`tokenize_pairs`.
             attention_mask: ``(batch, seq_len)``, 1 for real tokens.
+
+        Raises:
+            ValueError: with query-likelihood scoring, which is not trained (use :meth:`query_log_likelihood`).
         """
+        if self._likelihood:
+            raise ValueError(
+                "query-likelihood scoring is zero-shot and is not trained; train an LLM ranker with "
+                "scoring='target_token', or score with compute_score / query_log_likelihood"
+            )
+        last = pool(self._hidden_states(input_ids, attention_mask), attention_mask, "last")  # (batch, hidden)
+        logits = self._logits(last)  # (batch, vocab): the head sees one position per row
+        return logits[:, self.target_token_id].float()
+
+    def query_log_likelihood(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The mean log-probability of each row's query tokens given the tokens before them, ``(batch,)``.
+
+        Only the positions that predict a query token go through the LM head, ``LIKELIHOOD_POSITIONS_PER_STEP``
+        at a time. A row without a query token scores ``-inf``.
+
+        Args:
+            input_ids: ``(batch, seq_len)``.
+            attention_mask: ``(batch, seq_len)``, 1 for real tokens.
+            query_mask: ``(batch, seq_len)``, 1 for the query's tokens (what :meth:`compute_score` builds).
+        """
+        hidden = self._hidden_states(input_ids, attention_mask)  # (batch, seq_len, hidden)
+        scored = query_mask.bool() & attention_mask.bool()
+        scored[:, 0] = False  # nothing comes before the first position to predict it
+        rows, columns = scored.nonzero(as_tuple=True)
+        totals = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=hidden.device)
+        for start in range(0, len(rows), LIKELIHOOD_POSITIONS_PER_STEP):
+            row = rows[start : start + LIKELIHOOD_POSITIONS_PER_STEP]
+            column = columns[start : start + LIKELIHOOD_POSITIONS_PER_STEP]
+            log_probs = (
+                self._logits(hidden[row, column - 1]).float().log_softmax(dim=-1)
+            )  # position i predicts i+1
+            totals.index_add_(0, row, log_probs.gather(1, input_ids[row, column][:, None]).squeeze(1))
+        counts = scored.sum(dim=1)
+        return torch.where(counts > 0, totals / counts.clamp(min=1), torch.full_like(totals, float("-inf")))
+
+    def _hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         padded = bool((attention_mask == 0).any())
         position_ids = (attention_mask.long().cumsum(dim=-1) - 1).clamp(min=0)  # (batch, seq_len)
-        hidden = self._decoder()(
+        return self._decoder()(
             input_ids=input_ids,
             attention_mask=attention_mask if padded else None,
             position_ids=position_ids,
             use_cache=False,
-        ).last_hidden_state  # (batch, seq_len, hidden)
-        last = pool(hidden, attention_mask, "last")  # (batch, hidden)
-        logits = self._output_head()(last)  # (batch, vocab): the head sees one position per row
+        ).last_hidden_state
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self._output_head()(hidden)
         softcap = getattr(self.model.config, "final_logit_softcapping", None)
         if softcap:  # Gemma 2 and 3 bound their logits
             logits = torch.tanh(logits / softcap) * softcap
-        return logits[:, self.target_token_id].float()
+        return logits
+
+    def _forward_batch(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
+    ) -> torch.Tensor:
+        if self._likelihood:
+            assert token_type_ids is not None  # the query mask, from _layout
+            return self.query_log_likelihood(input_ids, attention_mask, token_type_ids)
+        return self(input_ids, attention_mask)
+
+    def _normalized(self, scores: np.ndarray) -> np.ndarray:
+        if self._likelihood:  # the geometric mean of the query tokens' probabilities, in [0, 1]
+            return np.exp(scores)
+        return super()._normalized(scores)
 
     def _decoder(self) -> nn.Module:
         base = self._base_model()
@@ -193,10 +288,12 @@ class LLMRanker(PairRanker):
 
     # ------------------------------------------------------------------ input layout
     def _content_budget(self) -> int:
+        query_affixes = () if self._likelihood else self._query_affixes
+        separators = 1 if self._likelihood else 2
         fixed = (
             len(self._prefix)
-            + sum(len(piece) for piece in (*self._query_affixes, *self._document_affixes))
-            + 2 * len(self._separator)
+            + sum(len(piece) for piece in (*query_affixes, *self._document_affixes))
+            + separators * len(self._separator)
             + len(self._prompt)
         )
         budget = self.settings.max_length - fixed
@@ -207,9 +304,40 @@ class LLMRanker(PairRanker):
             )
         return budget
 
+    def _query_ids(self, queries: list[str]) -> list[list[int]]:
+        if not self._likelihood:
+            return super()._query_ids(queries)
+        # The query continues the prompt after a space: tokenized with it, so that the first token is the one the
+        # model would write there; a tokenizer whose pieces do not split cleanly at the prompt's end gets the
+        # query tokenized alone.
+        texts = [" ".join(query.split()) for query in queries]
+        joint = tokenize_content(self.tokenizer, [f"{self.settings.prompt} {text}" for text in texts])
+        cut = len(self._prompt)
+        ids: list[list[int]] = []
+        for text, tokens in zip(texts, joint, strict=True):
+            if not text:
+                ids.append([])
+            elif tokens[:cut] == self._prompt and len(tokens) > cut:
+                ids.append(tokens[cut:])
+            else:
+                ids.append(tokenize_content(self.tokenizer, [text])[0])
+        return ids
+
     def _layout(self, query_ids: list[int], window_ids: list[int]) -> tuple[list[int], list[int] | None]:
-        query_before, query_after = self._query_affixes
         document_before, document_after = self._document_affixes
+        if (
+            self._likelihood
+        ):  # the query last; its positions marked 1 in the token-type slot (the scored ones)
+            context = [
+                *self._prefix,
+                *document_before,
+                *window_ids,
+                *document_after,
+                *self._separator,
+                *self._prompt,
+            ]
+            return [*context, *query_ids], [0] * len(context) + [1] * len(query_ids)
+        query_before, query_after = self._query_affixes
         ids = [
             *self._prefix,
             *query_before,
@@ -239,7 +367,12 @@ class LLMRanker(PairRanker):
         self._save_settings(directory)
 
     def __repr__(self) -> str:
+        scored = (
+            "scoring='query_likelihood'"
+            if self._likelihood
+            else f"target_token={self.settings.target_token!r}"
+        )
         return (
-            f"LLMRanker(model={type(self.model).__name__}, target_token={self.settings.target_token!r}, "
-            f"max_length={self.max_length}, device={self.device})"
+            f"LLMRanker(model={type(self.model).__name__}, {scored}, max_length={self.max_length}, "
+            f"device={self.device})"
         )

@@ -93,7 +93,8 @@ class Ranker(RetrievalModel, metaclass=ABCMeta):
             pairs: one ``(query, document)`` pair (gives one float) or a list of pairs (gives a list).
             batch_size: most inputs per batch (default 256 on CPU, 1024 on GPU).
             token_budget: most padded tokens per batch (default 4,096 on CPU, 131,072 on GPU).
-            normalize: map scores to (0, 1) with a sigmoid.
+            normalize: map scores to [0, 1]: the sigmoid of a logit (an LLM ranker scoring query likelihood: the
+                exponential of the mean log-probability).
             show_progress_bar: None shows one for 1,000 inputs or more (live on a terminal, else redrawn once a minute).
 
         Returns:
@@ -132,7 +133,7 @@ class Ranker(RetrievalModel, metaclass=ABCMeta):
             top_k: keep the best ``top_k`` (None: all; more than there are: all).
             batch_size: see :meth:`compute_score`.
             token_budget: see :meth:`compute_score`.
-            normalize: sigmoid scores, see :meth:`compute_score`.
+            normalize: scores in [0, 1], see :meth:`compute_score`.
             show_progress_bar: see :meth:`compute_score`.
 
         Returns:
@@ -181,8 +182,12 @@ class Ranker(RetrievalModel, metaclass=ABCMeta):
             show_progress_bar=show_progress_bar,
         )
         if normalize:
-            scores = torch.sigmoid(torch.from_numpy(scores)).numpy()
+            scores = self._normalized(scores)
         return [float(score) for score in scores]
+
+    def _normalized(self, scores: np.ndarray) -> np.ndarray:
+        """Scores mapped to [0, 1] for ``normalize=True``: the sigmoid of a logit."""
+        return torch.sigmoid(torch.from_numpy(scores)).numpy()
 
     @abstractmethod
     def _score_pairs(
@@ -237,6 +242,10 @@ class PairRanker(Ranker):
     ) -> torch.Tensor:
         return self(input_ids, attention_mask)
 
+    def _query_ids(self, queries: list[str]) -> list[list[int]]:
+        """Token ids of query texts (no special tokens, no instruction)."""
+        return tokenize_content(self.tokenizer, queries)
+
     def _pair_rows(
         self, query_ids: list[int], document_ids: list[int], max_windows: int
     ) -> list[tuple[list[int], list[int] | None]]:
@@ -252,7 +261,7 @@ class PairRanker(Ranker):
         that must feed the model exactly what inference does.
         """
         queries, documents, _ = check_pairs(list(pairs))
-        query_ids = tokenize_content(self.tokenizer, queries)
+        query_ids = self._query_ids(queries)
         document_ids = tokenize_content(self.tokenizer, documents)
         return [self._pair_rows(q, d, max_windows=1)[0] for q, d in zip(query_ids, document_ids, strict=True)]
 
@@ -264,7 +273,7 @@ class PairRanker(Ranker):
         ``owners[i]`` is the index of the pair that row ``i`` belongs to.
         """
         unique = list(dict.fromkeys(queries))
-        query_ids = dict(zip(unique, tokenize_content(self.tokenizer, unique), strict=True))
+        query_ids = dict(zip(unique, self._query_ids(unique), strict=True))
         rows: list[list[int]] = []
         types: list[list[int] | None] = []
         owners: list[int] = []

@@ -106,9 +106,12 @@ KINDS: dict[ModelKind, KindSpec] = {
             "LLMRanker",
             LLMRankerSettings,
             ranker=True,
-            load_options=_COMMON_OPTIONS | _WINDOW_OPTIONS | _INSTRUCTIONS | {"prompt", "target_token"},
+            load_options=_COMMON_OPTIONS
+            | _WINDOW_OPTIONS
+            | _INSTRUCTIONS
+            | {"prompt", "target_token", "scoring"},
             aliases=("llm", "llm-ranker"),
-            description="LLM reranker: a decoder LLM scored by its 'Yes' logit",
+            description="LLM reranker: a decoder LLM scored by its 'Yes' logit or by the query's likelihood",
         ),
         KindSpec(
             "colbert",

@@ -69,7 +69,7 @@ class RagEngine:
             of one of our rankers (cross-encoder, LLM ranker or ColBERT, loaded as the kind it was saved as, with
             the fastest backend the folder holds on the device; a ColBERT loaded from a folder caches each chunk's
             token vectors in ``data_dir/colbert-vectors``, so a chunk is encoded once, restarts included);
-            None: none.
+            ``"query-likelihood"``: the packaged SmolLM2's query likelihood (see :meth:`load_reranker`); None: none.
         llm: An answer mode of :mod:`~retrievals_rag.rag.answer_modes`: ``"smollm2"`` (the local
             SmolLM2-135M-Instruct, its answers checked against the sources, the extractive answer when they do
             not support it: the default), ``"openai"`` (an OpenAI-compatible server, see ``llm_base_url``, checked
@@ -227,24 +227,32 @@ class RagEngine:
         return self.llm_state == "not loaded" or self._prepared.wait(timeout)
 
     def load_reranker(self, path: str | os.PathLike[str]) -> Reranker:
-        """Load (once per path) the ranker saved in ``path``: cross-encoder, LLM ranker or ColBERT.
+        """Load (once per path) the ranker saved in ``path``: cross-encoder, LLM ranker or ColBERT; or, for
+        ``"query-likelihood"`` (:data:`~retrievals_rag.llm.query_likelihood.QUERY_LIKELIHOOD`), the packaged
+        SmolLM2 scoring how likely each chunk makes the question (UPR: zero-shot, no training, no folder; slow on
+        a CPU, about 2 chunks a second).
 
         Raises:
             FileNotFoundError: When ``path`` does not exist.
             ValueError, OSError: When it holds no ranker (the message names the folder).
+            BackendUnavailableError: When SmolLM2 cannot be loaded for ``"query-likelihood"``.
         """
         from retrievals_rag.integrations._ranking import load_ranker
+        from retrievals_rag.llm.query_likelihood import QUERY_LIKELIHOOD, query_likelihood_ranker
 
         key = os.fspath(path)
         with self._lock:
             cached = self._rerankers.get(key)
         if cached is not None:
             return cached
+        reranker: Any
+        if key == QUERY_LIKELIHOOD and not Path(key).exists():  # a folder of that name would win
+            reranker = query_likelihood_ranker(device=self.device)
+            with self._lock:
+                return self._rerankers.setdefault(key, reranker)
         if not Path(key).expanduser().exists():
             raise FileNotFoundError(f"reranker folder not found: {key}")
-        reranker: Any = load_ranker(
-            key, model_kind="auto", device=self.device, use_fp16=False, model_kwargs={}
-        )
+        reranker = load_ranker(key, model_kind="auto", device=self.device, use_fp16=False, model_kwargs={})
         if callable(getattr(reranker, "enable_document_cache", None)):
             # ColBERT: a chunk's token vectors do not depend on the question; keep them between questions, and
             # on disk beside the collections so that a restart does not encode the chunks again

@@ -40,8 +40,9 @@ RelevanceScale = Literal["cosine similarity", "reranker probability", "reranker 
   (without a reranker; with BM25 fused too, for the chunks dense search found);
 - ``"reranker probability"``: a cross-encoder's or LLM ranker's sigmoid of its score, in (0, 1): the
   probability it gives that the chunk answers the question;
-- ``"reranker score"``: another reranker's own score (ColBERT's MaxSim, a sum over the query's tokens), which
-  has no fixed range: compare it only between chunks of one question.
+- ``"reranker score"``: another reranker's own score (ColBERT's MaxSim, a sum over the query's tokens; an LLM
+  ranker's query likelihood, a mean log-probability per token, at most 0), which has no fixed range: compare it
+  only between chunks of one question.
 """
 
 _PROBABILITY_KINDS = ("cross_encoder", "llm_ranker")
@@ -192,9 +193,10 @@ class Retriever:
         )
         self._relevance_scale: RelevanceScale = "cosine similarity"
         if reranker is not None:
-            self._relevance_scale = (
-                "reranker probability" if _reranker_kind(reranker) in _PROBABILITY_KINDS else "reranker score"
-            )
+            # a logit has a probability; a query likelihood (already a log-probability per token) has none
+            logit = getattr(reranker, "scoring", "target_token") == "target_token"
+            probability = _reranker_kind(reranker) in _PROBABILITY_KINDS and logit
+            self._relevance_scale = "reranker probability" if probability else "reranker score"
         self._bm25_lock = threading.Lock()
         self._bm25_state: tuple[tuple[str, int], BM25Retriever | None, dict[str, StoredChunk]] | None = None
 

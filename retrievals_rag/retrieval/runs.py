@@ -37,8 +37,7 @@ class QueryCorpusEncoder(Protocol):
 
 
 class PairScorer(Protocol):
-    """What reranking and pseudo-labelling need from a model: the public ``compute_score`` of every ranker (and
-    of :class:`~retrievals_rag.llm.query_likelihood.QueryLikelihoodRanker`)."""
+    """What reranking and pseudo-labelling need from a model: the public ``compute_score`` of every ranker."""
 
     def compute_score(
         self,

@@ -314,12 +314,9 @@ def _train(
 
         pairs = sum(len(record["positive"]) + len(record["negative"]) for record in records)
         report("label", 0, pairs, f"scoring {pairs} pairs with the teacher {settings.teacher}")
-        likelihood = settings.teacher == QUERY_LIKELIHOOD_TEACHER
-        teacher: Any = settings.teacher
-        if likelihood:
-            from retrievals_rag.llm.query_likelihood import QueryLikelihoodRanker
-
-            teacher = QueryLikelihoodRanker(settings.chat_model, device=settings.device)
+        likelihood_ranker = _likelihood_teacher(settings)
+        likelihood = likelihood_ranker is not None
+        teacher: Any = settings.teacher if likelihood_ranker is None else likelihood_ranker
         records, dropped["false_negative"] = label_with_teacher(
             records,
             teacher,
@@ -382,6 +379,29 @@ def _train(
     timings["train"] = summary.seconds
     timings["evaluate"] = time.perf_counter() - started - summary.seconds
     return summary, loss, dropped, len(records)
+
+
+def _likelihood_teacher(settings: AdaptSettings) -> Any:
+    """The teacher as an LLM ranker scoring query likelihood (log-probabilities, calibrated to the student's
+    margins), or None for a teacher folder whose scores are probabilities: ``"query-likelihood"`` (the chat model),
+    or an LLM ranker folder saved with ``scoring="query_likelihood"``."""
+    assert settings.teacher is not None
+    if settings.teacher == QUERY_LIKELIHOOD_TEACHER:
+        from retrievals_rag.llm.query_likelihood import query_likelihood_ranker
+
+        # the passage as the student reads it, plus the prompt and the question
+        length = settings.max_length + settings.query_max_length
+        return query_likelihood_ranker(settings.chat_model, max_length=length, device=settings.device)
+    from retrievals_rag.models.config import LLMRankerSettings, read_settings
+    from retrievals_rag.models.registry import folder_kind
+
+    if folder_kind(settings.teacher) != "llm_ranker":
+        return None
+    if (read_settings(settings.teacher, LLMRankerSettings) or {}).get("scoring") != "query_likelihood":
+        return None
+    from retrievals_rag.models.llm_ranking import LLMRanker
+
+    return LLMRanker.from_pretrained(settings.teacher, device=settings.device)
 
 
 def _calibrate(

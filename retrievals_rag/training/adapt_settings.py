@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from retrievals_rag.data.generation import GeneratorName, check_question_prompt
 from retrievals_rag.data.question_filter import QuestionFilter, ReplyForm
+from retrievals_rag.llm.query_likelihood import QUERY_LIKELIHOOD
 
 __all__ = [
     "ADAPT_REPORT_FILE",
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 Stage = Literal["generate", "mine", "label", "train", "evaluate", "save"]
-QUERY_LIKELIHOOD_TEACHER = "query-likelihood"
+QUERY_LIKELIHOOD_TEACHER = QUERY_LIKELIHOOD
 """The ``teacher`` that is no folder: the chat model's likelihood of the question given the passage."""
 ADAPT_REPORT_FILE = "adapt_report.json"
 _POSITIVE_INTEGERS = (

@@ -114,7 +114,7 @@ def test_scifact_rerank_with_smollm2_s_query_likelihood(
          "--top-k", "3", "--limit-queries", "2", "--device", "cpu", "--output", str(tmp_path / "run")]
     )  # fmt: skip
     assert results["reranked"]["Recall@3"] == results["dense"]["Recall@3"]
-    assert "reranked (QueryLikelihoodRanker, torch)" in capsys.readouterr().out
+    assert "reranked (LLMRanker, torch)" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="torch only"):
         _example("scifact_rerank").main(
             ["--data", str(SCIFACT_SUBSET), "--reranker", "query-likelihood", "--backend", "onnx",

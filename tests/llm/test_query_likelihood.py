@@ -1,85 +1,46 @@
-"""The query-likelihood reranker (UPR): a causal LM's mean log-probability of the query after the passage."""
+"""The chat model as a query-likelihood reranker (UPR): ``query_likelihood_ranker`` finds the model and returns an
+``LLMRanker`` scoring query likelihood (the scoring itself is tested in tests/models)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
-import torch
 
-from retrievals_rag.llm.query_likelihood import QueryLikelihoodRanker
+from retrievals_rag import LLMRanker
+from retrievals_rag.llm.query_likelihood import QUERY_LIKELIHOOD_MAX_LENGTH, query_likelihood_ranker
 
 PASSAGE = "the cell divides and the protein folds in the cell"
 
 
-def test_scores_are_mean_token_log_probabilities_of_the_query_after_the_prompt(tiny_llama_path: Path) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    ranker = QueryLikelihoodRanker(tiny_llama_path, prompt="{passage} :", device="cpu")
+def test_a_transformers_folder_loads_as_a_query_likelihood_llm_ranker(tiny_llama_path: Path) -> None:
+    ranker = query_likelihood_ranker(tiny_llama_path, prompt="answers :", device="cpu")
+    assert isinstance(ranker, LLMRanker) and ranker.scoring == "query_likelihood"
+    assert ranker.prompt == "answers :" and ranker.settings.max_windows == 1
+    assert ranker.max_length == QUERY_LIKELIHOOD_MAX_LENGTH
     [score] = ranker.compute_score([("the protein folds", PASSAGE)])
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_path)
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama_path).eval()
-    prefix = tokenizer(f"{PASSAGE} :", add_special_tokens=False).input_ids
-    query = tokenizer(" the protein folds", add_special_tokens=False).input_ids
-    with torch.no_grad():
-        log_probs = model(torch.tensor([prefix + query])).logits[0].log_softmax(-1)
-    expected = sum(log_probs[len(prefix) - 1 + i, token] for i, token in enumerate(query)) / len(query)
-    assert score == pytest.approx(float(expected), abs=1e-5)
     assert score < 0
-
-
-def test_batching_and_padding_do_not_change_a_score(tiny_llama_path: Path) -> None:
-    ranker = QueryLikelihoodRanker(tiny_llama_path, device="cpu")
-    pairs = [
-        ("the protein folds", PASSAGE),
-        ("cell", "a much longer passage " * 20),
-        ("what divides the cell and why does it divide", "cell"),
-    ]
-    one_by_one = [ranker.compute_score([pair])[0] for pair in pairs]
-    assert ranker.compute_score(pairs, batch_size=3) == pytest.approx(one_by_one, abs=1e-5)
-
-
-def test_a_passage_longer_than_the_context_is_cut_and_the_query_kept_whole(tiny_llama_path: Path) -> None:
-    # 256 positions in the tiny model: 400 words of passage cannot fit, the query still scores
-    ranker = QueryLikelihoodRanker(tiny_llama_path, max_passage_words=1000, device="cpu")
-    [long, long_query, empty] = ranker.compute_score(
-        [("the protein folds", "cell " * 400), ("protein " * 300, PASSAGE), ("", PASSAGE)]
-    )
-    assert math.isfinite(long) and long < 0 and math.isfinite(long_query)
-    assert empty == float("-inf")
-
-
-def test_a_prompt_may_hold_other_braces(tiny_llama_path: Path) -> None:
-    ranker = QueryLikelihoodRanker(tiny_llama_path, prompt="{json} {passage} {0} :", device="cpu")
-    [score] = ranker.compute_score([("the protein folds", PASSAGE)])
-    assert math.isfinite(score)
-
-
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        ({"prompt": "Passage without a slot:"}, r"\{passage\} placeholder"),
-        ({"max_passage_words": 0}, "max_passage_words must be an integer >= 1"),
-        ({"batch_size": True}, "batch_size must be an integer >= 1"),
-    ],
-)
-def test_bad_options_are_refused_when_made(options: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        QueryLikelihoodRanker(**options)
+    longer = query_likelihood_ranker(tiny_llama_path, max_length=64, max_windows=3, device="cpu")
+    assert (longer.max_length, longer.settings.max_windows) == (64, 3)
 
 
 def test_a_folder_without_a_model_is_named(tmp_path: Path) -> None:
     from retrievals_rag.llm.base import BackendUnavailableError
 
     with pytest.raises(BackendUnavailableError, match=r"config\.json is missing"):
-        QueryLikelihoodRanker(tmp_path).compute_score([("q", "p")])
+        query_likelihood_ranker(tmp_path)
+
+
+def test_bad_options_are_refused(tiny_llama_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_windows must be an int >= 1"):
+        query_likelihood_ranker(tiny_llama_path, max_windows=0, device="cpu")
+    with pytest.raises(ValueError, match="leaves no room for query and document"):
+        query_likelihood_ranker(tiny_llama_path, max_length=4, device="cpu")
 
 
 @pytest.mark.slow
 def test_smollm2_prefers_the_passage_a_question_was_written_about() -> None:
-    ranker = QueryLikelihoodRanker(device="cpu")
+    ranker = query_likelihood_ranker(device="cpu")
     question = "Does aspirin lower the risk of heart attacks?"
     relevant = (
         "In a trial of 22,000 physicians, taking aspirin every other day cut heart attacks by 44 percent."
@@ -89,3 +50,11 @@ def test_smollm2_prefers_the_passage_a_question_was_written_about() -> None:
     )
     on_topic, off_topic = ranker.compute_score([(question, relevant), (question, unrelated)])
     assert on_topic > off_topic + 0.2
+    ids, mask = ranker.tokenize_pairs([(question, relevant)])[0]
+    text = ranker.tokenizer.decode(ids)
+    assert text.startswith("Passage: In a trial") and text.endswith(
+        "\nA question or claim about this passage: Does aspirin lower the risk of heart attacks?"
+    )
+    assert ranker.tokenizer.decode([token for token, flag in zip(ids, mask, strict=True) if flag]) == (
+        " Does aspirin lower the risk of heart attacks?"
+    )

@@ -230,3 +230,39 @@ def test_a_reranker_folder_is_loaded_as_its_kind(tmp_path: Path, tiny_bert_path:
         assert isinstance(engine.reranker, kind)
         if kind is ColBERT:  # a chunk's token vectors are kept between questions
             assert engine.reranker.document_cache is not None
+
+
+def test_query_likelihood_is_a_reranker_by_name(
+    tmp_path: Path, tiny_bert_path: Path, tiny_llama_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "query-likelihood" loads the chat model as a query-likelihood LLM ranker (here the tiny Llama in place of
+    SmolLM2), whose log-probabilities are shown as a reranker score, not as a probability."""
+    from retrievals_rag import LLMRanker
+    from retrievals_rag.llm import query_likelihood
+
+    made: list[LLMRanker] = []
+
+    def tiny(model_path: object = None, **options: Any) -> LLMRanker:
+        made.append(LLMRanker.from_pretrained(tiny_llama_path, scoring="query_likelihood", device="cpu"))
+        return made[-1]
+
+    monkeypatch.setattr(query_likelihood, "query_likelihood_ranker", tiny)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "cells.txt").write_text("the cell is the unit of the human brain")
+    (docs / "genes.txt").write_text("patients with a gene study of cancer risk")
+    engine = RagEngine(
+        tmp_path / "data",
+        embedder_path=tiny_bert_path,
+        reranker="query-likelihood",
+        llm="extractive",
+        device="cpu",
+    )
+    assert engine.reranker is made[0] and engine.load_reranker("query-likelihood") is made[0]  # loaded once
+    assert engine.index_files([docs], "notes").errors == []
+    chunks = engine.retrieve("cancer risk", "notes", top_k=2)
+    assert {chunk.relevance_scale for chunk in chunks} == {"reranker score"}
+    assert all(chunk.relevance is not None and chunk.relevance < 0 for chunk in chunks)
+    assert [chunk.rerank_score for chunk in chunks] == sorted((c.rerank_score for c in chunks), reverse=True)
+    with pytest.raises(FileNotFoundError, match="reranker folder not found: query-likelihoods"):
+        engine.load_reranker("query-likelihoods")

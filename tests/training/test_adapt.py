@@ -264,17 +264,25 @@ def test_a_teacher_labels_with_margin_mse_and_drops_false_negatives(
     )
 
 
+@pytest.mark.parametrize("given_as", ["name", "folder"])
 def test_the_query_likelihood_teacher_labels_in_the_student_s_units(
-    tmp_path: Path, tiny_bert_path: Path, tiny_llama_path: Path
+    tmp_path: Path, tiny_bert_path: Path, tiny_llama_path: Path, given_as: str
 ) -> None:
+    """``--teacher query-likelihood`` (the chat model) and an LLM ranker folder saved with query-likelihood
+    scoring both label in log-probabilities rescaled to the student's margins."""
     import numpy as np
 
-    from retrievals_rag.llm.query_likelihood import QueryLikelihoodRanker
+    from retrievals_rag.llm.query_likelihood import query_likelihood_ranker
     from retrievals_rag.models.embedding import AutoModelForEmbedding
 
-    settings = dataclasses.replace(
-        FAST, teacher="query-likelihood", chat_model=str(tiny_llama_path), num_negatives=2
-    )
+    length = FAST.max_length + FAST.query_max_length
+    ranker = query_likelihood_ranker(tiny_llama_path, max_length=length, device="cpu")
+    if given_as == "folder":
+        ranker.save_pretrained(tmp_path / "likelihood-ranker")
+        teacher = str(tmp_path / "likelihood-ranker")
+    else:
+        teacher = "query-likelihood"
+    settings = dataclasses.replace(FAST, teacher=teacher, chat_model=str(tiny_llama_path), num_negatives=2)
     recorder = Recorder()
     report = adapt_embedder(
         scifact_passages(), tmp_path / "out", base_model=tiny_bert_path, settings=settings, progress=recorder
@@ -288,7 +296,6 @@ def test_the_query_likelihood_teacher_labels_in_the_student_s_units(
     labelling = [(step.done, step.total) for step in recorder.reports if step.stage == "label"]
     pairs = labelling[0][1]
     assert labelling[0][0] == 0 and labelling[-1] == (pairs, pairs) and pairs >= 3 * len(records)
-    ranker = QueryLikelihoodRanker(tiny_llama_path, device="cpu")
     student = AutoModelForEmbedding.from_pretrained(tiny_bert_path, max_length=64, device="cpu")
     teacher_margins, student_margins = [], []
     for record in records:
