@@ -85,7 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--reranker",
         default=None,
-        help="reranker folder shown in the settings; default: $RETRIEVALS_RAG_RERANKER, else no reranking",
+        help="reranker folder shown in the settings, or query-likelihood (the local SmolLM2's query likelihood, "
+        "no training); default: $RETRIEVALS_RAG_RERANKER, else no reranking",
     )
     parser.set_defaults(handler=run)
 

@@ -18,6 +18,7 @@ HF_EXAMPLES = [  # HfArgumentParser scripts with defaults of their own
 ]
 ARGPARSE_EXAMPLES = [
     "adapt/scifact_adapt.py",
+    "benchmarks/bench_query_likelihood.py",
     "benchmarks/bench_rag.py",
     "benchmarks/bench_restart.py",
     "benchmarks/bench_rerank.py",
