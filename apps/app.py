@@ -174,7 +174,7 @@ def settings_panel(problems: dict[str, str]) -> dict[str, Any]:
             value=os.environ.get("RETRIEVALS_RAG_RERANKER", ""),
             key="reranker",
             help="Empty: no reranking. A cross-encoder, LLM ranker or ColBERT folder; or query-likelihood: the local "
-            "SmolLM2 judges how likely each source makes the question (no training needed; about 2 sources a "
+            "SmolLM2 judges how likely each source makes the question (no training needed; 1 to 2 sources a "
             "second on a CPU).",
         )
         if "reranker" in problems:

@@ -253,7 +253,7 @@ def adapt_form(
         disabled=smollm2_problem is not None,
         help=(
             "SmolLM2 scores how likely each passage makes each question (query likelihood, no labels needed): "
-            "negatives it ranks above the answer are dropped and the embedder learns its margins. About 2 pairs "
+            "negatives it ranks above the answer are dropped and the embedder learns its margins. 1 to 2 pairs "
             "a second on a CPU, four pairs per question."
             if smollm2_problem is None
             else smollm2_problem

@@ -230,7 +230,7 @@ class RagEngine:
         """Load (once per path) the ranker saved in ``path``: cross-encoder, LLM ranker or ColBERT; or, for
         ``"query-likelihood"`` (:data:`~retrievals_rag.llm.query_likelihood.QUERY_LIKELIHOOD`), the packaged
         SmolLM2 scoring how likely each chunk makes the question (UPR: zero-shot, no training, no folder; slow on
-        a CPU, about 2 chunks a second).
+        a CPU, 1 to 2 chunks a second).
 
         Raises:
             FileNotFoundError: When ``path`` does not exist.

@@ -91,7 +91,7 @@ class AdaptSettings:
         metadata={"help": "a reranker folder of ours (cross-encoder, LLM ranker or ColBERT) whose scores are the "
                   "pseudo-labels, trained with margin_mse; or query-likelihood: the chat model (the packaged "
                   "SmolLM2, or --chat-model) scores how likely each passage makes the question (UPR, no training "
-                  "needed; slow on a CPU: about 2 pairs/s), its margins rescaled to the starting model's (default: none, InfoNCE)"},
+                  "needed; slow on a CPU: about 1 pair/s per core), its margins rescaled to the starting model's (default: none, InfoNCE)"},
     )  # fmt: skip
     false_negative_margin: float = field(
         default=0.0,
