@@ -143,6 +143,10 @@ class ColBERT(LateInteractionScoring, Ranker):
         [RerankResult(index=0, document='ColBERT scores ...', score=27.1)]
     """
 
+    @property
+    def scores_are_logits(self) -> bool:
+        return False  # a MaxSim sum over the query's tokens
+
     def __init__(
         self,
         model: PreTrainedModel,

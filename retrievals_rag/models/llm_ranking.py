@@ -187,6 +187,10 @@ class LLMRanker(PairRanker):
         return self.settings.scoring
 
     @property
+    def scores_are_logits(self) -> bool:
+        return not self._likelihood
+
+    @property
     def _likelihood(self) -> bool:
         return self.settings.scoring == "query_likelihood"
 
@@ -238,9 +242,8 @@ class LLMRanker(PairRanker):
         for start in range(0, len(rows), LIKELIHOOD_POSITIONS_PER_STEP):
             row = rows[start : start + LIKELIHOOD_POSITIONS_PER_STEP]
             column = columns[start : start + LIKELIHOOD_POSITIONS_PER_STEP]
-            log_probs = (
-                self._logits(hidden[row, column - 1]).float().log_softmax(dim=-1)
-            )  # position i predicts i+1
+            # the hidden state at position i predicts token i + 1
+            log_probs = self._logits(hidden[row, column - 1]).float().log_softmax(dim=-1)
             totals.index_add_(0, row, log_probs.gather(1, input_ids[row, column][:, None]).squeeze(1))
         counts = scored.sum(dim=1)
         return torch.where(counts > 0, totals / counts.clamp(min=1), torch.full_like(totals, float("-inf")))
@@ -327,7 +330,7 @@ class LLMRanker(PairRanker):
         document_before, document_after = self._document_affixes
         if (
             self._likelihood
-        ):  # the query last; its positions marked 1 in the token-type slot (the scored ones)
+        ):  # the query last, its positions marked 1 in the token-type slot (the scored ones)
             context = [
                 *self._prefix,
                 *document_before,

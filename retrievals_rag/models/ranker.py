@@ -185,6 +185,13 @@ class Ranker(RetrievalModel, metaclass=ABCMeta):
             scores = self._normalized(scores)
         return [float(score) for score in scores]
 
+    @property
+    def scores_are_logits(self) -> bool:
+        """Whether a score is a logit, so that its sigmoid (``normalize=True``) is the probability that the
+        document is relevant: a cross-encoder's and an LLM ranker's 'Yes' logit; not ColBERT's MaxSim nor a query
+        likelihood."""
+        return True
+
     def _normalized(self, scores: np.ndarray) -> np.ndarray:
         """Scores mapped to [0, 1] for ``normalize=True``: the sigmoid of a logit."""
         return torch.sigmoid(torch.from_numpy(scores)).numpy()

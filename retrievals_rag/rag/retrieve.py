@@ -45,8 +45,6 @@ RelevanceScale = Literal["cosine similarity", "reranker probability", "reranker 
   only between chunks of one question.
 """
 
-_PROBABILITY_KINDS = ("cross_encoder", "llm_ranker")
-
 
 @runtime_checkable
 class Reranker(Protocol):
@@ -193,9 +191,8 @@ class Retriever:
         )
         self._relevance_scale: RelevanceScale = "cosine similarity"
         if reranker is not None:
-            # a logit has a probability; a query likelihood (already a log-probability per token) has none
-            logit = getattr(reranker, "scoring", "target_token") == "target_token"
-            probability = _reranker_kind(reranker) in _PROBABILITY_KINDS and logit
+            # a ranker of ours says whether its score is a logit (whose sigmoid is a probability)
+            probability = getattr(reranker, "scores_are_logits", False) is True
             self._relevance_scale = "reranker probability" if probability else "reranker score"
         self._bm25_lock = threading.Lock()
         self._bm25_state: tuple[tuple[str, int], BM25Retriever | None, dict[str, StoredChunk]] | None = None
@@ -324,16 +321,6 @@ class Retriever:
             bm25_rank=hit.bm25_rank,
             fused=hit.fused,
         )
-
-
-def _reranker_kind(reranker: object) -> str | None:
-    """The registry's kind of a loaded ranker; None for another object with a ``rerank`` method."""
-    from retrievals_rag.models.registry import kind_of
-
-    try:
-        return kind_of(reranker)
-    except TypeError:
-        return None
 
 
 def _sigmoid(value: float) -> float:

@@ -43,6 +43,7 @@ def _reference(ranker: LLMRanker, ids: list[int], query_mask: list[int]) -> floa
 
 def test_defaults_and_layout(ranker: LLMRanker) -> None:
     assert ranker.scoring == "query_likelihood" and ranker.target_token_id is None
+    assert not ranker.scores_are_logits  # its sigmoid would be no probability: the engine shows it as a score
     assert ranker.prompt == QUERY_LIKELIHOOD_PROMPT
     assert ranker.settings.query_instruction is None
     assert ranker.settings.document_instruction == QUERY_LIKELIHOOD_DOCUMENT_INSTRUCTION
