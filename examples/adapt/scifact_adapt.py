@@ -45,7 +45,7 @@ from retrievals_rag.cli.adapt import add_settings_arguments, settings_from_argum
 from retrievals_rag.cli.common import RawDescriptionHelpFormatter  # help that shows the defaults
 from retrievals_rag.evaluation.beir import document_text, load_corpus
 from retrievals_rag.evaluation.metrics import evaluate_run
-from retrievals_rag.evaluation.reranking import write_run
+from retrievals_rag.evaluation.reranking import read_run, write_run
 from retrievals_rag.retrieval.runs import CorpusEmbeddingCache
 from retrievals_rag.training.adapt import adapt_embedder
 from retrievals_rag.training.adapt_settings import AdaptProgress
@@ -68,6 +68,13 @@ def main() -> None:
         help="generators to compare",
     )
     parser.add_argument("--split", default="test", help="qrels split of the final evaluation")
+    parser.add_argument(
+        "--zero-shot-run",
+        type=Path,
+        default=None,
+        help="the starting model's ranking of the split written by an earlier run (test_run-zero-shot.json): "
+        "judged instead of encoding the corpus again (about 15 minutes on one core)",
+    )
     add_settings_arguments(parser.add_argument_group("adaptation"), skip=("generator",))
     args = parser.parse_args()
 
@@ -78,7 +85,18 @@ def main() -> None:
         for doc_id, document in load_corpus(args.data / "corpus.jsonl").items()
     }
     evaluator = RetrievalEvaluator.from_beir(args.data, args.split, k_values=(1, 10, 100))
-    zero_shot = evaluator.evaluate(CorpusEmbeddingCache(AutoModelForEmbedding.from_pretrained(model_path)))
+    if args.zero_shot_run is not None:
+        zero_shot_run = read_run(args.zero_shot_run)
+        if set(zero_shot_run) != set(evaluator.query_ids):
+            parser.error(
+                f"--zero-shot-run {args.zero_shot_run} ranks {len(zero_shot_run)} queries, the {args.split} split "
+                f"has {len(evaluator.query_ids)}: not a ranking of this split"
+            )
+        zero_shot = RunResult(evaluate_run(evaluator.qrels, zero_shot_run, evaluator.k_values), zero_shot_run)
+    else:
+        zero_shot = evaluator.evaluate(
+            CorpusEmbeddingCache(AutoModelForEmbedding.from_pretrained(model_path))
+        )
     write_run(args.output / f"{args.split}_run-zero-shot.json", zero_shot.run)
     print(
         f"zero-shot {args.split} nDCG@10 = {zero_shot.metrics['nDCG@10']:.4f}  ({time.perf_counter() - start:.0f}s)"
@@ -141,6 +159,14 @@ def main() -> None:
             with_bm25 = entry["test_with_bm25"]
             print(f"{name + ' + bm25':<12}{with_bm25['nDCG@10']:>9.4f}{with_bm25['Recall@100']:>8.4f}")
     print(f"wall time {(time.perf_counter() - start) / 60:.1f} min; results: {args.output / 'results.json'}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """A ranking read back from a file and its metrics (what the evaluator's result carries)."""
+
+    metrics: dict[str, float]
+    run: dict[str, dict[str, float]]
 
 
 def _printer(name: str) -> Any:

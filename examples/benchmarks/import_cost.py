@@ -41,19 +41,21 @@ start = time.perf_counter()
 for name in sys.argv[1:]:
     __import__(name)
 seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "torch": "torch" in sys.modules}))
+packages = sorted({name.partition(".")[0] for name in sys.modules} - set(sys.stdlib_module_names))
+print(json.dumps({"seconds": seconds, "torch": "torch" in sys.modules, "packages": packages}))
 """
 
 
-def time_imports(modules: list[str]) -> tuple[float, bool]:
-    """Seconds to import ``modules`` in a fresh interpreter, and whether torch was imported."""
+def time_imports(modules: list[str]) -> tuple[float, bool, set[str]]:
+    """Seconds to import ``modules`` in a fresh interpreter, whether torch was imported, and the top-level
+    packages (outside the standard library) loaded by then."""
     completed = subprocess.run(
         [sys.executable, "-c", _CHILD, *modules], capture_output=True, text=True, timeout=300, check=False
     )
     if completed.returncode != 0:
         raise RuntimeError(f"importing {modules} failed:\n{completed.stderr}")
     result = json.loads(completed.stdout.strip().splitlines()[-1])
-    return float(result["seconds"]), bool(result["torch"])
+    return float(result["seconds"]), bool(result["torch"]), set(result["packages"])
 
 
 def measure(adapter: str, rounds: int) -> dict[str, Any]:
@@ -61,17 +63,21 @@ def measure(adapter: str, rounds: int) -> dict[str, Any]:
 
     Returns:
         ``framework_seconds`` and ``with_adapter_seconds`` (fastest of the rounds), their ``difference_seconds``,
-        and ``torch_imported`` (whether any import of the adapter brought torch in).
+        ``torch_imported`` (whether any import of the adapter brought torch in) and ``added_packages``: the
+        top-level packages outside the standard library that the adapter loads beyond its framework's.
     """
     framework, adapter_module = ADAPTERS[adapter]
     framework_times: list[float] = []
     adapter_times: list[float] = []
     torch_imported = False
+    added: set[str] = set()
     for _ in range(rounds):
-        framework_times.append(time_imports(framework)[0])
-        seconds, torch_loaded = time_imports([*framework, adapter_module])
+        seconds, _, framework_packages = time_imports(framework)
+        framework_times.append(seconds)
+        seconds, torch_loaded, packages = time_imports([*framework, adapter_module])
         adapter_times.append(seconds)
         torch_imported = torch_imported or torch_loaded
+        added |= packages - framework_packages
     return {
         "adapter": adapter,
         "framework_modules": framework,
@@ -81,6 +87,7 @@ def measure(adapter: str, rounds: int) -> dict[str, Any]:
         "with_adapter_seconds": min(adapter_times),
         "difference_seconds": min(adapter_times) - min(framework_times),
         "torch_imported": torch_imported,
+        "added_packages": sorted(added),
     }
 
 
@@ -109,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"  difference: {result['difference_seconds']:.3f} s; torch imported: {result['torch_imported']}"
         )
+        print(f"  packages the adapter adds: {', '.join(result['added_packages']) or 'none'}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Importing an adapter costs well under a second more than its framework, and never imports torch.
+"""Importing an adapter loads nothing heavy beyond its framework: no torch, only our package (and numpy).
 
-Runs ``examples/benchmarks/import_cost.py``, which times the imports in fresh interpreters.
+Runs ``examples/benchmarks/import_cost.py``, which imports in fresh interpreters and lists the packages each side
+loads; its timings are the benchmark's to print, not a test's to assert (they swing with the machine's load).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "benchmarks" / "import_cost.py"
-MAX_EXTRA_SECONDS = 1.0
+# what an adapter may load beyond its framework: our package, and numpy (vectors are lists or arrays)
+ALLOWED_PACKAGES = {"retrievals_rag", "numpy"}
 
 
 def run_benchmark(adapter: str, rounds: int) -> dict[str, object]:
@@ -33,7 +35,7 @@ def test_langchain_adapter_import_cost() -> None:
 
     assert result["framework_modules"] == ["langchain_core.embeddings", "langchain_core.retrievers"]
     assert result["torch_imported"] is False
-    assert result["difference_seconds"] < MAX_EXTRA_SECONDS, result
+    assert set(result["added_packages"]) <= ALLOWED_PACKAGES, result
 
 
 @pytest.mark.parametrize("adapter", ["llama-index", "chroma"])
@@ -41,7 +43,8 @@ def test_other_adapters_import_no_torch(adapter: str) -> None:
     result = run_benchmark(adapter, rounds=1)
 
     assert result["torch_imported"] is False
-    assert result["difference_seconds"] < MAX_EXTRA_SECONDS, result
+    assert "retrievals_rag" in result["added_packages"]
+    assert set(result["added_packages"]) <= ALLOWED_PACKAGES, result
 
 
 def test_the_script_prints_both_times_and_the_difference() -> None:
@@ -59,6 +62,7 @@ def test_the_script_prints_both_times_and_the_difference() -> None:
     assert "langchain_core.embeddings + langchain_core.retrievers:" in lines[1]
     assert "+ retrievals_rag.integrations.langchain:" in lines[2]
     assert "difference:" in lines[3] and "torch imported: False" in lines[3]
+    assert lines[4].startswith("  packages the adapter adds: ") and "retrievals_rag" in lines[4]
 
 
 @pytest.mark.parametrize(
