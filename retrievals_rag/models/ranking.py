@@ -19,7 +19,7 @@ import torch
 
 from retrievals_rag.models.backends import BackendChoice
 from retrievals_rag.models.base import resolve_settings
-from retrievals_rag.models.config import CrossEncoderSettings
+from retrievals_rag.models.config import CrossEncoderSettings, LLMScoring
 from retrievals_rag.models.loading import DtypeName, default_max_length, is_decoder_only, resolve_model_path
 from retrievals_rag.models.ranker import PairRanker, Ranker, RerankResult, check_pairs
 from retrievals_rag.models.registry import folder_kind
@@ -89,6 +89,9 @@ class AutoModelForRanking(PairRanker):
         max_windows: int | None = None,
         merge_lora: bool = False,
         backend: BackendChoice = "torch",
+        prompt: str | None = None,
+        target_token: str | None = None,
+        scoring: LLMScoring | None = None,
     ) -> AutoModelForRanking | LLMRanker:
         """Load a cross-encoder (or, with ``causal_lm=True``, an LLM ranker) from a local folder.
 
@@ -116,8 +119,12 @@ class AutoModelForRanking(PairRanker):
                 ``"openvino-int8"``, ``"openvino-int8-static"``: see ``retrievals-rag export``), or ``"auto"``, the fastest one the folder
                 holds on this device. Pooling, instructions, windows and batching are the same for all;
                 LLM rankers run with torch only.
+            prompt: LLM rankers only: the question asked of the LLM (see :meth:`LLMRanker.from_pretrained`).
+            target_token: LLM rankers only: the token whose logit is the score (default ``"Yes"``).
+            scoring: LLM rankers only: ``"target_token"`` or ``"query_likelihood"`` (any causal LM, no training).
         """
         path = resolve_model_path(model_name_or_path)
+        llm_options = {"prompt": prompt, "target_token": target_token, "scoring": scoring}
         if causal_lm or folder_kind(path) == "llm_ranker":
             if num_labels not in (None, 1):
                 raise ValueError(f"an LLM ranker scores with one token's logit; num_labels={num_labels}")
@@ -137,6 +144,15 @@ class AutoModelForRanking(PairRanker):
                 window_stride=window_stride,
                 max_windows=max_windows,
                 merge_lora=merge_lora,
+                prompt=prompt,
+                target_token=target_token,
+                scoring=scoring,
+            )
+        given = [name for name, value in llm_options.items() if value is not None]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for LLM rankers: {path} is loaded as a "
+                "cross-encoder; pass causal_lm=True to load a causal LM as an LLMRanker"
             )
         folder = cls._open_folder(path, trust_remote_code=trust_remote_code)
         architectures = getattr(folder.config, "architectures", None) or []

@@ -157,3 +157,25 @@ def test_scoring_is_saved_and_another_scoring_s_prompt_is_not_carried_over(
     assert switched.max_length == 128  # length and windows kept
     back = LLMRanker.from_pretrained(tmp_path / "likelihood", scoring="target_token", target_token="relevant")
     assert back.scoring == "target_token" and back.settings.query_instruction == "A: "
+
+
+def test_auto_model_for_ranking_passes_the_llm_options_and_refuses_them_for_a_cross_encoder(
+    ranker: LLMRanker, tiny_llama_path: Path, tiny_bert_path: Path
+) -> None:
+    from retrievals_rag import AutoModelForRanking
+
+    through_auto = AutoModelForRanking.from_pretrained(
+        tiny_llama_path, causal_lm=True, scoring="query_likelihood", device="cpu"
+    )
+    assert isinstance(through_auto, LLMRanker) and through_auto.scoring == "query_likelihood"
+    np.testing.assert_allclose(through_auto.compute_score(PAIRS), ranker.compute_score(PAIRS), atol=1e-6)
+    asked = AutoModelForRanking.from_pretrained(
+        tiny_llama_path, causal_lm=True, prompt="is it relevant", target_token="relevant", device="cpu"
+    )
+    assert (asked.settings.prompt, asked.settings.target_token, asked.scoring) == (
+        "is it relevant",
+        "relevant",
+        "target_token",
+    )
+    with pytest.raises(ValueError, match=r"scoring is for LLM rankers: .* causal_lm=True"):
+        AutoModelForRanking.from_pretrained(tiny_bert_path, scoring="query_likelihood")
