@@ -266,3 +266,41 @@ def test_query_likelihood_is_a_reranker_by_name(
     assert [chunk.rerank_score for chunk in chunks] == sorted((c.rerank_score for c in chunks), reverse=True)
     with pytest.raises(FileNotFoundError, match="reranker folder not found: query-likelihoods"):
         engine.load_reranker("query-likelihoods")
+
+
+def test_a_restarted_engine_reranks_with_colbert_without_encoding_a_chunk_again(
+    tmp_path: Path, tiny_bert_path: Path
+) -> None:
+    """The ColBERT reranker's chunk vectors are kept on disk beside the collections: a new engine on the same
+    folder (an app restart) answers its first question from them, with the same scores."""
+    from retrievals_rag import ColBERT
+
+    ColBERT.from_pretrained(tiny_bert_path).save_pretrained(tmp_path / "colbert")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in TOPICS.items():
+        (docs / f"{name}.txt").write_text(text)
+    options: dict[str, Any] = {
+        "embedder_path": tiny_bert_path,
+        "reranker": tmp_path / "colbert",
+        "llm": "extractive",
+        "device": "cpu",
+    }
+    first = RagEngine(tmp_path / "data", **options)
+    assert first.index_files([docs], "notes").errors == []
+    question = "Which hormone lowers the glucose level in the blood?"
+    before = [(hit.chunk_id, hit.rerank_score) for hit in first.retrieve(question, "notes", rerank=True)]
+    assert list((tmp_path / "data" / "colbert-vectors").glob("*.sqlite3"))
+
+    restarted = RagEngine(tmp_path / "data", **options)
+    assert restarted.wait_until_prepared(timeout=120)
+    encoded: list[list[str]] = []
+    colbert = restarted.reranker
+    original = colbert._document_vectors
+    colbert._document_vectors = lambda documents, batch: (  # type: ignore[method-assign]
+        encoded.append(documents) or original(documents, batch)
+    )
+    after = [(hit.chunk_id, hit.rerank_score) for hit in restarted.retrieve(question, "notes", rerank=True)]
+    assert encoded == []  # every chunk's vectors came from the file
+    assert [chunk for chunk, _ in after] == [chunk for chunk, _ in before]
+    assert [score for _, score in after] == pytest.approx([score for _, score in before], abs=1e-5)
