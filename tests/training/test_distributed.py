@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -41,22 +42,20 @@ def _train(
         "--seed", "0",
         "--gather_negatives_across_processes", str(gather).lower(),
     ]  # fmt: skip
-    if processes == 1:
-        command = [sys.executable, "-m", "retrievals_rag.cli.main", *options]
-    else:
-        command = [
-            sys.executable, "-m", "torch.distributed.run",
-            "--nproc_per_node", str(processes),
-            "--master_addr", "127.0.0.1",
-            "--master_port", str(_free_port()),
-            "-m", "retrievals_rag.cli.main", *options,
-        ]  # fmt: skip
     environment = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
+    if processes == 1:
+        command = [sys.executable, "-m", "retrievals_rag.cli.main", *options]
+    else:  # the README's command as written; torchrun reads a free port from PET_MASTER_PORT
+        beside = Path(sys.executable).parent / "torchrun"  # this environment's, else the one on PATH
+        torchrun = str(beside) if beside.is_file() else shutil.which("torchrun")
+        assert torchrun, "torchrun (installed with torch) is not found"
+        command = [torchrun, "--nproc_per_node", str(processes), "-m", "retrievals_rag.cli.main", *options]
+        environment.update(PET_MASTER_ADDR="127.0.0.1", PET_MASTER_PORT=str(_free_port()))
     result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((output / "training_summary.json").read_text())["loss_history"]
