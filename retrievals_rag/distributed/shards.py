@@ -261,6 +261,9 @@ def write_shard(
         "manifest_digest": digest,
     }
     _write_atomic(folder / f"{spec.stem}.json", (json.dumps(record, indent=2) + "\n").encode("utf-8"))
+    # a process killed while writing this shard before left its temporary files; the shard is whole now
+    for leftover in folder.glob(f"{spec.stem}.*.tmp-*"):
+        leftover.unlink(missing_ok=True)
     return ShardRecord(path=vectors_path, **record)
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,39 @@ def test_shards_merged_equal_the_single_encode_and_resume_finishes_the_rest(
     assert merged.ids == ids and np.array_equal(merged.embeddings, corpus.embeddings)
     assert main(["merge", str(folder), "--output", str(tmp_path / "index2")]) == 0
     assert "wrote a exact index of 600 vectors" in capsys.readouterr().out
+
+
+def test_a_killed_encode_run_again_finishes_only_the_missing_shards(
+    model_path: Path, reference, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The CLI killed (SIGKILL) once its first shard is finished: run again, it skips what was finished."""
+    folder = tmp_path / "vecs"
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "retrievals_rag.cli.main", "encode", "--model", str(model_path),
+        "--input", str(CORPUS), "--output-dir", str(folder), "--num-shards", "6", "--batch-size", "1",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_record = folder / "shard-00000-of-00006.json"
+    deadline = time.monotonic() + 300
+    while not first_record.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.kill()
+    process.wait(timeout=60)
+    finished = sorted(path.name for path in folder.glob("shard-*-of-00006.json"))
+    assert first_record.name in finished and len(finished) < 6, finished  # killed in the middle of the job
+    written = {name: (folder / name).with_suffix(".safetensors").stat().st_mtime_ns for name in finished}
+    capsys.readouterr()
+
+    assert _encode(model_path, folder, "--num-shards", "6") == 0
+    messages = capsys.readouterr().err
+    assert messages.count("already finished, skipped") == len(finished)
+    for name, mtime in written.items():  # the finished shards were not written again
+        assert (folder / name).with_suffix(".safetensors").stat().st_mtime_ns == mtime
+    corpus = load_encoded_corpus(folder, expected_model=model_path)
+    ids, vectors = reference
+    assert corpus.ids == ids and float(np.abs(corpus.embeddings - vectors).max()) < 1e-6
+    assert not [path.name for path in folder.iterdir() if ".tmp-" in path.name]  # no half-written file left
 
 
 def test_faiss_indexes_from_shards(model_path: Path, tmp_path: Path) -> None:
@@ -215,8 +249,11 @@ def test_partial_shard_of_a_crashed_process_is_refused_then_rewritten(
     vectors.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"unfinished shards .*shard-00001-of-00002.safetensors"):
         load_encoded_corpus(two_shards)
-    # running again rewrites it, and the merge goes through
+    # both at once (killed mid-write, then again after the rename): running again rewrites the shard, removes
+    # the dead process's temporary file, and the merge goes through
+    (two_shards / "shard-00001-of-00002.json.tmp-4243").write_bytes(b'{"index": ')
     assert _encode(model_path, two_shards, "--num-shards", "2") == 0
+    assert not list(two_shards.glob("*.tmp-*"))
     assert len(load_encoded_corpus(two_shards).ids) == 600
 
 
