@@ -24,12 +24,13 @@ class HelpFormatter(argparse.HelpFormatter):
     so nothing is added to it.
     """
 
+    show_unset_defaults = False  # True: None and False are shown too (for help written by another library)
+
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if (
             "default" in text.lower()
-            or action.default is None
-            or action.default is False
+            or (not self.show_unset_defaults and (action.default is None or action.default is False))
             or action.default == argparse.SUPPRESS
             or (not action.option_strings and action.nargs not in ("?", "*"))
         ):
@@ -39,6 +40,14 @@ class HelpFormatter(argparse.HelpFormatter):
 
 class RawDescriptionHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
     """:class:`HelpFormatter` that keeps the description's line breaks (for descriptions with examples)."""
+
+
+class TrainingHelpFormatter(HelpFormatter):
+    """:class:`HelpFormatter` for ``train``'s options, most of them transformers' ``TrainingArguments``: their
+    help does not say what None or False means, so every default is shown, once (transformers' own formatter
+    added a second, contradicting ``(default: None)`` to ours)."""
+
+    show_unset_defaults = True
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -53,11 +53,21 @@ def _task(task: str) -> tuple[tuple[Any, Any, Any], Any]:
     ), run.train_embedding
 
 
-def run(args: argparse.Namespace) -> int:
+def training_parser(task: str) -> Any:
+    """The parser of ``train TASK``'s options (a transformers ``HfArgumentParser`` over the task's arguments)."""
     from transformers import HfArgumentParser
 
-    classes, train = _task(args.task)
-    parser = HfArgumentParser(classes, prog=f"retrievals-rag train {args.task}")
+    from retrievals_rag.cli.common import TrainingHelpFormatter
+
+    classes, _ = _task(task)
+    return HfArgumentParser(
+        classes, prog=f"retrievals-rag train {task}", formatter_class=TrainingHelpFormatter
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    _, train = _task(args.task)
+    parser = training_parser(args.task)
     options = list(args.options)
     if len(options) == 1 and options[0].endswith((".json", ".yaml", ".yml")):
         loader = parser.parse_json_file if options[0].endswith(".json") else parser.parse_yaml_file

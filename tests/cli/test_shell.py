@@ -61,6 +61,24 @@ def test_every_option_has_help_that_names_its_default(parser: argparse.ArgumentP
             assert "default" in shown.lower(), f"{parser.prog} {action.option_strings}: {shown!r}"
 
 
+@pytest.mark.parametrize("task", ["embedding", "reranker"])
+def test_every_training_option_names_its_default_once(task: str) -> None:
+    """``train TASK --help`` lists our arguments and transformers' ``TrainingArguments``: each names its default,
+    and one whose help already says it gets no second, contradicting ``(default: None)``."""
+    from retrievals_rag.cli.train import training_parser
+
+    parser = training_parser(task)
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        if ALWAYS_THERE & set(action.option_strings):
+            continue
+        shown = formatter._expand_help(action)
+        assert "default" in shown.lower(), f"{parser.prog} {action.option_strings}: {shown!r}"
+        assert shown.lower().count("default:") <= 1, f"{parser.prog} {action.option_strings}: {shown!r}"
+    help_text = parser.format_help()
+    assert "--train_data" in help_text and "--learning_rate" in help_text and "--eval_data" in help_text
+
+
 def test_the_documented_encoder_defaults_are_the_real_ones() -> None:
     from retrievals_rag.models.base import DEFAULT_MAX_BATCH_SIZE, DEFAULT_TOKEN_BUDGET
 
