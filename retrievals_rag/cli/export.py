@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from retrievals_rag.cli.common import activity
 from retrievals_rag.models.backends.record import BACKEND_NAMES
 
 
@@ -117,12 +118,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         for backend, quantization in wanted:
             start = time.perf_counter()
-            written = export(
-                str(folder),
-                backend=backend,
-                quantize=quantization,
-                calibration=calibration if quantization == "int8-static" else None,
-            )
+            with activity(f"exporting {backend}{'-' + quantization if quantization else ''}"):
+                written = export(
+                    str(folder),
+                    backend=backend,
+                    quantize=quantization,
+                    calibration=calibration if quantization == "int8-static" else None,
+                )
             print(f"wrote {written} in {time.perf_counter() - start:.1f}s", file=sys.stderr)
     except BaseException:
         if args.output is not None:  # the copy was made for this export: leave nothing behind

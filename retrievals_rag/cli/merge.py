@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from retrievals_rag.cli.common import activity
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -58,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from retrievals_rag.distributed.merge import add_to_chroma, build_index, load_encoded_corpus, write_index
 
     start = time.perf_counter()
-    corpus = load_encoded_corpus(args.shards, expected_model=args.model)
+    with activity(f"checking the shards in {args.shards}"):
+        corpus = load_encoded_corpus(args.shards, expected_model=args.model)
     print(
         f"checked {args.shards}: {len(corpus.ids)} vectors of width {corpus.embeddings.shape[1]}",
         file=sys.stderr,
@@ -66,10 +69,11 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         if args.collection is not None:
             raise ValueError("--collection goes with --data-dir or --chroma-url")
-        index = build_index(
-            corpus, args.index, score_function=args.score_function, faiss_factory=args.faiss_factory
-        )
-        write_index(corpus, index, args.output)
+        with activity(f"building a {args.index} index of {len(corpus.ids)} vectors"):
+            index = build_index(
+                corpus, args.index, score_function=args.score_function, faiss_factory=args.faiss_factory
+            )
+            write_index(corpus, index, args.output)
         print(
             f"wrote a {args.index} index of {len(index)} vectors to {args.output} in {time.perf_counter() - start:.1f}s"
         )
@@ -79,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from retrievals_rag.rag.connection import connect
 
     client = connect(args.data_dir, args.chroma_url)
-    written = add_to_chroma(corpus, client, args.collection)
+    with activity(f"adding {len(corpus.ids)} vectors to {args.collection!r}"):
+        written = add_to_chroma(corpus, client, args.collection)
     where = args.data_dir or args.chroma_url
     print(
         f"added {written} vectors to collection {args.collection!r} in {where} in {time.perf_counter() - start:.1f}s"
