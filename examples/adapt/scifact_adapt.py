@@ -73,7 +73,7 @@ def main() -> None:
         type=Path,
         default=None,
         help="the starting model's ranking of the split written by an earlier run (test_run-zero-shot.json): "
-        "judged instead of encoding the corpus again (about 15 minutes on one core)",
+        "judged instead of encoding the corpus again (about 15 minutes on one core; default: encode it)",
     )
     add_settings_arguments(parser.add_argument_group("adaptation"), skip=("generator",))
     args = parser.parse_args()
