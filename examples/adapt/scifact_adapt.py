@@ -44,6 +44,7 @@ from retrievals_rag import (
 from retrievals_rag.cli.adapt import add_settings_arguments, settings_from_arguments
 from retrievals_rag.cli.common import RawDescriptionHelpFormatter  # help that shows the defaults
 from retrievals_rag.evaluation.beir import document_text, load_corpus
+from retrievals_rag.evaluation.evaluator import EvaluationResult
 from retrievals_rag.evaluation.metrics import evaluate_run
 from retrievals_rag.evaluation.reranking import read_run, write_run
 from retrievals_rag.retrieval.runs import CorpusEmbeddingCache
@@ -92,7 +93,9 @@ def main() -> None:
                 f"--zero-shot-run {args.zero_shot_run} ranks {len(zero_shot_run)} queries, the {args.split} split "
                 f"has {len(evaluator.query_ids)}: not a ranking of this split"
             )
-        zero_shot = RunResult(evaluate_run(evaluator.qrels, zero_shot_run, evaluator.k_values), zero_shot_run)
+        zero_shot = EvaluationResult(
+            evaluate_run(evaluator.qrels, zero_shot_run, evaluator.k_values), zero_shot_run
+        )
     else:
         zero_shot = evaluator.evaluate(
             CorpusEmbeddingCache(AutoModelForEmbedding.from_pretrained(model_path))
@@ -159,14 +162,6 @@ def main() -> None:
             with_bm25 = entry["test_with_bm25"]
             print(f"{name + ' + bm25':<12}{with_bm25['nDCG@10']:>9.4f}{with_bm25['Recall@100']:>8.4f}")
     print(f"wall time {(time.perf_counter() - start) / 60:.1f} min; results: {args.output / 'results.json'}")
-
-
-@dataclasses.dataclass(frozen=True)
-class RunResult:
-    """A ranking read back from a file and its metrics (what the evaluator's result carries)."""
-
-    metrics: dict[str, float]
-    run: dict[str, dict[str, float]]
 
 
 def _printer(name: str) -> Any:
