@@ -18,11 +18,12 @@ import random
 import re
 from collections.abc import Sequence
 
+from retrievals_rag.data.text_units import UNSPACED_RUN, UNSPACED_SENTENCE_MARKS, word_spans
 from retrievals_rag.llm.base import GenerationError
 
 __all__ = ["CroppingGenerator", "HeadingGenerator", "check_question_count", "cut_span", "split_heading"]
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_SENTENCE_END = re.compile(rf"(?<=[.!?])\s+|(?<=[{UNSPACED_SENTENCE_MARKS}])\s*|\n+")
 _MARKDOWN_HEADING = re.compile(r"^\s{0,3}#{1,6}(?:\s+|$)")
 _WORD_CHARACTER = re.compile(r"\w")
 _CLOSING_HASHES = re.compile(r"\s+#+\s*$")
@@ -134,19 +135,21 @@ class CroppingGenerator:
         )
 
     def _crops(self, passage: str, key: str) -> list[str]:
+        """Spans of whole words (:func:`~retrievals_rag.data.text_units.word_spans`: a character of Chinese,
+        Japanese, Thai... is a word), cut from the passage as written, white space runs made single spaces."""
         rng = random.Random(f"{self.seed}\x00{key}")
-        sentences = [part.split() for part in _SENTENCE_END.split(passage)]
-        usable = [words for words in sentences if len(words) >= self.min_words]
+        sentences = [(part, word_spans(part)) for part in _SENTENCE_END.split(passage)]
+        usable = [(text, spans) for text, spans in sentences if len(spans) >= self.min_words]
         if not usable:
-            words = passage.split()
-            return [" ".join(words[: self.max_words])] if words else []
+            spans = word_spans(passage)
+            return [_span_text(passage, spans[: self.max_words])] if spans else []
         chosen = rng.sample(usable, min(self.questions_per_passage, len(usable)))
         crops = []
-        for words in chosen:
-            if len(words) > self.max_words:
-                start = rng.randrange(len(words) - self.max_words + 1)
-                words = words[start : start + self.max_words]
-            crops.append(" ".join(words))
+        for text, spans in chosen:
+            if len(spans) > self.max_words:
+                start = rng.randrange(len(spans) - self.max_words + 1)
+                spans = spans[start : start + self.max_words]
+            crops.append(_span_text(text, spans))
         return crops
 
     def __repr__(self) -> str:
@@ -206,6 +209,11 @@ class HeadingGenerator:
         return f"HeadingGenerator(max_words={self.max_words}, max_chars={self.max_chars})"
 
 
+def _span_text(text: str, spans: list[tuple[int, int]]) -> str:
+    """The text from the first span's start to the last one's end, its white space runs made single spaces."""
+    return " ".join(text[spans[0][0] : spans[-1][1]].split())
+
+
 def cut_span(span: str, passage: str) -> str:
     """``passage`` without the first occurrence of ``span`` (matched word by word across the passage's own
     whitespace, which the rest keeps); the passage itself when it does not hold the span or nothing would be left.
@@ -213,6 +221,11 @@ def cut_span(span: str, passage: str) -> str:
     words = span.split()
     if not words:
         return passage
-    pattern = re.compile(r"\s+".join(re.escape(word) for word in words))
-    rest = pattern.sub(" ", passage, count=1).strip()
-    return re.sub(r" {2,}", " ", rest) if rest and rest != passage else passage
+    match = re.search(r"\s+".join(re.escape(word) for word in words), passage)
+    if match is None:
+        return passage
+    before, after = passage[: match.start()], passage[match.end() :]
+    # the cut leaves a space, except beside a script written without spaces (Chinese, Japanese...)
+    unspaced = bool(UNSPACED_RUN.fullmatch(before[-1:]) or UNSPACED_RUN.fullmatch(after[:1]))
+    rest = f"{before}{'' if unspaced else ' '}{after}".strip()
+    return re.sub(r" {2,}", " ", rest) if rest else passage

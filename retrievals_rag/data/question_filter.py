@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from retrievals_rag.data.text_units import UNSPACED_RUN, character_pairs, count_words
+
 __all__ = ["DROP_REASONS", "DropReason", "QuestionFilter", "ReplyForm", "normalized_question", "topic_terms"]
 
 ReplyForm = Literal["question", "any"]
@@ -24,8 +26,6 @@ DROP_REASONS: tuple[str, ...] = ("empty", "duplicate", "copied", "too_long", "ga
 _WORD = re.compile(r"\w+", re.UNICODE)
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 _QUESTION_MARKS = "?\uff1f\u061f\u037e"  # ASCII, full-width (Chinese, Japanese), Arabic, Greek
-# scripts written without spaces between words: a run of them is compared by its character pairs
-_UNSPACED = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _INTERROGATIVES = frozenset(
     "what which who whom whose when where why how is are was were do does did can could should would will shall "
     "may might has have had".split()
@@ -41,7 +41,8 @@ class QuestionFilter:
     """The rules a generated question must pass (see the module's docstring).
 
     Args:
-        max_words: most words in a question.
+        max_words: most words in a question (a character of Chinese, Japanese, Thai... counts as a word:
+            :mod:`retrievals_rag.data.text_units`).
         copy_ngram: a run of this many words shared with the passage means copied (chat generators only).
         min_copy_words: a question of at least this many words found whole in the passage is copied too.
         reply_form: ``"question"``: a chat model's reply must read as a question (a question mark, or one sentence
@@ -73,7 +74,7 @@ class QuestionFilter:
         if not _LETTER.search(question):
             return "garbage"
         words = [word.lower() for word in _WORD.findall(question)]
-        if len(words) > self.max_words:
+        if count_words(question) > self.max_words:
             return "too_long"
         if chat and self.reply_form == "question" and not _question_like(question, words):
             return "garbage"
@@ -110,9 +111,9 @@ def topic_terms(text: str) -> set[str]:
     """
     terms: set[str] = set()
     shouting = text.upper() == text
-    for run in _UNSPACED.findall(text):
-        terms.update(run[i : i + 2] for i in range(len(run) - 1))
-    for word in _WORD.findall(_UNSPACED.sub(" ", text)):
+    for run in UNSPACED_RUN.findall(text):
+        terms.update(character_pairs(run))
+    for word in _WORD.findall(UNSPACED_RUN.sub(" ", text)):
         lower = word.lower()
         if len(lower) >= 5 and lower not in _NOT_CONTENT:
             terms.add(lower[:6])

@@ -35,6 +35,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from retrievals_rag.data.text_units import UNSPACED_RUN, UNSPACED_SENTENCE_MARKS, character_pairs, count_words
+
 __all__ = [
     "DEFAULT_RELEVANCE_FLOORS",
     "EmbeddingScorer",
@@ -63,8 +65,9 @@ to :func:`retrievals_rag.rag.generate.answer` when scoring with :class:`Reranker
 _MIN_WORDS = 4
 _MAX_HEADING_WORDS = 10
 _WORD = re.compile(r"\w+", re.UNICODE)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-_TERMINAL = re.compile(r"[.!?:;]['\")\]]*$")
+# Chinese and Japanese end a sentence with a full-width mark and no space (text_units.UNSPACED_SENTENCE_MARKS)
+_SENTENCE_END = re.compile(rf"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|(?<=[{UNSPACED_SENTENCE_MARKS}])\s*(?=\S)")
+_TERMINAL = re.compile(r"[.!?:;\u3002\uff01\uff1f\uff1a\uff1b]['\")\]\u300d\u300f\uff09]*$")
 _MARKDOWN_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 _LIST_MARKER = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
@@ -75,7 +78,10 @@ _EMPHASIS_UNDERSCORE = re.compile(r"(?<![\w_])_(?=\S)([^_]+?)(?<=\S)_(?![\w_])")
 _CODE = re.compile(r"`([^`]+)`")
 _HEADING_MARKS = re.compile(r"^\s{0,3}#{1,6}\s+|\s+#+\s*$")
 _BLOCKQUOTE = re.compile(r"^\s*>\s?")
-_REPLY_END = re.compile(r"[.!?]['\")\]]*(?:\s*\[\d{1,3}\])*(?=\s)|\n")
+_REPLY_END = re.compile(
+    r"[.!?]['\")\]]*(?:\s*\[\d{1,3}\])*(?=\s)"
+    rf"|[{UNSPACED_SENTENCE_MARKS}][\u300d\u300f\uff09]*(?:\s*\[\d{{1,3}}\])*(?=[^\[])|\n"
+)
 _ABBREVIATIONS = frozenset("dr mr mrs ms prof st mt no nr vs approx etc ca".split())
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 _CITATION_MARK = re.compile(r"\s*\[\d{1,3}\]")
@@ -165,7 +171,7 @@ def _is_heading(line: str) -> bool:
     """A Markdown heading, or a short line of prose without end punctuation (a title, an HTML heading)."""
     if _MARKDOWN_HEADING.match(line):
         return True
-    return not _TERMINAL.search(line) and " | " not in line and len(_WORD.findall(line)) <= _MAX_HEADING_WORDS
+    return not _TERMINAL.search(line) and " | " not in line and count_words(line) <= _MAX_HEADING_WORDS
 
 
 STOPWORDS = frozenset(
@@ -183,14 +189,21 @@ _SUFFIXES = ("ing", "ed", "es", "s")
 
 
 def content_words(text: str) -> set[str]:
-    """Lower-cased words of ``text`` without stopwords or one-letter words, crudely stemmed.
+    """Lower-cased words of ``text`` without stopwords or one-letter words, crudely stemmed; in a script written
+    without spaces (Chinese, Japanese, ...), each pair of adjacent characters
+    (:mod:`retrievals_rag.data.text_units`).
 
     Example:
         >>> sorted(content_words("Which laptops can the new employees choose?"))
         ['choose', 'employe', 'laptop', 'new']
+        >>> sorted(content_words("胰岛素的作用"))
+        ['作用', '岛素', '的作', '素的', '胰岛']
     """
     words = set()
-    for word in _WORD.findall(text.lower()):
+    lowered = text.lower()
+    for run in UNSPACED_RUN.findall(lowered):
+        words.update(character_pairs(run))
+    for word in _WORD.findall(UNSPACED_RUN.sub(" ", lowered)):
         if len(word) < 2 or word in _STOPWORDS:
             continue
         for suffix in _SUFFIXES:
@@ -257,9 +270,7 @@ def split_units(text: str) -> list[Unit]:
                 pieces.extend(_split_sentences(plain_text(line)))
         subsection = "" if section == title else section
         units.extend(
-            Unit(piece.strip(), title, subsection)
-            for piece in pieces
-            if len(_WORD.findall(piece)) >= _MIN_WORDS
+            Unit(piece.strip(), title, subsection) for piece in pieces if count_words(piece) >= _MIN_WORDS
         )
     return units
 

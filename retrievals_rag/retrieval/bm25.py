@@ -13,6 +13,10 @@ Behaviour:
   corpus size.)
 - Order: score, descending; equal scores by corpus position, lower first.
 - An empty corpus, or one in which no document has an indexable token, raises ``ValueError``.
+- Chinese, Japanese, Thai...: a script written without spaces between words is indexed by its pairs of adjacent
+  characters (:func:`retrievals_rag.data.text_units.segment_unspaced`, the bigrams of Lucene's ``CJKAnalyzer``);
+  ``bm25s`` alone makes a whole sentence one term, so that nothing but the same sentence matches it. An index
+  saved before this rule (no ``unspaced`` in its ``retriever.json``) keeps the tokenising it was built with.
 
 Example:
     >>> retriever = BM25Retriever(["a cat and a dog and a bird", "dogs bark", "the cat sat"], ids=["d1", "d2", "d3"])
@@ -36,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
+from retrievals_rag.data.text_units import segment_unspaced
 from retrievals_rag.retrieval.dense import _check_new_ids, _check_top_k, results_to_run
 
 if TYPE_CHECKING:
@@ -47,6 +52,9 @@ BM25Method = Literal["lucene", "robertson", "atire", "bm25l", "bm25+"]
 _METHODS: tuple[str, ...] = get_args(BM25Method)
 _METADATA_FILE = "retriever.json"
 _FORMAT_VERSION = 1
+_UNSPACED_PAIRS = (
+    "character-pairs"  # how runs of an unspaced script are tokenised (retriever.json "unspaced")
+)
 
 
 class BM25Retriever:
@@ -96,7 +104,7 @@ class BM25Retriever:
             raise ValueError(f"k1 must be >= 0, got {k1!r}")
         if not 0 <= b <= 1:
             raise ValueError(f"b must be in [0, 1], got {b!r}")
-        self._setup(_check_stopwords(stopwords), _check_stemmer(stemmer), show_progress)
+        self._setup(_check_stopwords(stopwords), _check_stemmer(stemmer), show_progress, _UNSPACED_PAIRS)
 
         corpus_tokens = self._tokenize(texts)
         if not any(corpus_tokens):
@@ -113,10 +121,12 @@ class BM25Retriever:
         stopwords: str | list[str] | None,
         stemmer: Callable[[list[str]], list[str]] | None,
         show_progress: bool,
+        unspaced: str | None,
     ) -> None:
         import bm25s
 
         self._bm25s = bm25s
+        self._unspaced = unspaced
         self._stopwords = stopwords
         self._stemmer = stemmer
         self.show_progress = show_progress
@@ -147,6 +157,8 @@ class BM25Retriever:
         return len(self._ids)
 
     def _tokenize(self, texts: list[str]) -> list[list[str]]:
+        if self._unspaced == _UNSPACED_PAIRS:
+            texts = [segment_unspaced(text) for text in texts]
         return self._bm25s.tokenize(
             texts,
             lower=True,
@@ -223,6 +235,7 @@ class BM25Retriever:
             "ids": self._ids,
             "stopwords": self._stopwords,
             "uses_stemmer": self._stemmer is not None,
+            "unspaced": self._unspaced,
         }
         (folder / _METADATA_FILE).write_text(json.dumps(metadata, ensure_ascii=False), encoding="utf-8")
 
@@ -265,7 +278,15 @@ class BM25Retriever:
         if model.scores["num_docs"] != len(ids):
             raise ValueError(f"{folder} holds {model.scores['num_docs']} documents but {len(ids)} ids")
         retriever = cls.__new__(cls)
-        retriever._setup(metadata["stopwords"], _check_stemmer(stemmer), show_progress)
+        if metadata.get("unspaced") not in (None, _UNSPACED_PAIRS):
+            raise ValueError(
+                f"{metadata_path}: unknown tokenising of unspaced scripts {metadata['unspaced']!r}"
+            )
+        # an index saved before unspaced scripts were split into character pairs has no "unspaced": its terms
+        # are whole runs, and its queries must be tokenised the same way
+        retriever._setup(
+            metadata["stopwords"], _check_stemmer(stemmer), show_progress, metadata.get("unspaced")
+        )
         retriever._model = model
         retriever._ids = list(ids)
         return retriever

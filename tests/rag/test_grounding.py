@@ -23,9 +23,11 @@ from retrievals_rag.rag.generate import (
 from retrievals_rag.rag.grounding import (
     DEFAULT_RELEVANCE_FLOORS,
     EmbeddingScorer,
+    SupportCheck,
     content_words,
     plain_text,
     rank_units,
+    sentence_end,
     split_units,
 )
 from retrievals_rag.rag.loaders import load_document
@@ -222,3 +224,54 @@ def test_the_question_set_with_the_packaged_minilm(tmp_path: Path) -> None:
     assert answerable >= 20
     assert right >= 0.8 * answerable
     assert absent_said == 5
+
+
+INSULIN_ZH = chunk(
+    "# 胰岛素\n\n胰岛素是由胰脏内的胰岛β细胞分泌的一种蛋白质激素。胰岛素参与调节糖代谢，控制血糖平衡，"
+    "可用于治疗糖尿病。它的分子量为5808道尔顿。",
+    "insulin-zh.md",
+)
+PHOTOSYNTHESIS_ZH = chunk("光合作用是植物利用光能把二氧化碳和水合成有机物的过程。", "photosynthesis-zh.txt")
+
+
+def test_chinese_documents_are_split_into_sentences_and_answered_with_citations() -> None:
+    units = split_units(INSULIN_ZH.text)
+    assert [unit.text for unit in units] == [  # before: no unit at all (a sentence was one "word")
+        "胰岛素是由胰脏内的胰岛β细胞分泌的一种蛋白质激素。",
+        "胰岛素参与调节糖代谢，控制血糖平衡，可用于治疗糖尿病。",
+        "它的分子量为5808道尔顿。",
+    ]
+    assert units[0].title == "胰岛素"
+
+    extractive = answer(
+        "胰岛素如何控制血糖？",
+        [PHOTOSYNTHESIS_ZH, INSULIN_ZH],
+        ExtractiveAnswer(),
+        scorer=OverlapScorer(),
+        relevance_floor=0.1,
+    )
+    assert extractive.read().startswith("胰岛素参与调节糖代谢，控制血糖平衡，可用于治疗糖尿病。 [2]")
+    assert extractive.grounded and [citation.label for citation in extractive.cited()] == ["insulin-zh.md"]
+
+    written = answer(
+        "胰岛素的分子量是多少？",
+        [INSULIN_ZH],
+        RecordingChat("它的分子量为5808道尔顿[1]。"),
+        scorer=OverlapScorer(),
+        relevance_floor=0.1,
+    )
+    assert written.read() == "它的分子量为5808道尔顿。 [1]" and written.grounded
+
+
+def test_a_chinese_sentence_is_checked_like_an_english_one() -> None:
+    check = SupportCheck()
+    sources = [(1, INSULIN_ZH.text)]
+
+    assert check.check("胰岛素可以控制血糖平衡[1]。", "胰岛素有什么作用？", sources).supported
+    assert check.check("它的分子量为6000道尔顿。", "胰岛素的分子量是多少？", sources).reason == (
+        "the number 6000 is in none of the sources"
+    )
+    assert not check.check("胰岛素有什么作用。", "胰岛素有什么作用？", sources).supported
+    text = "胰岛素控制血糖[1]。它还可以"
+    assert text[: sentence_end(text)] == "胰岛素控制血糖[1]。"
+    assert sentence_end("胰岛素控制血糖。[1") is None  # a citation may still be coming

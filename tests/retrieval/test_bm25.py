@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import bm25s
@@ -187,3 +188,59 @@ def test_invalid_search_arguments_raise() -> None:
         retriever.to_run(["q1"], ["fox", "dog"], top_k=2)
     with pytest.raises(ValueError, match="query ids must be unique"):
         retriever.to_run(["q", "q"], ["fox", "dog"], top_k=2)
+
+
+CHINESE_DOCS = [
+    "胰岛素是由胰脏内的胰岛β细胞分泌的一种蛋白质激素。",
+    "光合作用是植物利用光能把二氧化碳和水合成有机物的过程。",
+    "糖尿病患者需要控制血糖，胰岛素可以降低血糖。",
+    "インスリンは血糖値を下げるホルモンである。",
+    "Insulin lowers blood glucose.",
+]
+
+
+def test_unspaced_scripts_are_matched_by_character_pairs() -> None:
+    retriever = BM25Retriever(
+        CHINESE_DOCS, ids=["zh-insulin", "zh-photosynthesis", "zh-diabetes", "ja", "en"]
+    )
+
+    results = retriever.search(
+        ["胰岛素如何降低血糖？", "什么是光合作用", "血糖値", "insulin glucose"], top_k=3
+    )
+
+    assert ids_of(results[0])[:2] == ["zh-diabetes", "zh-insulin"]  # bm25s alone: no hit at all
+    assert ids_of(results[1]) == ["zh-photosynthesis"]
+    assert ids_of(results[2])[0] == "ja"
+    assert ids_of(results[3]) == ["en"]
+
+
+def test_an_index_saved_before_the_character_pair_rule_keeps_its_tokenising(tmp_path: Path) -> None:
+    retriever = BM25Retriever(CHINESE_DOCS)
+    retriever.save(tmp_path / "new")
+    assert json.loads((tmp_path / "new" / "retriever.json").read_text(encoding="utf-8"))["unspaced"]
+    reloaded = BM25Retriever.load(tmp_path / "new")
+    assert reloaded.search(["降低血糖"], top_k=2) == retriever.search(["降低血糖"], top_k=2)
+
+    # an index of the earlier release: whole runs as terms, no "unspaced" in retriever.json
+    legacy = BM25Retriever.__new__(BM25Retriever)
+    legacy._setup("en", None, False, None)
+    legacy._model = bm25s.BM25()
+    legacy._model.index(legacy._tokenize(CHINESE_DOCS), show_progress=False)
+    legacy._ids = [str(index) for index in range(len(CHINESE_DOCS))]
+    legacy.save(tmp_path / "old")
+    metadata_path = tmp_path / "old" / "retriever.json"
+    metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+    del metadata["unspaced"]
+    metadata_path.write_text(json.dumps(metadata), encoding="utf-8")
+
+    loaded = BM25Retriever.load(tmp_path / "old")
+
+    # its queries are tokenised as its documents were: a whole run matches, character pairs are not in it
+    assert ids_of(loaded.search(["光合作用是植物利用光能把二氧化碳和水合成有机物的过程"], top_k=2)[0]) == [
+        "1"
+    ]
+    assert loaded.search(["血糖"], top_k=2) == [[]]
+    metadata["unspaced"] = "words"
+    metadata_path.write_text(json.dumps(metadata), encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown tokenising of unspaced scripts 'words'"):
+        BM25Retriever.load(tmp_path / "old")

@@ -1,0 +1,79 @@
+"""Scripts written without spaces between words (Chinese, Japanese, Thai): one rule for counting, cutting and
+matching words (retrievals_rag.data.text_units), used by the cropping generator and the question filter."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from retrievals_rag.data.passage_queries import CroppingGenerator, cut_span
+from retrievals_rag.data.question_filter import QuestionFilter, topic_terms
+from retrievals_rag.data.text_units import character_pairs, count_words, segment_unspaced, word_spans
+
+CHINESE = (
+    "胰岛素是由胰脏内的胰岛β细胞分泌的一种蛋白质激素。胰岛素参与调节糖代谢，控制血糖平衡，可用于治疗糖尿病。"
+    "它的分子量为5808道尔顿。"
+)
+JAPANESE = "インスリンは膵臓のランゲルハンス島のβ細胞から分泌されるペプチドホルモンの一種である。血糖値を下げる働きがある。"
+ENGLISH = (
+    "Insulin is a peptide hormone produced by beta cells of the pancreatic islets.  It regulates the "
+    "metabolism of carbohydrates, fats and protein by promoting the absorption of glucose from the blood."
+)
+
+
+def test_a_character_of_an_unspaced_script_is_a_word_and_other_text_is_split_as_before() -> None:
+    assert count_words("胰岛素降低血糖") == 7
+    assert count_words("β细胞 secrete insulin!") == 5  # β, 细, 胞, secrete, insulin
+    assert count_words(ENGLISH) == len(re.findall(r"\w+", ENGLISH))
+    assert [ENGLISH[start:end] for start, end in word_spans(ENGLISH)] == ENGLISH.split()
+    text = "血糖値を下げる"
+    assert [text[start:end] for start, end in word_spans(text)] == ["血", "糖", "値", "を", "下", "げ", "る"]
+    assert character_pairs("血糖値") == ["血糖", "糖値"] and character_pairs("血") == []
+    assert segment_unspaced("用胰岛素 treat 糖尿病").split() == [
+        "用胰",
+        "胰岛",
+        "岛素",
+        "treat",
+        "糖尿",
+        "尿病",
+    ]
+    assert segment_unspaced("猫 cat").split() == ["猫", "cat"]  # a lone character stays a word
+    assert segment_unspaced(ENGLISH) == ENGLISH
+    assert count_words("한국어는 띄어쓰기를 한다") == 3  # Korean is written with spaces
+
+
+@pytest.mark.parametrize("passage", [CHINESE, JAPANESE], ids=["chinese", "japanese"])
+def test_cropping_cuts_a_span_of_a_sentence_not_the_whole_passage(passage: str) -> None:
+    generator = CroppingGenerator(questions_per_passage=2, max_words=12, seed=3)
+
+    [crops] = generator.generate([passage], ["p1"])
+
+    assert len(crops) == 2 and len(set(crops)) == 2
+    for crop in crops:
+        assert crop in passage  # cut from it as written: no space put between characters
+        assert 5 <= count_words(crop) <= 12
+        assert crop.count("。") <= 1 and not crop.rstrip("。").count("。")  # within one sentence
+        rest = cut_span(crop, passage)
+        assert crop not in rest and len(rest) == len(passage) - len(crop)
+
+
+def test_cropping_english_is_unchanged_by_the_rule() -> None:
+    generator = CroppingGenerator(questions_per_passage=2, max_words=8, seed=3)
+
+    [crops] = generator.generate([ENGLISH], ["p1"])
+
+    for crop in crops:
+        assert len(crop.split()) == 8 and crop in " ".join(ENGLISH.split())
+
+
+def test_question_filter_counts_characters_of_unspaced_scripts_as_words() -> None:
+    rules = QuestionFilter(max_words=20)
+    passage = CHINESE
+
+    assert rules.reason("胰岛素如何调节血糖？", passage) is None
+    long_question = "胰岛素是否能够在所有的情况下都完全控制糖尿病患者体内的血糖平衡并且没有任何副作用呢？"
+    assert count_words(long_question) > 20
+    assert rules.reason(long_question, passage) == "too_long"  # one "word" to \w+, and never too long before
+    assert rules.reason("光合作用需要什么？", passage) == "off_topic"
+    assert {"胰岛", "岛素"} <= topic_terms("胰岛素如何调节血糖？")
