@@ -41,8 +41,32 @@ def test_plain_text_and_markdown() -> None:
             "Привет, как дела? Это простой тест кодировки.".encode("cp1251"),
             "Привет, как дела? Это простой тест кодировки.",
         ),
+        # legacy Windows files of Western and Central Europe: charset-normalizer alone reads the first two as
+        # Windows-1250 ("nińa, żverdad?"); 1252 wins a near tie, and real 1250 text stays 1250
+        *[
+            (text.encode(encoding), text)
+            for text, encoding in (
+                (
+                    "La niña comió piñata en el año pasado, ¿verdad? Sí, señor. El pingüino está en la montaña.",
+                    "cp1252",
+                ),
+                ("A informação está disponível na seção de ações. Não há solução para o coração.", "cp1252"),
+                ("Příliš žluťoučký kůň úpěl ďábelské ódy. Děkuji za vaši pomoc, přátelé.", "cp1250"),
+                ("Zażółć gęślą jaźń. Wczoraj byłem w sklepie i kupiłem chleb dla córki.", "cp1250"),
+            )
+        ],
     ],
-    ids=["utf-8", "utf-8-bom", "utf-16-le-bom", "utf-16-be-bom", "cp1251-detected"],
+    ids=[
+        "utf-8",
+        "utf-8-bom",
+        "utf-16-le-bom",
+        "utf-16-be-bom",
+        "cp1251-detected",
+        "cp1252-spanish",
+        "cp1252-portuguese",
+        "cp1250-czech",
+        "cp1250-polish",
+    ],
 )
 def test_encodings_are_detected(data: bytes, expected: str) -> None:
     assert decode_text(data, "x.txt") == expected
@@ -247,3 +271,12 @@ def test_safe_upload_path_accepts_plain_names(tmp_path: Path) -> None:
     assert safe_upload_path(tmp_path, "report.pdf") == tmp_path.resolve() / "report.pdf"
     assert safe_upload_path(tmp_path, "sub/report.pdf") == tmp_path.resolve() / "sub" / "report.pdf"
     assert safe_upload_path(tmp_path, "my..notes.txt") == tmp_path.resolve() / "my..notes.txt"
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\r"], ids=["windows-crlf", "classic-mac-cr"])
+def test_line_ends_of_other_systems_become_newlines(newline: str) -> None:
+    text = newline.join(["# Opening hours", "", "We open at 8 am.", "", "We close at 4 pm."])
+
+    document = load_bytes(text.encode("utf-8"), "hours.md")
+
+    assert document.pages[0].text == "# Opening hours\n\nWe open at 8 am.\n\nWe close at 4 pm."
