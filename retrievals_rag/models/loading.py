@@ -287,13 +287,26 @@ def make_tokenizer_append_eos(tokenizer: PreTrainedTokenizerBase) -> bool:
     return True
 
 
+# Model types whose position ids start after the padding index (RoBERTa's scheme): position embedding
+# ``pad_token_id + 1`` is the first one used, so XLM-R's 514 positions take 512 tokens.
+_PADDING_OFFSET_POSITIONS = frozenset(
+    "roberta xlm-roberta xlm-roberta-xl camembert mpnet longformer luke data2vec-text ibert roberta-prelayernorm "
+    "xmod markuplm lilt layoutlmv3 esm".split()
+)
+
+
 def default_max_length(tokenizer: PreTrainedTokenizerBase, config: Any) -> int:
-    """The longest input the model takes: the tokenizer's limit, else the position embeddings, else 512."""
+    """The longest input the model takes: the tokenizer's limit, else the position embeddings (less RoBERTa's
+    offset: an XLM-R or MPNet folder whose tokenizer names no limit takes 512 tokens, not its 514 positions,
+    which fail at the first long text), else 512."""
     limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(limit, int) and 2 <= limit < 1_000_000:
         return limit
     positions = getattr(config, "max_position_embeddings", None)
     if isinstance(positions, int) and positions >= 2:
+        pad = getattr(config, "pad_token_id", None)
+        if getattr(config, "model_type", None) in _PADDING_OFFSET_POSITIONS and isinstance(pad, int):
+            return max(positions - pad - 1, 2)
         return positions
     return 512
 
