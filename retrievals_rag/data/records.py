@@ -168,7 +168,8 @@ def _scores(
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open("r", encoding="utf-8") as handle:
+    # utf-8-sig: a byte-order mark, which Windows editors write, is not part of the first record
+    with path.open("r", encoding="utf-8-sig") as handle:
         try:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
@@ -183,7 +184,7 @@ def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
 
 def _json_array(path: Path) -> Iterator[tuple[int | None, Any]]:
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
+        payload = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as error:
         raise DataFormatError(str(path), error.lineno, None, f"invalid JSON ({error.msg})") from error
     if isinstance(payload, dict):  # {"data": [...]} as some datasets ship

@@ -67,7 +67,7 @@ def read_input(path: Path) -> tuple[list[str], list[str]]:
         return list(corpus), [document_text(document) for document in corpus.values()]
     if path.suffix == ".txt":
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
         except UnicodeDecodeError as error:
             raise ValueError(f"{path} is not UTF-8 text ({error})") from error
         return [str(number) for number in range(len(lines))], lines

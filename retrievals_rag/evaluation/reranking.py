@@ -38,7 +38,7 @@ def read_run(path: str | os.PathLike[str]) -> Run:
         ValueError: a malformed file, naming it and the line.
     """
     file = Path(path)
-    text = file.read_text(encoding="utf-8")
+    text = file.read_text(encoding="utf-8-sig")
     run: Run = {}
     if file.suffix == ".json":
         try:

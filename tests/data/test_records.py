@@ -106,3 +106,15 @@ def test_empty_missing_and_mixed_inputs(tmp_path: Path) -> None:
         load_records([GOOD, {"query": "q", "document": "d", "label": 0.5}])
     with pytest.raises(DataFormatError, match=r"expected a \.jsonl or \.json file"):
         load_records(_write_jsonl(tmp_path / "train.csv", ["a,b"]))
+
+
+def test_a_file_saved_by_a_windows_editor_loads(tmp_path: Path) -> None:
+    """A byte-order mark and CRLF line ends (Notepad's UTF-8): before, line 1 was 'invalid JSON'."""
+    lines = [json.dumps(GOOD), "", json.dumps({**GOOD, "query": "q2"})]
+    (tmp_path / "train.jsonl").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    (tmp_path / "train.json").write_bytes(b"\xef\xbb\xbf" + json.dumps([GOOD]).encode())
+
+    records = load_records(str(tmp_path / "train.jsonl"))
+
+    assert [record.query for record in records] == ["q", "q2"]
+    assert load_records(str(tmp_path / "train.json"))[0].negatives == ("n1", "n2")

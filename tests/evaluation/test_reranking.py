@@ -89,3 +89,17 @@ def test_an_embedder_folder_gives_the_dense_first_stage(tiny_bert_path: Path) ->
     evaluator = RerankingEvaluator.from_beir(SCIFACT_SUBSET, first_stage=tiny_bert_path, top_k=3)
     assert evaluator.first_stage and all(len(hits) == 3 for hits in evaluator.first_stage.values())
     assert 0.0 <= evaluator.first_stage_metrics()["nDCG@10"] <= 1.0
+
+
+def test_run_files_and_encode_inputs_written_by_a_windows_editor_load(tmp_path) -> None:
+    """A UTF-8 byte-order mark is not part of the first record or line (before: 'invalid JSON', or a first
+    text that began with an invisible U+FEFF and was encoded with it)."""
+    from retrievals_rag.distributed.encode import read_input
+
+    run_file = tmp_path / "run.json"
+    run_file.write_bytes(b'\xef\xbb\xbf{"q1": {"d1": 2.0, "d2": 1.0}}')
+    texts = tmp_path / "texts.txt"
+    texts.write_bytes(b"\xef\xbb\xbfinsulin\r\nglucose\r\n")
+
+    assert read_run(run_file) == {"q1": {"d1": 2.0, "d2": 1.0}}
+    assert read_input(texts) == (["0", "1"], ["insulin", "glucose"])
