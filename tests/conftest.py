@@ -31,25 +31,38 @@ def minilm_path() -> Path:
     return default_embedding_model_path()
 
 
-def build_tiny_bert(path: Path, tokenizer_source: Path, dropout: float = 0.1) -> Path:
-    """Save a 2-layer, 32-wide random BERT with the tokenizer of ``tokenizer_source`` into ``path``."""
+def build_tiny_bert(
+    path: Path,
+    tokenizer_source: Path,
+    dropout: float = 0.1,
+    *,
+    architecture: str = "bert",
+    max_position_embeddings: int = 128,
+    model_max_length: int = 128,
+) -> Path:
+    """Save a 2-layer, 32-wide random encoder (``"bert"``, or ``"roberta"``: position ids after the padding
+    index) with the tokenizer of ``tokenizer_source`` into ``path``."""
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoTokenizer, BertConfig, BertModel, RobertaConfig, RobertaModel
 
+    config_class, model_class = {"bert": (BertConfig, BertModel), "roberta": (RobertaConfig, RobertaModel)}[
+        architecture
+    ]
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    config = BertConfig(
+    config = config_class(
         vocab_size=tokenizer.vocab_size,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        max_position_embeddings=128,
+        max_position_embeddings=max_position_embeddings,
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
+        pad_token_id=tokenizer.pad_token_id if architecture == "bert" else 1,
     )
-    BertModel(config).save_pretrained(path)
-    tokenizer.model_max_length = 128
+    model_class(config).save_pretrained(path)
+    tokenizer.model_max_length = model_max_length
     tokenizer.save_pretrained(path)
     return path
 

@@ -253,22 +253,12 @@ def test_a_roberta_shape_folder_whose_tokenizer_names_no_limit_takes_long_texts(
 ) -> None:
     """RoBERTa, XLM-R, MPNet... start their position ids after the padding index: 66 positions take 64 tokens.
     Before, the default max_length was 66 and the first long text failed with an index error."""
-    from transformers import AutoTokenizer, RobertaConfig, RobertaModel
+    from tests.conftest import build_tiny_bert
 
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    config = RobertaConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=66,
-        pad_token_id=1,
+    # model_max_length 1e30: what a tokenizer_config.json without a limit loads as
+    build_tiny_bert(
+        tmp_path, minilm_path, architecture="roberta", max_position_embeddings=66, model_max_length=int(1e30)
     )
-    torch.manual_seed(0)
-    RobertaModel(config).save_pretrained(tmp_path)
-    tokenizer.model_max_length = int(1e30)  # what a tokenizer_config.json without a limit loads as
-    tokenizer.save_pretrained(tmp_path)
     long_text = "the cell " * 200
 
     embedder = AutoModelForEmbedding.from_pretrained(tmp_path)
