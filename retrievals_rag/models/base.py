@@ -39,6 +39,7 @@ from retrievals_rag.models.loading import (
     load_model,
     load_saved_weights,
     load_tokenizer,
+    position_limit,
     resolve_device,
     resolve_dtype,
     resolve_model_path,
@@ -227,8 +228,12 @@ class RetrievalModel(nn.Module):
         merge_lora: bool,
         num_labels: int | None = None,
         backend: BackendChoice = "torch",
+        max_length: int | None = None,
     ) -> nn.Module:
         """The folder's transformer for ``task`` on ``device`` in the resolved dtype, its adapter put on.
+
+        ``max_length`` (the longest input the settings allow) is refused when the model's learned position
+        embeddings are fewer: the first long text would fail deep inside the embeddings with an index error.
 
         ``merge_lora`` folds an adapter into the weights; on a folder without one it warns that nothing was
         merged. ``backend`` other than ``"torch"`` loads the graph exported into the folder instead (see
@@ -257,6 +262,12 @@ class RetrievalModel(nn.Module):
                 "loads as it is",
                 UserWarning,
                 stacklevel=4,
+            )
+        limit = position_limit(model)
+        if max_length is not None and limit is not None and max_length > limit:
+            raise ValueError(
+                f"{folder.path}: max_length {max_length} is more than the model takes: its learned position "
+                f"embeddings hold {limit} tokens; give max_length={limit} or less"
             )
         return model
 

@@ -268,6 +268,7 @@ class ColBERT(LateInteractionScoring, Ranker):
             dtype=dtype,
             merge_lora=merge_lora,
             backend=backend,
+            max_length=max(settings.max_length, settings.query_max_length),
         )
         parameter = next(iter(getattr(model, "parameters", list)()), torch.empty(0))  # an exported graph: CPU
         hidden_size = int(folder.config.hidden_size)

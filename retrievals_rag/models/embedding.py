@@ -195,6 +195,7 @@ class AutoModelForEmbedding(RetrievalModel):
             dtype=dtype,
             merge_lora=merge_lora,
             backend=backend,
+            max_length=settings.max_length,
         )
         return cls(model, tokenizer, settings)
 

@@ -172,7 +172,13 @@ class LLMRanker(PairRanker):
             },
         )
         model = cls._load_transformer(
-            folder, task="causal_lm", device=device, use_fp16=use_fp16, dtype=dtype, merge_lora=merge_lora
+            folder,
+            task="causal_lm",
+            device=device,
+            use_fp16=use_fp16,
+            dtype=dtype,
+            merge_lora=merge_lora,
+            max_length=settings.max_length,
         )
         return cls(model, folder.tokenizer, settings)
 

@@ -311,6 +311,19 @@ def default_max_length(tokenizer: PreTrainedTokenizerBase, config: Any) -> int:
     return 512
 
 
+def position_limit(model: torch.nn.Module) -> int | None:
+    """The most tokens ``model``'s learned absolute position embeddings take (a module named
+    ``position_embeddings``; RoBERTa's ``padding_idx + 1`` offset left out); None when its positions are no hard
+    limit (rotary, relative or none)."""
+    from torch import nn
+
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] == "position_embeddings" and isinstance(module, nn.Embedding):
+            offset = 0 if module.padding_idx is None else module.padding_idx + 1
+            return module.num_embeddings - offset
+    return None
+
+
 def load_saved_weights(model: torch.nn.Module, directory: str | os.PathLike[str]) -> None:
     """Load the weights that ``model.save_pretrained`` wrote in ``directory`` into ``model``, in place.
 

@@ -182,6 +182,7 @@ class AutoModelForRanking(PairRanker):
             merge_lora=merge_lora,
             num_labels=settings.num_labels,
             backend=backend,
+            max_length=settings.max_length,
         )
         if is_decoder_only(folder.config) and model.config.pad_token_id is None:
             # Decoder classification heads find each row's last token through the pad id.

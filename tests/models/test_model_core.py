@@ -267,3 +267,15 @@ def test_a_roberta_shape_folder_whose_tokenizer_names_no_limit_takes_long_texts(
     ranker = AutoModelForRanking.from_pretrained(tmp_path)
     assert len(ranker.compute_score([(long_text, long_text)])) == 1
     assert len(ColBERT.from_pretrained(tmp_path).compute_score([(long_text, long_text)])) == 1
+
+
+@pytest.mark.parametrize("model_class", [AutoModelForEmbedding, AutoModelForRanking, ColBERT])
+def test_a_max_length_beyond_the_learned_positions_is_refused_at_load(tiny_bert_path, model_class) -> None:
+    """Before, it loaded, and the first text longer than 128 tokens failed with 'index out of range in self'."""
+    with pytest.raises(
+        ValueError, match=r"max_length 300 is more than the model takes: .* hold 128 tokens"
+    ) as caught:
+        model_class.from_pretrained(tiny_bert_path, max_length=300)
+
+    assert str(tiny_bert_path) in str(caught.value)
+    assert model_class.from_pretrained(tiny_bert_path, max_length=128).max_length == 128
