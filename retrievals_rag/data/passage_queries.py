@@ -29,7 +29,8 @@ _WORD_CHARACTER = re.compile(r"\w")
 _CLOSING_HASHES = re.compile(r"\s+#+\s*$")
 _SETEXT_UNDERLINE = re.compile(r"^\s*(?:=+|-+)\s*$")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+\u2022|>]|\d{1,3}[.)])\s")
-_CONTINUED = ",;-\u2013\u2014(/&"  # a line ending with one of these goes on in the next one
+# a line ending with one of these goes on in the next one (full-width: ，、；（ of Chinese and Japanese)
+_CONTINUED = ",;-\u2013\u2014(/&\uff0c\u3001\uff1b\uff08"
 
 
 def check_question_count(questions_per_passage: int) -> None:

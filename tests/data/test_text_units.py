@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from retrievals_rag.data.passage_queries import CroppingGenerator, cut_span
+from retrievals_rag.data.passage_queries import CroppingGenerator, cut_span, split_heading
 from retrievals_rag.data.question_filter import QuestionFilter, topic_terms
 from retrievals_rag.data.text_units import character_pairs, count_words, segment_unspaced, word_spans
 
@@ -77,3 +77,8 @@ def test_question_filter_counts_characters_of_unspaced_scripts_as_words() -> Non
     assert rules.reason(long_question, passage) == "too_long"  # one "word" to \w+, and never too long before
     assert rules.reason("光合作用需要什么？", passage) == "off_topic"
     assert {"胰岛", "岛素"} <= topic_terms("胰岛素如何调节血糖？")
+
+
+def test_a_chinese_title_is_a_heading_and_a_hard_wrapped_chinese_line_is_not() -> None:
+    assert split_heading("胰岛素\n" + CHINESE) == ("胰岛素", CHINESE)
+    assert split_heading("胰岛素是由胰脏内的胰岛β细胞分泌的，\n一种蛋白质激素。" + CHINESE) is None
