@@ -61,6 +61,7 @@ __all__ = [
     "index_loaded",
     "index_paths",
     "index_uploads",
+    "unsupported_in_folders",
 ]
 
 
@@ -155,25 +156,45 @@ class IndexReport:
 def expand_paths(paths: Iterable[str | os.PathLike[str]], *, recursive: bool = True) -> list[Path]:
     """Files given, and in folders given, those with a supported extension (hidden files skipped), sorted.
 
-    A file given by name is kept whatever its extension, so that an unsupported one is reported, not ignored.
+    A file given by name is kept whatever its extension, so that an unsupported one is reported, not ignored;
+    :func:`unsupported_in_folders` says what the folders held besides.
     """
     files: list[Path] = []
     for path in paths:
         path = Path(path)
         if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            files.extend(
-                sorted(
-                    candidate
-                    for candidate in path.glob(pattern)
-                    if candidate.is_file()
-                    and candidate.suffix.lower() in SUPPORTED_EXTENSIONS
-                    and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
-                )
-            )
+            files.extend(file for file in _folder_files(path, recursive) if _supported(file))
         else:
             files.append(path)
     return files
+
+
+def unsupported_in_folders(
+    paths: Iterable[str | os.PathLike[str]], *, recursive: bool = True
+) -> dict[str, int]:
+    """How many files of each unsupported extension (``""``: none) the folders among ``paths`` hold: the files
+    :func:`expand_paths` leaves out, for a message that says so."""
+    counts: dict[str, int] = {}
+    for path in map(Path, paths):
+        if path.is_dir():
+            for file in _folder_files(path, recursive):
+                if not _supported(file):
+                    counts[file.suffix.lower()] = counts.get(file.suffix.lower(), 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _folder_files(folder: Path, recursive: bool) -> list[Path]:
+    """The files of ``folder`` (and below it when ``recursive``) that are not hidden, sorted."""
+    return sorted(
+        candidate
+        for candidate in folder.glob("**/*" if recursive else "*")
+        if candidate.is_file()
+        and not any(part.startswith(".") for part in candidate.relative_to(folder).parts)
+    )
+
+
+def _supported(file: Path) -> bool:
+    return file.suffix.lower() in SUPPORTED_EXTENSIONS
 
 
 def content_sha(document: LoadedDocument) -> str:

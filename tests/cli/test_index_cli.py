@@ -29,6 +29,8 @@ def test_index_reports_broken_files_and_resumes(tmp_path: Path, capsys: pytest.C
     (docs / "eiffel.txt").write_text(EIFFEL)
     (docs / "sub" / "insulin.md").write_text(INSULIN)
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4 this is not a PDF")
+    (docs / "slides.pptx").write_bytes(b"PK")  # types the folder walk leaves out: said, not silent
+    (docs / "sub" / "photo.png").write_bytes(b"png")
     data_dir = tmp_path / "data"
     args = ["index", str(docs), "--collection", "notes", "--data-dir", str(data_dir), "--no-progress"]
 
@@ -36,6 +38,10 @@ def test_index_reports_broken_files_and_resumes(tmp_path: Path, capsys: pytest.C
     out, err = capsys.readouterr()
     assert "2 file(s) indexed into 'notes': 2 chunk(s) added, 0 already indexed; 1 file(s) failed" in out
     assert f"failed: {docs / 'broken.pdf'}: " in err
+    assert (
+        "left out of the folders: 2 file(s) of types that cannot be indexed (1 .png, 1 .pptx); supported: "
+        in out
+    )
     assert documents(data_dir, "notes") == {
         str((docs / "eiffel.txt").resolve()): 1,
         str((docs / "sub" / "insulin.md").resolve()): 1,

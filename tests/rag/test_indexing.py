@@ -17,6 +17,7 @@ from retrievals_rag.rag.indexing import (
     index_documents,
     index_paths,
     index_uploads,
+    unsupported_in_folders,
 )
 from retrievals_rag.rag.loaders import load_document
 from retrievals_rag.rag.store import VectorStore
@@ -225,6 +226,12 @@ def test_expand_paths_skips_hidden_and_unsupported_files(tmp_path: Path) -> None
     assert expand_paths([tmp_path]) == [tmp_path / "a.txt", tmp_path / "sub" / "d.md"]
     assert expand_paths([tmp_path], recursive=False) == [tmp_path / "a.txt"]
     assert expand_paths([tmp_path / "b.png"]) == [tmp_path / "b.png"]
+    (tmp_path / "sub" / "Makefile").write_text("all:")
+    assert unsupported_in_folders([tmp_path]) == {"": 1, ".png": 1}  # what expand_paths left out
+    assert unsupported_in_folders([tmp_path], recursive=False) == {".png": 1}
+    assert (
+        unsupported_in_folders([tmp_path / "b.png"]) == {}
+    )  # a file named is reported by the loader instead
 
 
 def test_a_stopped_run_leaves_the_document_listed_as_partial_until_resumed(
