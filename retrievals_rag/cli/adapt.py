@@ -158,7 +158,7 @@ def _chunk_documents(
 
     from retrievals_rag.models.loading import default_embedding_model_path
     from retrievals_rag.rag.chunking import Chunker
-    from retrievals_rag.rag.indexing import expand_paths
+    from retrievals_rag.rag.indexing import expand_paths, left_out_message
     from retrievals_rag.rag.loaders import DocumentLoadError, load_document
 
     tokenizer = AutoTokenizer.from_pretrained(base_model or default_embedding_model_path())
@@ -170,6 +170,9 @@ def _chunk_documents(
         except DocumentLoadError as error:
             raise ValueError(f"--corpus: {error}") from error
         passages.update({chunk.id: chunk.text for chunk in chunker.split(document)})
+    left_out = left_out_message(paths)
+    if left_out:
+        print(left_out)
     return passages
 
 

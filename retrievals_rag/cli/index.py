@@ -58,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from retrievals_rag.rag import RagEngine
-    from retrievals_rag.rag.indexing import unsupported_in_folders
-    from retrievals_rag.rag.loaders import SUPPORTED_EXTENSIONS
+    from retrievals_rag.rag.indexing import left_out_message
     from retrievals_rag.rag.store import validate_collection_name
 
     start = time.perf_counter()
@@ -99,12 +98,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{result.source}: same text as {result.duplicate_of}, kept once under both names")
     for error in report.errors:
         print(f"failed: {error.path}: {error.reason}", file=sys.stderr)
-    left_out = unsupported_in_folders(args.paths)
+    left_out = left_out_message(args.paths)
     if left_out:
-        kinds = ", ".join(f"{count} {extension or '(no extension)'}" for extension, count in left_out.items())
-        print(
-            f"left out of the folders: {sum(left_out.values())} file(s) of types that cannot be indexed ({kinds}); "
-            f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
-        )
+        print(left_out)
     report_time(f"indexed {len(report.indexed)} file(s)", start)
     return 1 if report.errors else 0

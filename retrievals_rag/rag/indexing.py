@@ -61,6 +61,7 @@ __all__ = [
     "index_loaded",
     "index_paths",
     "index_uploads",
+    "left_out_message",
     "unsupported_in_folders",
 ]
 
@@ -181,6 +182,18 @@ def unsupported_in_folders(
                 if not _supported(file):
                     counts[file.suffix.lower()] = counts.get(file.suffix.lower(), 0) + 1
     return dict(sorted(counts.items()))
+
+
+def left_out_message(paths: Iterable[str | os.PathLike[str]], *, recursive: bool = True) -> str | None:
+    """One line saying which files of the folders among ``paths`` :func:`expand_paths` left out, or None."""
+    left_out = unsupported_in_folders(paths, recursive=recursive)
+    if not left_out:
+        return None
+    kinds = ", ".join(f"{count} {extension or '(no extension)'}" for extension, count in left_out.items())
+    return (
+        f"left out of the folders: {sum(left_out.values())} file(s) of types that cannot be read ({kinds}); "
+        f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
+    )
 
 
 def _folder_files(folder: Path, recursive: bool) -> list[Path]:

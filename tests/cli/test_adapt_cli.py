@@ -66,19 +66,25 @@ def test_adapt_a_beir_corpus_prints_the_verdict_and_the_time(
     assert report["verdict"]["before"]["nDCG@10"] >= 0 and report["holdout_questions"] == 6
 
 
-def test_documents_are_split_into_chunks_that_are_the_passages(tmp_path: Path, tiny_bert_path: Path) -> None:
+def test_documents_are_split_into_chunks_that_are_the_passages(
+    tmp_path: Path, tiny_bert_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "docs"
     folder.mkdir()
     for index, topic in enumerate(TOPICS):
         sentences = [f"Fact {number} about {topic} is written here in words." for number in range(12)]
         (folder / f"doc{index}.txt").write_text(" ".join(sentences))
     (folder / "notes.md").write_text("# Heading\n\nA short note about " + TOPICS[0] + ".")
+    (folder / "budget.xlsx").write_bytes(b"PK")
 
     passages = read_passages([folder], base_model=str(tiny_bert_path), max_length=64)
 
     assert len(passages) > len(TOPICS) + 1  # long documents give several chunks
     assert all(text.strip() for text in passages.values())
     assert any("A short note about insulin." in text for text in passages.values())
+    assert (
+        "left out of the folders: 1 file(s) of types that cannot be read (1 .xlsx)" in capsys.readouterr().out
+    )
 
 
 def test_bad_corpus_input_is_a_message(

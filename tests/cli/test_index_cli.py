@@ -39,7 +39,7 @@ def test_index_reports_broken_files_and_resumes(tmp_path: Path, capsys: pytest.C
     assert "2 file(s) indexed into 'notes': 2 chunk(s) added, 0 already indexed; 1 file(s) failed" in out
     assert f"failed: {docs / 'broken.pdf'}: " in err
     assert (
-        "left out of the folders: 2 file(s) of types that cannot be indexed (1 .png, 1 .pptx); supported: "
+        "left out of the folders: 2 file(s) of types that cannot be read (1 .png, 1 .pptx); supported: "
         in out
     )
     assert documents(data_dir, "notes") == {
