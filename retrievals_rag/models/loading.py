@@ -288,7 +288,9 @@ def make_tokenizer_append_eos(tokenizer: PreTrainedTokenizerBase) -> bool:
 
 
 # Model types whose position ids start after the padding index (RoBERTa's scheme): position embedding
-# ``pad_token_id + 1`` is the first one used, so XLM-R's 514 positions take 512 tokens.
+# ``pad_token_id + 1`` is the first one used, so XLM-R's 514 positions take 512 tokens. This is the prediction,
+# from the config alone, of what position_limit() reads from the loaded weights (padding_idx); a default that
+# overshot it would be refused at load (tests/models/test_model_core.py, the RoBERTa-shape test).
 _PADDING_OFFSET_POSITIONS = frozenset(
     "roberta xlm-roberta xlm-roberta-xl camembert mpnet longformer luke data2vec-text ibert roberta-prelayernorm "
     "xmod markuplm lilt layoutlmv3 esm".split()

@@ -67,7 +67,7 @@ _MAX_HEADING_WORDS = 10
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Chinese and Japanese end a sentence with a full-width mark and no space (text_units.UNSPACED_SENTENCE_MARKS)
 _SENTENCE_END = re.compile(rf"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|(?<=[{UNSPACED_SENTENCE_MARKS}])\s*(?=\S)")
-_TERMINAL = re.compile(r"[.!?:;\u3002\uff01\uff1f\uff1a\uff1b]['\")\]\u300d\u300f\uff09]*$")
+_TERMINAL = re.compile(rf"[.!?:;{UNSPACED_SENTENCE_MARKS}\uff1a\uff1b]['\")\]\u300d\u300f\uff09]*$")
 _MARKDOWN_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 _LIST_MARKER = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
