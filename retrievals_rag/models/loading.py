@@ -314,16 +314,25 @@ def default_max_length(tokenizer: PreTrainedTokenizerBase, config: Any) -> int:
 
 
 def position_limit(model: torch.nn.Module) -> int | None:
-    """The most tokens ``model``'s learned absolute position embeddings take (a module named
-    ``position_embeddings``; RoBERTa's ``padding_idx + 1`` offset left out); None when its positions are no hard
-    limit (rotary, relative or none)."""
+    """The most tokens ``model``'s learned absolute position embeddings take; None when its positions are no
+    hard limit (rotary, relative, ALiBi or none).
+
+    The table is the first embedding module named as transformers names one: ``position_embeddings`` (BERT and its
+    kin), ``wpe`` (GPT-2, GPT-Neo), ``embed_positions`` (OPT, BART). Rows a model never uses are left out: OPT's
+    and BART's ``offset`` (two), RoBERTa's ``padding_idx + 1``.
+    """
     from torch import nn
 
     for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] == "position_embeddings" and isinstance(module, nn.Embedding):
-            offset = 0 if module.padding_idx is None else module.padding_idx + 1
+        if name.rsplit(".", 1)[-1] in _POSITION_TABLES and isinstance(module, nn.Embedding):
+            offset = getattr(module, "offset", None)
+            if not isinstance(offset, int):
+                offset = 0 if module.padding_idx is None else module.padding_idx + 1
             return module.num_embeddings - offset
     return None
+
+
+_POSITION_TABLES = frozenset({"position_embeddings", "wpe", "embed_positions"})
 
 
 def load_saved_weights(model: torch.nn.Module, directory: str | os.PathLike[str]) -> None:

@@ -279,3 +279,41 @@ def test_a_max_length_beyond_the_learned_positions_is_refused_at_load(tiny_bert_
 
     assert str(tiny_bert_path) in str(caught.value)
     assert model_class.from_pretrained(tiny_bert_path, max_length=128).max_length == 128
+
+
+@pytest.mark.parametrize("architecture", ["gpt2", "opt"])
+def test_a_decoders_learned_positions_limit_max_length_too(tmp_path, architecture) -> None:
+    """GPT-2 / GPT-Neo keep their learned positions in ``wpe``, OPT and BART in ``embed_positions`` (OPT's table
+    holds two more rows than it takes). Before, neither was read: max_length=64 on a 32-position GPT-2 loaded, and
+    the first long text failed with 'index out of range in self'."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, OPTConfig, OPTForCausalLM
+
+    from tests.conftest import build_word_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = build_word_tokenizer()
+    shape = {"vocab_size": len(tokenizer), "bos_token_id": 1, "eos_token_id": 2}
+    if architecture == "gpt2":
+        config = GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=32, **shape)
+        GPT2LMHeadModel(config).save_pretrained(tmp_path)
+    else:
+        config = OPTConfig(
+            hidden_size=32,
+            ffn_dim=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            word_embed_proj_dim=32,
+            max_position_embeddings=32,
+            pad_token_id=0,
+            **shape,
+        )
+        OPTForCausalLM(config).save_pretrained(tmp_path)
+    tokenizer.model_max_length = int(1e30)  # no limit named: the positions decide
+    tokenizer.save_pretrained(tmp_path)
+
+    with pytest.raises(ValueError, match=r"max_length 64 is more than the model takes: .* hold 32 tokens"):
+        AutoModelForEmbedding.from_pretrained(tmp_path, pooling_method="last", max_length=64)
+    embedder = AutoModelForEmbedding.from_pretrained(tmp_path, pooling_method="last")
+    assert embedder.max_length == 32
+    assert embedder.encode(["cell " * 100]).shape == (1, 32)
