@@ -3,7 +3,8 @@
 Each dropped question is counted by its reason (:data:`DROP_REASONS`): ``empty``; ``duplicate`` (kept already:
 judged by :func:`~retrievals_rag.data.generation.generate_questions`, which holds the run's state, on
 :func:`normalized_question`); ``copied`` (a run of ``copy_ngram`` words taken verbatim from the passage, or the
-whole question when shorter: chat generators only, copying is what cropping does); ``too_long``; ``garbage`` (no
+whole question when shorter, where a character of a script written without spaces weighs half a word: chat
+generators only, copying is what cropping does); ``too_long``; ``garbage`` (no
 letters, or, from a chat model and unless ``reply_form="any"``, not a question: neither ending with a question
 mark of any script nor one sentence that opens with an interrogative word); ``off_topic`` (from a chat model: no
 topic term in common with the passage; see :func:`topic_terms`).
@@ -15,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from retrievals_rag.data.text_units import UNSPACED_RUN, character_pairs, count_words
+from retrievals_rag.data.text_units import UNSPACED_CHARACTERS, UNSPACED_RUN, character_pairs, count_words
 
 __all__ = ["DROP_REASONS", "DropReason", "QuestionFilter", "ReplyForm", "normalized_question", "topic_terms"]
 
@@ -24,6 +25,11 @@ DropReason = Literal["empty", "duplicate", "copied", "too_long", "garbage", "off
 DROP_REASONS: tuple[str, ...] = ("empty", "duplicate", "copied", "too_long", "garbage", "off_topic")
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# what the copy check compares: a word, or one character of a script written without spaces
+_COPY_TOKEN = re.compile(f"[{UNSPACED_CHARACTERS}]|(?:(?![{UNSPACED_CHARACTERS}])\\w)+")
+# a Chinese or Japanese word is about two characters (text_units' character pairs rest on the same fact), so a
+# copied run of copy_ngram words is twice as many of their characters
+_UNSPACED_WEIGHT = 0.5
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 _QUESTION_MARKS = "?\uff1f\u061f\u037e"  # ASCII, full-width (Chinese, Japanese), Arabic, Greek
 _INTERROGATIVES = frozenset(
@@ -43,7 +49,8 @@ class QuestionFilter:
     Args:
         max_words: most words in a question (a character of Chinese, Japanese, Thai... counts as a word:
             :mod:`retrievals_rag.data.text_units`).
-        copy_ngram: a run of this many words shared with the passage means copied (chat generators only).
+        copy_ngram: a run of this many words shared with the passage means copied (chat generators only; a
+            character of Chinese, Japanese, Thai... weighs half a word here: eight words are sixteen of them).
         min_copy_words: a question of at least this many words found whole in the passage is copied too.
         reply_form: ``"question"``: a chat model's reply must read as a question (a question mark, or one sentence
             that opens with an interrogative word), else it is ``garbage``; ``"any"``: for prompts that ask for
@@ -80,17 +87,37 @@ class QuestionFilter:
             return "garbage"
         if chat and not topic_terms(question) & topic_terms(passage):
             return "off_topic"
-        if chat and self._copied(words, passage):
+        if chat and self._copied(question, passage):
             return "copied"
         return None
 
-    def _copied(self, words: list[str], passage: str) -> bool:
-        passage_words = [word.lower() for word in _WORD.findall(passage)]
-        length = self.copy_ngram if len(words) >= self.copy_ngram else len(words)
-        if length < min(self.copy_ngram, self.min_copy_words):
-            return False
-        grams = {tuple(passage_words[i : i + length]) for i in range(len(passage_words) - length + 1)}
-        return any(tuple(words[i : i + length]) in grams for i in range(len(words) - length + 1))
+    def _copied(self, question: str, passage: str) -> bool:
+        """A run of the question's words weighing ``copy_ngram`` (the whole question when it weighs less, if at
+        least ``min_copy_words``) found verbatim, case-blind, in the passage."""
+        tokens = [token.lower() for token in _COPY_TOKEN.findall(question)]
+        weights = [_UNSPACED_WEIGHT if UNSPACED_RUN.fullmatch(token) else 1.0 for token in tokens]
+        passage_tokens = [token.lower() for token in _COPY_TOKEN.findall(passage)]
+        grams: dict[int, set[tuple[str, ...]]] = {}  # the passage's runs, by their length in tokens
+
+        def in_passage(run: list[str]) -> bool:
+            if len(run) not in grams:
+                grams[len(run)] = {
+                    tuple(passage_tokens[i : i + len(run)]) for i in range(len(passage_tokens) - len(run) + 1)
+                }
+            return tuple(run) in grams[len(run)]
+
+        if sum(weights) < self.copy_ngram:
+            return sum(weights) >= min(self.copy_ngram, self.min_copy_words) and in_passage(tokens)
+        for start in range(len(tokens)):
+            end, weight = start, 0.0
+            while end < len(tokens) and weight < self.copy_ngram:
+                weight += weights[end]
+                end += 1
+            if weight < self.copy_ngram:
+                return False
+            if in_passage(tokens[start:end]):
+                return True
+        return False
 
 
 def _question_like(question: str, words: list[str]) -> bool:

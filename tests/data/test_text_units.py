@@ -79,6 +79,26 @@ def test_question_filter_counts_characters_of_unspaced_scripts_as_words() -> Non
     assert {"胰岛", "岛素"} <= topic_terms("胰岛素如何调节血糖？")
 
 
+def test_the_copy_check_reads_characters_of_unspaced_scripts() -> None:
+    """Before, a Chinese question was one \\w+ "word", never a run of eight: a sentence of the passage with a
+    question mark added passed as a question."""
+    rules = QuestionFilter()
+
+    copied = "胰岛素参与调节糖代谢，控制血糖平衡吗？"  # two clauses of the passage, verbatim
+    assert rules.reason(copied, CHINESE) == "copied"
+    assert rules.reason("インスリンは膵臓のランゲルハンス島のβ細胞から分泌されるのか？", JAPANESE) == "copied"
+    # sharing a term or two is asking about the passage, not copying it
+    assert rules.reason("胰岛素如何调节血糖？", CHINESE) is None
+    assert rules.reason("糖尿病患者为什么需要胰岛素？", CHINESE) is None
+    # sixteen characters weigh eight words: ten shared in a row are not yet a copy
+    assert rules.reason("胰岛素是由胰脏内的胰岛β细胞分泌的吗？", CHINESE) == "copied"
+    assert rules.reason("为什么胰岛素参与调节糖代谢控制血糖？", CHINESE) is None
+    # English keeps its rule: eight words in a row
+    english = "Does it affect the metabolism of carbohydrates, fats and protein by promoting absorption?"
+    assert rules.reason(english, ENGLISH) == "copied"
+    assert rules.reason("Does insulin change the metabolism of carbohydrates and fats?", ENGLISH) is None
+
+
 def test_a_chinese_title_is_a_heading_and_a_hard_wrapped_chinese_line_is_not() -> None:
     assert split_heading("胰岛素\n" + CHINESE) == ("胰岛素", CHINESE)
     assert split_heading("胰岛素是由胰脏内的胰岛β细胞分泌的，\n一种蛋白质激素。" + CHINESE) is None
