@@ -319,6 +319,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         "--limit-queries", type=int, default=None, help="first N queries of each split (default: all)"
     )
     parser.add_argument(
+        "--max-windows",
+        type=int,
+        default=1,
+        help="windows per test document when our cross-encoder reranks, its score the best window's (default: "
+        "%(default)s, the document cut at --max-length as sentence-transformers cuts it; the library's own "
+        "default is 8)",
+    )
+    parser.add_argument(
         "--trainers",
         nargs="+",
         choices=["ours", "sentence-transformers"],
@@ -368,7 +376,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     k_values = [1, 10, 100]
     results = {"dense (first stage)": evaluate_run(qrels, test_run, k_values=k_values)}
     for trainer in args.trainers:
-        label = f"cross-encoder ({trainer})"
+        windows = args.max_windows if trainer == "ours" else 1
+        name = trainer if windows == 1 else f"{trainer}-{windows}-windows"
+        label = (
+            f"cross-encoder ({trainer})" if windows == 1 else f"cross-encoder ({trainer}, {windows} windows)"
+        )
         folder = args.output / trainer
         if not (args.reuse_models and (folder / "config.json").is_file()):
             folder = (
@@ -377,19 +389,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
                 else train_sentence_transformers(args, records)
             )
         start = time.perf_counter()
-        reranked = rerank(scorer(trainer, folder), test_run, test_queries, texts, args.top_k)
-        print(f"{trainer}: the test candidates reranked in {time.perf_counter() - start:.0f}s")
-        (args.output / f"test-run-{trainer}.json").write_text(json.dumps(reranked) + "\n", encoding="utf-8")
+        reranked = rerank(scorer(trainer, folder, windows), test_run, test_queries, texts, args.top_k)
+        print(f"{name}: the test candidates reranked in {time.perf_counter() - start:.0f}s")
+        (args.output / f"test-run-{name}.json").write_text(json.dumps(reranked) + "\n", encoding="utf-8")
         results[label] = evaluate_run(qrels, reranked, k_values=k_values)
         weight = args.interpolation_weight
         if weight is not None:  # the reranker's standardised scores mixed with the first stage's
             mixed = interpolate_runs(test_run, reranked, weight)
             results[f"{label} + dense, weight {weight:g}"] = evaluate_run(qrels, mixed, k_values=k_values)
     print(f"\n{args.data.name} test: {len(test_queries)} queries, first stage dense top-{args.top_k}")
-    print(f"{'':<40}" + "".join(f"{name:>12}" for name in SHOWN))
+    width = max(len(label) for label in results) + 2
+    print(f"{'':<{width}}" + "".join(f"{name:>12}" for name in SHOWN))
     for label, metrics in results.items():
-        print(f"{label:<40}" + "".join(f"{metrics[name]:>12.4f}" for name in SHOWN))
-    (args.output / f"results-{'-'.join(args.trainers)}.json").write_text(
+        print(f"{label:<{width}}" + "".join(f"{metrics[name]:>12.4f}" for name in SHOWN))
+    suffix = "" if args.max_windows == 1 or "ours" not in args.trainers else f"-{args.max_windows}-windows"
+    (args.output / f"results-{'-'.join(args.trainers)}{suffix}.json").write_text(
         json.dumps({"arguments": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2)
         + "\n",
         encoding="utf-8",
@@ -397,8 +411,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     return results
 
 
-def scorer(trainer: str, folder: Path) -> Any:
-    """The trained cross-encoder as ``pairs -> scores``: ours, or sentence-transformers' ``CrossEncoder``."""
+def scorer(trainer: str, folder: Path, max_windows: int = 1) -> Any:
+    """The trained cross-encoder as ``pairs -> scores``: ours (reading ``max_windows`` windows of a long
+    document), or sentence-transformers' ``CrossEncoder``."""
     if trainer == "sentence-transformers":
         from sentence_transformers.cross_encoder import CrossEncoder
 
@@ -406,7 +421,7 @@ def scorer(trainer: str, folder: Path) -> Any:
         return lambda pairs: st_model.predict(pairs, batch_size=64, show_progress_bar=True).tolist()
     from retrievals_rag import AutoModelForRanking
 
-    model = AutoModelForRanking.from_pretrained(folder, max_windows=1)
+    model = AutoModelForRanking.from_pretrained(folder, max_windows=max_windows)
     return lambda pairs: model.compute_score(pairs, show_progress_bar=True)
 
 

@@ -229,6 +229,15 @@ def test_distill_cross_encoder_example(tiny_bert_path: Path, tmp_path: Path) -> 
     again = module.main([*arguments, "--reuse-groups", "--reuse-models"])
     assert again == results
     assert (output / "ours" / "model.safetensors").stat().st_mtime_ns == trained
+    # the same model reading several windows of a long document: its own run and results files, beside
+    windowed = module.main([*arguments, "--reuse-groups", "--reuse-models", "--max-windows", "4"])
+    assert set(windowed) == {
+        "dense (first stage)",
+        "cross-encoder (ours, 4 windows)",
+        "cross-encoder (ours, 4 windows) + dense, weight 0.5",
+    }
+    assert (output / "test-run-ours-4-windows.json").is_file() and (output / "test-run-ours.json").is_file()
+    assert (output / "results-ours-4-windows.json").is_file() and (output / "results-ours.json").is_file()
 
 
 def test_negatives_spread_over_the_teachers_order() -> None:
