@@ -415,10 +415,16 @@ def scorer(trainer: str, folder: Path, max_windows: int = 1) -> Any:
     """The trained cross-encoder as ``pairs -> scores``: ours (reading ``max_windows`` windows of a long
     document), or sentence-transformers' ``CrossEncoder``."""
     if trainer == "sentence-transformers":
+        import torch
         from sentence_transformers.cross_encoder import CrossEncoder
 
         st_model = CrossEncoder(str(folder), device="cpu")
-        return lambda pairs: st_model.predict(pairs, batch_size=64, show_progress_bar=True).tolist()
+        # raw logits, as ours gives them: predict's default sigmoid keeps the order but squeezes the scores that
+        # interpolate_runs standardises, which made the mixed rows unequal (ours mixed its logits)
+        identity = torch.nn.Identity()
+        return lambda pairs: st_model.predict(
+            pairs, batch_size=64, show_progress_bar=True, activation_fn=identity
+        ).tolist()
     from retrievals_rag import AutoModelForRanking
 
     model = AutoModelForRanking.from_pretrained(folder, max_windows=max_windows)
