@@ -8,12 +8,20 @@ runs are also compared after mixing each with it (``interpolate_runs``, ``--weig
     python examples/reranking/compare_runs.py --data path/to/beir/scifact \\
         runs/ce-distill2/test-run-ours.json runs/ce-distill2/test-run-sentence-transformers.json \\
         --first-stage runs/scifact-dense.json
+
+Either side may be a glob pattern (quoted) naming several runs, e.g. the same recipe trained with other seeds:
+each query's nDCG@10 is then the mean over that side's runs, so the interval covers the queries' spread with
+the training noise averaged out:
+
+    python examples/reranking/compare_runs.py --data path/to/beir/scifact --first-stage runs/scifact-dense.json \\
+        'runs/ce-distill*/test-run-ours.json' 'runs/ce-distill*/test-run-sentence-transformers.json'
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
+from glob import glob
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +39,21 @@ def per_query_ndcg(qrels: Mapping[str, Mapping[str, int]], run: Run) -> np.ndarr
     """nDCG@10 of every judged query, in sorted query order (0 for a query the run does not answer)."""
     found = evaluate_run_per_query(qrels, run, k_values=(10,), metrics=("ndcg",))
     return np.array([found.get(query, {}).get("nDCG@10", 0.0) for query in sorted(qrels)])
+
+
+def expand(pattern: str) -> list[Path]:
+    """The run files a command-line argument names: one path, or every file a glob pattern matches (sorted)."""
+    if not any(char in pattern for char in "*?["):
+        return [Path(pattern)]
+    found = sorted(Path(path) for path in glob(pattern))
+    if not found:
+        raise SystemExit(f"no run file matches {pattern}")
+    return found
+
+
+def mean_per_query_ndcg(qrels: Mapping[str, Mapping[str, int]], runs: Sequence[Run]) -> np.ndarray:
+    """Each judged query's nDCG@10 averaged over ``runs`` (seeds of one recipe), in sorted query order."""
+    return np.mean([per_query_ndcg(qrels, run) for run in runs], axis=0)
 
 
 def paired_bootstrap(first: np.ndarray, second: np.ndarray, samples: int, seed: int) -> dict[str, float]:
@@ -53,8 +76,10 @@ def paired_bootstrap(first: np.ndarray, second: np.ndarray, samples: int, seed: 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=RawDescriptionHelpFormatter)
-    parser.add_argument("first", type=Path, help="a run file (.json or TREC)")
-    parser.add_argument("second", type=Path, help="the run it is compared with")
+    parser.add_argument(
+        "first", help="a run file (.json or TREC), or a quoted glob pattern of several (seeds)"
+    )
+    parser.add_argument("second", help="the run(s) it is compared with")
     parser.add_argument("--data", type=Path, required=True, help="BEIR folder whose qrels judge both")
     parser.add_argument("--split", default="test", help="the qrels split")
     parser.add_argument(
@@ -66,19 +91,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     args = parser.parse_args(argv)
 
     qrels = load_beir(args.data, args.split).qrels
-    first, second = read_run(args.first), read_run(args.second)
-    pairs: dict[str, tuple[Run, Run]] = {"alone": (first, second)}
+    first_files, second_files = expand(args.first), expand(args.second)
+    first, second = [read_run(path) for path in first_files], [read_run(path) for path in second_files]
+    pairs: dict[str, tuple[list[Run], list[Run]]] = {"alone": (first, second)}
     if args.first_stage is not None:
         base = read_run(args.first_stage)
         pairs[f"mixed with the first stage, weight {args.weight:g}"] = (
-            interpolate_runs(base, first, args.weight),
-            interpolate_runs(base, second, args.weight),
+            [interpolate_runs(base, run, args.weight) for run in first],
+            [interpolate_runs(base, run, args.weight) for run in second],
         )
     results = {}
-    print(f"{args.first.name} vs {args.second.name}, nDCG@10 over {len(qrels)} judged queries")
+    named = [
+        files[0].name if len(files) == 1 else f"{pattern} (mean of {len(files)} runs)"
+        for pattern, files in ((args.first, first_files), (args.second, second_files))
+    ]
+    print(f"{named[0]} vs {named[1]}, nDCG@10 over {len(qrels)} judged queries")
     for label, (one, other) in pairs.items():
         found = paired_bootstrap(
-            per_query_ndcg(qrels, one), per_query_ndcg(qrels, other), args.samples, args.seed
+            mean_per_query_ndcg(qrels, one), mean_per_query_ndcg(qrels, other), args.samples, args.seed
         )
         results[label] = found
         print(

@@ -286,3 +286,11 @@ def test_compare_runs_bootstraps_the_per_query_difference(tmp_path: Path) -> Non
     )
     assert found["alone"]["better"] + found["alone"]["worse"] + found["alone"]["tied"] == len(qrels)
     assert set(found) == {"alone", "mixed with the first stage, weight 0.5"}
+    # a glob pattern averages each query's nDCG@10 over its runs: good and bad averaged lie halfway
+    averaged = module.main(
+        [str(tmp_path / "*.json"), str(paths["bad"]), "--data", str(SCIFACT_SUBSET), "--samples", "200"]
+    )["alone"]
+    assert averaged["first"] == pytest.approx((found["alone"]["first"] + found["alone"]["second"]) / 2)
+    assert averaged["second"] == pytest.approx(found["alone"]["second"])
+    with pytest.raises(SystemExit, match="no run file matches"):
+        module.main([str(tmp_path / "nothing*.json"), str(paths["bad"]), "--data", str(SCIFACT_SUBSET)])
