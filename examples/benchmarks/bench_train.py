@@ -3,9 +3,12 @@ MultipleNegativesRankingLoss, on the same weights, data, batch size, steps and m
 
 Both objectives are the same (in-batch negatives, cosine similarity scaled by 20 = temperature 0.05). The two
 trainers alternate round by round and the median of the rounds is reported, in (query, positive) pairs per
-second of ``trainer.train()`` wall time. Uses the GPU when there is one (bf16 for both).
+second of ``trainer.train()`` wall time. Uses the GPU when there is one (bf16 for both where it has bf16);
+``--bf16 on`` trains both in bf16 mixed precision on a CPU too (matrix products in bfloat16 under autocast, the
+weights in float32), which a CPU with bf16 instructions (AVX512-BF16, AMX) runs about twice as fast.
 
     python examples/benchmarks/bench_train.py --data ../shared/data/scifact --split train --steps 20
+    python examples/benchmarks/bench_train.py --data ../shared/data/scifact --split train --steps 20 --bf16 on
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def train_ours(model_path: str, pairs: list[tuple[str, str]], args: argparse.Nam
         logging_steps=1_000_000,
         seed=0,
         disable_tqdm=True,
-        bf16=None,
+        bf16=args.bf16,
     )
     trainer = RetrievalTrainer(
         model,
@@ -98,7 +101,8 @@ def train_theirs(
         logging_steps=1_000_000,
         seed=0,
         disable_tqdm=True,
-        bf16=bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
+        bf16=args.bf16,
+        use_cpu=not torch.cuda.is_available(),  # transformers refuses bf16 on a CPU without it
     )
     trainer = SentenceTransformerTrainer(
         model=model,
@@ -127,9 +131,21 @@ def main() -> None:
     )
     parser.add_argument("--max-length", type=int, default=256, help="tokens per text")
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds of each side")
+    parser.add_argument(
+        "--bf16",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="bf16 mixed precision for both: auto, where the GPU has it; on, also on a CPU; off, float32",
+    )
     args = parser.parse_args()
 
     import torch
+
+    args.bf16 = {
+        "auto": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
+        "on": True,
+        "off": False,
+    }[args.bf16]
 
     from retrievals_rag.models.loading import default_embedding_model_path
 
@@ -156,7 +172,7 @@ def main() -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()}"
     print(
         f"\ntrain {Path(model_path).name}: {args.steps} steps x batch {args.batch_size}, max length "
-        f"{args.max_length}, in-batch negatives, on {device}\n"
+        f"{args.max_length}, in-batch negatives, {'bf16' if args.bf16 else 'float32'}, on {device}\n"
         f"  retrievals_rag RetrievalTrainer + InfoNCE:               {ours_rate:7.2f} pairs/s\n"
         f"  sentence-transformers trainer + MultipleNegativesRanking: {theirs_rate:7.2f} pairs/s\n"
         f"  ratio: {ours_rate / theirs_rate:.3f}x (median of {args.rounds} rounds)"

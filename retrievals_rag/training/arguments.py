@@ -151,7 +151,8 @@ class RetrievalDataArguments:
 class _TrainingArgumentsBase(TrainingArguments):
     """``transformers.TrainingArguments`` with the defaults every task here wants.
 
-    - bf16 where the GPU supports it;
+    - bf16 where the GPU supports it; asked for (``--bf16 true``) on a machine without an accelerator, bf16
+      autocast on the CPU;
     - the loss logged at an interval that suits the run's length (``logging_steps`` 0.02: every 2% of the
       optimizer steps, so about 50 points per run and every step of a short one);
     - under ``torchrun`` / ``accelerate launch`` on a machine without a GPU, ``use_cpu`` (gloo), so that the
@@ -196,6 +197,10 @@ class _TrainingArgumentsBase(TrainingArguments):
             self.use_cpu = True
         if self.bf16 is None:
             self.bf16 = _gpu_supports_bf16() and not self.fp16 and not self.use_cpu
+        elif self.bf16 and not self.use_cpu and not _has_accelerator():
+            # bf16 asked for where training runs on the CPU anyway: autocast there (about twice as fast on a CPU
+            # with bf16 instructions), instead of transformers' "Your setup doesn't support bf16/gpu"
+            self.use_cpu = True
         if self.dataloader_pin_memory and not _has_gpu():
             # pinning needs an accelerator; torch warns on every epoch otherwise
             self.dataloader_pin_memory = False

@@ -45,6 +45,40 @@ def test_bf16_stays_off_without_a_gpu(tmp_path: Path) -> None:
     assert _args(tmp_path).bf16 is False
 
 
+def test_bf16_asked_for_without_an_accelerator_trains_on_the_cpu(tmp_path: Path) -> None:
+    """Before, transformers refused: "Your setup doesn't support bf16/gpu. You need to assign use_cpu"."""
+    if torch.cuda.is_available():
+        pytest.skip("a GPU takes bf16 itself")
+    args = RetrievalTrainingArguments(output_dir=str(tmp_path), bf16=True, report_to="none")
+    assert args.bf16 is True and args.use_cpu is True
+
+
+def test_bf16_asked_for_on_a_cpu_trains_under_autocast_and_keeps_float32_weights(
+    tiny_bert_path: Path, tmp_path: Path
+) -> None:
+    """``--bf16 true`` on a CPU: matrix products in bfloat16 (about twice as fast on a CPU with bf16
+    instructions), the weights and the optimizer in float32, the saved folder float32."""
+    model = AutoModelForEmbedding.from_pretrained(tiny_bert_path, device="cpu")
+    dataset = RetrievalTrainDataset(make_records(), train_group_size=3)
+    seen: list[torch.dtype] = []
+    hook = model.model.encoder.layer[0].attention.self.query.register_forward_hook(
+        lambda module, inputs, output: seen.append(output.dtype)
+    )
+    trainer = RetrievalTrainer(
+        model, _args(tmp_path / "run", bf16=True), dataset, InfoNCELoss(), document_max_length=32
+    )
+    trainer.train()
+    hook.remove()
+
+    losses = _losses(trainer)
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
+    assert seen and set(seen) == {torch.bfloat16}
+    assert {parameter.dtype for parameter in model.parameters()} == {torch.float32}
+    trainer.save_model(str(tmp_path / "final"))
+    reloaded = AutoModelForEmbedding.from_pretrained(tmp_path / "final")
+    assert {parameter.dtype for parameter in reloaded.parameters()} == {torch.float32}
+
+
 def test_training_lowers_the_loss_and_the_folder_loads_in_both_libraries(
     tiny_bert_path: Path, tmp_path: Path
 ) -> None:
