@@ -5,7 +5,8 @@ Both objectives are the same (in-batch negatives, cosine similarity scaled by 20
 trainers alternate round by round and the median of the rounds is reported, in (query, positive) pairs per
 second of ``trainer.train()`` wall time. Uses the GPU when there is one (bf16 for both where it has bf16);
 ``--bf16 on`` trains both in bf16 mixed precision on a CPU too (matrix products in bfloat16 under autocast, the
-weights in float32), which a CPU with bf16 instructions (AVX512-BF16, AMX) runs about twice as fast.
+weights in float32): on 2 cores of an AMD EPYC with AVX512-BF16, 6.01 pairs/s against 4.78 in float32 (1.26x;
+sentence-transformers 5.33 against 4.24), MiniLM, batch 16, 256 tokens.
 
     python examples/benchmarks/bench_train.py --data ../shared/data/scifact --split train --steps 20
     python examples/benchmarks/bench_train.py --data ../shared/data/scifact --split train --steps 20 --bf16 on

@@ -56,8 +56,8 @@ def test_bf16_asked_for_without_an_accelerator_trains_on_the_cpu(tmp_path: Path)
 def test_bf16_asked_for_on_a_cpu_trains_under_autocast_and_keeps_float32_weights(
     tiny_bert_path: Path, tmp_path: Path
 ) -> None:
-    """``--bf16 true`` on a CPU: matrix products in bfloat16 (about twice as fast on a CPU with bf16
-    instructions), the weights and the optimizer in float32, the saved folder float32."""
+    """``--bf16 true`` on a CPU: matrix products in bfloat16 (faster on a CPU with bf16 instructions:
+    examples/benchmarks/bench_train.py), the weights and the optimizer in float32, the saved folder float32."""
     model = AutoModelForEmbedding.from_pretrained(tiny_bert_path, device="cpu")
     dataset = RetrievalTrainDataset(make_records(), train_group_size=3)
     seen: list[torch.dtype] = []
