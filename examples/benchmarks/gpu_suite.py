@@ -271,10 +271,18 @@ def bench_cross_encoder(
 
 def bench_training(data: Path, shape: dict[str, Any], device: Any, rounds: int) -> dict[str, Any]:
     import bench_train  # examples/benchmarks/bench_train.py: the same two trainers, one definition
+    import torch
 
     from retrievals_rag.models.loading import default_embedding_model_path
 
-    options = argparse.Namespace(batch_size=shape["train_batch"], steps=shape["train_steps"], max_length=256)
+    options = argparse.Namespace(
+        batch_size=shape["train_batch"],
+        steps=shape["train_steps"],
+        max_length=256,
+        bf16=bool(
+            torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        ),  # both alike: bf16 on the GPU
+    )
     from retrievals_rag.evaluation.beir import load_beir
 
     split = "train" if (data / "qrels" / "train.tsv").is_file() else "test"
