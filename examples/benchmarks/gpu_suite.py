@@ -275,13 +275,9 @@ def bench_training(data: Path, shape: dict[str, Any], device: Any, rounds: int) 
 
     from retrievals_rag.models.loading import default_embedding_model_path
 
+    gpu_bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())  # both trainers alike
     options = argparse.Namespace(
-        batch_size=shape["train_batch"],
-        steps=shape["train_steps"],
-        max_length=256,
-        bf16=bool(
-            torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        ),  # both alike: bf16 on the GPU
+        batch_size=shape["train_batch"], steps=shape["train_steps"], max_length=256, bf16=gpu_bf16
     )
     from retrievals_rag.evaluation.beir import load_beir
 

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from retrievals_rag.data.text_units import UNSPACED_CHARACTERS, UNSPACED_RUN, character_pairs, count_words
+from retrievals_rag.data.text_units import UNSPACED_RUN, character_pairs, count_words, word_tokens
 
 __all__ = ["DROP_REASONS", "DropReason", "QuestionFilter", "ReplyForm", "normalized_question", "topic_terms"]
 
@@ -25,8 +25,6 @@ DropReason = Literal["empty", "duplicate", "copied", "too_long", "garbage", "off
 DROP_REASONS: tuple[str, ...] = ("empty", "duplicate", "copied", "too_long", "garbage", "off_topic")
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-# what the copy check compares: a word, or one character of a script written without spaces
-_COPY_TOKEN = re.compile(f"[{UNSPACED_CHARACTERS}]|(?:(?![{UNSPACED_CHARACTERS}])\\w)+")
 # a Chinese or Japanese word is about two characters (text_units' character pairs rest on the same fact), so a
 # copied run of copy_ngram words is twice as many of their characters
 _UNSPACED_WEIGHT = 0.5
@@ -94,9 +92,10 @@ class QuestionFilter:
     def _copied(self, question: str, passage: str) -> bool:
         """A run of the question's words weighing ``copy_ngram`` (the whole question when it weighs less, if at
         least ``min_copy_words``) found verbatim, case-blind, in the passage."""
-        tokens = [token.lower() for token in _COPY_TOKEN.findall(question)]
+        tokens = [token.lower() for token in word_tokens(question)]
         weights = [_UNSPACED_WEIGHT if UNSPACED_RUN.fullmatch(token) else 1.0 for token in tokens]
-        passage_tokens = [token.lower() for token in _COPY_TOKEN.findall(passage)]
+        total = sum(weights)
+        passage_tokens = [token.lower() for token in word_tokens(passage)]
         grams: dict[int, set[tuple[str, ...]]] = {}  # the passage's runs, by their length in tokens
 
         def in_passage(run: list[str]) -> bool:
@@ -106,8 +105,8 @@ class QuestionFilter:
                 }
             return tuple(run) in grams[len(run)]
 
-        if sum(weights) < self.copy_ngram:
-            return sum(weights) >= min(self.copy_ngram, self.min_copy_words) and in_passage(tokens)
+        if total < self.copy_ngram:
+            return total >= min(self.copy_ngram, self.min_copy_words) and in_passage(tokens)
         for start in range(len(tokens)):
             end, weight = start, 0.0
             while end < len(tokens) and weight < self.copy_ngram:

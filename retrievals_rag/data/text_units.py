@@ -35,6 +35,7 @@ __all__ = [
     "count_words",
     "segment_unspaced",
     "word_spans",
+    "word_tokens",
 ]
 
 UNSPACED_CHARACTERS = (
@@ -50,6 +51,7 @@ UNSPACED_SENTENCE_MARKS = "\u3002\uff01\uff1f"
 
 _UNIT = re.compile(f"[{UNSPACED_CHARACTERS}]|[^\\s{UNSPACED_CHARACTERS}]+")
 _WORD = re.compile(r"\w+")
+_WORD_TOKEN = re.compile(f"[{UNSPACED_CHARACTERS}]|(?:(?![{UNSPACED_CHARACTERS}])\\w)+")
 
 
 def character_pairs(run: str) -> list[str]:
@@ -76,3 +78,9 @@ def count_words(text: str) -> int:
     """The number of words (``\\w+``) of ``text``, each character of an unspaced script counted as one."""
     unspaced = sum(len(run) for run in UNSPACED_RUN.findall(text))
     return unspaced + len(_WORD.findall(UNSPACED_RUN.sub(" ", text)))
+
+
+def word_tokens(text: str) -> list[str]:
+    """The words of ``text`` without punctuation (``\\w`` runs), each character of an unspaced script one word:
+    what comparing two texts word by word (a copied run) reads."""
+    return _WORD_TOKEN.findall(text)
