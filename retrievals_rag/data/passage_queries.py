@@ -18,7 +18,7 @@ import random
 import re
 from collections.abc import Sequence
 
-from retrievals_rag.data.text_units import UNSPACED_RUN, UNSPACED_SENTENCE_MARKS, word_spans
+from retrievals_rag.data.text_units import UNSPACED_RUN, UNSPACED_SENTENCE_MARKS, word_spans, word_weight
 from retrievals_rag.llm.base import GenerationError
 
 __all__ = ["CroppingGenerator", "HeadingGenerator", "check_question_count", "cut_span", "split_heading"]
@@ -47,7 +47,8 @@ def split_heading(passage: str, *, max_words: int = 32, max_chars: int = 300) ->
     r"""The heading of ``passage`` and the text below it, or None when its first line is not a heading.
 
     The first non-empty line is a heading when it is a Markdown heading (``# Title``, or a line underlined with
-    ``===`` / ``---``), or a line of at most ``max_words`` words and ``max_chars`` characters that is not a list
+    ``===`` / ``---``), or a line of at most ``max_words`` words (a character of Chinese, Japanese, Thai... weighs
+    half a word: :func:`~retrievals_rag.data.text_units.word_weight`) and ``max_chars`` characters that is not a list
     item or table row, does not end as if the sentence went on (a comma, a hyphen...), and is not followed by a
     line that starts in lower case (hard-wrapped prose). The text below must be non-empty and longer than the
     heading. Markdown marks are removed from the heading; the text below is stripped.
@@ -70,7 +71,7 @@ def split_heading(passage: str, *, max_words: int = 32, max_chars: int = 300) ->
     heading = _CLOSING_HASHES.sub("", _MARKDOWN_HEADING.sub("", first)).strip() if marked else first.strip()
     if not _WORD_CHARACTER.search(heading) or not body or len(body) <= len(heading):
         return None
-    if len(heading.split()) > max_words or len(heading) > max_chars:
+    if word_weight(heading) > max_words or len(heading) > max_chars:
         return None
     if not marked and (_LIST_ITEM.match(first) or heading[-1] in _CONTINUED or body[0].islower()):
         return None
@@ -169,8 +170,9 @@ class HeadingGenerator:
     without its heading (:meth:`training_text`).
 
     Args:
-        max_words: the longest first line taken as a heading, in words.
-        max_chars: ... and in characters (for scripts written without spaces).
+        max_words: the longest first line taken as a heading, in words (a character of an unspaced script weighs
+            half a word: 32 words are 64 characters of Chinese).
+        max_chars: ... and in characters.
     """
 
     name = "title"

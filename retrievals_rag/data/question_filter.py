@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from retrievals_rag.data.text_units import UNSPACED_RUN, character_pairs, count_words, word_tokens
+from retrievals_rag.data.text_units import UNSPACED_RUN, character_pairs, word_tokens, word_weight
 
 __all__ = ["DROP_REASONS", "DropReason", "QuestionFilter", "ReplyForm", "normalized_question", "topic_terms"]
 
@@ -25,9 +25,6 @@ DropReason = Literal["empty", "duplicate", "copied", "too_long", "garbage", "off
 DROP_REASONS: tuple[str, ...] = ("empty", "duplicate", "copied", "too_long", "garbage", "off_topic")
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-# a Chinese or Japanese word is about two characters (text_units' character pairs rest on the same fact), so a
-# copied run of copy_ngram words is twice as many of their characters
-_UNSPACED_WEIGHT = 0.5
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 _QUESTION_MARKS = "?\uff1f\u061f\u037e"  # ASCII, full-width (Chinese, Japanese), Arabic, Greek
 _INTERROGATIVES = frozenset(
@@ -45,10 +42,10 @@ class QuestionFilter:
     """The rules a generated question must pass (see the module's docstring).
 
     Args:
-        max_words: most words in a question (a character of Chinese, Japanese, Thai... counts as a word:
-            :mod:`retrievals_rag.data.text_units`).
-        copy_ngram: a run of this many words shared with the passage means copied (chat generators only; a
-            character of Chinese, Japanese, Thai... weighs half a word here: eight words are sixteen of them).
+        max_words: most words in a question (a character of Chinese, Japanese, Thai... weighs half a word:
+            :func:`~retrievals_rag.data.text_units.word_weight`; 48 words are 96 of them).
+        copy_ngram: a run of this many words shared with the passage means copied (chat generators only; eight
+            words are sixteen characters of Chinese, Japanese, Thai...).
         min_copy_words: a question of at least this many words found whole in the passage is copied too.
         reply_form: ``"question"``: a chat model's reply must read as a question (a question mark, or one sentence
             that opens with an interrogative word), else it is ``garbage``; ``"any"``: for prompts that ask for
@@ -79,7 +76,7 @@ class QuestionFilter:
         if not _LETTER.search(question):
             return "garbage"
         words = [word.lower() for word in _WORD.findall(question)]
-        if count_words(question) > self.max_words:
+        if word_weight(question) > self.max_words:
             return "too_long"
         if chat and self.reply_form == "question" and not _question_like(question, words):
             return "garbage"
@@ -93,7 +90,7 @@ class QuestionFilter:
         """A run of the question's words weighing ``copy_ngram`` (the whole question when it weighs less, if at
         least ``min_copy_words``) found verbatim, case-blind, in the passage."""
         tokens = [token.lower() for token in word_tokens(question)]
-        weights = [_UNSPACED_WEIGHT if UNSPACED_RUN.fullmatch(token) else 1.0 for token in tokens]
+        weights = [word_weight(token) for token in tokens]
         total = sum(weights)
         passage_tokens = [token.lower() for token in word_tokens(passage)]
         grams: dict[int, set[tuple[str, ...]]] = {}  # the passage's runs, by their length in tokens

@@ -5,7 +5,10 @@ Chinese, Japanese, Thai, Lao and Burmese write a sentence as one run of characte
 counts as a one-word fragment, a "span" that is the whole passage. The rule used everywhere in the package
 instead, one copy of it:
 
-- **counting and cutting**: each character of such a run is a word (:func:`word_spans`, :func:`count_words`);
+- **cutting**: each character of such a run is a word (:func:`word_spans`), so a span never splits a character;
+- **weighing** (how long a text is: a heading, a question, a copied run): each such character weighs half a word
+  (:func:`word_weight`, :data:`UNSPACED_WORD_WEIGHT`), a Chinese or Japanese word being about two characters, so
+  a limit of ten words is twenty of their characters;
 - **matching**: a run is compared by its pairs of adjacent characters (:func:`character_pairs`,
   :func:`segment_unspaced`), the overlapping bigrams of Lucene's ``CJKAnalyzer``: most Chinese words are two
   characters, and a pair matches across the word boundaries that no segmenter is needed to find;
@@ -15,8 +18,8 @@ instead, one copy of it:
 Korean, written with spaces between words, is split like English.
 
 Example:
-    >>> count_words("胰岛素降低血糖 insulin")
-    8
+    >>> word_weight("胰岛素降低血糖 insulin")
+    4.5
     >>> character_pairs("胰岛素")
     ['胰岛', '岛素']
     >>> segment_unspaced("β细胞分泌胰岛素").split()
@@ -31,11 +34,12 @@ __all__ = [
     "UNSPACED_CHARACTERS",
     "UNSPACED_RUN",
     "UNSPACED_SENTENCE_MARKS",
+    "UNSPACED_WORD_WEIGHT",
     "character_pairs",
-    "count_words",
     "segment_unspaced",
     "word_spans",
     "word_tokens",
+    "word_weight",
 ]
 
 UNSPACED_CHARACTERS = (
@@ -48,9 +52,11 @@ UNSPACED_CHARACTERS = (
 UNSPACED_RUN = re.compile(f"[{UNSPACED_CHARACTERS}]+")
 UNSPACED_SENTENCE_MARKS = "\u3002\uff01\uff1f"
 """``。！？``: sentence ends that need no white space after them."""
+UNSPACED_WORD_WEIGHT = 0.5
+"""What one character of an unspaced script weighs as a word: most Chinese words are two characters (the fact the
+character pairs rest on too)."""
 
 _UNIT = re.compile(f"[{UNSPACED_CHARACTERS}]|[^\\s{UNSPACED_CHARACTERS}]+")
-_WORD = re.compile(r"\w+")
 _WORD_TOKEN = re.compile(f"[{UNSPACED_CHARACTERS}]|(?:(?![{UNSPACED_CHARACTERS}])\\w)+")
 
 
@@ -74,13 +80,14 @@ def word_spans(text: str) -> list[tuple[int, int]]:
     return [match.span() for match in _UNIT.finditer(text)]
 
 
-def count_words(text: str) -> int:
-    """The number of words (``\\w+``) of ``text``, each character of an unspaced script counted as one."""
-    unspaced = sum(len(run) for run in UNSPACED_RUN.findall(text))
-    return unspaced + len(_WORD.findall(UNSPACED_RUN.sub(" ", text)))
-
-
 def word_tokens(text: str) -> list[str]:
     """The words of ``text`` without punctuation (``\\w`` runs), each character of an unspaced script one word:
     what comparing two texts word by word (a copied run) reads."""
     return _WORD_TOKEN.findall(text)
+
+
+def word_weight(text: str) -> float:
+    """How many words long ``text`` is: each ``\\w`` run of a spaced script one, each character of an unspaced
+    script :data:`UNSPACED_WORD_WEIGHT`. The one measure of a text's length in words that limits compare with
+    (a heading's, a question's, a copied run's)."""
+    return sum(UNSPACED_WORD_WEIGHT if UNSPACED_RUN.fullmatch(token) else 1.0 for token in word_tokens(text))

@@ -35,7 +35,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from retrievals_rag.data.text_units import UNSPACED_RUN, UNSPACED_SENTENCE_MARKS, character_pairs, count_words
+from retrievals_rag.data.text_units import UNSPACED_RUN, UNSPACED_SENTENCE_MARKS, character_pairs, word_weight
 
 __all__ = [
     "DEFAULT_RELEVANCE_FLOORS",
@@ -171,7 +171,7 @@ def _is_heading(line: str) -> bool:
     """A Markdown heading, or a short line of prose without end punctuation (a title, an HTML heading)."""
     if _MARKDOWN_HEADING.match(line):
         return True
-    return not _TERMINAL.search(line) and " | " not in line and count_words(line) <= _MAX_HEADING_WORDS
+    return not _TERMINAL.search(line) and " | " not in line and word_weight(line) <= _MAX_HEADING_WORDS
 
 
 STOPWORDS = frozenset(
@@ -270,7 +270,7 @@ def split_units(text: str) -> list[Unit]:
                 pieces.extend(_split_sentences(plain_text(line)))
         subsection = "" if section == title else section
         units.extend(
-            Unit(piece.strip(), title, subsection) for piece in pieces if count_words(piece) >= _MIN_WORDS
+            Unit(piece.strip(), title, subsection) for piece in pieces if word_weight(piece) >= _MIN_WORDS
         )
     return units
 

@@ -275,3 +275,20 @@ def test_a_chinese_sentence_is_checked_like_an_english_one() -> None:
     text = "胰岛素控制血糖[1]。它还可以"
     assert text[: sentence_end(text)] == "胰岛素控制血糖[1]。"
     assert sentence_end("胰岛素控制血糖。[1") is None  # a citation may still be coming
+
+
+def test_a_chinese_heading_of_thirteen_characters_is_a_title_not_a_sentence_to_cite() -> None:
+    """A heading may weigh ten words; a Chinese character weighs half a word. Before, each character counted a
+    whole word: a thirteen-character heading became a unit of its own that an answer could cite."""
+    text = (
+        "胰岛素的发现与临床应用历史\n\n"
+        "胰岛素是由胰脏内的胰岛β细胞分泌的一种蛋白质激素。胰岛素参与调节糖代谢，控制血糖平衡，可用于治疗糖尿病。"
+    )
+
+    units = split_units(text)
+
+    assert [unit.text for unit in units] == [
+        "胰岛素是由胰脏内的胰岛β细胞分泌的一种蛋白质激素。",
+        "胰岛素参与调节糖代谢，控制血糖平衡，可用于治疗糖尿病。",
+    ]
+    assert {unit.title for unit in units} == {"胰岛素的发现与临床应用历史"}
