@@ -49,18 +49,19 @@ class RetrievalTrainDataset:
         if not isinstance(train_group_size, int) or train_group_size < 1:
             raise ValueError(f"train_group_size must be an int >= 1, got {train_group_size!r}")
         keys = RecordKeys(query_key, positive_key, negative_key, document_key, label_key)
+        self.keys = keys
         self.records: list[TrainRecord] = load_records(data, keys)
         self.format = "scored" if self.records[0].format == "scored" else "group"
         if self.format == "group" and train_group_size > 1:
-            lacking = [index for index, record in enumerate(self.records) if not record.negatives]
+            lacking = [record for record in self.records if not record.negatives]
             if lacking:
                 raise DataFormatError(
-                    str(data) if isinstance(data, str | os.PathLike) else "records",
-                    lacking[0] + 1 if not isinstance(data, str | os.PathLike) else None,
+                    lacking[0].source,
+                    lacking[0].line,
                     negative_key,
-                    f"train_group_size={train_group_size} needs hard negatives, but {len(lacking)} records have "
-                    f"none (first: record #{lacking[0] + 1}); mine some (retrievals-rag mine) or use "
-                    "train_group_size=1 for in-batch negatives",
+                    f"missing: train_group_size={train_group_size} needs hard negatives, and {len(lacking)} of "
+                    f"{len(self.records)} records have none (this is the first); mine some (retrievals-rag mine) "
+                    "or use train_group_size=1 for in-batch negatives",
                 )
         self.train_group_size = train_group_size
         self.query_instruction = query_instruction

@@ -21,7 +21,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +50,10 @@ class TrainRecord:
     label: float | None = None
     positive_scores: tuple[float, ...] | None = None
     negative_scores: tuple[float, ...] | None = None
+    # where it was read: a file (or "records") and its 1-based line (a .json array's record index), for errors
+    # found after loading (a label the loss cannot take, hard negatives a group size needs)
+    source: str = field(default="records", compare=False, repr=False)
+    line: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def format(self) -> RecordFormat:
@@ -72,7 +76,18 @@ class RecordKeys:
 
 
 def passage_text(value: Any, source: str, line: int | None, field: str) -> str:
-    """A passage as text: a string, or ``{"title", "text"}`` joined as ``title + " " + text``."""
+    """A passage as text: a string, or ``{"title", "text"}`` joined as ``title + " " + text``.
+
+    Raises:
+        DataFormatError: a value of another type, or a passage with no text (empty or only whitespace).
+    """
+    text = _passage_text(value, source, line, field)
+    if not text.strip():
+        raise DataFormatError(source, line, field, "empty passage (no text to train on)")
+    return text
+
+
+def _passage_text(value: Any, source: str, line: int | None, field: str) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, Mapping):
@@ -112,6 +127,8 @@ def parse_record(record: Any, keys: RecordKeys, source: str, line: int | None) -
         raise DataFormatError(source, line, keys.query, "missing")
     if not isinstance(query, str):
         raise DataFormatError(source, line, keys.query, f"expected a string, got {type(query).__name__}")
+    if not query.strip():
+        raise DataFormatError(source, line, keys.query, "empty query")
     if keys.label in record or keys.document in record:
         for key in (keys.document, keys.label):
             if key not in record:
@@ -122,7 +139,7 @@ def parse_record(record: Any, keys: RecordKeys, source: str, line: int | None) -
         if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
             raise DataFormatError(source, line, keys.label, f"expected a finite number, got {label!r:.60}")
         document = passage_text(record[keys.document], source, line, keys.document)
-        return TrainRecord(query=query, document=document, label=float(label))
+        return TrainRecord(query=query, document=document, label=float(label), source=source, line=line)
     if keys.positive not in record:
         raise DataFormatError(
             source,
@@ -148,6 +165,8 @@ def parse_record(record: Any, keys: RecordKeys, source: str, line: int | None) -
         negatives=negatives,
         positive_scores=positive_scores,
         negative_scores=negative_scores,
+        source=source,
+        line=line,
     )
 
 
@@ -168,23 +187,42 @@ def _scores(
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
-    # utf-8-sig: a byte-order mark, which Windows editors write, is not part of the first record
-    with path.open("r", encoding="utf-8-sig") as handle:
-        try:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield number, json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise DataFormatError(str(path), number, None, f"invalid JSON ({error.msg})") from error
-        except UnicodeDecodeError as error:
-            raise DataFormatError(str(path), None, None, f"not UTF-8 ({error})") from error
+    # read as bytes and decoded line by line, so that an encoding error names its line; split on "\n" only (a
+    # JSON string may hold U+2028 and other characters that str.splitlines would take for line ends)
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[
+                    3:
+                ]  # a byte-order mark, which Windows editors write, is not part of the first record
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataFormatError(
+                    str(path),
+                    number,
+                    None,
+                    f"not UTF-8 (byte {raw[error.start]:#04x} at column {error.start + 1})",
+                ) from error
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataFormatError(str(path), number, None, f"invalid JSON ({error.msg})") from error
 
 
 def _json_array(path: Path) -> Iterator[tuple[int | None, Any]]:
+    data = path.read_bytes()
     try:
-        payload = json.loads(path.read_text(encoding="utf-8-sig"))
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataFormatError(
+            str(path), line, None, f"not UTF-8 (byte {data[error.start]:#04x}; save the file as UTF-8)"
+        ) from error
+    try:
+        payload = json.loads(text)
     except json.JSONDecodeError as error:
         raise DataFormatError(str(path), error.lineno, None, f"invalid JSON ({error.msg})") from error
     if isinstance(payload, dict):  # {"data": [...]} as some datasets ship
@@ -247,7 +285,22 @@ def load_records(
     records = [parse_record(raw, keys, source, line) for source, rows in sources for line, raw in rows]
     if not records:
         raise DataFormatError(name, None, None, "no records")
-    formats = {record.format for record in records}
-    if "scored" in formats and len(formats) > 1:
-        raise DataFormatError(name, None, None, "scored pairs cannot be mixed with pair / triplet records")
+    first_scored = records[0].format == "scored"
+    odd = next((record for record in records if (record.format == "scored") != first_scored), None)
+    if odd is not None:
+        first, other = (
+            ("scored pairs", "a pair / triplet record")
+            if first_scored
+            else (
+                "pair / triplet records",
+                "a scored pair",
+            )
+        )
+        raise DataFormatError(
+            odd.source,
+            odd.line,
+            None,
+            f"{other} among {first} (from {records[0].source}, line {records[0].line}): scored pairs (query, "
+            "document, label) cannot be mixed with groups (query, positive, negative) in one training set",
+        )
     return records

@@ -349,10 +349,12 @@ def load_beir(data_dir: str | Path, split: str = "test", *, strict: bool = False
     if strict:
         all_queries = load_queries(queries_path)
         qrels = load_qrels(qrels_path, query_ids=all_queries, document_ids=corpus)
+        _require_relevant(qrels, qrels_path, split)
         queries = {query_id: text for query_id, text in all_queries.items() if query_id in qrels}
         return BeirDataset(corpus=corpus, queries=queries, qrels=qrels)
     records = _query_records(queries_path)
     qrels = load_qrels(qrels_path, query_ids=records, document_ids=corpus)
+    _require_relevant(qrels, qrels_path, split)
     kept: dict[str, str] = {}
     skipped: list[SkippedQuery] = []
     for query_id, (line_number, record) in records.items():
@@ -375,6 +377,17 @@ def load_beir(data_dir: str | Path, split: str = "test", *, strict: bool = False
             raise BeirFormatError(queries_path, f"every query of split {split!r} is empty", field="text")
         qrels = {query_id: judged for query_id, judged in qrels.items() if query_id in kept}
     return BeirDataset(corpus=corpus, queries=kept, qrels=qrels, skipped_queries=tuple(skipped))
+
+
+def _require_relevant(qrels: Mapping[str, Mapping[str, int]], path: Path, split: str) -> None:
+    """A split with no relevant judgement (every grade 0) has nothing to evaluate or train on: say so at load."""
+    if not any(grade > 0 for judged in qrels.values() for grade in judged.values()):
+        raise BeirFormatError(
+            path,
+            f"no relevant judgement in split {split!r}: every (query, document) pair is graded 0 or below, so "
+            "there is nothing to evaluate or train on (relevant documents need a grade > 0)",
+            field="score",
+        )
 
 
 def _query_records(path: Path) -> dict[str, tuple[int, dict[str, Any]]]:

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import get_device_states, set_device_states
 
-from retrievals_rag.losses.protocol import chance_loss
+from retrievals_rag.losses.protocol import chance_loss, extra_inputs
 
 __all__ = ["GradCacheLoss", "grad_cache_loss"]
 
@@ -246,6 +246,7 @@ class GradCacheLoss(nn.Module):
     """
 
     runs_model = True
+    wraps_loss = True  # retrievals_rag.losses.protocol: the data it needs are its loss's
     loss_inputs = (
         "model",
         "embeddings",
@@ -267,7 +268,7 @@ class GradCacheLoss(nn.Module):
 
     def model_loss(self, model: nn.Module, inputs: Mapping[str, Any]) -> torch.Tensor:
         """The loss of a collated batch, computed with GradCache through ``model`` (possibly DDP-wrapped)."""
-        extra = [inputs[key] for key in ("labels", "teacher_scores") if key in inputs]
+        extra = extra_inputs(self.loss, inputs)
         return grad_cache_loss(
             lambda role, part: model(**part),
             [inputs["query"], inputs["documents"]],

@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -90,6 +92,8 @@ class CoSENTLoss(nn.Module):
         scale: Multiplies score differences (> 0).
         score_function: ``"cos"`` or ``"dot"``.
     """
+
+    needs_labels: ClassVar[bool] = True  # retrievals_rag.losses.protocol: scored pairs only
 
     def __init__(self, scale: float = 20.0, score_function: ScoreFunction = "cos") -> None:
         super().__init__()

@@ -141,6 +141,7 @@ class MarginMSELoss(nn.Module):
     """
 
     needs_teacher: ClassVar[bool] = True
+    min_group_size: ClassVar[int] = 2  # a margin or a distribution needs a negative beside the positive
 
     def __init__(self, score_function: ScoreFunction = "dot") -> None:
         super().__init__()
@@ -174,6 +175,7 @@ class KLDistillationLoss(nn.Module):
     """
 
     needs_teacher: ClassVar[bool] = True
+    min_group_size: ClassVar[int] = 2  # a margin or a distribution needs a negative beside the positive
 
     def __init__(self, temperature: float = 1.0, score_function: ScoreFunction = "dot") -> None:
         super().__init__()
@@ -209,6 +211,7 @@ class ScoreMarginMSELoss(nn.Module):
 
     loss_inputs: ClassVar[tuple[str, ...]] = ("group_scores",)
     needs_teacher: ClassVar[bool] = True
+    min_group_size: ClassVar[int] = 2  # a margin or a distribution needs a negative beside the positive
 
     def forward(self, scores: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
         return margin_mse_loss(scores, teacher_scores)
@@ -225,6 +228,7 @@ class ScoreKLDistillationLoss(nn.Module):
 
     loss_inputs: ClassVar[tuple[str, ...]] = ("group_scores",)
     needs_teacher: ClassVar[bool] = True
+    min_group_size: ClassVar[int] = 2  # a margin or a distribution needs a negative beside the positive
 
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()

@@ -94,6 +94,11 @@ class InBatchChanceLevel:
             candidates *= batch_size * (world_size if self.gather_across_processes else 1)
         return math.log(candidates)
 
+    @property
+    def min_group_size(self) -> int:
+        """1 with in-batch negatives (the other queries' documents), else 2 (retrievals_rag.losses.protocol)."""
+        return 1 if self.use_inbatch_negatives else 2
+
 
 def group_flat_scores(scores: torch.Tensor, group_size: int) -> torch.Tensor:
     """Reshape one score per (query, document) pair, in the grouped order, to ``(batch, group_size)``.
@@ -144,6 +149,7 @@ class ListwiseCrossEntropyLoss(nn.Module):
     """
 
     loss_inputs: ClassVar[tuple[str, ...]] = ("group_scores",)
+    min_group_size: ClassVar[int] = 2  # the positive must win over at least one negative
 
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -82,6 +83,8 @@ class MatryoshkaLoss(nn.Module):
     Raises:
         ValueError: On empty, non-positive, repeated or non-descending dims, or weights of the wrong length.
     """
+
+    wraps_loss: ClassVar[bool] = True  # retrievals_rag.losses.protocol: the data it needs are its loss's
 
     def __init__(
         self,

@@ -73,6 +73,8 @@ class PointwiseBCELoss(nn.Module):
     """
 
     loss_inputs: ClassVar[tuple[str, ...]] = ("pair_labels", "group_scores")
+    min_group_size: ClassVar[int] = 2  # grouped records: a positive (label 1) and a negative (label 0)
+    label_range: ClassVar[tuple[float, float]] = (0.0, 1.0)  # a probability
 
     def forward(self, scores: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if labels is None:

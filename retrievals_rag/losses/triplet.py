@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -76,6 +78,8 @@ class TripletMarginLoss(nn.Module):
         margin: Required lead (>= 0) of the positive's score over each negative's.
         score_function: ``"cos"`` or ``"dot"``.
     """
+
+    min_group_size: ClassVar[int] = 2  # a positive and a negative per query
 
     def __init__(self, margin: float = 0.2, score_function: ScoreFunction = "cos") -> None:
         super().__init__()

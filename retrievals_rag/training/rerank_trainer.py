@@ -31,7 +31,12 @@ from retrievals_rag.losses._common import check_positive
 from retrievals_rag.losses.protocol import loss_inputs, needs_teacher
 from retrievals_rag.losses.registry import build_loss, loss_parameters, resolve_loss
 from retrievals_rag.models.registry import KINDS, kind_of
-from retrievals_rag.training.trainer import ModelEvaluator, ModelFolderTrainer, freeze_unused_pooler
+from retrievals_rag.training.trainer import (
+    ModelEvaluator,
+    ModelFolderTrainer,
+    check_loss_fits_data,
+    freeze_unused_pooler,
+)
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback, TrainingArguments
@@ -39,7 +44,7 @@ if TYPE_CHECKING:
     from retrievals_rag.data.datasets import RetrievalTrainDataset
     from retrievals_rag.models.ranker import Ranker
 
-__all__ = ["RerankTrainer"]
+__all__ = ["RerankTrainer", "ranker_loss"]
 
 
 def _ranker_kind(model: Any) -> str:
@@ -53,6 +58,25 @@ def _ranker_kind(model: Any) -> str:
         expected = f"{', '.join(names[:-1])} or {names[-1]}"
         raise TypeError(f"model must be an {expected}, got {type(model).__name__}")
     return kind
+
+
+def ranker_loss(
+    kind: str,
+    name: str,
+    *,
+    temperature: float = 1.0,
+    use_inbatch_negatives: bool = True,
+    gather_negatives_across_processes: bool = False,
+) -> nn.Module:
+    """The loss ``name`` for a ranker of ``kind``, built with those of the options it takes (see
+    :class:`RerankTrainer`)."""
+    offered = {
+        "temperature": float(temperature),
+        "use_inbatch_negatives": use_inbatch_negatives,
+        "gather_across_processes": gather_negatives_across_processes,
+    }
+    accepted = loss_parameters(name, kind)
+    return build_loss(name, {option: value for option, value in offered.items() if option in accepted}, kind)
 
 
 class RerankTrainer(ModelFolderTrainer):
@@ -107,20 +131,16 @@ class RerankTrainer(ModelFolderTrainer):
             self.loss = loss
         else:
             self.loss_name = resolve_loss(self.kind, loss, scored_pairs=scored)
-            offered = {
-                "temperature": float(temperature),
-                "use_inbatch_negatives": use_inbatch_negatives,
-                "gather_across_processes": gather_negatives_across_processes,
-            }
-            accepted = loss_parameters(self.loss_name, self.kind)
-            self.loss = build_loss(
-                self.loss_name,
-                {name: value for name, value in offered.items() if name in accepted},
+            self.loss = ranker_loss(
                 self.kind,
+                self.loss_name,
+                temperature=temperature,
+                use_inbatch_negatives=use_inbatch_negatives,
+                gather_negatives_across_processes=gather_negatives_across_processes,
             )
         self.loss_forms = loss_inputs(self.loss)
         self._check_fit(scored)
-        _check_data(self.loss, self.loss_forms, train_dataset)
+        check_loss_fits_data(self.loss, train_dataset)
         if data_collator is None:
             data_collator = ColBERTCollator(model) if self.kind == "colbert" else PairRankerCollator(model)
         if self.kind == "colbert":
@@ -199,24 +219,3 @@ class RerankTrainer(ModelFolderTrainer):
         if teacher is None:
             raise ValueError(f"loss {self.loss_name!r} needs teacher scores in the batch")
         return self.loss(scores, teacher)
-
-
-def _check_data(loss: nn.Module, forms: tuple[str, ...], dataset: Any) -> None:
-    """Fail before training on data the loss cannot use (as far as the dataset tells)."""
-    group_size = getattr(dataset, "train_group_size", None)
-    single_document = (
-        getattr(dataset, "format", None) != "scored" and isinstance(group_size, int) and group_size < 2
-    )
-    # a loss over each query's own group needs negatives in it; in-batch InfoNCE finds them in the batch
-    in_batch = "token_vectors" in forms and getattr(loss, "use_inbatch_negatives", False)
-    if single_document and not in_batch:
-        raise ValueError(
-            f"{type(loss).__name__} compares each query's positive with its hard negatives: it needs "
-            f"train_group_size >= 2, got {group_size}"
-        )
-    records = getattr(dataset, "records", None)
-    if needs_teacher(loss) and records and records[0].positive_scores is None:
-        raise ValueError(
-            f"{type(loss).__name__} distils a teacher's scores: give records with 'positive_scores' and "
-            "'negative_scores' (e.g. a cross-encoder's scores of each passage)"
-        )

@@ -90,21 +90,8 @@ def train_embedding(
     from retrievals_rag.losses.registry import build_loss
     from retrievals_rag.models.embedding import AutoModelForEmbedding
     from retrievals_rag.models.loading import default_embedding_model_path
-    from retrievals_rag.training.trainer import RetrievalTrainer
+    from retrievals_rag.training.trainer import RetrievalTrainer, check_loss_fits_data
 
-    model = AutoModelForEmbedding.from_pretrained(
-        model_args.model_name_or_path or default_embedding_model_path(),
-        pooling_method=model_args.pooling_method,
-        normalize_embeddings=model_args.normalize_embeddings,
-        query_instruction=model_args.query_instruction,
-        document_instruction=model_args.document_instruction,
-        # documents are encoded at inference (the verdict included) as they were trained
-        max_length=data_args.document_max_length,
-        trust_remote_code=model_args.trust_remote_code,
-        device="cpu",  # the Trainer places the model
-    )
-    if model_args.use_lora:
-        model.enable_lora(model_args.lora_settings())
     dataset = RetrievalTrainDataset(
         data_args.train_data,
         train_group_size=data_args.train_group_size,
@@ -118,6 +105,8 @@ def train_embedding(
         from retrievals_rag.losses.matryoshka import MatryoshkaLoss
 
         loss = MatryoshkaLoss(loss, training_args.matryoshka_dims)
+    # the data and the evaluation data are checked before loading a model, which can take long
+    check_loss_fits_data(loss, dataset)
     if data_args.eval_data:
         from retrievals_rag.evaluation.evaluator import RetrievalEvaluator
 
@@ -127,6 +116,19 @@ def train_embedding(
         dataset, holdout = split_holdout(dataset, data_args.holdout_fraction, training_args.seed)
         evaluator = holdout.evaluator(reranker=False) if holdout else None
         judged_on = holdout.describe() if holdout else ""
+    model = AutoModelForEmbedding.from_pretrained(
+        model_args.model_name_or_path or default_embedding_model_path(),
+        pooling_method=model_args.pooling_method,
+        normalize_embeddings=model_args.normalize_embeddings,
+        query_instruction=model_args.query_instruction,
+        document_instruction=model_args.document_instruction,
+        # documents are encoded at inference (the verdict included) as they were trained
+        max_length=data_args.document_max_length,
+        trust_remote_code=model_args.trust_remote_code,
+        device="cpu",  # the Trainer places the model
+    )
+    if model_args.use_lora:
+        model.enable_lora(model_args.lora_settings())
     trainer = RetrievalTrainer(
         model,
         training_args,
@@ -160,7 +162,8 @@ def train_reranker(
         ValueError: a loss that does not fit the kind or the data, or a folder of another kind of model.
     """
     from retrievals_rag.data.datasets import RetrievalTrainDataset
-    from retrievals_rag.training.rerank_trainer import RerankTrainer
+    from retrievals_rag.training.rerank_trainer import RerankTrainer, ranker_loss
+    from retrievals_rag.training.trainer import check_loss_fits_data
 
     dataset = RetrievalTrainDataset(
         data_args.train_data,
@@ -170,9 +173,20 @@ def train_reranker(
         negative_key=data_args.negative_key,
         seed=training_args.seed,
     )  # no instructions here: the ranker frames query and document with its own
-    # check the loss before loading a model, which can take long
-    resolve_reranker_loss(model_args.kind, training_args.loss, scored_pairs=dataset.format == "scored")
-    model = _load_reranker(model_args)
+    # the loss, the data and the evaluation data are checked before loading a model, which can take long
+    loss_name = resolve_reranker_loss(
+        model_args.kind, training_args.loss, scored_pairs=dataset.format == "scored"
+    )
+    check_loss_fits_data(
+        ranker_loss(
+            model_args.kind,
+            loss_name,
+            temperature=training_args.temperature,
+            use_inbatch_negatives=training_args.use_inbatch_negatives,
+            gather_negatives_across_processes=training_args.gather_negatives_across_processes,
+        ),
+        dataset,
+    )
     first_stage = None
     if data_args.eval_data:
         from retrievals_rag.evaluation.reranking import RerankingEvaluator
@@ -186,6 +200,7 @@ def train_reranker(
         dataset, holdout = split_holdout(dataset, data_args.holdout_fraction, training_args.seed)
         evaluator = holdout.evaluator(reranker=True) if holdout else None
         judged_on = f"{holdout.describe()}, each reranking its own candidates" if holdout else ""
+    model = _load_reranker(model_args)
     trainer = RerankTrainer(
         model,
         training_args,

@@ -22,7 +22,15 @@ from torch import nn
 from transformers import Trainer, TrainerCallback
 
 from retrievals_rag.data.collators import EmbeddingCollator
-from retrievals_rag.losses.protocol import loss_inputs
+from retrievals_rag.losses.protocol import (
+    extra_inputs,
+    label_range,
+    loss_inputs,
+    min_group_size,
+    needs_labels,
+    needs_teacher,
+    takes_labels,
+)
 from retrievals_rag.models.batching import forward_by_length
 from retrievals_rag.models.embedding import AutoModelForEmbedding
 
@@ -292,6 +300,72 @@ class ModelFolderTrainer(Trainer):
         return metrics
 
 
+def check_loss_fits_data(loss: nn.Module, dataset: Any) -> None:
+    """Fail before training (before a model is loaded, where the caller can) on data that ``loss`` cannot learn
+    from, as far as the dataset tells: scored pairs for a loss over groups or the reverse, too few documents per
+    query, a distillation loss without teacher scores, a label outside the range the loss takes. The errors name
+    the file and line of the first record at fault (:class:`~retrievals_rag.data.records.DataFormatError`).
+
+    The rules are the loss's own declarations (:mod:`retrievals_rag.losses.protocol`), so both trainers and every
+    model kind share them.
+
+    Raises:
+        ValueError: the loss and the data do not fit (a ``DataFormatError`` when one record is at fault).
+    """
+    from retrievals_rag.data.records import DataFormatError
+
+    name = type(loss).__name__
+    records = list(getattr(dataset, "records", None) or ())
+    keys = getattr(dataset, "keys", None)
+    scored = getattr(dataset, "format", None) == "scored"
+    where = f" ({records[0].source})" if records else ""
+    if scored and not takes_labels(loss):
+        raise ValueError(
+            f"{name} learns from groups (a query, its positive, hard negatives), but the training data{where} are "
+            "scored pairs (query, document, label): train an embedder on them with loss cosent, a cross-encoder "
+            "or LLM reranker with bce, or give records with 'positive' (and 'negative')"
+        )
+    if not scored and needs_labels(loss):
+        raise ValueError(
+            f"{name} learns from scored pairs (query, document, label), but the training data{where} are grouped "
+            "records (query, positive, negative): give scored pairs, or train with a loss over groups (infonce, "
+            "triplet; kl or margin_mse with teacher scores)"
+        )
+    group_size = getattr(dataset, "train_group_size", None)
+    least = min_group_size(loss)
+    if not scored and isinstance(group_size, int) and group_size < least:
+        raise ValueError(
+            f"{name} compares each query's positive with its own hard negatives: it needs train_group_size >= "
+            f"{least}, got {group_size} (mine negatives with `retrievals-rag mine` if the records have none)"
+        )
+    if needs_teacher(loss):
+        lacking = next((record for record in records if record.positive_scores is None), None)
+        if lacking is not None:
+            raise DataFormatError(
+                lacking.source,
+                lacking.line,
+                keys.positive_scores if keys is not None else "positive_scores",
+                f"missing: {name} distils a teacher's scores, so every record needs 'positive_scores' and "
+                "'negative_scores' (a teacher's score of each passage; `retrievals-rag adapt --teacher` or a "
+                "reranker's compute_score writes them)",
+            )
+    bounds = label_range(loss)
+    if scored and bounds is not None:
+        low, high = bounds
+        outside = next(
+            (r for r in records if r.label is not None and not low <= r.label <= high),
+            None,
+        )
+        if outside is not None:
+            raise DataFormatError(
+                outside.source,
+                outside.line,
+                keys.label if keys is not None else "label",
+                f"label {outside.label:g} is outside [{low:g}, {high:g}], which {name} needs (a probability of "
+                "relevance); rescale the labels, e.g. divide graded relevance by its top grade",
+            )
+
+
 def adopt_model_instructions(dataset: Any, model: AutoModelForEmbedding) -> None:
     """Give a dataset built without instructions the model's, so that training sees what ``encode`` sees.
 
@@ -356,6 +430,7 @@ class RetrievalTrainer(ModelFolderTrainer):
                 f"{type(loss).__name__} takes {', '.join(forms)}: RetrievalTrainer trains embedders, with a loss "
                 "over embeddings (or one that runs the model itself)"
             )
+        check_loss_fits_data(loss, train_dataset)
         adopt_model_instructions(train_dataset, model)
         if data_collator is None:
             data_collator = EmbeddingCollator(
@@ -387,12 +462,7 @@ class RetrievalTrainer(ModelFolderTrainer):
             return (loss, {}) if return_outputs else loss
         query_embeddings = self._embed(model, inputs["query"])  # (batch, dim)
         document_embeddings = self._embed(model, inputs["documents"])  # (batch * group_size, dim)
-        if "labels" in inputs:
-            loss = self.loss(query_embeddings, document_embeddings, inputs["labels"])
-        elif "teacher_scores" in inputs:
-            loss = self.loss(query_embeddings, document_embeddings, inputs["teacher_scores"])
-        else:
-            loss = self.loss(query_embeddings, document_embeddings)
+        loss = self.loss(query_embeddings, document_embeddings, *extra_inputs(self.loss, inputs))
         if return_outputs:
             return loss, {"query_embeddings": query_embeddings, "document_embeddings": document_embeddings}
         return loss

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,52 @@ def test_a_file_saved_by_a_windows_editor_loads(tmp_path: Path) -> None:
 
     assert [record.query for record in records] == ["q", "q2"]
     assert load_records(str(tmp_path / "train.json"))[0].negatives == ("n1", "n2")
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        ({"query": "  ", "positive": ["p"]}, "query"),
+        ({"query": "q", "positive": ["p", " \n"]}, "positive[1]"),
+        ({"query": "q", "positive": ["p"], "negative": [{"title": "", "text": " "}]}, "negative[0]"),
+        ({"query": "q", "document": "", "label": 1}, "document"),
+    ],
+    ids=["blank-query", "blank-positive", "blank-negative-object", "blank-scored-document"],
+)
+def test_an_empty_query_or_passage_is_an_error_naming_its_line_and_field(
+    tmp_path: Path, record: dict, field: str
+) -> None:
+    """Before, they loaded and trained as if they were text."""
+    first = GOOD if "document" not in record else {"query": "q", "document": "d", "label": 0}
+    path = _write_jsonl(tmp_path / "train.jsonl", [first, record])
+    with pytest.raises(DataFormatError, match=rf"train\.jsonl, line 2, field '{re.escape(field)}': empty"):
+        load_records(path)
+
+
+def test_bytes_that_are_not_utf8_are_located_by_line(tmp_path: Path) -> None:
+    """Before, a .jsonl gave the position in the read buffer and no line, a .json a bare UnicodeDecodeError."""
+    good = json.dumps(GOOD).encode()
+    latin1 = json.dumps({**GOOD, "query": "QUERY"}).encode().replace(b"QUERY", b"caf\xe9")
+    (tmp_path / "train.jsonl").write_bytes(b"\n".join([good, good, latin1]) + b"\n")
+    (tmp_path / "train.json").write_bytes(b"[\n" + good + b",\n" + latin1 + b"\n]")
+    with pytest.raises(DataFormatError, match=r"train\.jsonl, line 3: not UTF-8 \(byte 0xe9"):
+        load_records(tmp_path / "train.jsonl")
+    with pytest.raises(DataFormatError, match=r"train\.json, line 3: not UTF-8"):
+        load_records(tmp_path / "train.json")
+
+
+def test_a_line_separator_inside_a_json_string_is_text_not_a_line_end(tmp_path: Path) -> None:
+    record = {**GOOD, "positive": ["first part\u2028second part\u0085third"]}
+    records = load_records(_write_jsonl(tmp_path / "train.jsonl", [GOOD, record, GOOD]))
+    assert records[1].positives == ("first part\u2028second part\u0085third",)
+
+
+def test_mixing_scored_pairs_with_groups_names_the_first_odd_record(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    _write_jsonl(folder / "a.jsonl", [GOOD, GOOD])
+    _write_jsonl(folder / "b.jsonl", [GOOD, {"query": "q", "document": "d", "label": 1}])
+    with pytest.raises(
+        DataFormatError, match=r"b\.jsonl, line 2: a scored pair among pair / triplet records"
+    ):
+        load_records(folder)

@@ -259,3 +259,16 @@ def test_error_is_a_value_error() -> None:
     error = BeirFormatError("corpus.jsonl", "invalid JSON", line=4, field="_id")
     assert isinstance(error, ValueError)
     assert str(error) == "corpus.jsonl, line 4, field '_id': invalid JSON"
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_split_without_a_relevant_judgement_is_refused_at_load_naming_the_file_and_split(
+    tmp_path: Path, strict: bool
+) -> None:
+    """Before, it loaded, and the first evaluation (after a model had loaded) said only 'no query in qrels has a
+    relevant document', without the folder or the split."""
+    root = _write_dataset(tmp_path, qrels="q1\td1\t0\n")
+    with pytest.raises(
+        BeirFormatError, match=r"test\.tsv, field 'score': no relevant judgement in split 'test'"
+    ):
+        load_beir(root, strict=strict)
