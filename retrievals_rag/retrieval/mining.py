@@ -100,14 +100,14 @@ def mine_hard_negatives(
     Each query (that has positives) is ranked against the whole corpus by cosine similarity; the candidates
     are the documents at 0-based ranks ``start <= rank < end`` (``rank_range = (10, 100)`` skips the best ten
     and stops at the hundredth), minus the query's positives, minus any document whose text equals a
-    positive's text (a duplicate of a positive is not a negative), and minus the document whose id is the
-    query id when ``exclude_query_id`` is set (corpora where queries are documents too, e.g. ArguAna, Quora).
+    positive's text (a duplicate of a positive is not a negative), minus documents without text (neither
+    positives nor negatives), and minus the document whose id is the query id when ``exclude_query_id`` is set (corpora where queries are documents too, e.g. ArguAna, Quora).
     Positives are removed *after* the band is cut, so a band of ``end - start`` ranks may hold fewer
     candidates. ``num_negatives`` of them are drawn without replacement with :func:`sample_in_order`
     (keyed by ``seed`` and the query id) and kept in rank order, best first; when fewer remain, all are kept.
 
     Queries are skipped, and the numbers logged at INFO level, in two cases: no positives (missing from
-    ``positives`` or an empty collection), or no candidate left in the band (e.g. a corpus smaller than
+    ``positives``, an empty collection, or only documents without text), or no candidate left in the band (e.g. a corpus smaller than
     ``start``). Every returned record has at least one negative. Positives of queries that are not in
     ``queries`` are ignored, so a subset of the queries can be mined with the full judgments.
 
@@ -157,9 +157,17 @@ def mine_hard_negatives(
             f"positives name {len(unknown)} document ids that the corpus lacks: {_quote_ids(unknown)}"
         )
 
-    # Positives in corpus order: reproducible even when the caller passes sets.
+    # Positives in corpus order: reproducible even when the caller passes sets. A document without text (a BEIR
+    # corpus may hold one) is neither a positive nor a negative: there is nothing in it to learn from, and
+    # training refuses an empty passage.
     query_positives = {
-        query_id: sorted({position[document_id] for document_id in positives.get(query_id, ())})
+        query_id: sorted(
+            {
+                position[document_id]
+                for document_id in positives.get(query_id, ())
+                if corpus_texts[position[document_id]].strip()
+            }
+        )
         for query_id in queries
     }
     mined_ids = [query_id for query_id, rows in query_positives.items() if rows]
@@ -196,6 +204,7 @@ def mine_hard_negatives(
             row
             for row in rows[start:end]
             if row not in excluded
+            and corpus_texts[row].strip()
             and corpus_texts[row] not in positive_texts
             and not (exclude_query_id and corpus_ids[row] == query_id)
         ]

@@ -308,3 +308,35 @@ def test_dpr_malformed_json_names_the_line(tmp_path: Path, content: str, line: i
 def test_dpr_checks_num_negatives(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"num_negatives must be a positive integer or None"):
         convert_dpr(DPR_SAMPLE, tmp_path / "out.jsonl", num_negatives=0)
+
+
+def test_passages_without_text_are_left_out_so_that_the_records_train(tmp_path: Path) -> None:
+    """T2Ranking's collection holds some empty passages and DPR files empty contexts; before, they were written
+    as positives or negatives, and training, which refuses an empty passage, refused the whole file."""
+    folder = copy_fixtures(T2RANKING, tmp_path / "t2")
+    collection = folder / "collection.tsv"
+    rows = collection.read_text(encoding="utf-8").splitlines()
+    blanked = {"100", "104", "105"}  # a positive of q1, the only positive of q3, a negative of q1
+    collection.write_text(
+        "\n".join(f"{row.split(chr(9))[0]}\t" if row.split("\t")[0] in blanked else row for row in rows)
+        + "\n",
+        encoding="utf-8",
+    )
+    output = tmp_path / "t2.jsonl"
+    stats = convert_t2ranking(
+        **t2ranking_files(folder), output=output, negatives=folder / "train.mined.tsv", rank_range=(1, 5)
+    )
+    records = read_jsonl(output)
+    assert stats.skipped["queries whose positives have no text"] == 1
+    first = next(record for record in records if record["query_id"] == "1")
+    assert first["positive_ids"] == ["101"] and "105" not in first["negative_ids"] and first["negative"]
+    assert all(passage.strip() for record in records for passage in record["positive"] + record["negative"])
+    load_records(output)
+
+    items = json.loads(DPR_SAMPLE.read_text(encoding="utf-8"))
+    items[0]["hard_negative_ctxs"].append({"title": "", "text": "  ", "passage_id": "blank"})
+    items[0]["positive_ctxs"].insert(0, {"title": " ", "text": ""})
+    (tmp_path / "nq.json").write_text(json.dumps(items), encoding="utf-8")
+    convert_dpr(tmp_path / "nq.json", tmp_path / "dpr.jsonl")
+    assert (tmp_path / "dpr.jsonl").read_bytes() == (DPR / "expected_triplets.jsonl").read_bytes()
+    load_records(tmp_path / "dpr.jsonl")

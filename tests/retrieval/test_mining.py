@@ -186,6 +186,37 @@ def test_a_copy_of_a_positive_under_another_id_is_not_a_negative() -> None:
     assert record["negative_ids"] == ["d0", "d3"]
 
 
+class BlankFirstEncoder(AngleEncoder):
+    """As AngleEncoder, and a document without text ranks first (angle 0, as close to every query as can be)."""
+
+    def encode_corpus(self, documents: Sequence[str], **options: Any) -> np.ndarray:
+        numbered = [text if text.strip() else "document 0" for text in documents]
+        return super().encode_corpus(numbered, **options)
+
+
+def test_a_document_without_text_is_neither_a_negative_nor_a_positive(tmp_path: Path) -> None:
+    """Before, an empty BEIR document ranked in the band came out as a negative (and an empty judged one as a
+    positive), and the mined file was refused by training, which takes no empty passage."""
+    from retrievals_rag.data.records import load_records
+
+    corpus_ids = ["blank", "d1", "d2", "d3", "also blank"]
+    texts = ["", "document 1", "document 2", "document 3", "  "]
+    records = mine_hard_negatives(
+        BlankFirstEncoder(),
+        corpus_ids,
+        texts,
+        {"q": "query", "only blank": "query"},
+        {"q": ["d1", "also blank"], "only blank": ["blank"]},
+        rank_range=(0, 5),
+    )
+
+    assert [record["query_id"] for record in records] == ["q"]
+    assert records[0]["positive_ids"] == ["d1"]
+    assert records[0]["negative_ids"] == ["d2", "d3"]
+    write_jsonl(records, tmp_path / "mined.jsonl")
+    assert load_records(tmp_path / "mined.jsonl")[0].negatives == ("document 2", "document 3")
+
+
 def test_positives_given_as_a_set_come_out_in_corpus_order() -> None:
     (record,) = mine({"q": "query"}, {"q": {"d9", "d3", "d27"}}, rank_range=(0, 5), num_negatives=1)
 

@@ -130,7 +130,8 @@ def _json_items(path: Path) -> Iterator[tuple[str, int, Any]]:
 def _dpr_contexts(
     item: Mapping[str, Any], key: str, required: bool, path: Path, line: int, prefix: str
 ) -> list[tuple[dict[str, str], str | None]]:
-    """The ``{"title", "text"}`` passages of one context list, each with its passage id (or None)."""
+    """The ``{"title", "text"}`` passages of one context list, each with its passage id (or None); contexts
+    without any text are left out."""
     name = f"{prefix}.{key}" if prefix else key
     if key not in item:
         if required:
@@ -157,6 +158,8 @@ def _dpr_contexts(
             raise DataFormatError(
                 str(path), line, f"{where}.title", f"expected a string, got {type(title).__name__}"
             )
+        if not (title.strip() or text.strip()):
+            continue  # a context without text is nothing to learn from (training refuses an empty passage)
         passage_id = context.get("passage_id")
         passages.append(({"title": title, "text": text}, None if passage_id is None else str(passage_id)))
     return passages

@@ -196,13 +196,18 @@ def convert_t2ranking(
     stats = ConversionStats(output=output)
 
     def records() -> Iterator[dict[str, Any]]:
-        for query_id, positive_ids in positives.items():
+        for query_id, judged_ids in positives.items():
+            # a passage without text (the collection has some) is nothing to learn from: left out
+            positive_ids = [pid for pid in judged_ids if passages[pid].strip()]
+            if not positive_ids:
+                stats._skip("queries whose positives have no text")
+                continue
             record: dict[str, Any] = {
                 "query": query_texts[query_id],
                 "positive": [passages[pid] for pid in positive_ids],
             }
             if negatives is not None:
-                negative_ids = [pid for pid, _ in selected.get(query_id, [])]
+                negative_ids = [pid for pid, _ in selected.get(query_id, []) if passages[pid].strip()]
                 if not negative_ids:
                     stats._skip("queries without negatives")
                     continue
