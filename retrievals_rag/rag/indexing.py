@@ -12,7 +12,8 @@ Files are read and split before the first chunk is written, so the progress repo
 chunks and give a time estimate.
 
 A file that cannot be loaded (unsupported type, no text, corrupt, unreadable) is recorded in the report with its
-reason and the run goes on with the next file. Errors of the store itself (Chroma, the embedder) and of the
+reason and the run goes on with the next file; so is one whose parser fails in a way not foreseen, with the
+exception's type (and its traceback in the log). Errors of the store itself (Chroma, the embedder) and of the
 progress callback are raised: what was written before them stays, and a new run resumes after it.
 
 Example:
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -64,6 +66,8 @@ __all__ = [
     "left_out_message",
     "unsupported_in_folders",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -351,7 +355,9 @@ def index_loaded(
 ) -> IndexReport:
     """Load and split every item first (a load error is recorded, not raised), then write the chunks.
 
-    Reading first gives the progress reports the total number of chunks, hence a time estimate.
+    Reading first gives the progress reports the total number of chunks, hence a time estimate. An exception
+    other than ``DocumentLoadError`` while loading (a bug of a parser, or of ours) is recorded too, with its type,
+    and logged with its traceback, so that one file cannot stop the run and the bug is not hidden.
 
     Args:
         store: The store.
@@ -367,6 +373,11 @@ def index_loaded(
             document = load()
         except DocumentLoadError as error:
             writer.fail(FileError(path=name, reason=error.reason))
+            continue
+        except Exception as error:  # a parser's bug, or ours: this file is reported, the others are indexed
+            logger.exception("unexpected error while reading %s", name)
+            reason = f"unexpected error while reading it ({type(error).__name__}: {error})"
+            writer.fail(FileError(path=name, reason=reason))
             continue
         prepared.append((document.source, writer.prepare(document)))
     for source, chunks in prepared:

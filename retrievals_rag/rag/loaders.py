@@ -3,7 +3,8 @@
 :func:`load_document` reads a path, :func:`load_bytes` an upload (its bytes and file name). Both return a
 :class:`LoadedDocument` whose pages keep their page numbers where the format has pages (PDF), or raise a
 :class:`DocumentLoadError` that names the file and the reason: an unsupported type, a file over the size limit,
-a PDF without extractable text, bytes that decode to no known encoding, binary junk, a corrupt DOCX.
+a PDF without extractable text, bytes that decode to no known encoding, binary junk, a corrupt PDF or DOCX
+(whatever its parser raised, named), a line of JSON that is not valid.
 
 Parsers are imported when a file of their type is loaded (pypdf, python-docx, BeautifulSoup,
 charset-normalizer), so importing this module costs nothing.
@@ -24,6 +25,8 @@ import io
 import json
 import os
 import re
+import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -194,13 +197,31 @@ def _check_printable(text: str, source: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- per format
+# What the parsers (pypdf, python-docx and the zip and zlib modules under it) raise besides their own errors
+# when a file is malformed: a truncated stream, a wrong type where a dictionary was expected, a missing key, a
+# reference loop. Anything else reaches the indexing run, which reports it by file name and exception type.
+_MALFORMED_INPUT_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,  # UnicodeDecodeError, binascii.Error and many parse errors among them
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    AssertionError,
+    OSError,
+    EOFError,
+    RecursionError,
+    zlib.error,
+    struct.error,
+)
+
+
 def _load_text(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
     return [Page(decode_text(data, source))], {}
 
 
 def _load_pdf(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -215,7 +236,7 @@ def _load_pdf(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
         title = (reader.metadata or {}).get("/Title") if reader.metadata is not None else None
     except DocumentLoadError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as error:
+    except (PyPdfError, *_MALFORMED_INPUT_ERRORS) as error:
         raise DocumentLoadError(source, f"not a readable PDF ({type(error).__name__}: {error})") from error
     if not pages:
         raise DocumentLoadError(
@@ -246,24 +267,26 @@ def _load_docx(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
     from zipfile import BadZipFile
 
     import docx
+    from docx.exceptions import PythonDocxError
+    from docx.opc.exceptions import OpcError
     from docx.table import Table
+    from lxml.etree import LxmlError
 
-    try:
+    try:  # python-docx parses the XML parts as it opens the file, and reads elements as they are iterated
         document = docx.Document(io.BytesIO(data))
-    except (BadZipFile, KeyError, ValueError) as error:
+        blocks: list[str] = []
+        for item in document.iter_inner_content():
+            if isinstance(item, Table):
+                for row in item.rows:
+                    cells = [cell.text.strip() for cell in row.cells]
+                    if any(cells):
+                        blocks.append(" | ".join(cells))
+            elif item.text.strip():
+                blocks.append(item.text.strip())
+        title = document.core_properties.title
+    except (BadZipFile, LxmlError, OpcError, PythonDocxError, *_MALFORMED_INPUT_ERRORS) as error:
         raise DocumentLoadError(source, f"not a valid DOCX file ({type(error).__name__}: {error})") from error
-    blocks: list[str] = []
-    for item in document.iter_inner_content():
-        if isinstance(item, Table):
-            for row in item.rows:
-                cells = [cell.text.strip() for cell in row.cells]
-                if any(cells):
-                    blocks.append(" | ".join(cells))
-        elif item.text.strip():
-            blocks.append(item.text.strip())
-    metadata: dict[str, Any] = {}
-    if document.core_properties.title:
-        metadata["title"] = document.core_properties.title
+    metadata: dict[str, Any] = {"title": title} if title else {}
     return [Page("\n\n".join(blocks))], metadata
 
 
@@ -302,9 +325,11 @@ def _load_jsonl(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
+            text = _record_text(record)
         except json.JSONDecodeError as error:
             raise DocumentLoadError(source, f"line {line_number} is not valid JSON ({error.msg})") from None
-        text = _record_text(record)
+        except RecursionError:
+            raise DocumentLoadError(source, f"line {line_number} nests too deeply") from None
         if text:
             records.append(text)
     return [Page("\n\n".join(records))], {"n_records": len(records)}

@@ -6,6 +6,9 @@ the embedded Chroma database needs no socket at all.
 
 from __future__ import annotations
 
+import io
+import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,37 @@ def make_pdf(pages: list[str]) -> bytes:
         output += f"{offset:010d} 00000 n \n".encode()
     output += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return bytes(output)
+
+
+def make_docx(paragraphs: list[str]) -> bytes:
+    """A DOCX file with these paragraphs, written by python-docx."""
+    import docx
+
+    word = docx.Document()
+    for paragraph in paragraphs:
+        word.add_paragraph(paragraph)
+    buffer = io.BytesIO()
+    word.save(buffer)
+    return buffer.getvalue()
+
+
+def make_docx_with_broken_xml() -> bytes:
+    """A valid zip of a DOCX whose ``word/document.xml`` is not well-formed XML (lxml refuses it)."""
+    original = zipfile.ZipFile(io.BytesIO(make_docx(["Magma rises through the crust."])))
+    output = io.BytesIO()
+    with zipfile.ZipFile(output, "w") as broken:
+        for item in original.infolist():
+            data = original.read(item.filename)
+            broken.writestr(
+                item, b"<w:document><w:body><w:p>cut off" if item.filename == "word/document.xml" else data
+            )
+    return output.getvalue()
+
+
+def make_pdf_over_a_parser_limit() -> bytes:
+    """A PDF whose cross-reference table declares far more entries than the file could hold: pypdf raises its
+    ``LimitReachedError`` (not a ``PdfReadError``)."""
+    return re.sub(rb"xref\n0 \d+", b"xref\n0 99999999", make_pdf(["Magma rises through the crust."]))
 
 
 TOPICS = {

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from retrievals_rag.rag import loaders
 from retrievals_rag.rag.indexing import (
     IndexProgress,
     expand_paths,
@@ -21,7 +22,13 @@ from retrievals_rag.rag.indexing import (
 )
 from retrievals_rag.rag.loaders import load_document
 from retrievals_rag.rag.store import VectorStore
-from tests.rag.conftest import TOPICS, make_pdf
+from tests.rag.conftest import (
+    TOPICS,
+    make_docx,
+    make_docx_with_broken_xml,
+    make_pdf,
+    make_pdf_over_a_parser_limit,
+)
 
 
 def write_corpus(folder: Path, n_files: int = 5) -> list[Path]:
@@ -66,6 +73,50 @@ def test_a_broken_file_among_good_ones_is_reported_and_the_others_indexed(
     }
     assert set(stored_ids(store, "notes")) == expected_ids(store, good)
     assert report.chunks_added == store.count("notes")
+
+
+def test_corrupt_docx_and_pdf_among_good_files_are_reported_by_name(
+    store: VectorStore, tmp_path: Path
+) -> None:
+    good = write_corpus(tmp_path / "docs", 2)
+    (tmp_path / "docs" / "minutes.docx").write_bytes(make_docx(["The committee meets on the first Monday."]))
+    (tmp_path / "docs" / "report.docx").write_bytes(make_docx_with_broken_xml())
+    (tmp_path / "docs" / "bomb.pdf").write_bytes(make_pdf_over_a_parser_limit())
+
+    report = index_paths(store, [tmp_path / "docs"], "notes")
+
+    assert sorted(Path(source).name for source in report.indexed) == ["doc0.txt", "doc1.txt", "minutes.docx"]
+    reasons = {Path(error.path).name: error.reason for error in report.errors}
+    assert sorted(reasons) == ["bomb.pdf", "report.docx"]
+    assert reasons["bomb.pdf"].startswith("not a readable PDF (LimitReachedError: ")
+    assert reasons["report.docx"].startswith("not a valid DOCX file (XMLSyntaxError: ")
+    assert {info.source for info in store.list_documents("notes")} == {
+        *(str(path.resolve()) for path in good),
+        str((tmp_path / "docs" / "minutes.docx").resolve()),
+    }
+
+
+def test_an_unexpected_parser_error_is_reported_with_its_type_and_logged(
+    store: VectorStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def parser_with_a_bug(data: bytes, source: str) -> Any:
+        raise AttributeError("'NoneType' object has no attribute 'text'")
+
+    monkeypatch.setitem(loaders._LOADERS, ".html", ("html", parser_with_a_bug))
+    good = write_corpus(tmp_path / "docs", 2)
+    (tmp_path / "docs" / "page.html").write_text("<p>Insulin lowers glucose.</p>")
+
+    report = index_paths(store, [tmp_path / "docs"], "notes")
+
+    assert sorted(report.indexed) == sorted(str(path.resolve()) for path in good)
+    assert [(Path(error.path).name, error.reason) for error in report.errors] == [
+        (
+            "page.html",
+            "unexpected error while reading it (AttributeError: 'NoneType' object has no attribute 'text')",
+        )
+    ]
+    (record,) = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert "page.html" in record.getMessage() and record.exc_info is not None
 
 
 def test_reindexing_adds_nothing(store: VectorStore, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from retrievals_rag.rag.loaders import (
     load_document,
     safe_upload_path,
 )
-from tests.rag.conftest import make_pdf
+from tests.rag.conftest import make_docx_with_broken_xml, make_pdf, make_pdf_over_a_parser_limit
 
 
 def test_plain_text_and_markdown() -> None:
@@ -137,6 +137,11 @@ def test_corrupt_docx_is_an_error() -> None:
         load_bytes(b"this is not a zip file at all", "report.docx")
 
 
+def test_docx_with_broken_xml_is_an_error_naming_the_file_and_the_reason() -> None:
+    with pytest.raises(DocumentLoadError, match=r"^report\.docx: not a valid DOCX file \(XMLSyntaxError: "):
+        load_bytes(make_docx_with_broken_xml(), "report.docx")
+
+
 @pytest.mark.parametrize("delimiter", [",", ";", "\t"])
 def test_csv_rows_become_column_value_lines(delimiter: str) -> None:
     rows = [["name", "city", "age"], ["Ada", "London", "36"], ["Alan", "", "41"]]
@@ -198,6 +203,18 @@ def test_pdf_written_by_pypdf_without_text_is_a_clear_error() -> None:
 def test_corrupt_pdf_is_an_error() -> None:
     with pytest.raises(DocumentLoadError, match=r"bad\.pdf: "):
         load_bytes(b"%PDF-1.4\nthis is not really a pdf", "bad.pdf")
+
+
+def test_pdf_over_a_parser_limit_is_an_error_naming_the_file_and_the_reason() -> None:
+    with pytest.raises(DocumentLoadError, match=r"^bomb\.pdf: not a readable PDF \(LimitReachedError: "):
+        load_bytes(make_pdf_over_a_parser_limit(), "bomb.pdf")
+
+
+def test_jsonl_nested_too_deeply_is_an_error_naming_the_line() -> None:
+    data = b'{"text": "ok"}\n' + b"[" * 100_000 + b"]" * 100_000 + b"\n"
+
+    with pytest.raises(DocumentLoadError, match=r"^deep\.jsonl: line 2 "):
+        load_bytes(data, "deep.jsonl")
 
 
 def test_unknown_extension_lists_the_supported_types() -> None:
