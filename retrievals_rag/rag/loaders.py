@@ -250,6 +250,16 @@ def _load_pdf(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
     return pages, metadata
 
 
+# Elements that start a paragraph of their own (a blank line around them) and those that start a line: the rest
+# (a, b, em, span, code...) is inline, part of the words and sentences around it.
+_HTML_BLOCKS = frozenset(
+    "address article aside blockquote body caption center details dialog dd div dl dt fieldset figcaption "
+    "figure footer form h1 h2 h3 h4 h5 h6 header hgroup hr html legend li main menu nav ol p pre section "
+    "summary table tbody tfoot thead tr ul".split()
+)
+_HTML_LINES = frozenset({"td", "th", "option"})
+
+
 def _load_html(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
     from bs4 import BeautifulSoup
 
@@ -257,10 +267,52 @@ def _load_html(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
     title = soup.title.get_text(" ", strip=True) if soup.title is not None else ""
     for element in soup(["script", "style", "noscript", "template", "head", "svg"]):
         element.decompose()
-    lines = (line.strip() for line in soup.get_text("\n").splitlines())
+    lines = (line.strip() for line in _html_text(soup).split("\n"))
     text = _collapse_blank_lines(lines)
     metadata: dict[str, Any] = {"title": title} if title else {}
     return [Page(text)], metadata
+
+
+def _html_text(root: Any) -> str:
+    """The text of an HTML tree as a browser lays it out: inline elements joined to the words around them, a
+    blank line around each block element, a line break for ``<br>`` and around table cells, white space
+    collapsed to one space except in ``<pre>``. Walked with a stack, so that deep nesting costs no recursion."""
+    from bs4 import CData, NavigableString, Tag
+
+    parts: list[str] = []
+    pending = ""  # the widest break asked for since the last text: "", "\n" or "\n\n"
+    in_pre = 0
+    end_of_pre = object()
+    stack: list[Any] = [root]
+    while stack:
+        node = stack.pop()
+        if node is end_of_pre:
+            in_pre -= 1
+        elif isinstance(node, str) and not isinstance(node, NavigableString):  # a break pushed below
+            pending = max(pending, node, key=len)
+        elif isinstance(node, NavigableString):
+            if type(node) not in (NavigableString, CData):  # a comment, doctype or processing instruction
+                continue
+            text = str(node) if in_pre else re.sub(r"\s+", " ", node)
+            if not text.strip() and (pending or not in_pre):  # white space between blocks, or beside a break
+                if not pending:
+                    parts.append(" ")
+                continue
+            parts.extend((pending, text))
+            pending = ""
+        elif isinstance(node, Tag):
+            name = node.name.lower()
+            if name == "br":  # two in a row leave a blank line
+                pending = (pending + "\n")[:2]
+                continue
+            separator = "\n\n" if name in _HTML_BLOCKS else "\n" if name in _HTML_LINES else ""
+            pending = max(pending, separator, key=len)
+            if name == "pre":
+                in_pre += 1
+                stack.append(end_of_pre)
+            stack.append(separator)  # its end
+            stack.extend(reversed(node.contents))
+    return "".join(parts)
 
 
 def _load_docx(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:

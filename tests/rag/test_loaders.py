@@ -108,6 +108,28 @@ def test_html_keeps_text_and_drops_scripts_and_styles() -> None:
     assert document.metadata["title"] == "Insulin facts"
 
 
+def test_html_inline_elements_do_not_split_words_or_sentences() -> None:
+    html = b"""<body><nav><a href="/">Home</a> | <a href="/menu">Menu</a></nav>
+    <h1>Our co<b>ffee</b></h1><p>Read <a href="/beans">the bean guide</a> in a sentence,
+    then <em>taste</em>.</p><div>First line<br>second line</div>
+    <ul><li>Espresso</li><li>Flat <i>white</i></li></ul>
+    <table><tr><th>size</th><td>small</td></tr></table><pre>  a = 1
+  b = 2</pre></body>"""
+
+    text = load_bytes(html, "cafe.html").pages[0].text
+
+    assert text.split("\n\n") == [
+        "Home | Menu",
+        "Our coffee",
+        "Read the bean guide in a sentence, then taste.",
+        "First line\nsecond line",
+        "Espresso",
+        "Flat white",
+        "size\nsmall",
+        "a = 1\nb = 2",
+    ]
+
+
 def test_docx_paragraphs_and_tables() -> None:
     import docx
 
