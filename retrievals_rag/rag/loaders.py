@@ -358,6 +358,7 @@ def _load_csv(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
         rows = [row for row in csv.reader(io.StringIO(text), dialect) if any(cell.strip() for cell in row)]
     except csv.Error as error:
         raise DocumentLoadError(source, f"not a readable CSV file ({error})") from error
+    has_header = has_header or _names_columns(rows)
     if has_header and rows:
         header, rows = [cell.strip() for cell in rows[0]], rows[1:]
     else:
@@ -368,6 +369,27 @@ def _load_csv(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
         lines = [f"{name}: {value.strip()}" for name, value in zip(names, row, strict=True) if value.strip()]
         records.append("\n".join(lines))
     return [Page("\n\n".join(records))], {"n_rows": len(rows)}
+
+
+def _names_columns(rows: list[list[str]]) -> bool:
+    """Whether the first row names the columns of a file whose columns are all text, where ``csv.Sniffer``
+    finds no evidence (it compares the first row's types and lengths with those of columns of numbers or of
+    fixed-length values): its cells are non-empty, short, unique, no number, none of them found in the rows
+    below, and in at least one column every value has more words than the cell above it (``description`` over
+    sentences). A file of all-text rows whose first row is like the others is data."""
+    names = [cell.strip() for cell in rows[0]] if len(rows) > 1 else []
+    if not names or not all(names) or len({name.casefold() for name in names}) < len(names):
+        return False
+    if any(len(name) > 40 or re.fullmatch(r"[-+]?[\d.,\s]+", name) for name in names):
+        return False
+    data = rows[1:51]
+    if {name.casefold() for name in names} & {cell.strip().casefold() for row in data for cell in row}:
+        return False
+    for index, name in enumerate(names):
+        values = [row[index].strip() for row in data if index < len(row) and row[index].strip()]
+        if values and all(len(value.split()) > len(name.split()) for value in values):
+            return True
+    return False
 
 
 def _load_jsonl(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:

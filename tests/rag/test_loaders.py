@@ -175,6 +175,39 @@ def test_csv_rows_become_column_value_lines(delimiter: str) -> None:
     assert document.metadata["n_rows"] == 2
 
 
+def test_csv_header_of_text_columns_is_recognised() -> None:
+    data = (
+        b"name,description\n"
+        b"Widget,A small widget for the kitchen drawer\n"
+        b"Gadget,A handy gadget that opens jars\n"
+        b"Sprocket,A toothed wheel that drives a chain\n"
+    )
+
+    document = load_bytes(data, "products.csv")
+
+    assert (
+        document.pages[0].text.split("\n\n")[0]
+        == "name: Widget\ndescription: A small widget for the kitchen drawer"
+    )
+    assert document.metadata["n_rows"] == 3
+
+
+def test_csv_without_a_header_keeps_its_first_row_as_data() -> None:
+    data = (
+        b"Widget,A small widget for the kitchen\n"
+        b"Gadget,A handy gadget that opens jars\n"
+        b"Sprocket,A toothed wheel\n"
+    )
+
+    document = load_bytes(data, "products.csv")
+
+    assert (
+        document.pages[0].text.split("\n\n")[0]
+        == "column 1: Widget\ncolumn 2: A small widget for the kitchen"
+    )
+    assert document.metadata["n_rows"] == 3
+
+
 def test_jsonl_records_join_their_text_fields() -> None:
     records = [
         {"_id": "1", "title": "Insulin", "text": "Insulin lowers glucose.", "year": 2020},
