@@ -394,7 +394,9 @@ def _names_columns(rows: list[list[str]]) -> bool:
 
 def _load_jsonl(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
     records: list[str] = []
-    for line_number, line in enumerate(decode_text(data, source).splitlines(), start=1):
+    # "\n" alone ends a line (decode_text made every line end one): str.splitlines would also split at U+2028,
+    # U+2029 and U+0085, which JSON allows unescaped inside a string.
+    for line_number, line in enumerate(decode_text(data, source).split("\n"), start=1):
         if not line.strip():
             continue
         try:

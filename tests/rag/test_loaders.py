@@ -226,6 +226,15 @@ def test_jsonl_records_join_their_text_fields() -> None:
     assert document.metadata["n_records"] == 2
 
 
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+def test_jsonl_unicode_line_separators_inside_strings_are_text(separator: str) -> None:
+    data = json.dumps({"text": f"First line{separator}second line"}, ensure_ascii=False).encode() + b"\n"
+
+    document = load_bytes(data + b'{"text": "Next record"}\n', "records.jsonl")
+
+    assert document.pages[0].text == f"First line{separator}second line\n\nNext record"
+
+
 def test_jsonl_bad_line_names_the_line() -> None:
     with pytest.raises(DocumentLoadError, match=r"records\.jsonl: line 2 is not valid JSON"):
         load_bytes(b'{"text": "ok"}\n{not json}\n', "records.jsonl")
