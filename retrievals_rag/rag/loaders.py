@@ -400,7 +400,9 @@ def _load_jsonl(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(
+                line, parse_int=_JsonNumber, parse_float=_JsonNumber, parse_constant=_JsonNumber
+            )
             text = _record_text(record)
         except json.JSONDecodeError as error:
             raise DocumentLoadError(source, f"line {line_number} is not valid JSON ({error.msg})") from None
@@ -411,18 +413,27 @@ def _load_jsonl(data: bytes, source: str) -> tuple[list[Page], dict[str, Any]]:
     return [Page("\n\n".join(records))], {"n_records": len(records)}
 
 
-def _record_text(record: Any) -> str:
-    """A JSON record's text fields joined by newlines; id fields (``id``, ``_id``, ``*_id``) left out."""
+class _JsonNumber(str):
+    """A JSON number as the file writes it (``24.50`` stays ``24.50``, as in a CSV cell)."""
+
+
+def _record_text(record: Any, key: str | None = None) -> str:
+    """A JSON record's values, one a line: strings as they are, numbers and booleans after their key as in a CSV
+    record (``price_eur: 24.50``, ``in_stock: true``; the items of a list take the list's key; a value with no
+    key alone); id fields (``id``, ``_id``, ``*_id``) and nulls left out."""
+    if isinstance(record, _JsonNumber | bool):
+        value = str(record) if isinstance(record, _JsonNumber) else json.dumps(record)
+        return f"{key}: {value}" if key is not None else value
     if isinstance(record, str):
         return record.strip()
     if isinstance(record, list):
-        return "\n".join(text for item in record if (text := _record_text(item)))
+        return "\n".join(text for item in record if (text := _record_text(item, key)))
     if isinstance(record, dict):
         parts = [
             text
-            for key, value in record.items()
-            if not (key in ("id", "_id") or key.endswith("_id"))
-            if (text := _record_text(value))
+            for name, value in record.items()
+            if not (name in ("id", "_id") or name.endswith("_id"))
+            if (text := _record_text(value, name))
         ]
         return "\n".join(parts)
     return ""

@@ -222,8 +222,32 @@ def test_jsonl_records_join_their_text_fields() -> None:
 
     document = load_bytes(data, "records.jsonl")
 
-    assert document.pages[0].text == "Insulin\nInsulin lowers glucose.\n\nMagma rises.\ngeology\nvolcano\nn"
+    assert (
+        document.pages[0].text
+        == "Insulin\nInsulin lowers glucose.\nyear: 2020\n\nMagma rises.\ngeology\nvolcano\nn"
+    )
     assert document.metadata["n_records"] == 2
+
+
+def test_jsonl_numbers_and_booleans_are_kept_with_their_key() -> None:
+    records = [
+        {"id": 7, "name": "Widget", "price_eur": 24.5, "stock": 3, "in_stock": True, "discount": None},
+        {"product_id": 8, "name": "Gadget", "sizes": [38, 40], "ratings": {"mean": 4.2}, "on_sale": False},
+        42,
+    ]
+    data = "\n".join(json.dumps(record) for record in records).encode()
+    data += (
+        b'\n{"name": "Kettle", "price_eur": 24.50, "weight_kg": 1.2e0}\n'  # numbers as the file writes them
+    )
+
+    document = load_bytes(data, "products.jsonl")
+
+    assert document.pages[0].text.split("\n\n") == [
+        "Widget\nprice_eur: 24.5\nstock: 3\nin_stock: true",
+        "Gadget\nsizes: 38\nsizes: 40\nmean: 4.2\non_sale: false",
+        "42",
+        "Kettle\nprice_eur: 24.50\nweight_kg: 1.2e0",
+    ]
 
 
 @pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
