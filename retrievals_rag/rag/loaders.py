@@ -113,8 +113,8 @@ class LoadedDocument:
 
 # ---------------------------------------------------------------------------------------------- text decoding
 def decode_text(data: bytes, source: str) -> str:
-    """Decode bytes that should be text: a BOM (UTF-8, UTF-16, UTF-32), else UTF-8, else charset-normalizer;
-    line ends made ``\n``.
+    """Decode bytes that should be text: a BOM (UTF-8, UTF-16, UTF-32), else UTF-16 without a BOM when NUL bytes
+    fall in every other position, else UTF-8, else charset-normalizer; line ends made ``\n``.
 
     Args:
         data: The file's bytes.
@@ -138,7 +138,10 @@ def decode_text(data: bytes, source: str) -> str:
             _check_printable(text, source)
             return _universal_newlines(text.lstrip("\ufeff"))
     if b"\x00" in data:
-        raise DocumentLoadError(source, "looks like a binary file (it contains NUL bytes), not text")
+        text = _utf16_without_bom(data)
+        if text is None:
+            raise DocumentLoadError(source, "looks like a binary file (it contains NUL bytes), not text")
+        return _universal_newlines(text)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -152,6 +155,35 @@ def decode_text(data: bytes, source: str) -> str:
         text = str(best)
     _check_printable(text, source)
     return _universal_newlines(text)
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """The text of UTF-16 without a byte-order mark, or None.
+
+    Text mostly of characters below U+0100 (Latin scripts, digits, punctuation) in UTF-16 has a NUL as the
+    high byte of most characters: at most odd positions of the sample in little-endian, most even ones in
+    big-endian, and few at the other. It is accepted when it decodes cleanly, without NUL characters, and
+    printable (:data:`_MIN_PRINTABLE_RATIO`); a binary file whose bytes happen to alternate so (16-bit numbers)
+    decodes to control characters and is refused.
+    """
+    if len(data) % 2:
+        return None
+    sample = data[:65_536]
+    characters = len(sample) // 2
+    nul_at_odd, nul_at_even = sample[1::2].count(0), sample[0::2].count(0)
+    for encoding, nul_high, nul_low in (
+        ("utf-16-le", nul_at_odd, nul_at_even),
+        ("utf-16-be", nul_at_even, nul_at_odd),
+    ):
+        if nul_high * 2 >= characters and nul_low * 10 <= nul_high:
+            try:
+                text = data.decode(encoding)
+            except UnicodeDecodeError:
+                return None
+            if "\x00" in text or _printable_ratio(text) < _MIN_PRINTABLE_RATIO:
+                return None
+            return text
+    return None
 
 
 def _universal_newlines(text: str) -> str:
@@ -185,15 +217,20 @@ def _best_guess(matches: list[Any]) -> Any:
 def _check_printable(text: str, source: str) -> None:
     if "\x00" in text:
         raise DocumentLoadError(source, "looks like a binary file (it contains NUL characters), not text")
-    if not text:
-        return
-    sample = text[:100_000]
-    printable = sum(1 for character in sample if character.isprintable() or character in "\n\r\t\f\v")
-    if printable / len(sample) < _MIN_PRINTABLE_RATIO:
+    ratio = _printable_ratio(text)
+    if ratio < _MIN_PRINTABLE_RATIO:
         raise DocumentLoadError(
-            source,
-            f"looks like a binary file: only {printable / len(sample):.0%} of its characters are printable",
+            source, f"looks like a binary file: only {ratio:.0%} of its characters are printable"
         )
+
+
+def _printable_ratio(text: str) -> float:
+    """Share of printable or white-space characters among the first 100,000 of ``text`` (1 when empty)."""
+    sample = text[:100_000]
+    if not sample:
+        return 1.0
+    printable = sum(1 for character in sample if character.isprintable() or character in "\n\r\t\f\v")
+    return printable / len(sample)
 
 
 # ---------------------------------------------------------------------------------------------- per format

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import io
 import json
+import struct
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,13 @@ def test_encodings_are_detected(data: bytes, expected: str) -> None:
     assert load_bytes(data, "x.txt").pages[0].text == expected
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_bom_is_text(encoding: str) -> None:
+    text = "Grüße aus Köln: the café opens at 8 am.\nLe menu coûte 12 €."
+
+    assert load_bytes(text.encode(encoding), "notes.txt").pages[0].text == text
+
+
 def test_undecodable_bytes_are_an_error_naming_the_file() -> None:
     with pytest.raises(DocumentLoadError, match=r"^broken\.txt: cannot decode") as caught:
         load_bytes(bytes(range(128, 256)) * 3, "broken.txt")
@@ -91,6 +99,15 @@ def test_undecodable_bytes_are_an_error_naming_the_file() -> None:
 def test_binary_junk_is_refused(data: bytes) -> None:
     with pytest.raises(DocumentLoadError, match=r"junk\.txt: looks like a binary file"):
         load_bytes(data, "junk.txt")
+
+
+def test_binary_shaped_like_utf16_is_refused() -> None:
+    """16-bit little-endian numbers have a NUL in every other byte, as Latin text in UTF-16 does, but decode
+    to control characters."""
+    data = struct.pack("<400H", *range(400))
+
+    with pytest.raises(DocumentLoadError, match=r"samples\.txt: looks like a binary file"):
+        load_bytes(data, "samples.txt")
 
 
 def test_html_keeps_text_and_drops_scripts_and_styles() -> None:
