@@ -8,8 +8,11 @@ again writes each missing chunk once and nothing twice: resuming needs no journa
 Every chunk records its document's chunk count and text hash: a document with fewer chunks stored (being indexed,
 or after a stopped run) is listed as partial (:attr:`~retrievals_rag.rag.store.DocumentInfo.complete`), and a
 document whose text is already stored under another name is recorded as another name of it, not stored again.
-Files are read and split before the first chunk is written, so the progress reports know the total number of
-chunks and give a time estimate.
+A document indexed again with another text (an edited file) replaces its old chunks: they are removed once its
+new ones are all written, so that a stopped run never leaves it without chunks, and the other names of the old
+text keep it (:meth:`~retrievals_rag.rag.store.VectorStore.hand_over_text`). An unchanged file costs one look-up
+of its ids, no embedding. Files are read and split before the first chunk is written, so the progress reports
+know the total number of chunks and give a time estimate.
 
 A file that cannot be loaded (unsupported type, no text, corrupt, unreadable) is recorded in the report with its
 reason and the run goes on with the next file; so is one whose parser fails in a way not foreseen, with the
@@ -244,20 +247,37 @@ class _BatchWriter:
         self.chunks_total = 0
         self.writing_seconds = 0.0
         self.shas: dict[str, str] = {}  # text hash -> source, within this run
+        self.texts: dict[str, str] = {}  # source -> text hash, within this run
+        self.stored: set[str] = set()  # sources whose chunks are all written, within this run
+        self.waiting: dict[str, list[str]] = {}  # source -> other names of its text, to record once stored
         self.pending: dict[str, list[int]] = {}  # source -> [chunks, chunks left to write, chunks added]
+        self.chunk_ids: dict[str, set[str]] = {}  # source -> its chunks' ids, until they are all written
 
     def prepare(self, document: LoadedDocument) -> list[Chunk]:
-        """The document's chunks, stamped; [] when its text is stored under another name (recorded)."""
+        """The document's chunks, stamped; [] when its text is stored under another name (recorded).
+
+        A document stored before with another text keeps its old chunks until its new ones are written (then
+        :meth:`_write` removes them); other names of its old text get a copy of it first.
+        """
         sha = content_sha(document)
-        original = self.shas.get(sha) or self.store.source_with_content(self.collection, sha)
+        original = self.shas.get(sha)
+        if original is None:
+            stored = self.store.source_with_content(self.collection, sha)
+            if stored is not None and self.texts.get(stored, sha) == sha:  # not a text this run replaces
+                original = stored
         if original is not None and original != document.source:
-            self.store.add_alias(self.collection, original, document.source)
+            if original in self.texts and original not in self.stored:
+                self.waiting.setdefault(original, []).append(document.source)
+            else:
+                self.store.add_alias(self.collection, original, document.source)
             self.report.indexed.append(document.source)
             self.report.documents.append(DocumentResult(document.source, 0, 0, duplicate_of=original))
             self.files_done += 1
             self._notify(document.source)
             return []
         self.shas[sha] = document.source
+        self.texts[document.source] = sha
+        self.store.hand_over_text(self.collection, document.source, sha)
         chunks = self.store.split(document)
         stamp = {"document_chunks": len(chunks), "content_sha": sha}
         stamped = [replace(chunk, document_metadata={**chunk.document_metadata, **stamp}) for chunk in chunks]
@@ -270,6 +290,7 @@ class _BatchWriter:
             return
         self.queue.extend(chunks)
         self.pending[source] = [len(chunks), len(chunks), 0]
+        self.chunk_ids[source] = {chunk.id for chunk in chunks}
         while len(self.queue) >= self.batch_size:
             self._write(source)
 
@@ -295,8 +316,12 @@ class _BatchWriter:
             counts = self.pending[chunk.source]
             counts[1] -= 1
             counts[2] += chunk.id in written
-            if counts[1] == 0:  # the document's last chunk is stored
+            if counts[1] == 0:  # the document's last chunk is stored: its earlier text can go
                 del self.pending[chunk.source]
+                self.store.drop_stale_chunks(self.collection, chunk.source, self.chunk_ids.pop(chunk.source))
+                self.stored.add(chunk.source)
+                for name in self.waiting.pop(chunk.source, []):
+                    self.store.add_alias(self.collection, chunk.source, name)
                 self.report.indexed.append(chunk.source)
                 self.report.documents.append(DocumentResult(chunk.source, counts[0], counts[2]))
                 self.files_done += 1

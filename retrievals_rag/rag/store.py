@@ -17,7 +17,8 @@ index of :class:`~retrievals_rag.rag.retrieve.Retriever`) see changes made by an
 Bulk indexing stamps each chunk with its document's chunk count (``document_chunks``) and the hash of its text
 (``content_sha``): :meth:`VectorStore.list_documents` marks a document with fewer chunks stored as partial, and a
 document whose text is already stored under another name is recorded as an alias of it (in the collection's
-metadata) instead of being stored twice.
+metadata) instead of being stored twice. A document indexed again with another text replaces its chunks
+(:meth:`VectorStore.drop_stale_chunks`, once the new ones are written); a name then names one text only.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -351,13 +352,98 @@ class VectorStore:
         return str(found["metadatas"][0].get("source")) if found["ids"] else None
 
     def add_alias(self, collection: str, source: str, alias: str) -> None:
-        """Record ``alias`` as another name of the stored document ``source`` (its text is not stored again)."""
+        """Record ``alias`` as another name of the stored document ``source`` (its text is not stored again).
+
+        ``alias`` then names that text alone: it stops being another name of any other document, and chunks
+        stored under it (the text it had before it was edited) are removed once it is recorded; other names
+        of that earlier text get a copy of it first (see :meth:`hand_over_text`).
+        """
+        if alias == source:
+            return
+        handle = self._collection(collection)
         with self._lock:
             aliases = self.aliases(collection)
             names = aliases.setdefault(source, [])
-            if alias != source and alias not in names:
-                names.append(alias)
-                self._touch(self._collection(collection), {"aliases": json.dumps(aliases)})
+            owners = [owner for owner, others in aliases.items() if owner != source and alias in others]
+            for owner in owners:
+                aliases[owner].remove(alias)
+            if alias not in names or owners:
+                if alias not in names:
+                    names.append(alias)
+                self._touch(handle, {"aliases": _aliases_json(aliases)})
+            found = handle.get(where={"source": alias}, include=["embeddings", "documents", "metadatas"])
+            if found["ids"]:
+                if aliases.get(alias):
+                    self._copy_to_first_alias(handle, alias, aliases, found)
+                for start in range(0, len(found["ids"]), _PAGE_SIZE):
+                    handle.delete(ids=found["ids"][start : start + _PAGE_SIZE])
+                self._touch(handle)
+
+    def hand_over_text(self, collection: str, source: str, content_sha: str) -> None:
+        """Before ``source`` is indexed with the text of hash ``content_sha``: when other names share the text
+        stored under it and that text is another one, the first of them gets a copy of it (the same vectors,
+        under that name's own chunk ids) and the others become its other names. Replacing the chunks of
+        ``source`` then takes no one's text away; ``source`` keeps its chunks until its new ones are written.
+        """
+        handle = self._collection(collection)
+        with self._lock:
+            aliases = self.aliases(collection)
+            if not aliases.get(source):
+                return
+            found = handle.get(where={"source": source}, include=["embeddings", "documents", "metadatas"])
+            if found["ids"] and all(
+                metadata.get("content_sha") != content_sha for metadata in found["metadatas"]
+            ):  # chunks of the new text stored already would mean that the names are of the new text
+                self._copy_to_first_alias(handle, source, aliases, found)
+
+    def _copy_to_first_alias(
+        self, handle: Collection, source: str, aliases: dict[str, list[str]], found: Any
+    ) -> None:
+        """Store the chunks ``found`` of ``source`` (with their embeddings) again under its first other name,
+        with that name's chunk ids, and make its other names that one's; ``source``'s chunks stay."""
+        from retrievals_rag.rag.chunking import chunk_id, document_id
+
+        heir, *rest = aliases.pop(source)
+        ids = [
+            chunk_id(heir, metadata.get("page"), int(metadata.get("start_index", 0)), text or "")
+            for metadata, text in zip(found["metadatas"], found["documents"], strict=True)
+        ]
+        metadatas = [
+            {**metadata, "source": heir, "document_id": document_id(heir)} for metadata in found["metadatas"]
+        ]
+        for start in range(0, len(ids), _PAGE_SIZE):
+            page = slice(start, start + _PAGE_SIZE)
+            handle.upsert(
+                ids=ids[page],
+                embeddings=found["embeddings"][page],
+                documents=found["documents"][page],
+                metadatas=metadatas[page],
+            )
+        if rest:
+            aliases[heir] = rest
+        self._touch(handle, {"aliases": _aliases_json(aliases)})
+
+    def drop_stale_chunks(self, collection: str, source: str, chunk_ids: Iterable[str]) -> int:
+        """Once the chunks ``chunk_ids`` of ``source`` are all written: remove its other chunks (those of the
+        text it had before it was edited), and stop recording ``source`` as another name of a document, for it
+        has a text of its own. Returns how many chunks were removed."""
+        handle = self._collection(collection)
+        keep = set(chunk_ids)
+        with self._lock:
+            stale = [
+                stored
+                for stored in handle.get(where={"source": source}, include=[])["ids"]
+                if stored not in keep
+            ]
+            for start in range(0, len(stale), _PAGE_SIZE):
+                handle.delete(ids=stale[start : start + _PAGE_SIZE])
+            aliases = self.aliases(collection)
+            owners = [owner for owner, names in aliases.items() if source in names]
+            for owner in owners:
+                aliases[owner].remove(source)
+            if stale or owners:
+                self._touch(handle, {"aliases": _aliases_json(aliases)} if owners else None)
+            return len(stale)
 
     def resolve_source(self, collection: str, name: str) -> str:
         """The stored source that ``name`` designates (``name`` itself, or the document it is an alias of)."""
@@ -391,7 +477,9 @@ class VectorStore:
         """Store one batch of chunks in one Chroma call, skipping ids already there; returns how many were new.
 
         The existing ids are asked first, only the new chunks are embedded, and they are upserted together, so
-        a batch is written whole or not at all and a repeated batch writes nothing.
+        a batch is written whole or not at all and a repeated batch writes nothing. A chunk already stored keeps
+        its vector, and takes the metadata given where it differs (the same passage of a document whose text
+        changed elsewhere: its chunk count, text hash and position are the new text's).
         """
         return len(self.write_new_chunks(collection, chunks))
 
@@ -403,9 +491,22 @@ class VectorStore:
         if not unique:
             return []
         handle = self._collection(collection)
-        existing = set(handle.get(ids=list(unique), include=[])["ids"])
+        stored = handle.get(ids=list(unique), include=["metadatas"])
+        relabelled: dict[str, dict[str, Any]] = {}
+        for chunk_id, metadata in zip(stored["ids"], stored["metadatas"], strict=True):
+            wanted, metadata = unique[chunk_id].metadata(), metadata or {}
+            # the same source only: a chunk passed to another name of its text (delete_document) stays there
+            if metadata.get("source") == wanted["source"] and any(
+                metadata.get(key) != value for key, value in wanted.items()
+            ):
+                relabelled[chunk_id] = wanted
+        if relabelled:
+            handle.update(ids=list(relabelled), metadatas=list(relabelled.values()))
+        existing = set(stored["ids"])
         new = [chunk for chunk_id, chunk in unique.items() if chunk_id not in existing]
         if not new:
+            if relabelled:
+                self._touch(handle)
             return []
         embeddings = self.embed_documents([chunk.text for chunk in new])
         handle.upsert(
@@ -590,6 +691,11 @@ class VectorStore:
     def __repr__(self) -> str:
         where = f"chroma_url={self.chroma_url!r}" if self.chroma_url else f"data_dir={str(self.data_dir)!r}"
         return f"VectorStore({where}, embedding_function={self._function!r})"
+
+
+def _aliases_json(aliases: dict[str, list[str]]) -> str:
+    """The collection's record of other names, documents left without any left out."""
+    return json.dumps({source: names for source, names in aliases.items() if names})
 
 
 def _describe_embedder(model_name_or_path: str | None) -> str:

@@ -14,13 +14,14 @@ import pytest
 from retrievals_rag.rag import loaders
 from retrievals_rag.rag.indexing import (
     IndexProgress,
+    content_sha,
     expand_paths,
     index_documents,
     index_paths,
     index_uploads,
     unsupported_in_folders,
 )
-from retrievals_rag.rag.loaders import load_document
+from retrievals_rag.rag.loaders import LoadedDocument, load_bytes, load_document
 from retrievals_rag.rag.store import VectorStore
 from tests.rag.conftest import (
     TOPICS,
@@ -51,6 +52,22 @@ def expected_ids(store: VectorStore, paths: list[Path]) -> set[str]:
 
 def stored_ids(store: VectorStore, collection: str) -> list[str]:
     return [chunk.id for chunk in store.all_chunks(collection)]
+
+
+def stored_texts(store: VectorStore, collection: str) -> dict[str, list[str]]:
+    """Each stored source's chunk texts, in the document's order."""
+    texts: dict[str, list[str]] = {}
+    for chunk in sorted(store.all_chunks(collection), key=lambda chunk: chunk.metadata["chunk_index"]):
+        texts.setdefault(chunk.metadata["source"], []).append(chunk.text)
+    return dict(sorted(texts.items()))
+
+
+def split_texts(store: VectorStore, document: LoadedDocument) -> list[str]:
+    return [chunk.text for chunk in store.split(document)]
+
+
+def listing(store: VectorStore, collection: str) -> list[tuple[str, tuple[str, ...]]]:
+    return [(info.source, info.aliases) for info in store.list_documents(collection)]
 
 
 def test_a_broken_file_among_good_ones_is_reported_and_the_others_indexed(
@@ -336,3 +353,119 @@ def test_identical_content_under_another_name_is_stored_once_with_both_names(sto
     ]
     assert store.delete_document("notes", "copy of volcano.txt") == count
     assert store.list_documents("notes") == []
+
+
+def test_a_changed_file_replaces_its_chunks_and_an_unchanged_one_writes_nothing(
+    store: VectorStore, tmp_path: Path
+) -> None:
+    paths = write_corpus(tmp_path / "docs", 2)
+    index_paths(store, paths, "notes")
+    old = load_document(paths[0])
+    # The new text starts as the old one did, so its first chunk keeps its id, and it has fewer chunks.
+    paths[0].write_text(paths[0].read_text().split("\n\n")[0] + "\n\nEdited. " + TOPICS["insulin"])
+    new = load_document(paths[0])
+    shared = {chunk.id for chunk in store.split(old)} & {chunk.id for chunk in store.split(new)}
+    assert shared and len(store.split(new)) < len(store.split(old))
+
+    report = index_paths(store, paths, "notes")
+
+    assert set(stored_ids(store, "notes")) == expected_ids(store, paths)
+    assert stored_texts(store, "notes")[new.source] == split_texts(store, new)
+    info = next(info for info in store.list_documents("notes") if info.source == new.source)
+    assert (info.chunk_count, info.expected_chunks, info.complete) == (
+        len(store.split(new)),
+        len(store.split(new)),
+        True,
+    )
+    assert store.source_with_content("notes", content_sha(old)) is None
+    assert sorted(report.indexed) == sorted(str(path.resolve()) for path in paths)
+
+    revision = store.revision("notes")
+    again = index_paths(store, paths, "notes")
+
+    assert (again.chunks_added, store.revision("notes")) == (0, revision)
+
+
+def test_a_changed_file_keeps_its_old_chunks_until_its_new_ones_are_written(
+    store: VectorStore, tmp_path: Path
+) -> None:
+    (path,) = write_corpus(tmp_path / "docs", 1)
+    index_paths(store, [path], "notes")
+    old = set(stored_ids(store, "notes"))
+    path.write_text("\n\n".join(f"Edited part {part}. {TOPICS['volcano']}" for part in range(8)))
+    assert len(store.split(load_document(path))) > store.batch_size
+
+    def stop_after_first_batch(progress: IndexProgress) -> None:
+        if progress.chunks_added:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        index_paths(store, [path], "notes", progress=stop_after_first_batch)
+    assert old <= set(stored_ids(store, "notes"))
+
+    index_paths(store, [path], "notes")
+
+    assert set(stored_ids(store, "notes")) == expected_ids(store, [path])
+
+
+def test_an_edited_alias_becomes_a_document_of_its_own_listed_once(store: VectorStore) -> None:
+    volcano = b"Magma rises through the crust and erupts at the surface of a volcano."
+    insulin = b"Insulin is a hormone made by the pancreas that lowers blood glucose."
+    index_uploads(store, [("volcano.txt", volcano), ("copy.txt", volcano)], "notes")
+
+    index_uploads(store, [("copy.txt", insulin)], "notes")
+
+    assert listing(store, "notes") == [("copy.txt", ()), ("volcano.txt", ())]
+    assert stored_texts(store, "notes") == {
+        "copy.txt": split_texts(store, load_bytes(insulin, "copy.txt")),
+        "volcano.txt": split_texts(store, load_bytes(volcano, "volcano.txt")),
+    }
+
+
+def test_an_edited_document_leaves_its_old_text_to_its_other_names(store: VectorStore) -> None:
+    old = b"Magma rises through the crust and erupts at the surface of a volcano."
+    new = b"Magma rises through the crust. Edited: the volcano is dormant now."
+    files = [("volcano.txt", old), ("copy.txt", old), ("backup.txt", old)]
+    index_uploads(store, files, "notes")
+
+    index_uploads(store, [("volcano.txt", new)], "notes")
+
+    assert listing(store, "notes") == [("copy.txt", ("backup.txt",)), ("volcano.txt", ())]
+    assert stored_texts(store, "notes") == {
+        "copy.txt": split_texts(store, load_bytes(old, "copy.txt")),
+        "volcano.txt": split_texts(store, load_bytes(new, "volcano.txt")),
+    }
+    assert index_uploads(store, files[1:], "notes").chunks_added == 0  # the copy is under its own ids
+
+
+def test_a_document_edited_to_the_text_of_another_becomes_its_other_name(store: VectorStore) -> None:
+    volcano = b"Magma rises through the crust and erupts at the surface of a volcano."
+    insulin = b"Insulin is a hormone made by the pancreas that lowers blood glucose."
+    files = [("volcano.txt", volcano), ("insulin.txt", insulin), ("insulin copy.txt", insulin)]
+    index_uploads(store, files, "notes")
+
+    index_uploads(store, [("insulin.txt", volcano)], "notes")
+
+    assert listing(store, "notes") == [("insulin copy.txt", ()), ("volcano.txt", ("insulin.txt",))]
+    assert stored_texts(store, "notes") == {
+        "insulin copy.txt": split_texts(store, load_bytes(insulin, "insulin copy.txt")),
+        "volcano.txt": split_texts(store, load_bytes(volcano, "volcano.txt")),
+    }
+
+
+@pytest.mark.parametrize("copy_first", [False, True], ids=["edit-first", "copy-first"])
+def test_the_old_text_of_a_file_edited_in_the_same_run_is_kept_under_another_name(
+    store: VectorStore, copy_first: bool
+) -> None:
+    old = b"Magma rises through the crust and erupts at the surface of a volcano."
+    new = b"Insulin is a hormone made by the pancreas that lowers blood glucose."
+    index_uploads(store, [("report.txt", old)], "notes")
+    files = [("report.txt", new), ("report-backup.txt", old)]
+
+    index_uploads(store, files[::-1] if copy_first else files, "notes")
+
+    assert listing(store, "notes") == [("report-backup.txt", ()), ("report.txt", ())]
+    assert stored_texts(store, "notes") == {
+        "report-backup.txt": split_texts(store, load_bytes(old, "report-backup.txt")),
+        "report.txt": split_texts(store, load_bytes(new, "report.txt")),
+    }
