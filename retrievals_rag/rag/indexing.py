@@ -260,6 +260,14 @@ class _BatchWriter:
         :meth:`_write` removes them); other names of its old text get a copy of it first.
         """
         sha = content_sha(document)
+        if document.source in self.texts:  # one name twice in this run (a file listed twice, two uploads)
+            if self.texts[document.source] != sha:
+                reason = "another file of this run has the same name, with another text: it was not indexed; "
+                self.fail(FileError(path=document.source, reason=reason + "rename one of them"))
+            else:  # the same file again: indexed once
+                self.files_done += 1
+                self._notify(document.source)
+            return []
         original = self.shas.get(sha)
         if original is None:
             stored = self.store.source_with_content(self.collection, sha)

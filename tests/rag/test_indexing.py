@@ -469,3 +469,34 @@ def test_the_old_text_of_a_file_edited_in_the_same_run_is_kept_under_another_nam
         "report-backup.txt": split_texts(store, load_bytes(old, "report-backup.txt")),
         "report.txt": split_texts(store, load_bytes(new, "report.txt")),
     }
+
+
+def test_a_name_given_twice_in_one_run_is_indexed_once_or_reported(
+    store: VectorStore, tmp_path: Path
+) -> None:
+    """Before, `index docs/ docs/doc0.txt` or two uploads of one name raised KeyError in the batch writer and
+    stopped the run."""
+    paths = write_corpus(tmp_path / "docs", n_files=2)
+
+    report = index_paths(store, [tmp_path / "docs", paths[0]], "twice")
+
+    assert sorted(report.indexed) == sorted(str(path.resolve()) for path in paths)
+    assert report.errors == []
+    assert set(stored_ids(store, "twice")) == expected_ids(store, paths)
+
+    uploads = [
+        ("notes.txt", b"Magma rises through the crust and erupts."),
+        ("other/notes.txt", b"Insulin lowers blood glucose after a meal."),
+        ("notes.txt", b"Magma rises through the crust and erupts."),
+    ]
+    report = index_uploads(store, uploads, "uploads")
+
+    assert report.indexed == ["notes.txt"]
+    assert [(error.path, error.reason) for error in report.errors] == [
+        (
+            "notes.txt",
+            "another file of this run has the same name, with another text: it was not indexed; "
+            "rename one of them",
+        )
+    ]
+    assert stored_texts(store, "uploads") == {"notes.txt": ["Magma rises through the crust and erupts."]}
