@@ -95,10 +95,13 @@ def run(args: argparse.Namespace) -> int:
         import numpy as np
 
         np.save(output, embeddings)
+        ids_path = output.with_name(output.stem + ".ids.json")
         if ids is not None:
-            ids_path = output.with_name(output.stem + ".ids.json")
             ids_path.write_text(json.dumps(ids) + "\n", encoding="utf-8")
             print(f"wrote {ids_path}", file=sys.stderr)
+        elif ids_path.exists():  # an earlier encode's ids would be read as these rows'
+            ids_path.unlink()
+            print(f"removed {ids_path}: it held the ids of an earlier encode to this file", file=sys.stderr)
     else:
         from safetensors.numpy import save_file
 

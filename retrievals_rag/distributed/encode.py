@@ -66,10 +66,19 @@ def read_input(path: Path) -> tuple[list[str], list[str]]:
         corpus = load_corpus(path)
         return list(corpus), [document_text(document) for document in corpus.values()]
     if path.suffix == ".txt":
+        data = path.read_bytes()
         try:
-            lines = path.read_text(encoding="utf-8-sig").splitlines()
+            text = data.decode("utf-8-sig")
         except UnicodeDecodeError as error:
-            raise ValueError(f"{path} is not UTF-8 text ({error})") from error
+            line = data[: error.start].count(b"\n") + 1
+            raise ValueError(
+                f"{path}, line {line}: not UTF-8 (byte {data[error.start]:#04x}); save the file as UTF-8"
+            ) from error
+        # one text per line: split at \n (and \r\n, \r) only; str.splitlines would also cut at a form feed
+        # (pdftotext writes one per page), U+2028 and other separators inside a line, shifting every id after it
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()  # the line end of the last line
         return [str(number) for number in range(len(lines))], lines
     raise ValueError(f"{path}: expected a .jsonl or .txt input")
 

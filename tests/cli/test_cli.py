@@ -240,6 +240,39 @@ def test_encode_txt_input_is_one_text_per_line(tiny_bert_path: Path, tiny_model:
     assert not (tmp_path / "texts.ids.json").exists()
 
 
+def test_a_txt_line_holding_a_form_feed_or_line_separator_stays_one_text(
+    tiny_bert_path: Path, tiny_model: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, str.splitlines cut a line at a form feed (pdftotext's page break), U+2028 or a group separator:
+    a 3-line file gave 6 texts, and every line-number id after the cut was shifted."""
+    texts = ["page one\x0cpage two", "a\u2028b", "third\x1dline"]
+    source = tmp_path / "texts.txt"
+    source.write_bytes(("\r\n".join(texts) + "\r\n").encode())
+    output = tmp_path / "texts.npy"
+
+    assert _encode(tiny_bert_path, "--input", str(source), "--output", str(output)) == 0
+    np.testing.assert_allclose(np.load(output), tiny_model.encode(texts), atol=1e-5)
+
+    source.write_bytes(b"fine\nstill fine\ncaf\xe9\n")
+    assert _encode(tiny_bert_path, "--input", str(source), "--output", str(output)) == 2
+    assert "texts.txt, line 3: not UTF-8 (byte 0xe9)" in capsys.readouterr().err
+
+
+def test_encoding_texts_over_an_earlier_corpus_removes_its_ids_sidecar(
+    tiny_bert_path: Path, tmp_path: Path
+) -> None:
+    """Before, the earlier encode's X.ids.json stayed beside the new X.npy and named rows it does not hold."""
+    output = tmp_path / "X.npy"
+    corpus = _write_corpus_jsonl(tmp_path / "corpus.jsonl")
+    assert _encode(tiny_bert_path, "--input", str(corpus), "--output", str(output)) == 0
+    assert (tmp_path / "X.ids.json").exists()
+
+    assert _encode(tiny_bert_path, "--text", "one", "--text", "two", "--output", str(output)) == 0
+
+    assert np.load(output).shape == (2, 32)
+    assert not (tmp_path / "X.ids.json").exists()
+
+
 def test_encode_kind_query_applies_the_query_instruction(
     tiny_bert_path: Path, tiny_model: Any, tmp_path: Path
 ) -> None:
