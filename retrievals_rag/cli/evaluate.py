@@ -88,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
         from retrievals_rag.models.loading import default_embedding_model_path
 
         model_path = args.model or default_embedding_model_path()
-        corpus_embeddings = encoded_corpus_for(args.encoded_corpus, model_path, evaluator.document_ids)
+        corpus_embeddings = encoded_corpus_for(
+            args.encoded_corpus, model_path, evaluator.document_ids, model=model
+        )
     result = evaluator.evaluate(model, corpus_embeddings=corpus_embeddings)
     total = time.perf_counter() - start
     print(result.table())

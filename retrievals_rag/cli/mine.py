@@ -80,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
         from retrievals_rag.models.loading import default_embedding_model_path
 
         model_path = args.model or default_embedding_model_path()
-        corpus_embeddings = encoded_corpus_for(args.encoded_corpus, model_path, list(dataset.corpus))
+        corpus_embeddings = encoded_corpus_for(
+            args.encoded_corpus, model_path, list(dataset.corpus), model=model
+        )
     records = mine_hard_negatives(
         model,
         list(dataset.corpus),

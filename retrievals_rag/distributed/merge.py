@@ -88,6 +88,41 @@ class EncodedCorpus:
                 "encode it again with this model"
             )
 
+    def check_settings(self, model: Any) -> None:
+        """Raise ValueError unless ``model`` embeds documents as the corpus was encoded: the same pooling,
+        token limit, normalisation and instruction (the message lists each difference and the fix)."""
+        settings = self.manifest["settings"]
+        # (name, recorded, now, the option that loads the model with the recorded value, or None)
+        compared = [
+            ("pooling_method", settings["pooling_method"], model.pooling_method, "--pooling"),
+            ("max_length", settings["max_length"], model.max_length, "--max-length"),
+            ("normalize_embeddings", settings["normalize_embeddings"], model.normalize_embeddings, None),
+            # encode applies an instruction only when it is non-empty: None and "" are the same vectors
+            (
+                "document instruction",
+                settings["instruction"],
+                model.document_instruction,
+                "--document-instruction",
+            ),
+        ]
+        differing = [entry for entry in compared if (entry[1] or None) != (entry[2] or None)]
+        if not differing:
+            return
+        details = "; ".join(
+            f"{name}: {recorded!r} there, {now!r} now" for name, recorded, now, _ in differing
+        )
+        options = " ".join(
+            f"{option} {recorded if name != 'document instruction' else repr(recorded or '')}"
+            for name, recorded, _, option in differing
+            if option is not None
+        )
+        kind = settings["text_kind"]
+        raise ValueError(
+            f"the corpus was encoded with other settings than this model embeds documents with ({details}; "
+            f"encoded as --kind {kind}): encode it again with this model's settings (--kind document)"
+            + (f", or load the model with the recorded ones ({options})" if options else "")
+        )
+
 
 def _check_coverage(records: list[ShardRecord], total_rows: int, folder: Path) -> None:
     """Raise ValueError on overlapping shards or rows that no shard holds."""
@@ -192,13 +227,20 @@ def load_encoded_corpus(
 
 
 def encoded_corpus_for(
-    folder: str | os.PathLike[str], model_path: str | os.PathLike[str], ids: Sequence[str]
+    folder: str | os.PathLike[str], model_path: str | os.PathLike[str], ids: Sequence[str], *, model: Any
 ) -> np.ndarray:
-    """The vectors of an encoded folder in the order of ``ids``, refused unless ``model_path`` made them.
+    """The vectors of an encoded folder in the order of ``ids``, refused unless ``model_path`` made them with
+    the settings ``model`` (loaded from ``model_path``) embeds documents with.
 
     What ``retrievals-rag evaluate`` and ``mine`` call with ``--encoded-corpus``.
+
+    Raises:
+        ValueError: On another model, other settings (pooling, max_length, normalisation, instruction), or
+            another set of ids.
     """
-    return load_encoded_corpus(folder, expected_model=model_path).aligned(ids)
+    corpus = load_encoded_corpus(folder, expected_model=model_path)
+    corpus.check_settings(model)
+    return corpus.aligned(ids)
 
 
 def _faiss_factory(kind: IndexKind, rows: int) -> str | None:

@@ -326,3 +326,32 @@ def test_merge_into_chroma(two_shards: Path, model_path: Path, tmp_path: Path) -
     # queries embedded by the collection's function (the same model) find their own documents
     hits = collection.query(query_embeddings=corpus.embeddings[:3].tolist(), n_results=1)
     assert [ids[0] for ids in hits["ids"]] == corpus.ids[:3]
+
+
+def test_an_encoded_corpus_of_other_settings_is_refused_with_each_difference(
+    model_path: Path, tmp_path: Path
+) -> None:
+    """Before, only the model folder was compared: vectors pooled by CLS over 8 tokens were scored against
+    queries pooled by mean over 128 tokens, and evaluate printed a wrong nDCG."""
+    from retrievals_rag.distributed.merge import encoded_corpus_for
+    from retrievals_rag.models.embedding import AutoModelForEmbedding
+
+    folder = tmp_path / "vecs"
+    assert _encode(model_path, folder, "--pooling", "cls", "--max-length", "8", "--kind", "query",
+                   "--num-shards", "2") == 0  # fmt: skip
+    ids = load_encoded_corpus(folder).ids
+    with pytest.raises(ValueError) as raised:
+        main(["-v", "evaluate", "--model", str(model_path), "--data", str(SCIFACT_SUBSET), "--encoded-corpus",
+              str(folder)])  # fmt: skip
+    message = str(raised.value)
+    assert "pooling_method: 'cls' there, 'mean' now" in message
+    assert "max_length: 8 there, " in message and "--pooling cls --max-length 8" in message
+    assert "encode it again" in message
+    # the model loaded with the recorded settings reads it (the query instruction of this model is none)
+    same = AutoModelForEmbedding.from_pretrained(model_path, pooling_method="cls", max_length=8)
+    assert encoded_corpus_for(folder, model_path, ids, model=same).shape == (600, 32)
+    with_instruction = AutoModelForEmbedding.from_pretrained(
+        model_path, pooling_method="cls", max_length=8, document_instruction="passage: {}"
+    )
+    with pytest.raises(ValueError, match=r"document instruction: None there, 'passage: \{\}' now"):
+        encoded_corpus_for(folder, model_path, ids, model=with_instruction)
