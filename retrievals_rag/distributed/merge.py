@@ -175,6 +175,37 @@ def _shard_records(folder: Path, manifest: dict[str, Any]) -> list[ShardRecord]:
     return sorted(records, key=lambda record: record.start)
 
 
+def _check_manifest_entries(folder: Path, manifest: dict[str, Any], *, merged: bool) -> None:
+    """Raise ValueError naming the manifest file and the entry when one that the merge reads is missing."""
+    required = {"model": ("path", "fingerprint"), "settings": (), "input": ("path", "sha256")}
+    if not merged:
+        required.update({"num_shards": (), "dim": (), "input": ("path", "sha256", "rows")})
+    for key, inner_keys in required.items():
+        missing = key if key not in manifest else None
+        if missing is None and inner_keys:
+            entry = manifest[key]
+            absent = [inner for inner in inner_keys if not isinstance(entry, dict) or inner not in entry]
+            missing = f"{key}.{absent[0]}" if absent else None
+        if missing is not None:
+            raise ValueError(
+                f"{folder / 'manifest.json'} has no {missing!r} entry (edited by hand?): restore the manifest "
+                "`retrievals-rag encode` wrote, or encode the corpus again"
+            )
+
+
+def _read_merged_ids(path: Path) -> list[str]:
+    """The ids of a merged folder, or ValueError naming the file when it is missing or not a list of strings."""
+    try:
+        ids = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ValueError(f"{path} is missing: the merged folder {path.parent} is incomplete") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}): merge the shards again") from error
+    if not isinstance(ids, list) or not all(isinstance(identifier, str) for identifier in ids):
+        raise ValueError(f"{path} is not a JSON list of id strings: merge the shards again")
+    return ids
+
+
 def load_encoded_corpus(
     folder: str | os.PathLike[str],
     *,
@@ -198,8 +229,10 @@ def load_encoded_corpus(
     """
     root = Path(folder)
     manifest = read_manifest(root)
-    if (root / _MERGED_VECTORS).is_file():
-        ids = json.loads((root / _MERGED_IDS).read_text(encoding="utf-8"))
+    merged = (root / _MERGED_VECTORS).is_file()
+    _check_manifest_entries(root, manifest, merged=merged)
+    if merged:
+        ids = _read_merged_ids(root / _MERGED_IDS)
         embeddings = np.load(root / _MERGED_VECTORS, mmap_mode="r")
         if len(ids) != embeddings.shape[0]:
             raise ValueError(f"{root}: {len(ids)} ids but {embeddings.shape[0]} vectors")

@@ -355,3 +355,22 @@ def test_an_encoded_corpus_of_other_settings_is_refused_with_each_difference(
     )
     with pytest.raises(ValueError, match=r"document instruction: None there, 'passage: \{\}' now"):
         encoded_corpus_for(folder, model_path, ids, model=with_instruction)
+
+
+def test_a_merged_folder_with_a_bad_manifest_or_ids_file_is_refused_naming_the_file(
+    two_shards: Path, model_path: Path, tmp_path: Path
+) -> None:
+    """Before, a manifest without "model" gave a bare KeyError: 'model', and a corrupt ids.json a JSON error
+    that named no file."""
+    corpus = load_encoded_corpus(two_shards)
+    merged = write_index(corpus, build_index(corpus), tmp_path / "index")
+    (merged / "ids.json").write_text('["a", "b"', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"ids\.json is not valid JSON"):
+        load_encoded_corpus(merged)
+    (merged / "ids.json").write_text(json.dumps(corpus.ids), encoding="utf-8")
+    manifest_path = merged / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["model"]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"manifest\.json has no 'model' entry"):
+        load_encoded_corpus(merged, expected_model=model_path)
