@@ -374,3 +374,30 @@ def test_a_merged_folder_with_a_bad_manifest_or_ids_file_is_refused_naming_the_f
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match=r"manifest\.json has no 'model' entry"):
         load_encoded_corpus(merged, expected_model=model_path)
+
+
+def test_a_chroma_collection_embeds_documents_as_the_shards_were_encoded(
+    model_path: Path, tmp_path: Path
+) -> None:
+    """Before, the collection's embedding function loaded the model with its saved pooling and token limit,
+    not the encode's: a document embedded again by the collection was 0.72 cosine from its stored vector."""
+    pytest.importorskip("chromadb")
+    from retrievals_rag.integrations.chroma import persistent_client
+
+    source = tmp_path / "corpus.jsonl"
+    texts = [
+        f"document {number} about proteins, cells and the immune response of mice" for number in range(5)
+    ]
+    source.write_text(
+        "".join(json.dumps({"_id": f"d{number}", "text": text}) + "\n" for number, text in enumerate(texts))
+    )
+    folder = tmp_path / "vecs"
+    assert main(["encode", "--model", str(model_path), "--input", str(source), "--output-dir", str(folder),
+                 "--pooling", "cls", "--max-length", "8", "--document-instruction", "passage: {}"]) == 0  # fmt: skip
+    assert main(["merge", str(folder), "--data-dir", str(tmp_path / "rag"), "--collection", "small"]) == 0
+    collection = persistent_client(tmp_path / "rag" / "chroma").get_collection("small")
+    function = collection.configuration["embedding_function"]
+    stored = collection.get(ids=["d0", "d3"], include=["embeddings"])
+    order = [stored["ids"].index(identifier) for identifier in ("d0", "d3")]
+    again = np.asarray(function([texts[0], texts[3]]))
+    np.testing.assert_allclose(again, np.asarray(stored["embeddings"])[order], atol=1e-5)
