@@ -118,7 +118,13 @@ def evaluate_run_per_query(
     evaluated = _judged_grades(qrels)
     if not evaluated:
         return {}
-    depth = cutoffs[-1]
+    # Ranks past the longest ranking and the most relevant documents of a query change no metric: the arrays stop
+    # there, so a cutoff far beyond the corpus (--k 100000000) costs nothing.
+    longest = max(
+        max((len(run.get(query_id) or ()) for query_id in evaluated), default=0),
+        max(sum(1 for grade in judgments.values() if grade > 0) for judgments in evaluated.values()),
+    )
+    depth = max(1, min(cutoffs[-1], longest))
     query_count = len(evaluated)
 
     # Relevance grade of the document at each rank, and the ideal (sorted) grades: (queries, depth).
@@ -147,24 +153,26 @@ def evaluate_run_per_query(
         dcg = np.cumsum(gains * discounts, axis=1)
         ideal_dcg = np.cumsum(ideal * discounts, axis=1)  # > 0: every evaluated query has a relevant doc
         for k in cutoffs:
-            columns[f"nDCG@{k}"] = dcg[:, k - 1] / ideal_dcg[:, k - 1]
+            columns[f"nDCG@{k}"] = dcg[:, min(k, depth) - 1] / ideal_dcg[:, min(k, depth) - 1]
     if "map" in metric_names:
         precision_sums = np.cumsum(is_relevant * hits / ranks, axis=1)
         for k in cutoffs:
-            columns[f"MAP@{k}"] = precision_sums[:, k - 1] / relevant_counts
+            columns[f"MAP@{k}"] = precision_sums[:, min(k, depth) - 1] / relevant_counts
     if "mrr" in metric_names:
-        first_rank = np.where(hits[:, -1] > 0, np.argmax(is_relevant, axis=1) + 1, depth + 1)  # (queries,)
+        # no relevant document retrieved: a first rank past every cutoff
+        missing = cutoffs[-1] + 1
+        first_rank = np.where(hits[:, -1] > 0, np.argmax(is_relevant, axis=1) + 1, missing)  # (queries,)
         for k in cutoffs:
             columns[f"MRR@{k}"] = np.where(first_rank <= k, 1.0 / first_rank, 0.0)
     if "recall" in metric_names:
         for k in cutoffs:
-            columns[f"Recall@{k}"] = hits[:, k - 1] / relevant_counts
+            columns[f"Recall@{k}"] = hits[:, min(k, depth) - 1] / relevant_counts
     if "precision" in metric_names:
         for k in cutoffs:
-            columns[f"P@{k}"] = hits[:, k - 1] / k
+            columns[f"P@{k}"] = hits[:, min(k, depth) - 1] / k
     if "hit_rate" in metric_names:
         for k in cutoffs:
-            columns[f"HitRate@{k}"] = (hits[:, k - 1] > 0).astype(float)
+            columns[f"HitRate@{k}"] = (hits[:, min(k, depth) - 1] > 0).astype(float)
 
     keys = [f"{_LABELS[metric]}@{k}" for metric in metric_names for k in cutoffs]
     values = np.stack([columns[key] for key in keys], axis=1).tolist()  # (queries, metrics)

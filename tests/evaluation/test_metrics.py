@@ -174,3 +174,19 @@ def test_format_metrics_table() -> None:
     ]
     with pytest.raises(ValueError, match="'nDCG10'"):
         format_metrics_table({"nDCG10": 0.5})
+
+
+def test_a_cutoff_far_past_the_rankings_costs_nothing_and_changes_no_metric() -> None:
+    """Before, the arrays were (queries, largest k): --k 100000000 asked for 37 GiB on 50 queries."""
+    qrels = {"q1": {"d1": 2, "d4": 1, "d9": 1}, "q2": {"d2": 1}}
+    run = {"q1": {"d1": 0.9, "d2": 0.8, "d3": 0.7, "d4": 0.6}, "q2": {"d5": 0.5, "d2": 0.4}}
+
+    huge = evaluate_run_per_query(qrels, run, k_values=[2, 10**9])
+    plain = evaluate_run_per_query(qrels, run, k_values=[2, 1000])
+
+    for query_id in qrels:
+        for name, value in plain[query_id].items():
+            at_huge = name.replace("@1000", f"@{10**9}")
+            expected = value * 1000 / 10**9 if name.startswith("P@1000") else value
+            assert huge[query_id][at_huge] == pytest.approx(expected), (query_id, name)
+    assert huge["q1"][f"Recall@{10**9}"] == pytest.approx(2 / 3)
