@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     from retrievals_rag.distributed.merge import add_to_chroma, build_index, load_encoded_corpus, write_index
 
     start = time.perf_counter()
+    if args.collection is not None and args.output is None:
+        from retrievals_rag.rag.store import validate_collection_name
+
+        validate_collection_name(args.collection)  # before reading the shards
     with activity(f"checking the shards in {args.shards}"):
         corpus = load_encoded_corpus(args.shards, expected_model=args.model)
     print(

@@ -353,3 +353,18 @@ def test_console_script_help() -> None:
     assert completed.stdout.startswith("usage: retrievals-rag")
     for command in ("evaluate", "encode", "bench"):
         assert command in completed.stdout
+
+
+def test_merge_refuses_a_bad_collection_name_before_reading_the_shards(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, the shards were read and chromadb's own traceback ended the run ('Expected a name containing
+    3-512 characters')."""
+    code = main(
+        ["merge", str(tmp_path / "no-shards"), "--data-dir", str(tmp_path / "rag"), "--collection", "c"]
+    )
+
+    printed = capsys.readouterr().err
+    assert code == 2
+    assert "collection" in printed and "'c'" in printed
+    assert "no-shards" not in printed
