@@ -90,11 +90,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--trust-remote-code", action="store_true", help="run the model folder's own code (default: off)"
     )
     group.add_argument(
-        "--batch-size", type=int, default=None, help=f"most texts per batch (default: {BATCH_SIZE_HELP})"
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help=f"most texts per batch (default: {BATCH_SIZE_HELP})",
     )
     group.add_argument(
         "--token-budget",
-        type=int,
+        type=positive_int,
         default=None,
         help=f"most padded tokens per batch (default: {TOKEN_BUDGET_HELP})",
     )

@@ -209,7 +209,9 @@ class RankerOptions(BaseModel):
     )
     top_n: int | None = Field(default=3, ge=1, description="Results kept, best first; None: all.")
     score_threshold: float | None = Field(
-        default=None, description="Drop results scored below this (after normalize, when set)."
+        default=None,
+        allow_inf_nan=False,  # a NaN threshold would drop every result
+        description="Drop results scored below this (after normalize, when set).",
     )
     normalize: bool = Field(default=False, description="Sigmoid of the scores, into (0, 1).")
     batch_size: int | None = Field(default=None, ge=1, description="Most inputs per forward pass.")

@@ -368,3 +368,29 @@ def test_merge_refuses_a_bad_collection_name_before_reading_the_shards(
     assert code == 2
     assert "collection" in printed and "'c'" in printed
     assert "no-shards" not in printed
+
+
+@pytest.mark.parametrize("option", ["--batch-size", "--token-budget"])
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_a_batch_size_or_token_budget_below_one_is_refused_by_the_option(
+    tmp_path: Path, option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, 0 fell back to the default without a word and -1 failed after the model had loaded, naming
+    internal parameters (max_batch_size)."""
+    with pytest.raises(SystemExit) as raised:
+        main(
+            [
+                "encode",
+                "--model",
+                str(tmp_path / "no-model"),
+                "--text",
+                "a",
+                "--output",
+                "x.npy",
+                option,
+                value,
+            ]
+        )
+
+    assert raised.value.code == 2
+    assert f"argument {option}: expected a positive integer, got {value}" in capsys.readouterr().err

@@ -196,6 +196,20 @@ def test_threshold_on_raw_scores(tiny_cross_encoder: Any) -> None:
     assert above_all == []
 
 
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf")])
+def test_a_threshold_that_is_not_a_finite_number_is_refused(
+    tiny_cross_encoder: Any, threshold: float
+) -> None:
+    """Before, NaN was taken and every document was dropped (no score is >= NaN)."""
+    from pydantic import ValidationError
+
+    from retrievals_rag.integrations.llama_index import LlamaIndexReranker
+
+    for adapter in (LangchainReranker, LlamaIndexReranker):
+        with pytest.raises(ValidationError, match="score_threshold"):
+            adapter(model=tiny_cross_encoder, score_threshold=threshold)
+
+
 def test_inputs_are_never_modified_and_results_are_copies(reranker: LangchainReranker) -> None:
     documents = make_documents()
     documents[0].metadata[RELEVANCE_SCORE_KEY] = 7.5
