@@ -124,7 +124,8 @@ def corpus_manifest(
     text_kind: TextKind,
 ) -> dict[str, Any]:
     """What identifies an encoding run: the model folder (path and content fingerprint), the settings that
-    change vectors, the input (path, sha256, rows), the shard count, and the vectors' width and dtype."""
+    change vectors, what computed them (backend and compute dtype), the input (path, sha256, rows), the shard
+    count, and the vectors' width and dtype."""
     instruction = {"query": model.query_instruction, "document": model.document_instruction}.get(text_kind)
     return {
         "model": {"path": _absolute(model_path), "fingerprint": folder_fingerprint(model_path)},
@@ -135,6 +136,8 @@ def corpus_manifest(
             "normalize_embeddings": model.normalize_embeddings,
             "max_length": model.max_length,
         },
+        # shards of one folder are computed alike: not half by torch and half by an int8 graph
+        "encoder": {"backend": model.backend, "compute_dtype": model.compute_dtype},
         "input": {"path": str(input_path.resolve()), "sha256": file_sha256(input_path), "rows": total_rows},
         "num_shards": num_shards,
         "dim": model.embedding_dimension,

@@ -349,9 +349,9 @@ def add_to_chroma(
     """Upsert the corpus's vectors into a Chroma collection whose embedding function is the model that made them.
 
     The collection is created in cosine space with a :class:`ChromaEmbeddingFunction` of the manifest's model
-    folder, instruction, pooling, token limit and normalisation, so that queries and documents added later are
-    embedded as the shards were. Documents' texts are stored too when the manifest's input file is still there
-    unchanged.
+    folder, instruction, pooling, token limit, normalisation and backend, so that queries and documents added
+    later are embedded as the shards were. Documents' texts are stored too when the manifest's input file is
+    still there unchanged.
 
     Args:
         corpus: From :func:`load_encoded_corpus`.
@@ -365,13 +365,18 @@ def add_to_chroma(
     from retrievals_rag.integrations.chroma import ChromaEmbeddingFunction, get_or_create_collection
 
     settings = corpus.manifest["settings"]
+    model_kwargs = {"pooling_method": settings["pooling_method"], "max_length": settings["max_length"]}
+    # a manifest written before the backend was recorded leaves it to the adapter's default
+    backend = corpus.manifest.get("encoder", {}).get("backend")
+    if backend is not None:
+        model_kwargs["backend"] = backend
     # the encode's settings, so that documents added later (and queries) land in the stored vectors' space;
     # the stored vectors had the recorded instruction applied, whichever --kind chose it ("" when none)
     function = ChromaEmbeddingFunction(
         corpus.manifest["model"]["path"],
         document_instruction=settings["instruction"] or "",
         normalize_embeddings=settings["normalize_embeddings"],
-        model_kwargs={"pooling_method": settings["pooling_method"], "max_length": settings["max_length"]},
+        model_kwargs=model_kwargs,
     )
     target = get_or_create_collection(client, collection, embedding_function=function)
     texts = _input_texts(corpus)

@@ -93,6 +93,8 @@ class _ModelDescription:
             "normalize_embeddings",
             "max_length",
             "embedding_dimension",
+            "backend",
+            "compute_dtype",
         ):
             setattr(self, name, getattr(model, name))
 

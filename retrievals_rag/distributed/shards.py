@@ -2,7 +2,7 @@
 
 A folder ``vecs/`` encoded in ``N`` shards holds::
 
-    manifest.json                        the run: model identity, settings, input, row count, shards, dim, dtype
+    manifest.json                        the run: model, settings, backend, input, rows, shards, dim, dtype
     shard-00000-of-00002.safetensors     rows [0, n/2): tensors embeddings, id_bytes, id_offsets
     shard-00000-of-00002.json            its record: rows, count, sha256 of the .safetensors file, manifest digest
     shard-00001-of-00002.safetensors
@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 MANIFEST_FILE = "manifest.json"
+# manifest entries added after format version 1 was first written: a manifest without them still resumes
+_ADDED_ENTRIES = ("encoder",)
 FORMAT = "retrievals-rag-encoded-corpus"
 FORMAT_VERSION = 1
 _SHARD_NAME = re.compile(r"^shard-(\d{5})-of-(\d{5})\.(safetensors|json)$")
@@ -183,6 +185,9 @@ def write_manifest(folder: Path, manifest: Mapping[str, Any]) -> str:
     path = folder / MANIFEST_FILE
     if path.is_file():
         existing = read_manifest(folder)
+        # an entry recorded since that manifest was written is unknown there, not different
+        added_since = [key for key in _ADDED_ENTRIES if key in manifest and key not in existing]
+        manifest = {key: value for key, value in manifest.items() if key not in added_since}
         if existing != manifest:
             differing = sorted(
                 key for key in set(existing) | set(manifest) if existing.get(key) != manifest.get(key)

@@ -282,6 +282,13 @@ class RetrievalModel(nn.Module):
         """What runs the transformer: ``"torch"`` or an exported graph (``"onnx-int8"``, ...)."""
         return backend_of(self.model)
 
+    @property
+    def compute_dtype(self) -> str | None:
+        """The dtype the transformer computes in (``"float32"``, ``"float16"``, ``"bfloat16"``); None for an
+        exported graph, whose backend name says how it computes."""
+        parameter = next(self.parameters(), None)
+        return None if parameter is None else str(parameter.dtype).removeprefix("torch.")
+
     @contextmanager
     def inference(
         self, total: int = 0, show_progress_bar: bool | None = None, description: str = ""

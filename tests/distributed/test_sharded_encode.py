@@ -401,3 +401,36 @@ def test_a_chroma_collection_embeds_documents_as_the_shards_were_encoded(
     order = [stored["ids"].index(identifier) for identifier in ("d0", "d3")]
     again = np.asarray(function([texts[0], texts[3]]))
     np.testing.assert_allclose(again, np.asarray(stored["embeddings"])[order], atol=1e-5)
+
+
+def test_shards_of_another_backend_or_dtype_are_refused_and_old_manifests_still_resume(
+    model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the manifest recorded neither --backend nor the compute dtype: a shard encoded with torch and
+    one with onnx-int8 merged into one index."""
+    from retrievals_rag.models.base import RetrievalModel
+
+    folder = tmp_path / "vecs"
+    assert _encode(model_path, folder, "--shard", "0/2") == 0
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["encoder"] == {"backend": "torch", "compute_dtype": "float32"}
+    second_shard = ["encode", "--model", str(model_path), "--input", str(CORPUS), "--output-dir", str(folder),
+                    "--shard", "1/2"]  # fmt: skip
+    with monkeypatch.context() as patched:
+        patched.setattr(RetrievalModel, "backend", property(lambda self: "onnx-int8"))
+        with pytest.raises(
+            ValueError, match=r"already holds shards of another run \(encoder: .*'torch'.* there"
+        ):
+            main(["-v", *second_shard])
+    with monkeypatch.context() as patched:
+        patched.setattr(RetrievalModel, "compute_dtype", property(lambda self: "bfloat16"), raising=False)
+        with pytest.raises(ValueError, match=r"another run \(encoder: .*'bfloat16'.* now"):
+            main(["-v", *second_shard])
+    assert not (folder / "shard-00001-of-00002.json").exists()
+    # a folder whose manifest predates the record (no "encoder") is resumed, not refused
+    for name in ("shard-00000-of-00002.json", "shard-00000-of-00002.safetensors"):
+        (folder / name).unlink()
+    del manifest["encoder"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert _encode(model_path, folder, "--num-shards", "2") == 0
+    assert len(load_encoded_corpus(folder).ids) == 600
