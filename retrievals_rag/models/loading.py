@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import stat
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -46,9 +47,13 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> str:
     """
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
-    if path.is_dir():
+    try:  # one look at the path: a folder being made meanwhile (an adaptation job's) is never called a file
+        mode: int | None = path.stat().st_mode
+    except OSError:  # not there (or a name no file system takes, e.g. too long)
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
         return str(path.resolve())
-    if path.exists():
+    if mode is not None:
         raise ValueError(f"{text} is a file; expected a model folder (with config.json)")
     hub_like = bool(_HUB_ID.match(text)) and ".." not in text and "--" not in text
     if not hub_like or (len(path.parts) > 1 and Path(path.parts[0]).is_dir()):

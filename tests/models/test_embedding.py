@@ -219,6 +219,35 @@ def test_missing_folder_and_unreachable_hub_give_clear_errors(tmp_path: Path) ->
         AutoModelForEmbedding.from_pretrained("some-org/some-model-that-is-not-here")
 
 
+def test_a_folder_made_while_it_is_looked_up_is_never_called_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app lists its index versions while an adaptation job makes the adapted model's folder. Before, the
+    lookup asked is_dir() and then exists(): a folder made between the two was 'a file; expected a model
+    folder', and the versions panel showed that error instead of the running job (a flaky browser test)."""
+    from retrievals_rag.models.loading import resolve_model_path
+
+    target = tmp_path / "adapted" / "notes-1"
+    real_is_dir = Path.is_dir
+
+    def is_dir_then_made(self: Path) -> bool:
+        answer = real_is_dir(self)
+        if self == target:
+            target.mkdir(parents=True, exist_ok=True)  # the job makes it right after the look
+        return answer
+
+    monkeypatch.setattr(Path, "is_dir", is_dir_then_made)
+    try:
+        resolved = resolve_model_path(target)
+    except FileNotFoundError:
+        pass  # not there yet when looked at
+    else:
+        assert resolved == str(target.resolve())
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(ValueError, match="is a file; expected a model folder"):
+        resolve_model_path(tmp_path / "weights.bin")
+
+
 def test_pickle_only_weights_are_refused(tiny_bert_path: Path, tmp_path: Path) -> None:
     folder = tmp_path / "pickle"
     shutil.copytree(tiny_bert_path, folder)
