@@ -92,6 +92,29 @@ def resolve_settings(
     return settings_class(**{**defaults, **from_st, **(saved or {}), **given})
 
 
+def text_items(texts: object) -> tuple[list[str], bool]:
+    """``texts`` (one string, or a sequence of them) as a list; the flag says one string was given.
+
+    Raises:
+        TypeError: a mapping (``list()`` of a dict would silently embed its keys), or an item that is not a
+            string (its index named).
+    """
+    if isinstance(texts, str):
+        return [texts], True
+    if isinstance(texts, Mapping):
+        raise TypeError(
+            f"expected a text or a sequence of texts, got a {type(texts).__name__} (its keys would be embedded); "
+            "pass a list, e.g. list(corpus.values()) for an {id: text} corpus"
+        )
+    if isinstance(texts, bytes) or not hasattr(texts, "__iter__"):
+        raise TypeError(f"expected a text or a sequence of texts, got {type(texts).__name__}")
+    items = list(texts)  # type: ignore[call-overload]
+    for index, text in enumerate(items):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{index}] is {type(text).__name__}, expected str")
+    return items, False
+
+
 @dataclass(frozen=True)
 class ModelFolder:
     """What ``from_pretrained`` reads from a folder before it builds a model.

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from retrievals_rag.models.backends import BackendChoice
-from retrievals_rag.models.base import resolve_settings
+from retrievals_rag.models.base import resolve_settings, text_items
 from retrievals_rag.models.colbert_scoring import (
     DOCUMENTS_PER_CHUNK,
     MAXSIM_MAX_ELEMENTS,
@@ -415,11 +415,7 @@ class ColBERT(LateInteractionScoring, Ranker):
         token_budget: int | None,
         show_progress_bar: bool | None,
     ) -> np.ndarray | list[np.ndarray]:
-        single = isinstance(texts, str)
-        items: list[str] = [texts] if single else list(texts)  # type: ignore[list-item]
-        for index, text in enumerate(items):
-            if not isinstance(text, str):
-                raise TypeError(f"texts[{index}] is {type(text).__name__}, expected str")
+        items, single = text_items(texts)
         rows = self.tokenize_queries(items) if kind == "query" else self.tokenize_documents(items)
         output: list[np.ndarray] = [np.empty((0, self.colbert_dim), dtype=np.float32)] * len(items)
         with self.inference(len(items), show_progress_bar, "Encoding") as progress:

@@ -20,6 +20,7 @@ from retrievals_rag.models.base import (
     ModelFolder,
     RetrievalModel,
     resolve_settings,
+    text_items,
 )
 from retrievals_rag.models.batching import iter_token_batches
 from retrievals_rag.models.config import EmbeddingSettings
@@ -39,12 +40,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OutputFormat = Literal["numpy", "torch"]
-
-
-def _check_texts(texts: Sequence[str]) -> None:
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"texts[{index}] is {type(text).__name__}, expected str")
 
 
 def _document_text(document: object, index: int) -> str:
@@ -292,9 +287,7 @@ class AutoModelForEmbedding(RetrievalModel):
         """
         if convert_to not in ("numpy", "torch"):
             raise ValueError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}")
-        single = isinstance(texts, str)
-        items: list[str] = [texts] if single else list(texts)  # type: ignore[list-item]
-        _check_texts(items)
+        items, single = text_items(texts)
         if instruction:
             items = [apply_instruction(instruction, text) for text in items]
         device = self.device

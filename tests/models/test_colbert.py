@@ -218,6 +218,8 @@ def test_edge_cases(colbert: ColBERT) -> None:
         colbert.rerank("q", ["a", "b", 3])  # type: ignore[list-item]
     with pytest.raises(TypeError, match=r"texts\[1\] is int"):
         colbert.encode_queries(["a", 1])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="got a dict"):
+        colbert.encode_corpus({"d1": "Cells divide."})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="kind"):
         colbert.token_mask(torch.ones(1, 2, dtype=torch.long), torch.ones(1, 2), "passage")  # type: ignore[arg-type]
 

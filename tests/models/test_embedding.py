@@ -85,6 +85,17 @@ def test_non_string_input_names_its_index(tiny_bert: AutoModelForEmbedding) -> N
         tiny_bert.encode(["ok"], convert_to="list")  # type: ignore[arg-type]
 
 
+def test_a_dict_is_refused_not_embedded_by_its_keys(tiny_bert: AutoModelForEmbedding) -> None:
+    """``list()`` of a dict is its keys: ``encode({"d1": "text"})`` embedded the id "d1" without a word."""
+    with pytest.raises(TypeError, match=r"got a dict \(its keys would be embedded\)"):
+        tiny_bert.encode({"d1": "Cells divide."})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="got a dict"):
+        tiny_bert.encode_queries({"q1": "do cells divide?"})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="got bytes"):
+        tiny_bert.encode(b"cells")  # type: ignore[arg-type]
+    assert tiny_bert.encode(text for text in ["a", "b"]).shape == (2, tiny_bert.embedding_dimension)
+
+
 def test_instruction_prefix_and_placeholder() -> None:
     assert apply_instruction("query: ", "cells") == "query: cells"
     assert apply_instruction("Represent {} for retrieval", "cells") == "Represent cells for retrieval"
