@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from retrievals_rag.rag.chunking import Chunk, Chunker
 from retrievals_rag.rag.connection import StoreConnectionError, connect, validate_collection_name
-from retrievals_rag.rag.loaders import LoadedDocument
+from retrievals_rag.rag.loaders import LoadedDocument, display_name
 
 if TYPE_CHECKING:
     import numpy as np
@@ -408,8 +408,14 @@ class VectorStore:
             chunk_id(heir, metadata.get("page"), int(metadata.get("start_index", 0)), text or "")
             for metadata, text in zip(found["metadatas"], found["documents"], strict=True)
         ]
+        # what the heir's own chunks would hold: its name, and the file name a loader gives it
+        named = {"source": heir, "document_id": document_id(heir), "file_name": display_name(heir)}
         metadatas = [
-            {**metadata, "source": heir, "document_id": document_id(heir)} for metadata in found["metadatas"]
+            {
+                **metadata,
+                **{key: value for key, value in named.items() if key != "file_name" or key in metadata},
+            }
+            for metadata in found["metadatas"]
         ]
         for start in range(0, len(ids), _PAGE_SIZE):
             page = slice(start, start + _PAGE_SIZE)
@@ -566,12 +572,17 @@ class VectorStore:
             self._touch(handle)
 
     def list_documents(self, collection: str) -> list[DocumentInfo]:
-        """The documents in ``collection``, sorted by source, with their chunk counts and pages."""
-        grouped: dict[str, dict[str, Any]] = {}
+        """The documents in ``collection``, sorted by source, with their chunk counts and pages.
+
+        While a re-index of an edited document is under way (or after it stopped), its name holds the chunks of
+        its earlier text, kept until the new text is stored completely, beside those of the new one: the
+        document is then described by its incomplete text (partial), not by the two counted together.
+        """
+        grouped: dict[str, dict[object, dict[str, Any]]] = {}
         for _, _, metadata in self._iterate(collection, include_documents=False):
             source = str(metadata.get("source", ""))
-            entry = grouped.setdefault(
-                source,
+            entry = grouped.setdefault(source, {}).setdefault(
+                metadata.get("content_sha"),
                 {
                     "document_id": str(metadata.get("document_id", "")),
                     "count": 0,
@@ -587,6 +598,7 @@ class VectorStore:
             if isinstance(expected, int) and (entry["expected"] is None or expected > entry["expected"]):
                 entry["expected"] = expected
         aliases = self.aliases(collection) if grouped else {}
+        described = {source: _current_text(texts) for source, texts in grouped.items()}
         return [
             DocumentInfo(
                 source=source,
@@ -597,50 +609,39 @@ class VectorStore:
                 expected_chunks=entry["expected"],
                 aliases=tuple(aliases.get(source, ())),
             )
-            for source, entry in sorted(grouped.items())
+            for source, entry in sorted(described.items())
         ]
 
     def delete_document(self, collection: str, source: str) -> int:
         """Remove the document ``source``; returns how many chunks were removed (0 if none).
 
         An alias (another name of stored text) is removed alone. A document that has aliases keeps its chunks,
-        which pass to its first alias.
+        which pass to its first alias (stored again under that name's own chunk ids, with the same vectors).
         """
-        from retrievals_rag.rag.chunking import document_id
-
         handle = self._collection(collection)
         with self._lock:
             aliases = self.aliases(collection)
             for names in aliases.values():
                 if source in names:
                     names.remove(source)
-                    self._touch(
-                        handle,
-                        {"aliases": json.dumps({key: value for key, value in aliases.items() if value})},
-                    )
+                    self._touch(handle, {"aliases": _aliases_json(aliases)})
                     return 0
-            found = handle.get(where={"source": source}, include=["metadatas"])
+            heirs = bool(aliases.get(source))
+            found = handle.get(
+                where={"source": source},
+                include=["embeddings", "documents", "metadatas"] if heirs else [],
+            )
             ids = found["ids"]
-            heirs = aliases.pop(source, [])
-            if heirs and ids:  # the text stays, under its next name
-                heir, rest = heirs[0], heirs[1:]
-                metadatas = [
-                    {**metadata, "source": heir, "document_id": document_id(heir)}
-                    for metadata in found["metadatas"]
-                ]
-                for start in range(0, len(ids), _PAGE_SIZE):
-                    handle.update(
-                        ids=ids[start : start + _PAGE_SIZE], metadatas=metadatas[start : start + _PAGE_SIZE]
-                    )
-                if rest:
-                    aliases[heir] = rest
-                self._touch(handle, {"aliases": json.dumps(aliases)})
-                return 0
+            if heirs and ids:  # the text stays, under its next name's own chunk ids
+                self._copy_to_first_alias(handle, source, aliases, found)
+            elif heirs:
+                aliases.pop(source)
+                self._touch(handle, {"aliases": _aliases_json(aliases)})
             for start in range(0, len(ids), _PAGE_SIZE):
                 handle.delete(ids=ids[start : start + _PAGE_SIZE])
             if ids:
                 self._touch(handle)
-            return len(ids)
+            return 0 if heirs else len(ids)
 
     # -------------------------------------------------------------------------------- reading
     def query(
@@ -691,6 +692,16 @@ class VectorStore:
     def __repr__(self) -> str:
         where = f"chroma_url={self.chroma_url!r}" if self.chroma_url else f"data_dir={str(self.data_dir)!r}"
         return f"VectorStore({where}, embedding_function={self._function!r})"
+
+
+def _current_text(texts: Mapping[object, dict[str, Any]]) -> dict[str, Any]:
+    """Of the texts stored under one name (by text hash): the one being indexed, if one is incomplete (an
+    edited document's new text, its old one kept until then), else the one with the most chunks."""
+    entries = list(texts.values())
+    partial = [
+        entry for entry in entries if entry["expected"] is not None and entry["count"] < entry["expected"]
+    ]
+    return partial[0] if partial else max(entries, key=lambda entry: entry["count"])
 
 
 def _aliases_json(aliases: dict[str, list[str]]) -> str:

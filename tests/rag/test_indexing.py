@@ -355,6 +355,28 @@ def test_identical_content_under_another_name_is_stored_once_with_both_names(sto
     assert store.list_documents("notes") == []
 
 
+def test_a_deleted_document_leaves_its_text_to_its_other_name_under_that_names_chunk_ids(
+    store: VectorStore,
+) -> None:
+    """The next name gets the chunks under its own ids (before: the deleted name's ids), so indexing that name
+    again finds its chunks stored and embeds nothing."""
+    text = b"Magma rises through the crust and erupts at the surface of a volcano. " * 20
+    index_uploads(store, [("volcano.txt", text), ("copy.txt", text)], "notes")
+    count = store.count("notes")
+
+    assert store.delete_document("notes", "volcano.txt") == 0
+
+    assert set(stored_ids(store, "notes")) == {
+        chunk.id for chunk in store.split(load_bytes(text, "copy.txt"))
+    }
+    assert store.count("notes") == count
+    revision = store.revision("notes")
+    again = index_uploads(store, [("copy.txt", text)], "notes")
+    assert (again.chunks_added, store.count("notes"), store.revision("notes")) == (0, count, revision)
+    assert store.delete_document("notes", "copy.txt") == count
+    assert store.count("notes") == 0
+
+
 def test_a_changed_file_replaces_its_chunks_and_an_unchanged_one_writes_nothing(
     store: VectorStore, tmp_path: Path
 ) -> None:
@@ -402,10 +424,16 @@ def test_a_changed_file_keeps_its_old_chunks_until_its_new_ones_are_written(
     with pytest.raises(Interrupted):
         index_paths(store, [path], "notes", progress=stop_after_first_batch)
     assert old <= set(stored_ids(store, "notes"))
+    # Listed by its new text, partial (before: the old and new chunks counted together, "complete").
+    (info,) = store.list_documents("notes")
+    new_count = len(store.split(load_document(path)))
+    assert (info.chunk_count, info.expected_chunks, info.complete) == (store.batch_size, new_count, False)
 
     index_paths(store, [path], "notes")
 
     assert set(stored_ids(store, "notes")) == expected_ids(store, [path])
+    (info,) = store.list_documents("notes")
+    assert (info.chunk_count, info.expected_chunks, info.complete) == (new_count, new_count, True)
 
 
 def test_an_edited_alias_becomes_a_document_of_its_own_listed_once(store: VectorStore) -> None:
