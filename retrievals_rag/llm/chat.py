@@ -6,7 +6,8 @@ streaming one reply it generates replies to many conversations at once (:meth:`T
 which is what question generation uses.
 
 :class:`OpenAICompatibleChat` streams from ``POST {base_url}/chat/completions`` with ``"stream": true``
-(server-sent events): Ollama (``http://127.0.0.1:11434/v1``), vLLM, llama.cpp's server, OpenAI.
+(server-sent events; a reply sent whole is read too): Ollama (``http://127.0.0.1:11434/v1``), vLLM,
+llama.cpp's server, OpenAI.
 
 Both raise :class:`~retrievals_rag.llm.base.GenerationError` with the reason (and the URL, or the command to
 run) when they cannot answer.
@@ -281,9 +282,12 @@ class OpenAICompatibleChat:
     def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
         """POST the messages with ``stream: true`` and yield each ``delta.content`` as it arrives.
 
+        A reply sent whole instead (a server that ignores ``stream``) yields its ``message.content``.
+
         Raises:
             GenerationError: On a connection failure or timeout (naming the URL), an HTTP error status (with the
-                start of the server's answer), an ``error`` event or a malformed event.
+                start of the server's answer), an ``error`` event or error reply (with its message), or an event
+                or reply not shaped like a chat completion.
         """
         import httpx
 
@@ -309,13 +313,22 @@ class OpenAICompatibleChat:
                     raise GenerationError(
                         f"the chat server at {url} answered HTTP {response.status_code}: {body}"
                     )
+                other_lines: list[str] = []  # a reply that is not server-sent events: read whole below
+                events = 0
                 for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue  # comments, event names, keep-alives
-                    data = line[len("data:") :].strip()
-                    if data == "[DONE]":
-                        return
-                    yield from _event_content(data, url)
+                    field, _, value = line.partition(":")
+                    if field == "data":
+                        data = value.strip()
+                        if data == "[DONE]":
+                            return
+                        if not data:
+                            continue
+                        events += 1
+                        yield from _event_content(data, url)
+                    elif line.strip() and field not in _OTHER_EVENT_FIELDS and not line.startswith(":"):
+                        other_lines.append(line)
+                if not events and other_lines:
+                    yield from _completion_content("\n".join(other_lines), url)
         except httpx.ConnectError as error:
             raise GenerationError(
                 f"cannot connect to the chat server at {url} ({error}): is it running?"
@@ -331,19 +344,62 @@ class OpenAICompatibleChat:
         return f"OpenAICompatibleChat(base_url={self.base_url!r}, model={self.model!r})"
 
 
+_OTHER_EVENT_FIELDS = frozenset({"event", "id", "retry"})
+"""The fields of a server-sent event besides ``data`` (lines starting with ``:`` are comments)."""
+
+
 def _event_content(data: str, url: str) -> Iterator[str]:
-    """The text pieces of one server-sent event's JSON data."""
+    """The text pieces of one server-sent event's JSON data: its choices' ``delta.content``."""
     try:
         event = json.loads(data)
     except json.JSONDecodeError as error:
         raise GenerationError(
             f"the chat server at {url} sent an event that is not JSON: {data[:200]!r}"
         ) from error
-    if not isinstance(event, dict):
-        raise GenerationError(f"the chat server at {url} sent an unexpected event: {data[:200]!r}")
-    if "error" in event:
-        raise GenerationError(f"the chat server at {url} reported an error: {event['error']}")
-    for choice in event.get("choices") or []:
-        content = (choice.get("delta") or {}).get("content")
-        if isinstance(content, str) and content:
-            yield content
+    return _choices_content(event, "delta", f"an unexpected event: {data[:200]!r}", url)
+
+
+def _completion_content(body: str, url: str) -> Iterator[str]:
+    """The text of a reply sent whole instead of streamed: a completion (``message.content``) or an error.
+
+    Some servers ignore ``"stream": true``, and some send their error JSON with HTTP 200.
+    """
+    try:
+        reply = json.loads(body)
+    except json.JSONDecodeError as error:
+        raise GenerationError(
+            f"the chat server at {url} sent a reply that is neither server-sent events nor JSON: {body[:200]!r}"
+        ) from error
+    return _choices_content(reply, "message", f"an unexpected reply: {body[:200]!r}", url)
+
+
+def _choices_content(reply: Any, part: str, unexpected: str, url: str) -> Iterator[str]:
+    """The non-empty ``choices[i][part]["content"]`` texts of a parsed reply or event, checked first.
+
+    Raises:
+        GenerationError: When the reply holds an ``error`` (its message is quoted), or is not shaped like an
+            OpenAI chat completion (``unexpected`` describes it).
+    """
+    if isinstance(reply, dict) and "error" in reply:
+        error = reply["error"]
+        message = error.get("message") if isinstance(error, dict) else None
+        raise GenerationError(
+            f"the chat server at {url} reported an error: {message if isinstance(message, str) else error}"
+        )
+    malformed = GenerationError(f"the chat server at {url} sent {unexpected}")
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    if not isinstance(reply, dict) or not isinstance(choices, list | None):
+        raise malformed
+    texts = []
+    for choice in choices or []:
+        piece = choice.get(part) if isinstance(choice, dict) else None
+        content = piece.get("content") if isinstance(piece, dict) else None
+        if (
+            not isinstance(choice, dict)
+            or not isinstance(piece, dict | None)
+            or not isinstance(content, str | None)
+        ):
+            raise malformed
+        if content:
+            texts.append(content)
+    return iter(texts)

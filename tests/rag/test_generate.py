@@ -243,6 +243,117 @@ def test_openai_connection_failure_names_the_url_and_falls_back(free_port: int) 
     assert url in (stream.fallback_reason or "")
 
 
+class FixedReplyHandler(BaseHTTPRequestHandler):
+    """Answers ``POST /<name>/chat/completions`` with ``REPLIES[name]`` (content type, body) and HTTP 200."""
+
+    REPLIES: ClassVar[dict[str, tuple[str, bytes]]] = {
+        "choices-string": ("text/event-stream", b'data: {"choices": "oops"}\n\n'),
+        "delta-string": ("text/event-stream", b'data: {"choices": [{"delta": "hello"}]}\n\n'),
+        "choices-dict": (
+            "text/event-stream",
+            b'data: {"choices": {"0": {"delta": {"content": "hi"}}}}\n\n',
+        ),
+        "choice-list": ("text/event-stream", b'data: {"choices": [["hi"]]}\n\ndata: [DONE]\n\n'),
+        "content-number": ("text/event-stream", b'data: {"choices": [{"delta": {"content": 3}}]}\n\n'),
+        "event-list": ("text/event-stream", b"data: [1, 2]\n\n"),
+        "error-200": (
+            "application/json",
+            b'{\n  "error": {"message": "model \'x\' not found, try pulling it first", "code": 404}\n}',
+        ),
+        "error-string": ("text/event-stream", b'{"error": "overloaded"}'),
+        "whole-reply": (
+            "application/json",
+            json.dumps(
+                {
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "It is 330 metres tall [2]."},
+                        }
+                    ]
+                }
+            ).encode(),
+        ),
+        "whole-reply-of-nothing": ("application/json", b'{"choices": [{"message": {"content": 330}}]}'),
+        "html-200": ("text/html", b"<html><body>Welcome to nginx!</body></html>"),
+        "empty": ("text/event-stream", b""),
+    }
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        content_type, body = self.REPLIES[self.path.split("/")[1]]
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep the test output quiet."""
+
+
+@pytest.fixture(scope="module")
+def fixed_reply_server() -> Iterator[str]:
+    with serve(FixedReplyHandler) as url:
+        yield url
+
+
+@pytest.mark.parametrize(
+    "name", ["choices-string", "delta-string", "choices-dict", "choice-list", "content-number", "event-list"]
+)
+def test_openai_malformed_event_is_a_generation_error_and_falls_back(
+    fixed_reply_server: str, name: str
+) -> None:
+    backend = OpenAICompatibleChat(f"{fixed_reply_server}/{name}", "m")
+
+    with pytest.raises(GenerationError, match=f"/{name}/chat/completions sent an unexpected event: "):
+        list(backend.stream([]))
+    stream = answer("How tall is the Eiffel Tower?", CHUNKS, backend)
+    text = stream.read()
+    assert "sent an unexpected event" in (stream.fallback_reason or "")
+    assert text.startswith("(The language model failed: the chat server at ")
+    assert text.endswith(EIFFEL_ANSWER)
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("error-200", r"reported an error: model 'x' not found, try pulling it first$"),
+        ("error-string", r"reported an error: overloaded$"),
+        ("whole-reply-of-nothing", r"sent an unexpected reply: "),
+        ("html-200", r"sent a reply that is neither server-sent events nor JSON: '<html>"),
+    ],
+)
+def test_openai_reply_that_is_not_events_says_what_the_server_sent(
+    fixed_reply_server: str, name: str, error: str
+) -> None:
+    backend = OpenAICompatibleChat(f"{fixed_reply_server}/{name}", "m")
+
+    with pytest.raises(GenerationError, match=error):
+        list(backend.stream([]))
+    stream = answer("How tall is the Eiffel Tower?", CHUNKS, backend)
+    assert stream.read().endswith(EIFFEL_ANSWER)
+    assert "returned no text" not in (stream.fallback_reason or "")
+
+
+def test_openai_reply_sent_whole_gives_its_text(fixed_reply_server: str) -> None:
+    backend = OpenAICompatibleChat(f"{fixed_reply_server}/whole-reply", "m")
+
+    assert list(backend.stream([])) == ["It is 330 metres tall [2]."]
+    stream = answer("How tall?", CHUNKS, backend)
+    assert stream.read() == "It is 330 metres tall [2]."
+    assert stream.fallback_reason is None
+
+
+def test_openai_empty_reply_returns_no_text(fixed_reply_server: str) -> None:
+    backend = OpenAICompatibleChat(f"{fixed_reply_server}/empty", "m")
+
+    assert list(backend.stream([])) == []
+    stream = answer("How tall is the Eiffel Tower?", CHUNKS, backend)
+    assert stream.read().endswith(EIFFEL_ANSWER)
+    assert stream.fallback_reason == "openai:m returned no text"
+
+
 # ------------------------------------------------------------------------------------------ local transformers
 def test_transformers_chat_streams_what_generate_would_return(tiny_chat_path: Path) -> None:
     import torch
