@@ -41,6 +41,7 @@ from retrievals_rag.rag.store import DocumentInfo, VectorStore
 from retrievals_rag.rag.version_info import CollectionVersion, VersionProgress
 from retrievals_rag.rag.versions import CollectionVersions
 from retrievals_rag.retrieval.fusion import check_interpolation_weight
+from retrievals_rag.retrieval.hybrid import check_count
 
 if TYPE_CHECKING:
     from retrievals_rag.models.embedding import AutoModelForEmbedding
@@ -79,9 +80,10 @@ class RagEngine:
         llm_model: The model name for ``llm="openai"``.
         llm_api_key: A bearer token for ``llm="openai"``.
         max_new_tokens: Most tokens per generated answer.
-        top_k: Chunks used as sources.
+        top_k: Chunks used as sources (the attribute of that name can be changed later).
         use_bm25: Fuse BM25 with dense retrieval by default.
-        rerank_candidates: Candidates given to the reranker.
+        rerank_candidates: Candidates given to the reranker, and returned by each first-stage retriever when
+            fusing (the attribute of that name can be changed later).
         rerank_weight: The reranker's share of the order, in [0, 1]: 1 (the default) orders by the reranker
             alone; below 1, its standardised scores are mixed with the retrieval scores (a reranker fine-tuned
             on little data often does better mixed: see :mod:`retrievals_rag.retrieval.hybrid`).
@@ -91,7 +93,8 @@ class RagEngine:
         max_file_bytes: Larger files are refused (reported as errors); None: no limit.
 
     Raises:
-        ValueError: On an unknown ``llm``, or ``llm="openai"`` without ``llm_base_url`` and ``llm_model``.
+        ValueError: On an unknown ``llm``, ``llm="openai"`` without ``llm_base_url`` and ``llm_model``, or
+            ``top_k`` or ``rerank_candidates`` below 1.
     """
 
     def __init__(
@@ -131,19 +134,20 @@ class RagEngine:
         )
         self.device = device
         self._lock = threading.Lock()
+        # (collection, Chroma collection, BM25, id of the reranker, rerank weight) -> retriever, built with the
+        # current top_k and rerank_candidates (their setters empty it)
+        self._retrievers: dict[tuple[str, str, bool, int | None, float], Retriever] = {}
+        self.top_k = top_k
+        self.rerank_candidates = rerank_candidates
         self._rerankers: dict[str, Reranker] = {}
         self.reranker = self.load_reranker(reranker) if isinstance(reranker, str | os.PathLike) else reranker
-        self.top_k = top_k
         self.use_bm25 = use_bm25
-        self.rerank_candidates = rerank_candidates
         check_interpolation_weight(rerank_weight)
         self.rerank_weight = float(rerank_weight)
         self.fallback_to_extractive = fallback_to_extractive
         self.max_file_bytes = max_file_bytes
         self.system_prompt: str | None = None  # None: the answer mode's own (generate.GROUNDED_SYSTEM_PROMPT)
         self._sentence_scorers: dict[str | None, EmbeddingScorer] = {}  # by the path of their embedder
-        # (collection, Chroma collection, BM25, id of the reranker, rerank weight) -> retriever
-        self._retrievers: dict[tuple[str, str, bool, int | None, float], Retriever] = {}
         self._jobs = JobRunner.shared(chroma_url or str(self.data_dir.resolve()))
         self.versions = CollectionVersions(self.store, self._jobs, self.data_dir, device)
         """The versions of each collection (:mod:`retrievals_rag.rag.versions`)."""
@@ -181,6 +185,32 @@ class RagEngine:
 
         # Converted once per machine (RETRIEVALS_RAG_CACHE), not once per data folder.
         return TransformersChat(cache_dir=None, max_new_tokens=max_new_tokens, device=device or "cpu")
+
+    # -------------------------------------------------------------------------------- settings
+    @property
+    def top_k(self) -> int:
+        """Chunks used as sources when a question does not say; a new value applies to the next question."""
+        return self._top_k
+
+    @top_k.setter
+    def top_k(self, value: int) -> None:
+        check_count("top_k", value)
+        with self._lock:
+            self._top_k = int(value)
+            self._retrievers.clear()
+
+    @property
+    def rerank_candidates(self) -> int:
+        """Candidates given to the reranker (and returned by each first-stage retriever when fusing); a new
+        value applies to the next question."""
+        return self._rerank_candidates
+
+    @rerank_candidates.setter
+    def rerank_candidates(self, value: int) -> None:
+        check_count("rerank_candidates", value)
+        with self._lock:
+            self._rerank_candidates = int(value)
+            self._retrievers.clear()
 
     # -------------------------------------------------------------------------------- parts
     @property
@@ -503,10 +533,10 @@ class RagEngine:
                 retriever = Retriever(
                     store,
                     target,
-                    top_k=self.top_k,
+                    top_k=self._top_k,
                     use_bm25=bm25,
                     reranker=chosen,
-                    candidates=self.rerank_candidates,
+                    candidates=self._rerank_candidates,
                     rerank_weight=weight,
                 )
                 self._retrievers[key] = retriever

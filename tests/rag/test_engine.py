@@ -134,6 +134,46 @@ def test_llm_choices(tmp_path: Path, tiny_bert_path: Path) -> None:
         RagEngine(tmp_path / "e", embedder_path=tiny_bert_path, llm="gpt")  # type: ignore[arg-type]
 
 
+def test_top_k_and_rerank_candidates_can_be_changed_and_are_checked(
+    tmp_path: Path, tiny_bert_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    class Counting:  # keeps the order; records how many candidates it was given
+        def __init__(self) -> None:
+            self.given: list[int] = []
+
+        def rerank(self, query: str, documents: list[str], top_k: int | None = None) -> list[Any]:
+            self.given.append(len(documents))
+            return [SimpleNamespace(index=i, score=-float(i)) for i in range(len(documents))]
+
+    engine = RagEngine(tmp_path / "data", embedder_path=tiny_bert_path, llm="extractive", top_k=5)
+    files = [(f"d{i}.txt", f"Station {i} opens at {i + 5} am every weekday.".encode()) for i in range(8)]
+    engine.index_uploads(files, "stations")
+    question = "When does station 3 open?"
+    assert len(engine.retrieve(question, "stations")) == 5
+
+    engine.top_k = 2
+    assert len(engine.retrieve(question, "stations")) == 2
+    assert len(engine.ask(question, "stations").sources) == 2
+    assert engine.retriever("stations").top_k == 2
+    engine.reranker = reranker = Counting()
+    engine.rerank_candidates = 6
+    engine.retrieve(question, "stations")
+    engine.rerank_candidates = 3
+    engine.retrieve(question, "stations", use_bm25=True)
+    engine.retrieve(question, "stations")
+    assert reranker.given == [6, 3, 3]
+
+    for option, value in [("top_k", 0), ("top_k", -3), ("rerank_candidates", 0), ("top_k", 2.5)]:
+        with pytest.raises(ValueError, match=f"^{option} must be an integer >= 1, got {value}$"):
+            RagEngine(tmp_path / "bad", embedder_path=tiny_bert_path, llm="extractive", **{option: value})
+        with pytest.raises(ValueError, match=f"^{option} must be an integer >= 1"):
+            setattr(engine, option, value)
+    assert (engine.top_k, engine.rerank_candidates) == (2, 3)
+    assert len(engine.retrieve(question, "stations")) == 2
+
+
 def _loaded_after(code: str) -> dict[str, Any]:
     probe = (
         f"{code}\nimport json, sys\n"
