@@ -191,9 +191,8 @@ def interpolate_scores(first_stage: Sequence[float], reranked: Sequence[float], 
     check_interpolation_weight(weight)
     if len(first_stage) != len(reranked):
         raise ValueError(f"{len(reranked)} reranked scores for {len(first_stage)} first-stage scores")
-    for name, values in (("reranked", reranked), ("first-stage", first_stage)):
-        if any(math.isnan(value) for value in values):
-            raise ValueError(f"a {name} score is NaN")
+    _check_no_nan("a reranked score", reranked)
+    _check_no_nan("a first-stage score", first_stage)
     return [
         weight * rerank + (1.0 - weight) * first
         for rerank, first in zip(standardise_scores(reranked), standardise_scores(first_stage), strict=True)
@@ -209,9 +208,12 @@ def rank_scores(
 ) -> list[tuple[int, float]]:
     """``(index, key)`` of the best ``top_n`` items whose score is at or above ``score_threshold``, best first.
 
-    The key that orders is the score, or ``order_by`` when given (e.g. the rerank score mixed with the retrieval
-    score); the threshold always applies to ``scores``. Ties keep the input order; ``top_n`` None (or above the
-    number of scores) keeps them all.
+    ``scores`` are a reranker's. The key that orders is the score, or ``order_by`` when given (e.g. the rerank
+    score mixed with the retrieval score); the threshold always applies to ``scores``. Ties keep the input order;
+    ``top_n`` None (or above the number of scores) keeps them all.
+
+    Raises:
+        ValueError: On a NaN score or key (it has no place in an order), or keys and scores of different lengths.
 
     Example:
         >>> rank_scores([0.2, 0.9, 0.5, 0.9], top_n=3, score_threshold=0.3)
@@ -222,6 +224,8 @@ def rank_scores(
     keys = scores if order_by is None else order_by
     if len(keys) != len(scores):
         raise ValueError(f"{len(keys)} ordering keys for {len(scores)} scores")
+    _check_no_nan("a reranked score", scores)
+    _check_no_nan("an ordering key", keys)
     order = sorted(range(len(scores)), key=lambda index: -keys[index])
     kept = [
         (index, float(keys[index]))
@@ -248,6 +252,11 @@ def standardise_scores(values: Sequence[float]) -> list[float]:
     mean = statistics.fmean(values)
     spread = statistics.pstdev(values) or 1.0  # one candidate, or all alike: centred only
     return [(value - mean) / spread for value in values]
+
+
+def _check_no_nan(what: str, values: Sequence[float]) -> None:
+    if any(math.isnan(value) for value in values):
+        raise ValueError(f"{what} is NaN")
 
 
 def _check_k(k: int) -> None:

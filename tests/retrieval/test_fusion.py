@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from retrievals_rag.retrieval.fusion import fuse_rankings, interpolate_runs, reciprocal_rank_fusion
+from retrievals_rag.retrieval.fusion import (
+    fuse_rankings,
+    interpolate_runs,
+    rank_scores,
+    reciprocal_rank_fusion,
+)
 
 
 def test_hand_computed_example() -> None:
@@ -135,3 +140,15 @@ def test_interpolation_refuses_bad_input() -> None:
     with pytest.raises(ValueError, match="query 'q1': a reranked score is NaN"):
         interpolate_runs(FIRST, {"q1": {"a": float("nan")}}, 0.5)
     assert interpolate_runs(FIRST, {"q3": {}}, 0.5) == {"q3": {}}
+
+
+def test_rank_scores_refuses_a_nan_score_or_key_wherever_it_is() -> None:
+    nan = float("nan")
+    for scores in ([nan, 1.0, 2.0], [1.0, 2.0, nan], [nan]):
+        with pytest.raises(ValueError, match=r"^a reranked score is NaN$"):
+            rank_scores(scores, top_n=1, score_threshold=None)
+    with pytest.raises(ValueError, match=r"^a reranked score is NaN$"):
+        rank_scores([1.0, nan], top_n=None, score_threshold=0.5, order_by=[1.0, 2.0])
+    with pytest.raises(ValueError, match=r"^an ordering key is NaN$"):
+        rank_scores([1.0, 2.0], top_n=None, score_threshold=None, order_by=[nan, 2.0])
+    assert rank_scores([1.0, float("inf")], top_n=None, score_threshold=None) == [(1, float("inf")), (0, 1.0)]

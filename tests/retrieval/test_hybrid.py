@@ -184,3 +184,17 @@ def test_bad_knobs_and_a_scorer_that_loses_documents() -> None:
     with pytest.raises(ValueError, match="returned 1 scores for 5 documents"):
         HybridSearch(dense_stage(), reranker=lambda query, texts: [1.0]).search("q")
     assert HybridSearch(lambda query, n: [], reranker=LengthScorer()).search("q") == []
+
+
+@pytest.mark.parametrize("rerank_weight", [1.0, 0.5, 0.0])
+@pytest.mark.parametrize("nan_at", [0, 3])
+def test_a_nan_rerank_score_is_refused_whatever_the_reranker_s_share(
+    rerank_weight: float, nan_at: int
+) -> None:
+    def one_nan(query: str, texts: Sequence[str]) -> list[float]:
+        return [float("nan") if index == nan_at else float(index) for index in range(len(texts))]
+
+    search = HybridSearch(dense_stage(), reranker=one_nan, top_k=2, candidates=5, rerank_weight=rerank_weight)
+
+    with pytest.raises(ValueError, match=r"^a reranked score is NaN$"):
+        search.search("q")
