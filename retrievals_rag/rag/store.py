@@ -276,21 +276,22 @@ class VectorStore:
         return str((fresh.metadata or {}).get("revision", "")), int(fresh.count())
 
     def _collection(self, name: str) -> Collection:
+        """The handle of the collection now named ``name``: the one kept, unless another store or process has
+        deleted, recreated or renamed that collection meanwhile (its id has changed)."""
         from chromadb.errors import NotFoundError
 
         with self._lock:
-            handle = self._collections.get(name)
-            if handle is not None:
-                return handle
             try:
-                self._client.get_collection(name)
+                current = self._client.get_collection(name)
             except (NotFoundError, ValueError):
+                self._collections.pop(name, None)
                 existing = self.list_collections()
                 raise CollectionNotFoundError(
                     f"no collection named {name!r}; existing collections: {existing or 'none'}"
                 ) from None
-            handle = self._open(name)
-            self._collections[name] = handle
+            handle = self._collections.get(name)
+            if handle is None or handle.id != current.id:
+                handle = self._collections[name] = self._open(name)
             return handle
 
     def _open(self, name: str, metadata: dict[str, str] | None = None) -> Collection:

@@ -156,6 +156,38 @@ def test_rename_collection_keeps_its_chunks(store: VectorStore) -> None:
         store.count("old-name")
 
 
+def test_a_collection_another_store_deletes_recreates_or_renames_is_seen(
+    store: VectorStore, tiny_function: Any
+) -> None:
+    other = VectorStore(store.data_dir, embedding_function=tiny_function)  # another engine on the same folder
+    store.create_collection("notes")
+    store.add_document("notes", text_document("a.txt", paragraphs=2))
+    assert store.count("notes") > 0  # this store now holds a handle of 'notes'
+
+    other.delete_collection("notes")
+    for read in (
+        lambda: store.count("notes"),
+        lambda: store.list_documents("notes"),
+        lambda: store.query("notes", store.embed_query("sugar"), n_results=2),
+    ):
+        with pytest.raises(
+            CollectionNotFoundError, match=r"no collection named 'notes'; existing collections: none"
+        ):
+            read()
+
+    other.create_collection("notes")
+    other.add_document("notes", text_document("b.txt", paragraphs=3, topic="volcano"))
+    assert [info.source for info in store.list_documents("notes")] == ["b.txt"]
+    assert store.count("notes") == other.count("notes")
+    store.add_document("notes", text_document("c.txt", paragraphs=1))
+    assert [info.source for info in other.list_documents("notes")] == ["b.txt", "c.txt"]
+
+    other.rename_collection("notes", "renamed")
+    with pytest.raises(CollectionNotFoundError, match=r"existing collections: \['renamed'\]"):
+        store.count("notes")
+    assert store.count("renamed") == other.count("renamed")
+
+
 def test_missing_data_dir_and_bad_urls() -> None:
     with pytest.raises(ValueError, match="give data_dir"):
         VectorStore()
