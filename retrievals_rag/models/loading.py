@@ -171,7 +171,8 @@ def load_model(
         num_labels: outputs of a sequence-classification head.
         warning_stacklevel: frames between this function and the user's call, for the warning below.
 
-    Weights missing from the checkpoint (a fresh task head) are reported in one warning.
+    Weights missing from the checkpoint (a fresh task head) are reported in one warning, and their names kept
+    on the model for :func:`fresh_weights`.
     """
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
     from transformers.utils import logging as transformers_logging
@@ -213,6 +214,7 @@ def load_model(
         if progress_bars:
             transformers_logging.enable_progress_bar()
     missing = sorted(info.get("missing_keys") or [])
+    model.retrievals_rag_fresh_weights = tuple(missing)  # read by fresh_weights()
     if missing:
         warnings.warn(
             f"{name_or_path}: {len(missing)} weights were not in the checkpoint and are randomly initialised "
@@ -221,6 +223,13 @@ def load_model(
             stacklevel=warning_stacklevel,
         )
     return model.to(device).eval()
+
+
+def fresh_weights(model: torch.nn.Module) -> tuple[str, ...]:
+    """Names of ``model``'s weights that were not in its checkpoint and were randomly initialised when
+    :func:`load_model` loaded it (a fresh classification head, a pooler the checkpoint lacked); () for a model
+    loaded otherwise."""
+    return tuple(getattr(model, "retrievals_rag_fresh_weights", ()))
 
 
 def load_tokenizer(name_or_path: str, *, trust_remote_code: bool) -> PreTrainedTokenizerBase:

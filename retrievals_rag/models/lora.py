@@ -53,8 +53,11 @@ def apply_lora(
 
     Args:
         backbone: the transformer.
-        settings: our :class:`LoraSettings`, or a ``peft.LoraConfig`` used as given.
-        modules_to_save: modules that train fully beside the adapters (a fresh task head), saved with it.
+        settings: our :class:`LoraSettings`, or a ``peft.LoraConfig`` used as given (its ``modules_to_save``
+            and ``exclude_modules`` filled in where it has none).
+        modules_to_save: modules that train fully beside the adapters (a fresh task head), saved with it. They
+            and everything inside them get no LoRA layers: peft cannot save a module it has adapted, and a fresh
+            module must be saved whole, or an unmerged adapter reloads on new random weights.
     """
     peft = _require_peft()
     if isinstance(settings, peft.LoraConfig):
@@ -74,7 +77,27 @@ def apply_lora(
         raise TypeError(
             f"LoRA settings must be a LoraSettings or a peft.LoraConfig, got {type(settings).__name__}"
         )
+    if config.modules_to_save and not config.exclude_modules:
+        config.exclude_modules = modules_to_save_pattern(config.modules_to_save)
     return peft.get_peft_model(backbone, config)
+
+
+def modules_to_save_pattern(names: list[str] | tuple[str, ...]) -> str:
+    """A regular expression (peft's ``exclude_modules``) for every module that peft saves whole for ``names``,
+    and everything inside them.
+
+    peft picks a module to save whole when its name *ends with* one of ``names`` (so ``classifier`` takes
+    DistilBERT's ``pre_classifier`` too), so the pattern matches the same way.
+
+    Example:
+        >>> import re
+        >>> pattern = modules_to_save_pattern(["classifier", "head"])
+        >>> [bool(re.fullmatch(pattern, name)) for name in ("pre_classifier", "head.dense", "layers.0.attn")]
+        [True, True, False]
+    """
+    import re
+
+    return r".*(?:" + "|".join(re.escape(name) for name in names) + r")(?:\..*)?"
 
 
 def is_lora_model(backbone: nn.Module) -> bool:

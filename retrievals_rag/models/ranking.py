@@ -20,7 +20,13 @@ import torch
 from retrievals_rag.models.backends import BackendChoice
 from retrievals_rag.models.base import resolve_settings
 from retrievals_rag.models.config import CrossEncoderSettings, LLMScoring
-from retrievals_rag.models.loading import DtypeName, default_max_length, is_decoder_only, resolve_model_path
+from retrievals_rag.models.loading import (
+    DtypeName,
+    default_max_length,
+    fresh_weights,
+    is_decoder_only,
+    resolve_model_path,
+)
 from retrievals_rag.models.ranker import PairRanker, Ranker, RerankResult, check_pairs
 from retrievals_rag.models.registry import folder_kind
 from retrievals_rag.models.windows import (
@@ -276,9 +282,29 @@ class AutoModelForRanking(PairRanker):
             )
 
     def _lora_modules_to_save(self) -> tuple[str, ...]:
-        # the classification head is fresh (or task-specific): it trains fully beside the adapters
-        names = {name for name, _ in self._base_model().named_children()}
-        return tuple(head for head in ("classifier", "score") if head in names)
+        """The classification head (every module beside the transformer body: BERT's ``classifier``, DistilBERT's
+        ``pre_classifier`` and ``classifier``, ModernBERT's ``head`` and ``classifier``, a decoder's ``score``)
+        and any other module whose weights were not in the checkpoint (a pooler it lacked).
+
+        Fresh or task-specific, they train fully beside the adapters and are saved whole with them: an adapter
+        saved without them would reload on newly randomised weights.
+        """
+        model = self._base_model()
+        body = getattr(model, model.base_model_prefix, None)
+        heads = [
+            name
+            for name, child in model.named_children()
+            if child is not body and next(child.parameters(), None) is not None
+        ]
+        parameters = dict(model.named_parameters())
+        fresh = sorted(
+            {
+                name.rsplit(".", 1)[0]
+                for name in fresh_weights(model)
+                if name in parameters and "." in name and name.split(".", 1)[0] not in heads
+            }
+        )
+        return (*heads, *fresh)
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,137 @@
+"""Architectures beyond BERT: heads, output widths, tokenizers without a BOS, padding sides and short position
+tables, each on a tiny random model built from a config at test time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from retrievals_rag import AutoModelForRanking
+from retrievals_rag.models.lora import LoraSettings
+
+PAIRS = [
+    ("what is a cell", "the cell is the unit of the human brain"),
+    ("cancer risk", "patients with a gene study"),
+    ("how", "the protein"),
+]
+
+
+def build_encoder(
+    path: Path,
+    tokenizer_source: Path,
+    architecture: str,
+    *,
+    positions: int = 64,
+    model_max_length: int = 64,
+    padding_side: str = "right",
+) -> Path:
+    """Save a 2-layer, 32-wide random encoder with ``tokenizer_source``'s WordPiece tokenizer into ``path``.
+
+    ``architecture``: ``"bert"``, ``"bert-without-pooler"`` (a checkpoint without BERT's pooler, as sentence
+    encoders are often saved), ``"distilbert"``, ``"modernbert"``, ``"albert"`` or ``"electra"`` (the last two
+    with input embeddings narrower than their output).
+    """
+    import transformers
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    shape = {
+        "vocab_size": tokenizer.vocab_size,
+        "pad_token_id": tokenizer.pad_token_id,
+        "max_position_embeddings": positions,
+    }
+    bert_like = {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        **shape,
+    }
+    if architecture in ("bert", "bert-without-pooler"):
+        model = transformers.BertModel(
+            transformers.BertConfig(**bert_like), add_pooling_layer=architecture == "bert"
+        )
+    elif architecture == "albert":
+        model = transformers.AlbertModel(transformers.AlbertConfig(embedding_size=16, **bert_like))
+    elif architecture == "electra":
+        model = transformers.ElectraModel(transformers.ElectraConfig(embedding_size=16, **bert_like))
+    elif architecture == "distilbert":
+        config = transformers.DistilBertConfig(
+            dim=32, n_layers=2, n_heads=2, hidden_dim=64, dropout=0.0, attention_dropout=0.0, **shape
+        )
+        model = transformers.DistilBertModel(config)
+    elif architecture == "modernbert":
+        config = transformers.ModernBertConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            global_attn_every_n_layers=1,
+            local_attention=16,
+            cls_token_id=tokenizer.cls_token_id,
+            sep_token_id=tokenizer.sep_token_id,
+            **shape,
+        )
+        model = transformers.ModernBertModel(config)
+    else:
+        raise ValueError(architecture)
+    model.save_pretrained(path)
+    if architecture in ("distilbert", "modernbert"):  # they take no token type ids
+        tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    tokenizer.model_max_length = model_max_length
+    tokenizer.padding_side = padding_side
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _has_modernbert() -> bool:
+    import transformers
+
+    return hasattr(transformers, "ModernBertModel")
+
+
+LORA_HEADS = [
+    "bert",
+    "bert-without-pooler",
+    "distilbert",
+    pytest.param(
+        "modernbert",
+        marks=pytest.mark.skipif(not _has_modernbert(), reason="this transformers has no ModernBERT"),
+    ),
+]
+
+
+@pytest.mark.parametrize("architecture", LORA_HEADS)
+def test_a_cross_encoder_with_lora_saves_its_whole_fresh_head(architecture, tmp_path, minilm_path) -> None:
+    """Every module the checkpoint did not hold (ModernBERT's ``head`` beside its ``classifier``, DistilBERT's
+    ``pre_classifier``, a pooler the checkpoint lacked) trains whole and is saved with the adapter.
+
+    Before, only ``classifier`` / ``score`` were: ModernBERT's adapter reloaded on a newly random ``head``
+    (other scores at every load), and DistilBERT failed in peft ("modules_to_save cannot be applied to modules
+    of type ... lora.layer.Linear")."""
+    folder = build_encoder(tmp_path / "encoder", minilm_path, architecture)
+    with pytest.warns(UserWarning, match="randomly initialised"):
+        ranker = AutoModelForRanking.from_pretrained(folder, device="cpu")
+    ranker.enable_lora(LoraSettings(r=4, alpha=8, dropout=0.0))
+    torch.manual_seed(1)
+    with torch.no_grad():  # as if trained: the adapter and every fully trained copy move
+        for parameter in ranker.parameters():
+            if parameter.requires_grad:
+                parameter.add_(torch.randn_like(parameter) * 0.3)
+    scores = ranker.compute_score(PAIRS)
+    assert np.ptp(scores) > 0
+
+    ranker.save_pretrained(tmp_path / "adapter")
+    assert not (tmp_path / "adapter" / "model.safetensors").exists()
+    for merge in (False, True, False):  # twice unmerged: a random part would differ between two loads
+        reloaded = AutoModelForRanking.from_pretrained(tmp_path / "adapter", device="cpu", merge_lora=merge)
+        assert reloaded.has_lora is not merge
+        assert reloaded.compute_score(PAIRS) == pytest.approx(scores, abs=1e-5)
+    ranker.merge_lora()
+    assert ranker.compute_score(PAIRS) == pytest.approx(scores, abs=1e-5)
