@@ -87,8 +87,16 @@ _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 _CITATION_MARK = re.compile(r"\s*\[\d{1,3}\]")
 _QUANTITY_QUESTION = re.compile(
     r"\bhow (?:much|many|long|tall|old|far|soon|big|high|heavy|large|wide|deep)\b|\bwhat time\b|"
-    r"\b(?:which|what) year\b|\b(?:hours|price|cost|costs)\b",
+    r"\b(?:which|what) (?:year|date|century|decade)\b|\b(?:hours|price|cost|costs)\b",
     re.IGNORECASE,
+)
+# "When ...?", "Since when ...?", "..., and when ...?"; not "What happens when ...?" (a condition)
+_TIME_QUESTION = re.compile(
+    r"(?:^|[,;:(]|\b(?:and|but)\b)\W*(?:(?:since|until|till|by|from)\s+)?when\b", re.IGNORECASE
+)
+_DATE_WORD = re.compile(  # capitalised: "May", not "may"
+    r"\b(?:January|February|March|April|May|June|July|August|September|October|November|December|Monday|"
+    r"Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)s?\b|\b(?:noon|midnight)\b"
 )
 
 
@@ -447,8 +455,9 @@ class SupportCheck:
     1. Every number written in digits in it is in the sources or the question.
     2. Every capitalised word after its first (a name, a place, a day) is written in the sources or the question
        (a plural ending aside: "Highland Star Coaching" is not "Highland Star Coaches").
-    3. A question asking for a quantity, a time or a price ("how much", "how many", "what time", "hours"...) is
-       answered with a number of the sources that the question does not hold.
+    3. A question asking for a quantity, a time or a price ("how much", "how many", "what time", "what year",
+       "hours"...) is answered with a number of the sources that the question does not hold; a "when" question
+       with such a number or a month's or weekday's name of the sources.
     4. It tells something the question does not: a word or number of the sources beyond the question's.
     5. At least ``min_supported_fraction`` of its content words are words of the sources or the question.
 
@@ -506,7 +515,11 @@ class SupportCheck:
                 return refused(f"{name!r} is in none of the sources")
         asked_words, asked_numbers = content_words(question), _numbers(question)
         new_numbers = (numbers & _numbers(given)) - asked_numbers
-        if _QUANTITY_QUESTION.search(question) and not new_numbers:
+        if _TIME_QUESTION.search(question) and not new_numbers:
+            # a day or a month of the sources answers "when" too ("on Mondays", "every April")
+            if not (_date_words(text) & _date_words(given)) - _date_words(question):
+                return refused("the question asks for a time and it gives none from the sources")
+        elif _QUANTITY_QUESTION.search(question) and not new_numbers:
             return refused("the question asks for a number and it gives none from the sources")
         words = content_words(text)
         if not ((words & content_words(given)) - asked_words) and not new_numbers:
@@ -515,6 +528,11 @@ class SupportCheck:
         if share < self.min_supported_fraction:
             return refused(f"only {share:.0%} of its words are in the sources")
         return SupportVerdict(text, True, "", _resting_on(text, words - asked_words, sources, asked_numbers))
+
+
+def _date_words(text: str) -> set[str]:
+    """The names of months and weekdays (and noon, midnight) in ``text``, lower-cased, without a plural ending."""
+    return {word.lower().removesuffix("s") for word in _DATE_WORD.findall(text)}
 
 
 def _resting_on(

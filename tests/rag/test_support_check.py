@@ -89,7 +89,20 @@ SOURCES = [(1, GARDEN.text), (2, TRIP.text)]
         ("It is run by Lena Berg.", "Who runs the garden?", "'Lena' is in none"),
         ("The company is Highland Star Coaching.", "Which company?", "'Coaching' is in none"),  # names exact
         ("A plot is paid in April.", "How much does a plot cost?", "asks for a number and it gives none"),
-        ("The committee meets sometimes.", "When does the committee meet?", "tells nothing the question"),
+        (
+            "The committee meets sometimes.",
+            "When does the committee meet?",
+            "asks for a time and it gives none",
+        ),
+        ("The committee meets sometimes.", "Does the committee meet?", "tells nothing the question"),
+        ("The coach is run by Highland Star Coaches.", "When does the coach leave?", "asks for a time"),
+        ("The coach leaves from Loch Morlich.", "Lunch aside, when does the coach leave?", "asks for a time"),
+        (
+            "The coach leaves from Loch Morlich.",
+            "Since when does the coach leave at 7:45?",
+            "asks for a time",
+        ),
+        ("A plot is paid in April.", "In what year was the garden founded?", "asks for a number"),
         (
             "Plots cost little and are a wonderful hobby for retired gardeners.",
             "What is a plot?",
@@ -130,6 +143,41 @@ def test_a_supported_sentence_is_cited_with_the_sources_it_rests_on() -> None:
     )
     with pytest.raises(ValueError, match="min_supported_fraction"):
         SupportCheck(min_supported_fraction=1.5)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "question"),
+    [
+        ("The coach leaves at 7:45 am [2].", "When does the coach leave?"),
+        ("A plot is paid every April [1].", "When is a plot paid?"),
+        ("The committee meets on the first Monday of each month.", "When does the committee meet?"),
+        ("A plot costs 35 pounds, paid in April.", "How much is a plot, and when is it paid?"),
+        (
+            "The coach company is Highland Star Coaches.",
+            "What happens when the coach is late?",
+        ),  # a condition
+    ],
+)
+def test_a_when_question_is_answered_by_a_number_or_a_day_or_month_of_the_sources(
+    sentence: str, question: str
+) -> None:
+    assert SupportCheck().check(sentence, question, SOURCES).supported
+
+
+def test_a_when_question_answered_without_a_date_is_refused_as_a_what_year_one_is() -> None:
+    sources = [
+        (1, "The Eiffel Tower was built in 1889 for the World's Fair. Gustave Eiffel's company built it.")
+    ]
+    reply = "The Eiffel Tower was built by Gustave Eiffel's company [1]."
+
+    for question in ("When was the Eiffel Tower built?", "What year was the Eiffel Tower built?"):
+        verdict = SupportCheck().check(reply, question, sources)
+        assert not verdict.supported, question
+    assert (
+        SupportCheck()
+        .check("It was built in 1889 [1].", "When was the Eiffel Tower built?", sources)
+        .supported
+    )
 
 
 def test_sentence_end_waits_for_a_whole_sentence() -> None:
