@@ -115,21 +115,52 @@ class Citation:
     Attributes:
         number: Its number in the prompt and the answer (``[number]``), from 1.
         chunk: The retrieved chunk.
+        name: The source's name as shown (see :func:`make_citations`); "": its file name.
     """
 
     number: int
     chunk: RetrievedChunk
+    name: str = ""
 
     @property
     def label(self) -> str:
-        """``"report.pdf, page 3"``: the source's file name and page."""
-        name = PurePath(self.chunk.source).name or self.chunk.source
+        """``"report.pdf, page 3"``: the source's name and page."""
+        name = self.name or PurePath(self.chunk.source).name or self.chunk.source
         return name if self.chunk.page is None else f"{name}, page {self.chunk.page}"
 
 
 def make_citations(chunks: Sequence[RetrievedChunk]) -> list[Citation]:
-    """Number the chunks from 1, in the order given (best first)."""
-    return [Citation(number, chunk) for number, chunk in enumerate(chunks, start=1)]
+    """Number the chunks from 1, in the order given (best first).
+
+    Each source is named by its file name, preceded by as many of its folders as tell it apart from another
+    source of these chunks with the same file name (``2023/fees.txt`` and ``2024/fees.txt``).
+
+    Example:
+        >>> chunks = [RetrievedChunk("...", source, None, source, 0.9, 0.9) for source in
+        ...           ["/d/2023/fees.txt", "/d/2024/fees.txt", "/d/notes.md", "fees.txt"]]
+        >>> [citation.label for citation in make_citations(chunks)]
+        ['2023/fees.txt', '2024/fees.txt', 'notes.md', 'fees.txt']
+    """
+    names = _distinct_names([chunk.source for chunk in chunks])
+    return [Citation(number, chunk, names[chunk.source]) for number, chunk in enumerate(chunks, start=1)]
+
+
+def _distinct_names(sources: Sequence[str]) -> dict[str, str]:
+    """Each source's shortest trailing part of its path (its file name at least) that no other source ends with."""
+    parts = {source: PurePath(source).parts or (source,) for source in dict.fromkeys(sources)}
+    depth = dict.fromkeys(parts, 1)
+    while True:
+        shown = {source: parts[source][-depth[source] :] for source in parts}
+        clashing = [
+            source
+            for source in parts
+            if depth[source] < len(parts[source])
+            and any(other != source and shown[other] == shown[source] for other in parts)
+        ]
+        if not clashing:
+            return {source: str(PurePath(*shown[source])) if source else "" for source in parts}
+        for source in clashing:
+            depth[source] += 1
 
 
 def build_prompt(

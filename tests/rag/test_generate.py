@@ -70,6 +70,32 @@ def test_prompt_numbers_the_sources_and_asks_for_citations() -> None:
     ]
 
 
+def test_sources_with_the_same_file_name_get_labels_that_tell_them_apart() -> None:
+    sources = [
+        ("/docs/2023/fees.txt", 2),
+        ("/docs/2024/fees.txt", None),
+        ("/docs/2023/fees.txt", 5),  # the same file again: the same name
+        ("/archive/2024/fees.txt", None),
+        ("fees.txt", None),  # an upload
+        ("/docs/notes.md", None),
+        ("", None),
+    ]
+    chunks = [chunk(f"Text {index}.", source, page) for index, (source, page) in enumerate(sources)]
+
+    labels = [citation.label for citation in make_citations(chunks)]
+
+    assert labels == [
+        "2023/fees.txt, page 2",
+        "docs/2024/fees.txt",
+        "2023/fees.txt, page 5",
+        "archive/2024/fees.txt",
+        "fees.txt",
+        "notes.md",
+        "",
+    ]
+    assert "[2] docs/2024/fees.txt\nText 1." in build_prompt("q?", make_citations(chunks))[1]["content"]
+
+
 def test_cited_numbers_keeps_known_numbers_in_order() -> None:
     citations = make_citations(CHUNKS)
 
