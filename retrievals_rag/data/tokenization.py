@@ -30,10 +30,31 @@ def apply_instruction(instruction: str | None, text: str) -> str:
     return instruction + text
 
 
+def empty_text_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The token that stands in for a text the tokenizer turns into no tokens at all: EOS, else UNK, else the
+    pad token.
+
+    A tokenizer that adds no BOS or CLS (GPT-2, Qwen2, SmolLM2) encodes ``""`` as nothing; a row without a
+    single real token has no mean, no first token and no last token to pool, and a transformer fails on a
+    batch of such rows. The EOS is what such a model sees after a text, so it is the closest stand-in.
+
+    Raises:
+        ValueError: the tokenizer has none of the three tokens.
+    """
+    for token_id in (tokenizer.eos_token_id, tokenizer.unk_token_id, tokenizer.pad_token_id):
+        if token_id is not None:
+            return int(token_id)
+    raise ValueError(f"{type(tokenizer).__name__} has no EOS, UNK or pad token to stand in for an empty text")
+
+
 def tokenize_texts(
     tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, append_eos: bool = False
 ) -> list[list[int]]:
-    """Token ids: special tokens added, truncated to ``max_length`` (EOS included when ``append_eos``)."""
+    """Token ids: special tokens added, truncated to ``max_length`` (EOS included when ``append_eos``).
+
+    Every row holds at least one token: a text that tokenizes to none (``""`` without a BOS) becomes
+    :func:`empty_text_token_id`, so that its vector is finite and the same alone and in a batch.
+    """
     if not texts:
         return []
     limit = max_length - (1 if append_eos else 0)
@@ -48,6 +69,9 @@ def tokenize_texts(
     if append_eos:
         eos = tokenizer.eos_token_id
         encoded = [[*ids, eos] for ids in encoded]
+    if not all(encoded):
+        stand_in = empty_text_token_id(tokenizer)
+        encoded = [ids or [stand_in] for ids in encoded]
     return encoded
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from retrievals_rag.data.tokenization import empty_text_token_id
 from retrievals_rag.models.backends import BackendChoice
 from retrievals_rag.models.base import resolve_settings, text_items
 from retrievals_rag.models.colbert_scoring import (
@@ -373,7 +374,9 @@ class ColBERT(LateInteractionScoring, Ranker):
         row = self._frame.assemble([*marker, *content])[0]
         if kind == "query" and self.settings.query_augmentation:
             row += [self.tokenizer.mask_token_id] * (self.settings.query_max_length - len(row))
-        return row
+        return row or [
+            empty_text_token_id(self.tokenizer)
+        ]  # no marker nor special tokens around an empty text
 
     def tokenize_queries(self, queries: Sequence[str]) -> list[list[int]]:
         """Query rows: special tokens, marker, the query truncated, mask tokens up to ``query_max_length``."""

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from retrievals_rag.data.tokenization import empty_text_token_id
 from retrievals_rag.models.base import RetrievalModel
 from retrievals_rag.models.batching import pad_sequences
 from retrievals_rag.models.config import CrossEncoderSettings, LLMRankerSettings
@@ -259,7 +260,13 @@ class PairRanker(Ranker):
         budget = self._content_budget()
         keep = fit_query(len(query_ids), len(document_ids), budget)
         windows = plan_windows(len(document_ids), budget - keep, self.settings.window_stride, max_windows)
-        return [self._layout(query_ids[:keep], document_ids[start:end]) for start, end in windows]
+        rows = [self._layout(query_ids[:keep], document_ids[start:end]) for start, end in windows]
+        if not rows[0][
+            0
+        ]:  # an empty query and document, and a tokenizer that frames them with nothing (GPT-2)
+            types = rows[0][1]
+            return [([empty_text_token_id(self.tokenizer)], None if types is None else [0])]
+        return rows
 
     def tokenize_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int] | None]]:
         """Model inputs ``(input_ids, token_type_ids or None)`` of pairs, documents cut to their first window.

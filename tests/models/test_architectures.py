@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from retrievals_rag import AutoModelForRanking
+from retrievals_rag import AutoModelForEmbedding, AutoModelForRanking
 from retrievals_rag.models.lora import LoraSettings
 
 PAIRS = [
@@ -135,3 +135,80 @@ def test_a_cross_encoder_with_lora_saves_its_whole_fresh_head(architecture, tmp_
         assert reloaded.compute_score(PAIRS) == pytest.approx(scores, abs=1e-5)
     ranker.merge_lora()
     assert ranker.compute_score(PAIRS) == pytest.approx(scores, abs=1e-5)
+
+
+def build_decoder(path: Path, architecture: str, *, positions: int = 64, opt_output_width: int = 32) -> Path:
+    """Save a 2-layer random decoder (``"gpt2"``, ``"llama"`` or ``"opt"``) with a word-level tokenizer that,
+    like GPT-2's, Qwen2's and SmolLM2's, adds no BOS: ``""`` is no token at all.
+
+    ``opt_output_width``: OPT's ``word_embed_proj_dim``, the width it projects its output to (OPT-350m: 512 of
+    1,024); the hidden size is 48.
+    """
+    import transformers
+
+    from tests.conftest import build_word_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = build_word_tokenizer(bos=False)
+    shape = {"vocab_size": len(tokenizer), "bos_token_id": 1, "eos_token_id": 2}
+    if architecture == "gpt2":
+        config = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=positions, **shape)
+        model = transformers.GPT2LMHeadModel(config)
+    elif architecture == "llama":
+        config = transformers.LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=positions,
+            **shape,
+        )
+        model = transformers.LlamaForCausalLM(config)
+    elif architecture == "opt":
+        config = transformers.OPTConfig(
+            hidden_size=48,
+            ffn_dim=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            word_embed_proj_dim=opt_output_width,
+            max_position_embeddings=positions,
+            pad_token_id=0,
+            **shape,
+        )
+        model = transformers.OPTForCausalLM(config)
+    else:
+        raise ValueError(architecture)
+    model.save_pretrained(path)
+    tokenizer.model_max_length = positions
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("architecture", ["gpt2", "llama"])
+@pytest.mark.parametrize("pooling_method", ["mean", "weighted_mean", "cls", "last"])
+def test_an_empty_text_gets_the_same_finite_vector_alone_and_in_a_batch(
+    architecture, pooling_method, tmp_path
+) -> None:
+    """Before, ``""`` was no token at all on a tokenizer without a BOS: alone it failed inside the transformer
+    ("cannot reshape tensor of 0 elements"), in a batch it got a zero vector (mean) or a padding token's (cls)."""
+    folder = build_decoder(tmp_path, architecture)
+    embedder = AutoModelForEmbedding.from_pretrained(folder, pooling_method=pooling_method, device="cpu")
+    assert all(embedder.tokenize_ids(["", "the cell"]))
+
+    alone = embedder.encode("")
+    batch = embedder.encode(["", "the cell is the unit of the human brain", "a"])
+    assert np.isfinite(alone).all() and np.linalg.norm(alone) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(batch[0], alone, atol=1e-5)
+
+
+def test_an_empty_pair_scores_alone_as_in_a_batch_on_a_decoder_cross_encoder(tmp_path) -> None:
+    """GPT-2's tokenizer frames a (query, document) pair with nothing: ``("", "")`` was an empty row, which failed
+    alone (IndexError) and scored whatever the padding gave in a batch."""
+    folder = build_decoder(tmp_path, "gpt2")
+    with pytest.warns(UserWarning, match="randomly initialised"):
+        ranker = AutoModelForRanking.from_pretrained(folder, device="cpu")
+    alone = ranker.compute_score(("", ""))
+    batch = ranker.compute_score([("", ""), ("the cell", "the cell is the unit of the human brain")])
+    assert np.isfinite(alone)
+    assert batch[0] == pytest.approx(alone, abs=1e-5)
