@@ -144,6 +144,26 @@ def choose_negatives(ranked: list[str], count: int, how: str, rng: random.Random
     return [ranked[rng.randrange(low, high)] for low, high in itertools.pairwise(bounds)]
 
 
+def checkpointing(args: argparse.Namespace) -> dict[str, Any]:
+    """The trainers' save settings: none, or (``--save-steps``) the latest checkpoint kept every N steps."""
+    if not args.save_steps:
+        return {"save_strategy": "no"}
+    return {"save_strategy": "steps", "save_steps": args.save_steps, "save_total_limit": 1}
+
+
+def last_checkpoint(args: argparse.Namespace, folder: Path) -> str | None:
+    """With ``--resume``: the latest ``checkpoint-N`` a stopped run left in ``folder`` (None: start afresh)."""
+    if not args.resume or not folder.is_dir():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    found = get_last_checkpoint(str(folder))
+    print(
+        f"{folder.name}: resuming from {found}" if found else f"{folder.name}: no checkpoint to resume from"
+    )
+    return found
+
+
 def train_ours(args: argparse.Namespace, records_path: Path) -> Path:
     from retrievals_rag.training.arguments import (
         RerankerDataArguments,
@@ -169,11 +189,12 @@ def train_ours(args: argparse.Namespace, records_path: Path) -> Path:
             learning_rate=args.learning_rate,
             warmup_steps=0.1,
             logging_steps=10,
-            save_strategy="no",
+            **checkpointing(args),
             report_to="none",
             seed=args.seed,
             loss=args.loss,
             temperature=args.temperature,
+            resume_from_checkpoint=last_checkpoint(args, args.output / "ours"),
         ),
     )
     print(summary.describe())
@@ -226,7 +247,7 @@ def train_sentence_transformers(args: argparse.Namespace, records: list[dict[str
             learning_rate=args.learning_rate,
             warmup_steps=0.1,
             logging_steps=10,
-            save_strategy="no",
+            **checkpointing(args),
             report_to="none",
             seed=args.seed,
             use_cpu=True,
@@ -235,7 +256,7 @@ def train_sentence_transformers(args: argparse.Namespace, records: list[dict[str
         loss=loss,
     )
     start = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=last_checkpoint(args, output))
     print(f"sentence-transformers CrossEncoder trained in {time.perf_counter() - start:.0f}s")
     model.save_pretrained(str(output))
     return output
@@ -342,6 +363,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         "--reuse-models",
         action="store_true",
         help="evaluate the cross-encoders an earlier run saved in --output instead of training them (default: off)",
+    )
+    parser.add_argument(
+        "--save-steps",
+        type=int,
+        default=0,
+        help="keep the latest checkpoint of each trainer every N steps, for --resume (default: 0, none)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue each trainer from the latest checkpoint a stopped run with --save-steps left in --output "
+        "(the same settings; default: off)",
     )
     parser.add_argument(
         "--interpolation-weight",

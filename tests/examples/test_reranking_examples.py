@@ -294,3 +294,40 @@ def test_compare_runs_bootstraps_the_per_query_difference(tmp_path: Path) -> Non
     assert averaged["second"] == pytest.approx(found["alone"]["second"])
     with pytest.raises(SystemExit, match="no run file matches"):
         module.main([str(tmp_path / "nothing*.json"), str(paths["bad"]), "--data", str(SCIFACT_SUBSET)])
+
+
+def test_distill_cross_encoder_example_resumes_both_trainers_from_their_checkpoints(
+    tiny_bert_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stopped two-hour run continues where it stopped: --save-steps keeps each trainer's latest checkpoint,
+    --resume continues from it (here from the last one, so the models and figures are the first run's)."""
+    teacher = tmp_path / "teacher"
+    torch.manual_seed(0)
+    AutoModelForRanking.from_pretrained(tiny_bert_path, device="cpu").save_pretrained(teacher)
+    output = tmp_path / "out"
+    arguments = [
+        "--data", str(_beir_with_train_split(tmp_path)), "--teacher", str(teacher), "--output", str(output),
+        "--base-model", str(tiny_bert_path), "--embedder", str(tiny_bert_path), "--limit-queries", "6",
+        "--candidates", "12", "--group-size", "4", "--groups-per-query", "1", "--batch-size", "2",
+        "--max-length", "64", "--top-k", "10", "--epochs", "1", "--save-steps", "1",
+        "--trainers", "ours", "sentence-transformers",
+    ]  # fmt: skip
+    module = _example("distill_cross_encoder")
+    module.main(arguments)
+    runs = {}
+    for trainer in ("ours", "sentence-transformers"):
+        checkpoints = sorted(path.name for path in (output / trainer).glob("checkpoint-*"))
+        assert len(checkpoints) == 1, checkpoints  # the latest only
+        runs[trainer] = json.loads((output / f"test-run-{trainer}.json").read_text())
+    capsys.readouterr()
+
+    # resumed at its last step, nothing is left to train: another learning rate would change a model trained anew
+    module.main([*arguments, "--reuse-groups", "--resume", "--learning-rate", "0.5"])
+
+    printed = capsys.readouterr().out
+    assert "ours: resuming from" in printed and "sentence-transformers: resuming from" in printed
+    for trainer, run in runs.items():
+        again = json.loads((output / f"test-run-{trainer}.json").read_text())
+        assert again.keys() == run.keys()
+        for query, hits in run.items():
+            assert again[query] == pytest.approx(hits, abs=1e-5), trainer
