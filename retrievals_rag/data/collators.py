@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from retrievals_rag.data.tokenization import pad_sequences, tokenize_texts
+from retrievals_rag.data.tokenization import EMBEDDING_PADDING_SIDE, pad_sequences, tokenize_texts
 
 if TYPE_CHECKING:
     import torch
@@ -20,7 +20,8 @@ class EmbeddingCollator:
     ``"teacher_scores"`` ``(batch, group_size)`` for distillation records.
 
     Args:
-        tokenizer: the model's tokenizer (its ``padding_side`` is used).
+        tokenizer: the model's tokenizer. Its ``padding_side`` is not used: batches are padded on the right, as
+            ``AutoModelForEmbedding.encode`` pads them, so that a text's positions do not depend on its batch.
         query_max_length: tokens per query, special tokens included.
         document_max_length: tokens per document.
         append_eos: append EOS after truncation (decoder LLMs whose tokenizer does not add it; take it from the
@@ -43,7 +44,7 @@ class EmbeddingCollator:
         input_ids, attention_mask = pad_sequences(
             tokenize_texts(self.tokenizer, texts, max_length, self.append_eos),
             self.tokenizer.pad_token_id,
-            self.tokenizer.padding_side,
+            EMBEDDING_PADDING_SIDE,
         )
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 

@@ -14,6 +14,12 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 
+# The side every embedding batch is padded on, in ``encode`` and in training: the right, whatever the tokenizer
+# says. Position ids count from the first token of a row, so left padding would move a text's absolute positions
+# (BERT, GPT-2) with the longest text of its batch, and its vector with them.
+EMBEDDING_PADDING_SIDE = "right"
+
+
 def apply_instruction(instruction: str | None, text: str) -> str:
     """Prefix ``text`` with ``instruction``; a ``{}`` in the instruction is a placeholder for the text.
 

@@ -14,7 +14,12 @@ import numpy as np
 import torch
 
 from retrievals_rag.data.records import passage_text
-from retrievals_rag.data.tokenization import apply_instruction, pad_sequences, tokenize_texts
+from retrievals_rag.data.tokenization import (
+    EMBEDDING_PADDING_SIDE,
+    apply_instruction,
+    pad_sequences,
+    tokenize_texts,
+)
 from retrievals_rag.models.backends import BackendChoice
 from retrievals_rag.models.base import (
     ModelFolder,
@@ -179,9 +184,10 @@ class AutoModelForEmbedding(RetrievalModel):
             append_eos = _end_token_policy(folder)
             if not (folder.saved and "append_eos" in folder.saved):
                 settings = replace(settings, append_eos=append_eos)
-        if decoder_only:
-            # Right padding with an explicit mask; "last" pooling finds the last real token on either side.
-            tokenizer.padding_side = "right"
+        # Right padding for every model (and so for the saved tokenizer, which sentence-transformers pads with):
+        # position ids count from the first token, so left padding would shift a text's absolute positions
+        # (BERT, GPT-2) by its batch's longest text. Pooling finds the real tokens from the mask.
+        tokenizer.padding_side = EMBEDDING_PADDING_SIDE
         model = cls._load_transformer(
             folder,
             task="base",
@@ -249,12 +255,13 @@ class AutoModelForEmbedding(RetrievalModel):
         """Token ids of ``texts``: truncated to ``max_length``, special tokens added, EOS appended if set."""
         return tokenize_texts(self.tokenizer, texts, self.settings.max_length, self.settings.append_eos)
 
-    def tokenize(self, texts: list[str], padding_side: str | None = None) -> dict[str, torch.Tensor]:
-        """Tokenize and pad ``texts`` into model inputs (``input_ids``, ``attention_mask``), padded per batch."""
+    def tokenize(
+        self, texts: list[str], padding_side: str = EMBEDDING_PADDING_SIDE
+    ) -> dict[str, torch.Tensor]:
+        """Tokenize and pad ``texts`` into model inputs (``input_ids``, ``attention_mask``), padded per batch on
+        the right (as :meth:`encode` and the training collator pad) unless ``padding_side`` says otherwise."""
         input_ids, attention_mask = pad_sequences(
-            self.tokenize_ids(texts),
-            self.tokenizer.pad_token_id,
-            padding_side or self.tokenizer.padding_side,
+            self.tokenize_ids(texts), self.tokenizer.pad_token_id, padding_side
         )
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
@@ -295,7 +302,7 @@ class AutoModelForEmbedding(RetrievalModel):
         output = torch.empty((len(items), self.embedding_dimension), dtype=torch.float32)
         with self.inference(len(items), show_progress_bar, "Encoding") as progress:
             for batch in iter_token_batches(
-                items, self.tokenize_ids, padding_side=self.tokenizer.padding_side, **options
+                items, self.tokenize_ids, padding_side=EMBEDDING_PADDING_SIDE, **options
             ):
                 embeddings = self(
                     batch.input_ids.to(device, non_blocking=True),

@@ -137,7 +137,14 @@ def test_a_cross_encoder_with_lora_saves_its_whole_fresh_head(architecture, tmp_
     assert ranker.compute_score(PAIRS) == pytest.approx(scores, abs=1e-5)
 
 
-def build_decoder(path: Path, architecture: str, *, positions: int = 64, opt_output_width: int = 32) -> Path:
+def build_decoder(
+    path: Path,
+    architecture: str,
+    *,
+    positions: int = 64,
+    opt_output_width: int = 32,
+    padding_side: str = "right",
+) -> Path:
     """Save a 2-layer random decoder (``"gpt2"``, ``"llama"`` or ``"opt"``) with a word-level tokenizer that,
     like GPT-2's, Qwen2's and SmolLM2's, adds no BOS: ``""`` is no token at all.
 
@@ -181,6 +188,7 @@ def build_decoder(path: Path, architecture: str, *, positions: int = 64, opt_out
         raise ValueError(architecture)
     model.save_pretrained(path)
     tokenizer.model_max_length = positions
+    tokenizer.padding_side = padding_side
     tokenizer.save_pretrained(path)
     return path
 
@@ -212,3 +220,38 @@ def test_an_empty_pair_scores_alone_as_in_a_batch_on_a_decoder_cross_encoder(tmp
     batch = ranker.compute_score([("", ""), ("the cell", "the cell is the unit of the human brain")])
     assert np.isfinite(alone)
     assert batch[0] == pytest.approx(alone, abs=1e-5)
+
+
+@pytest.mark.parametrize("architecture", ["bert", "distilbert", "gpt2", "llama"])
+def test_a_text_gets_the_same_vector_alone_and_in_a_batch_when_the_tokenizer_pads_left(
+    architecture, tmp_path, minilm_path
+) -> None:
+    """Absolute position ids count from a row's first token: padded on the left, a short text's positions moved
+    with its batch's longest text. Before, an encoder whose saved tokenizer pads on the left got another vector in
+    a batch than alone (cosine 0.89 on BERT), in ``encode`` and in the training collator."""
+    import copy
+
+    from retrievals_rag.data.collators import EmbeddingCollator
+
+    if architecture in ("gpt2", "llama"):
+        folder = build_decoder(tmp_path, architecture, padding_side="left")
+        pooling_method = "mean"  # the pooling that reads every position; "last" is checked in test_embedding
+    else:
+        folder = build_encoder(tmp_path, minilm_path, architecture, padding_side="left")
+        pooling_method = None
+    embedder = AutoModelForEmbedding.from_pretrained(folder, pooling_method=pooling_method, device="cpu")
+    short, long = "what is a cell", "the cell is the unit of the human brain and the gene study " * 2
+
+    alone = embedder.encode(short)
+    np.testing.assert_allclose(embedder.encode([short, long])[0], alone, atol=1e-5)
+    assert embedder.tokenizer.padding_side == "right"  # the saved tokenizer pads as encode does
+
+    left_tokenizer = copy.deepcopy(embedder.tokenizer)
+    left_tokenizer.padding_side = "left"
+    batch = EmbeddingCollator(left_tokenizer)(
+        [{"query": short, "document": long}, {"query": long, "document": short}]
+    )
+    assert batch["query"]["attention_mask"][0, 0] == 1  # padded on the right
+    with torch.inference_mode():
+        trained_on = embedder(**batch["query"])[0].numpy()
+    np.testing.assert_allclose(trained_on, alone, atol=1e-5)
