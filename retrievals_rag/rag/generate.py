@@ -37,6 +37,7 @@ from pathlib import PurePath
 from retrievals_rag.llm.base import BackendUnavailableError, ChatBackend, ChatMessage, GenerationError
 from retrievals_rag.rag.grounding import (
     DEFAULT_RELEVANCE_FLOORS,
+    SENTENCE_MARKS,
     STOPWORDS,
     ScoredUnit,
     SentenceScorer,
@@ -103,7 +104,7 @@ DEFAULT_SUPPORT_CHECK = SupportCheck()
 """The check a chat model's grounded answer must pass to be shown (see :class:`SupportCheck`)."""
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_SENTENCE_END = re.compile(rf"(?<=[{SENTENCE_MARKS}])\s+|\n+")
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 _MAX_SENTENCE_CHARS = 400
 

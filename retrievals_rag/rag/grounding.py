@@ -65,9 +65,17 @@ to :func:`retrievals_rag.rag.generate.answer` when scoring with :class:`Reranker
 _MIN_WORDS = 4
 _MAX_HEADING_WORDS = 10
 _WORD = re.compile(r"\w+", re.UNICODE)
-# Chinese and Japanese end a sentence with a full-width mark and no space (text_units.UNSPACED_SENTENCE_MARKS)
-_SENTENCE_END = re.compile(rf"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|(?<=[{UNSPACED_SENTENCE_MARKS}])\s*(?=\S)")
-_TERMINAL = re.compile(rf"[.!?:;{UNSPACED_SENTENCE_MARKS}\uff1a\uff1b]['\")\]\u300d\u300f\uff09]*$")
+SENTENCE_MARKS = ".!?\u061f\u06d4\u0964"
+"""Marks that end a sentence when white space follows: ``. ! ?``, the Arabic question mark and full stop, the
+Devanagari danda. Chinese and Japanese end one with a full-width mark and no space
+(:data:`~retrievals_rag.data.text_units.UNSPACED_SENTENCE_MARKS`)."""
+# after a spaced mark, a sentence starts only where a lower-case letter does not follow ("e.g. the")
+_SENTENCE_END = re.compile(
+    rf"(?<=[{SENTENCE_MARKS}])(?P<space>\s+)(?=\S)|(?<=[{UNSPACED_SENTENCE_MARKS}])\s*(?=\S)"
+)
+_TERMINAL = re.compile(
+    rf"[{SENTENCE_MARKS}:;{UNSPACED_SENTENCE_MARKS}\uff1a\uff1b]['\")\]\u300d\u300f\uff09]*$"
+)
 _MARKDOWN_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 _LIST_MARKER = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
@@ -79,7 +87,7 @@ _CODE = re.compile(r"`([^`]+)`")
 _HEADING_MARKS = re.compile(r"^\s{0,3}#{1,6}\s+|\s+#+\s*$")
 _BLOCKQUOTE = re.compile(r"^\s*>\s?")
 _REPLY_END = re.compile(
-    r"[.!?]['\")\]]*(?:\s*\[\d{1,3}\])*(?=\s)"
+    rf"[{SENTENCE_MARKS}]['\")\]]*(?:\s*\[\d{{1,3}}\])*(?=\s)"
     rf"|[{UNSPACED_SENTENCE_MARKS}][\u300d\u300f\uff09]*(?:\s*\[\d{{1,3}}\])*(?=[^\[])|\n"
 )
 _ABBREVIATIONS = frozenset("dr mr mrs ms prof st mt no nr vs approx etc ca".split())
@@ -136,9 +144,23 @@ def _after_abbreviation(text: str) -> bool:
 
 
 def _split_sentences(text: str) -> list[str]:
-    """Sentences of one line of prose; "Dr. Ana Ruiz" stays in one sentence."""
+    """Sentences of one line of prose; "Dr. Ana Ruiz" and "e.g. the" stay in one sentence.
+
+    After an end mark and white space, a sentence starts with a digit, a quote, a parenthesis or a letter that is
+    not lower-case: a capital, or a letter of a script without case (Arabic, Hebrew, Devanagari...).
+    """
+    pieces, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        following = text[match.end()]
+        if match.group("space") and not (
+            following.isdigit() or following in "\"'(" or (following.isalpha() and not following.islower())
+        ):
+            continue
+        pieces.append(text[start : match.start()])
+        start = match.end()
+    pieces.append(text[start:])
     sentences: list[str] = []
-    for piece in _SENTENCE_END.split(text):
+    for piece in pieces:
         if sentences and _after_abbreviation(sentences[-1]):
             sentences[-1] = f"{sentences[-1]} {piece}"
         else:

@@ -292,3 +292,57 @@ def test_a_chinese_heading_of_thirteen_characters_is_a_title_not_a_sentence_to_c
         "胰岛素参与调节糖代谢，控制血糖平衡，可用于治疗糖尿病。",
     ]
     assert {unit.title for unit in units} == {"胰岛素的发现与临床应用历史"}
+
+
+LIBRARY_AR = (
+    "تقع المكتبة العامة في وسط المدينة بالقرب من محطة القطار. "
+    "هل يمكن استعارة الكتب؟ نعم، يمكن للأعضاء استعارة خمسة كتب لمدة أسبوعين. "
+    "تفتح المكتبة أبوابها في الساعة 8 صباحا."
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        (
+            LIBRARY_AR,
+            [
+                "تقع المكتبة العامة في وسط المدينة بالقرب من محطة القطار.",
+                "هل يمكن استعارة الكتب؟",
+                "نعم، يمكن للأعضاء استعارة خمسة كتب لمدة أسبوعين.",
+                "تفتح المكتبة أبوابها في الساعة 8 صباحا.",
+            ],
+        ),
+        (
+            "הספרייה נמצאת במרכז העיר. יש בה חמישים אלף ספרים. הספרייה נפתחת בשעה 8 בבוקר.",
+            ["הספרייה נמצאת במרכז העיר.", "יש בה חמישים אלף ספרים.", "הספרייה נפתחת בשעה 8 בבוקר."],
+        ),
+        (
+            "पुस्तकालय शहर के केंद्र में है। यह सुबह आठ बजे खुलता है।",
+            ["पुस्तकालय शहर के केंद्र में है।", "यह सुबह आठ बजे खुलता है।"],
+        ),
+        (  # a capital outside A-Z opens a sentence; a lower-case letter after an abbreviation does not
+            "The hall seats three hundred people. Élodie Martin runs it, e.g. the bookings and the keys.",
+            [
+                "The hall seats three hundred people.",
+                "Élodie Martin runs it, e.g. the bookings and the keys.",
+            ],
+        ),
+    ],
+)
+def test_scripts_without_case_are_split_into_sentences(text: str, sentences: list[str]) -> None:
+    assert [unit.text for unit in split_units(text)] == sentences
+
+
+def test_an_arabic_question_is_answered_with_the_sentence_that_holds_the_answer() -> None:
+    stream = answer(
+        "متى تفتح المكتبة أبوابها؟",
+        [chunk(LIBRARY_AR, "library.txt")],
+        ExtractiveAnswer(max_sentences=1),
+        scorer=OverlapScorer(),
+        relevance_floor=0.1,
+    )
+
+    assert stream.read() == "تفتح المكتبة أبوابها في الساعة 8 صباحا. [1]"
+    text = "تفتح المكتبة في الساعة 8 [1]؟ ربما"
+    assert text[: sentence_end(text)] == "تفتح المكتبة في الساعة 8 [1]؟"
