@@ -44,7 +44,7 @@ from retrievals_rag.models.colbert_scoring import (
     TokenEmbeddings,
 )
 from retrievals_rag.models.config import ColBERTSettings
-from retrievals_rag.models.loading import DtypeName, default_max_length
+from retrievals_rag.models.loading import DtypeName, default_max_length, output_width
 from retrievals_rag.models.ranker import Ranker
 from retrievals_rag.models.token_cache import DocumentVectorCache
 from retrievals_rag.models.windows import (
@@ -272,14 +272,14 @@ class ColBERT(LateInteractionScoring, Ranker):
             max_length=max(settings.max_length, settings.query_max_length),
         )
         parameter = next(iter(getattr(model, "parameters", list)()), torch.empty(0))  # an exported graph: CPU
-        hidden_size = int(folder.config.hidden_size)
-        linear = nn.Linear(hidden_size, settings.colbert_dim, bias=projection is None or "bias" in projection)
+        width = output_width(model, tokenizer.pad_token_id or 0)  # not always the config's hidden_size (OPT)
+        linear = nn.Linear(width, settings.colbert_dim, bias=projection is None or "bias" in projection)
         if projection is not None:
             weight_shape = tuple(projection["weight"].shape)
-            if weight_shape != (settings.colbert_dim, hidden_size):
+            if weight_shape != (settings.colbert_dim, width):
                 raise ValueError(
                     f"{folder.path}: colbert_linear weight is {weight_shape}, expected "
-                    f"({settings.colbert_dim}, {hidden_size})"
+                    f"({settings.colbert_dim}, {width})"
                 )
             linear.load_state_dict(projection)
         else:

@@ -34,6 +34,7 @@ from retrievals_rag.models.loading import (
     default_max_length,
     is_decoder_only,
     make_tokenizer_append_eos,
+    output_width,
     tokenizer_appends_eos,
 )
 from retrievals_rag.models.pooling import PoolingMethod, pool
@@ -108,6 +109,7 @@ class AutoModelForEmbedding(RetrievalModel):
         self.settings = settings
         self._decoder_only = is_decoder_only(model.config)
         self.eval()  # inference mode until a trainer (or the caller) asks for train()
+        self._embedding_dimension = output_width(model, tokenizer.pad_token_id or 0)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -203,7 +205,8 @@ class AutoModelForEmbedding(RetrievalModel):
     # ------------------------------------------------------------------ properties
     @property
     def embedding_dimension(self) -> int:
-        return int(self.model.config.hidden_size)
+        """The width of the vectors: the transformer's output width (not always its config's ``hidden_size``)."""
+        return self._embedding_dimension
 
     @property
     def pooling_method(self) -> PoolingMethod:

@@ -349,6 +349,22 @@ def position_limit(model: torch.nn.Module) -> int | None:
 _POSITION_TABLES = frozenset({"position_embeddings", "wpe", "embed_positions"})
 
 
+def output_width(model: Any, token_id: int) -> int:
+    """The width of the bare transformer ``model``'s ``last_hidden_state``, read from one token's forward pass.
+
+    Neither the config nor the embeddings say it for every architecture: OPT-350m projects its output to
+    ``word_embed_proj_dim`` (512 of its 1,024 hidden units), while ALBERT's and ELECTRA's input embeddings are
+    narrower than their output. A torch model or an exported graph (no parameters: on the CPU) alike.
+    """
+    import torch
+
+    parameter = next(iter(getattr(model, "parameters", list)()), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    with torch.inference_mode():
+        output = model(input_ids=torch.tensor([[token_id]], device=device))
+    return int(output.last_hidden_state.shape[-1])
+
+
 def load_saved_weights(model: torch.nn.Module, directory: str | os.PathLike[str]) -> None:
     """Load the weights that ``model.save_pretrained`` wrote in ``directory`` into ``model``, in place.
 

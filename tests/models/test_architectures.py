@@ -255,3 +255,30 @@ def test_a_text_gets_the_same_vector_alone_and_in_a_batch_when_the_tokenizer_pad
     with torch.inference_mode():
         trained_on = embedder(**batch["query"])[0].numpy()
     np.testing.assert_allclose(trained_on, alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("architecture", ["opt", "albert", "electra"])
+def test_the_vectors_are_as_wide_as_the_transformers_output(architecture, tmp_path, minilm_path) -> None:
+    """OPT-350m projects its output to ``word_embed_proj_dim`` (here 24 of its 48 hidden units); ALBERT and ELECTRA
+    embed their input narrower (16) than their output (32). Before, the embedder and ColBERT's projection took the
+    config's ``hidden_size``: on OPT, ``encode`` failed ("shape mismatch: value tensor of shape [2, 24]") and so
+    did ColBERT's projection."""
+    from retrievals_rag import ColBERT
+
+    if architecture == "opt":
+        folder, width = build_decoder(tmp_path / "model", "opt", opt_output_width=24), 24
+    else:
+        folder, width = build_encoder(tmp_path / "model", minilm_path, architecture), 32
+    embedder = AutoModelForEmbedding.from_pretrained(folder, pooling_method="mean", device="cpu")
+    assert embedder.embedding_dimension == width
+    assert embedder.encode(["the cell", "a gene study of the human brain"]).shape == (2, width)
+
+    with pytest.warns(UserWarning, match="no colbert_linear"):
+        colbert = ColBERT.from_pretrained(folder, colbert_dim=8, device="cpu")
+    assert colbert.colbert_linear.in_features == width
+    scores = colbert.compute_score([("the cell", "the cell is the unit of the brain")])
+    colbert.save_pretrained(tmp_path / "colbert")
+    reloaded = ColBERT.from_pretrained(tmp_path / "colbert", device="cpu")
+    assert reloaded.compute_score([("the cell", "the cell is the unit of the brain")]) == pytest.approx(
+        scores
+    )
