@@ -207,7 +207,7 @@ class ColBERT(LateInteractionScoring, Ranker):
             colbert_dim: size of the token vectors (default: the saved projection's, else 128).
             max_length: tokens per document window, special tokens and marker included (default: the
                 model's limit, at most 512).
-            query_max_length: tokens per query (default 32).
+            query_max_length: tokens per query (default 32, at most the model's limit).
             device: ``"cpu"``, ``"cuda"``, ...; None picks CUDA when available.
             use_fp16: half precision on a GPU; on the CPU it falls back to float32 with a warning.
             dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``; overrides ``use_fp16``.
@@ -244,6 +244,7 @@ class ColBERT(LateInteractionScoring, Ranker):
                 "document_marker": document_marker,
                 "query_augmentation": tokenizer.mask_token_id is not None,
             }
+        model_limit = default_max_length(tokenizer, folder.config)
         settings = resolve_settings(
             ColBERTSettings,
             explicit={
@@ -256,8 +257,8 @@ class ColBERT(LateInteractionScoring, Ranker):
             saved=folder.saved,
             defaults={
                 "colbert_dim": found_dim or DEFAULT_COLBERT_DIM,
-                "max_length": min(default_max_length(tokenizer, folder.config), DEFAULT_DOCUMENT_MAX_LENGTH),
-                "query_max_length": DEFAULT_QUERY_MAX_LENGTH,
+                "max_length": min(model_limit, DEFAULT_DOCUMENT_MAX_LENGTH),
+                "query_max_length": min(model_limit, DEFAULT_QUERY_MAX_LENGTH),
                 **style,
             },
         )

@@ -133,7 +133,7 @@ class AutoModelForEmbedding(RetrievalModel):
         Settings come, in order of precedence, from the arguments given here, the folder's own
         ``retrievals_rag_config.json``, its sentence-transformers files (pooling, Normalize module,
         ``max_seq_length``, ``prompts``), and defaults: ``last`` pooling for decoder LLMs and ``mean`` for
-        encoders, normalised vectors, the tokenizer's maximum length.
+        encoders, normalised vectors, the tokenizer's maximum length (at most the model's positions).
 
         Args:
             model_name_or_path: a model folder (or a hub id, where the machine can reach the hub).

@@ -312,19 +312,25 @@ _PADDING_OFFSET_POSITIONS = frozenset(
 
 
 def default_max_length(tokenizer: PreTrainedTokenizerBase, config: Any) -> int:
-    """The longest input the model takes: the tokenizer's limit, else the position embeddings (less RoBERTa's
-    offset: an XLM-R or MPNet folder whose tokenizer names no limit takes 512 tokens, not its 514 positions,
-    which fail at the first long text), else 512."""
-    limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(limit, int) and 2 <= limit < 1_000_000:
-        return limit
+    """The longest input the model takes: the lower of the tokenizer's limit and the model's positions, else
+    whichever of the two is known, else 512.
+
+    The positions are the config's ``max_position_embeddings`` less RoBERTa's offset (an XLM-R or MPNet folder
+    takes 512 tokens, not its 514 positions). A tokenizer often names more than a small model learned (MiniLM's
+    512 beside 64 learned positions): a default above the positions would be refused at load. For a model with
+    rotary or relative positions the config's number is the context it was trained on.
+    """
+    limits = []
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and 2 <= tokenizer_limit < 1_000_000:
+        limits.append(tokenizer_limit)
     positions = getattr(config, "max_position_embeddings", None)
     if isinstance(positions, int) and positions >= 2:
         pad = getattr(config, "pad_token_id", None)
         if getattr(config, "model_type", None) in _PADDING_OFFSET_POSITIONS and isinstance(pad, int):
-            return max(positions - pad - 1, 2)
-        return positions
-    return 512
+            positions = max(positions - pad - 1, 2)
+        limits.append(positions)
+    return min(limits) if limits else 512
 
 
 def position_limit(model: torch.nn.Module) -> int | None:

@@ -102,7 +102,7 @@ class AutoModelForRanking(PairRanker):
         """Load a cross-encoder (or, with ``causal_lm=True``, an LLM ranker) from a local folder.
 
         Settings come, in order of precedence, from the arguments, the folder's ``retrievals_rag_config.json``
-        and defaults (the tokenizer's maximum length; the folder's ``num_labels`` if it holds a
+        and defaults (the tokenizer's maximum length, at most the model's positions; the folder's ``num_labels`` if it holds a
         sequence-classification model, else 1). A folder without a classification head gets a fresh one,
         with a warning. A folder saved as an LLM ranker loads as one.
 

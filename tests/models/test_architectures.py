@@ -91,9 +91,9 @@ def build_encoder(
 
 
 def _has_modernbert() -> bool:
-    import transformers
+    import importlib.util
 
-    return hasattr(transformers, "ModernBertModel")
+    return importlib.util.find_spec("transformers.models.modernbert") is not None  # without importing it
 
 
 LORA_HEADS = [
@@ -282,3 +282,35 @@ def test_the_vectors_are_as_wide_as_the_transformers_output(architecture, tmp_pa
     assert reloaded.compute_score([("the cell", "the cell is the unit of the brain")]) == pytest.approx(
         scores
     )
+
+
+def test_the_default_max_length_is_capped_at_the_models_positions(tmp_path, minilm_path) -> None:
+    """A tokenizer that names more than the model learned (MiniLM's 512 beside 64 positions): before, the default
+    max_length was the tokenizer's 512, which the load then refused ("max_length 512 is more than the model
+    takes"), so the folder loaded only with an explicit max_length."""
+    from transformers import AutoTokenizer
+
+    from retrievals_rag import ColBERT, LLMRanker
+
+    encoder = build_encoder(tmp_path / "encoder", minilm_path, "bert", positions=64, model_max_length=512)
+    decoder = build_decoder(tmp_path / "decoder", "gpt2", positions=32)
+    tokenizer = AutoTokenizer.from_pretrained(decoder)
+    tokenizer.model_max_length = 1024
+    tokenizer.save_pretrained(decoder)
+    long_text = "the cell " * 300
+
+    embedder = AutoModelForEmbedding.from_pretrained(encoder, device="cpu")
+    assert embedder.max_length == 64
+    assert embedder.encode(long_text).shape == (32,)
+    with pytest.warns(UserWarning, match="randomly initialised"):
+        assert AutoModelForRanking.from_pretrained(encoder, device="cpu").max_length == 64
+    with pytest.warns(UserWarning, match="no colbert_linear"):
+        colbert = ColBERT.from_pretrained(encoder, device="cpu")
+    assert (colbert.max_length, colbert.query_max_length) == (64, 32)
+    assert AutoModelForEmbedding.from_pretrained(decoder, device="cpu").max_length == 32
+    llm_ranker = LLMRanker.from_pretrained(decoder, device="cpu", scoring="query_likelihood")
+    assert llm_ranker.max_length == 32
+    assert len(llm_ranker.compute_score([(long_text, long_text)])) == 1
+
+    with pytest.raises(ValueError, match=r"max_length 128 is more than the model takes: .* hold 64 tokens"):
+        AutoModelForEmbedding.from_pretrained(encoder, max_length=128, device="cpu")
