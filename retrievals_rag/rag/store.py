@@ -402,22 +402,14 @@ class VectorStore:
     ) -> None:
         """Store the chunks ``found`` of ``source`` (with their embeddings) again under its first other name,
         with that name's chunk ids, and make its other names that one's; ``source``'s chunks stay."""
-        from retrievals_rag.rag.chunking import chunk_id, document_id
+        from retrievals_rag.rag.chunking import chunk_id
 
         heir, *rest = aliases.pop(source)
         ids = [
             chunk_id(heir, metadata.get("page"), int(metadata.get("start_index", 0)), text or "")
             for metadata, text in zip(found["metadatas"], found["documents"], strict=True)
         ]
-        # what the heir's own chunks would hold: its name, and the file name a loader gives it
-        named = {"source": heir, "document_id": document_id(heir), "file_name": display_name(heir)}
-        metadatas = [
-            {
-                **metadata,
-                **{key: value for key, value in named.items() if key != "file_name" or key in metadata},
-            }
-            for metadata in found["metadatas"]
-        ]
+        metadatas = [_renamed(metadata, heir) for metadata in found["metadatas"]]
         for start in range(0, len(ids), _PAGE_SIZE):
             page = slice(start, start + _PAGE_SIZE)
             handle.upsert(
@@ -617,7 +609,8 @@ class VectorStore:
         """Remove the document ``source``; returns how many chunks were removed (0 if none).
 
         An alias (another name of stored text) is removed alone. A document that has aliases keeps its chunks,
-        which pass to its first alias (stored again under that name's own chunk ids, with the same vectors).
+        which pass to its first alias: relabelled under the same chunk ids, so that the collection's versions (which
+        follow the original by chunk id) keep their vectors too.
         """
         handle = self._collection(collection)
         with self._lock:
@@ -627,22 +620,27 @@ class VectorStore:
                     names.remove(source)
                     self._touch(handle, {"aliases": _aliases_json(aliases)})
                     return 0
-            heirs = bool(aliases.get(source))
-            found = handle.get(
-                where={"source": source},
-                include=["embeddings", "documents", "metadatas"] if heirs else [],
-            )
+            found = handle.get(where={"source": source}, include=["metadatas"])
             ids = found["ids"]
-            if heirs and ids:  # the text stays, under its next name's own chunk ids
-                self._copy_to_first_alias(handle, source, aliases, found)
-            elif heirs:
-                aliases.pop(source)
+            heirs = aliases.pop(source, [])
+            if heirs and ids:  # the text stays, under its next name (same chunk ids: versions keep theirs)
+                heir, rest = heirs[0], heirs[1:]
+                metadatas = [_renamed(metadata, heir) for metadata in found["metadatas"]]
+                for start in range(0, len(ids), _PAGE_SIZE):
+                    handle.update(
+                        ids=ids[start : start + _PAGE_SIZE], metadatas=metadatas[start : start + _PAGE_SIZE]
+                    )
+                if rest:
+                    aliases[heir] = rest
+                self._touch(handle, {"aliases": _aliases_json(aliases)})
+                return 0
+            if heirs:  # names of a text no longer stored: forgotten with it
                 self._touch(handle, {"aliases": _aliases_json(aliases)})
             for start in range(0, len(ids), _PAGE_SIZE):
                 handle.delete(ids=ids[start : start + _PAGE_SIZE])
             if ids:
                 self._touch(handle)
-            return 0 if heirs else len(ids)
+            return len(ids)
 
     # -------------------------------------------------------------------------------- reading
     def query(
@@ -693,6 +691,16 @@ class VectorStore:
     def __repr__(self) -> str:
         where = f"chroma_url={self.chroma_url!r}" if self.chroma_url else f"data_dir={str(self.data_dir)!r}"
         return f"VectorStore({where}, embedding_function={self._function!r})"
+
+
+def _renamed(metadata: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A chunk's metadata under another name of its text: that name's source, document id and file name."""
+    from retrievals_rag.rag.chunking import document_id
+
+    renamed = {**metadata, "source": name, "document_id": document_id(name)}
+    if "file_name" in metadata:
+        renamed["file_name"] = display_name(name)
+    return renamed
 
 
 def _current_text(texts: Mapping[object, dict[str, Any]]) -> dict[str, Any]:

@@ -355,25 +355,25 @@ def test_identical_content_under_another_name_is_stored_once_with_both_names(sto
     assert store.list_documents("notes") == []
 
 
-def test_a_deleted_document_leaves_its_text_to_its_other_name_under_that_names_chunk_ids(
+def test_a_deleted_documents_text_passes_to_its_other_name_with_that_names_file_name(
     store: VectorStore,
 ) -> None:
-    """The next name gets the chunks under its own ids (before: the deleted name's ids), so indexing that name
-    again finds its chunks stored and embeds nothing."""
+    """The chunks keep their ids (a collection's versions follow them by id) and take the next name's source,
+    document id and file name (before: the file name stayed the deleted one's, shown in citations)."""
     text = b"Magma rises through the crust and erupts at the surface of a volcano. " * 20
     index_uploads(store, [("volcano.txt", text), ("copy.txt", text)], "notes")
-    count = store.count("notes")
+    ids = set(stored_ids(store, "notes"))
 
     assert store.delete_document("notes", "volcano.txt") == 0
 
-    assert set(stored_ids(store, "notes")) == {
-        chunk.id for chunk in store.split(load_bytes(text, "copy.txt"))
-    }
-    assert store.count("notes") == count
-    revision = store.revision("notes")
-    again = index_uploads(store, [("copy.txt", text)], "notes")
-    assert (again.chunks_added, store.count("notes"), store.revision("notes")) == (0, count, revision)
-    assert store.delete_document("notes", "copy.txt") == count
+    assert set(stored_ids(store, "notes")) == ids
+    expected = {key: value for key, value in store.split(load_bytes(text, "copy.txt"))[0].metadata().items()}
+    for chunk in store.all_chunks("notes"):
+        assert {key: chunk.metadata[key] for key in ("source", "document_id", "file_name")} == {
+            key: expected[key] for key in ("source", "document_id", "file_name")
+        }
+    assert listing(store, "notes") == [("copy.txt", ())]
+    assert store.delete_document("notes", "copy.txt") == len(ids)
     assert store.count("notes") == 0
 
 
