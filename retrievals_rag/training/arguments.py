@@ -122,7 +122,12 @@ class RetrievalDataArguments:
         default=1,
         metadata={"help": "documents per query: 1 positive + (n-1) hard negatives; 1 = in-batch only"},
     )
-    query_max_length: int = field(default=64, metadata={"help": "tokens per query, special tokens included"})
+    query_max_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "tokens per query, special tokens included (default: 64, at most the model's max length)"
+        },
+    )
     document_max_length: int | None = field(
         default=None,
         metadata={

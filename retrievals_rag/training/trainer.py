@@ -387,6 +387,30 @@ def adopt_model_instructions(dataset: Any, model: AutoModelForEmbedding) -> None
             )
 
 
+DEFAULT_QUERY_MAX_LENGTH = 64
+
+
+def text_max_length(model: AutoModelForEmbedding, option: str, given: int | None) -> int:
+    """Tokens per text for the training option ``option`` (``query_max_length`` or ``document_max_length``):
+    ``given``, else 64 for queries and the model's ``max_length`` for documents, never above the model's
+    ``max_length`` (what ``encode`` truncates to, itself within the model's positions).
+
+    Raises:
+        ValueError: ``given`` is more than the model's ``max_length``, naming the option.
+    """
+    limit = model.max_length
+    if given is None:
+        return min(DEFAULT_QUERY_MAX_LENGTH, limit) if option == "query_max_length" else limit
+    if given < 1:
+        raise ValueError(f"{option} must be >= 1, got {given}")
+    if given > limit:
+        raise ValueError(
+            f"{option} {given} is more than the model takes: its max_length is {limit} (at most its learned "
+            f"positions); give {option}={limit} or less"
+        )
+    return given
+
+
 class RetrievalTrainer(ModelFolderTrainer):
     """Fine-tune an :class:`AutoModelForEmbedding` with a retrieval loss.
 
@@ -404,7 +428,8 @@ class RetrievalTrainer(ModelFolderTrainer):
             ``loss.model_loss(model, inputs)``. With ``args.grad_cache_chunk_size`` an embeddings loss is wrapped
             in a ``GradCacheLoss``.
         data_collator: default: an :class:`EmbeddingCollator` with the model's tokenizer and EOS setting.
-        query_max_length: tokens per query for the default collator.
+        query_max_length: tokens per query for the default collator (default: 64, at most the model's
+            ``max_length``, to which ``encode_queries`` truncates).
         document_max_length: tokens per document for the default collator (default: the model's max length).
         evaluator: retrieval evaluation run at each evaluation step and reported as ``eval_nDCG@10`` etc.
         callbacks: more ``TrainerCallback`` objects.
@@ -417,7 +442,7 @@ class RetrievalTrainer(ModelFolderTrainer):
         train_dataset: RetrievalTrainDataset | Any,
         loss: nn.Module,
         data_collator: Any | None = None,
-        query_max_length: int = 64,
+        query_max_length: int | None = None,
         document_max_length: int | None = None,
         evaluator: RetrievalEvaluator | ModelEvaluator | None = None,
         callbacks: list[TrainerCallback] | None = None,
@@ -435,8 +460,8 @@ class RetrievalTrainer(ModelFolderTrainer):
         if data_collator is None:
             data_collator = EmbeddingCollator(
                 model.tokenizer,
-                query_max_length=query_max_length,
-                document_max_length=document_max_length or model.max_length,
+                query_max_length=text_max_length(model, "query_max_length", query_max_length),
+                document_max_length=text_max_length(model, "document_max_length", document_max_length),
                 append_eos=model.settings.append_eos,
             )
         freeze_unused_pooler(model.model.get_base_model() if model.has_lora else model.model)

@@ -288,3 +288,37 @@ def test_a_loss_that_runs_the_model_itself_gets_the_model_and_the_batch(
     )
     trainer.train()
     assert loss.calls == 2 and all(np.isfinite(_losses(trainer)))
+
+
+def test_queries_are_capped_at_a_short_models_max_length_and_a_larger_value_is_refused(
+    tmp_path: Path, minilm_path: Path
+) -> None:
+    """A model with 32 learned positions: before, queries were tokenized to the default query_max_length 64 while
+    documents were capped, and the first long query failed deep inside BERT's embeddings."""
+    from retrievals_rag.training.arguments import EmbeddingModelArguments, RetrievalDataArguments
+    from retrievals_rag.training.run import train_embedding
+    from tests.conftest import build_tiny_bert
+
+    model_path = build_tiny_bert(
+        tmp_path / "model", minilm_path, max_position_embeddings=32, model_max_length=32
+    )
+    records = [{**record, "query": f"{record['query']} " + "cell gene " * 30} for record in make_records(16)]
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+
+    def train(**data_options: object) -> object:
+        return train_embedding(
+            EmbeddingModelArguments(model_name_or_path=str(model_path)),
+            RetrievalDataArguments(train_data=str(data), holdout_fraction=0, **data_options),  # type: ignore[arg-type]
+            _args(tmp_path / "run", max_steps=2, num_train_epochs=1),
+        )
+
+    summary = train()
+    assert summary.steps == 2
+    model = AutoModelForEmbedding.from_pretrained(tmp_path / "run")
+    assert model.max_length == 32
+
+    with pytest.raises(
+        ValueError, match=r"query_max_length 64 is more than the model takes: its max_length is 32"
+    ):
+        train(query_max_length=64)
