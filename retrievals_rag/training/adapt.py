@@ -355,7 +355,7 @@ def _train(
         RetrievalDataArguments(
             train_data=str(train_file),
             train_group_size=settings.train_group_size,
-            query_max_length=settings.query_max_length,
+            query_max_length=settings.question_tokens,
             document_max_length=settings.max_length,
             eval_data=None if eval_data is None else str(eval_data),
             holdout_fraction=0,
@@ -390,7 +390,7 @@ def _likelihood_teacher(settings: AdaptSettings) -> Any:
         from retrievals_rag.llm.query_likelihood import query_likelihood_ranker
 
         # the passage as the student reads it, plus the prompt and the question
-        length = settings.max_length + settings.query_max_length
+        length = settings.max_length + settings.question_tokens
         return query_likelihood_ranker(settings.chat_model, max_length=length, device=settings.device)
     from retrievals_rag.models.config import LLMRankerSettings, read_settings
     from retrievals_rag.models.registry import folder_kind

@@ -113,7 +113,7 @@ class AdaptSettings:
         default=32, metadata={"help": "questions per training batch (in-batch negatives)"}
     )
     temperature: float = field(default=0.05, metadata={"help": "InfoNCE temperature"})
-    query_max_length: int = field(default=64, metadata={"help": "tokens per question"})
+    query_max_length: int = field(default=64, metadata={"help": "tokens per question (at most max_length)"})
     max_length: int = field(
         default=256, metadata={"help": "tokens per passage, in training and in the saved model"}
     )
@@ -162,6 +162,12 @@ class AdaptSettings:
         metadata={"help": "where the chat model and the teacher run (default: cuda if available); training "
                   "places itself"},
     )  # fmt: skip
+
+    @property
+    def question_tokens(self) -> int:
+        """Tokens per question in training and labelling: ``query_max_length``, at most ``max_length`` (the
+        model is loaded with ``max_length``, and the trainer refuses questions longer than the model reads)."""
+        return min(self.query_max_length, self.max_length)
 
     def __post_init__(self) -> None:
         if self.generator not in typing.get_args(GeneratorName):

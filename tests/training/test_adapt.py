@@ -105,6 +105,23 @@ def test_cropping_adaptation_saves_a_loadable_model_with_its_report_and_verdict(
             assert record["query"] not in record["positive"][0]
 
 
+def test_a_model_read_to_fewer_tokens_than_the_question_default_adapts(
+    tmp_path: Path, tiny_bert_path: Path
+) -> None:
+    """max_length 32 (under query_max_length's default 64): questions are cut at 32 tokens too. Before, adapt
+    passed 64 to the trainer, which refuses questions longer than the model reads."""
+    from dataclasses import replace
+
+    settings = replace(FAST, max_length=32)
+    assert settings.question_tokens == 32 and FAST.question_tokens == 64
+
+    report = adapt_embedder(
+        scifact_passages(), tmp_path / "adapted", base_model=tiny_bert_path, settings=settings
+    )
+
+    assert report.verdict is not None and report.train_questions > 0
+
+
 def test_the_span_is_cut_out_of_its_positive_with_the_passage_s_own_whitespace() -> None:
     import random
 
