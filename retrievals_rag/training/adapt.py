@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from retrievals_rag.training.adapt_settings import (
     ADAPT_REPORT_FILE,
+    HYBRID_TEACHER,
     MIN_PASSAGES,
     QUERY_LIKELIHOOD_TEACHER,
     AdaptProgress,
@@ -279,20 +280,24 @@ def _train(
     )
     encoder = AutoModelForEmbedding.from_pretrained(model_path, max_length=settings.max_length)
     corpus_ids = list(corpus)
+    corpus_texts = [corpus[passage_id] for passage_id in corpus_ids]
+    hybrid = settings.teacher == HYBRID_TEACHER
+    # the hybrid teacher ranks with these same vectors: the corpus is encoded once
+    corpus_vectors = encoder.encode_corpus(corpus_texts, show_progress_bar=False) if hybrid else None
     queries = {f"q{index}": question.question for index, question in enumerate(train_questions)}
     positives = {f"q{index}": [question.passage_id] for index, question in enumerate(train_questions)}
     records = mine_hard_negatives(
         encoder,
         corpus_ids,
-        [corpus[passage_id] for passage_id in corpus_ids],
+        corpus_texts,
         queries,
         positives,
         rank_range=_rank_range(settings, len(corpus)),
         num_negatives=settings.num_negatives,
         seed=settings.seed,
         show_progress_bar=False,
+        corpus_embeddings=corpus_vectors,
     )
-    del encoder
     timings["mine"] = time.perf_counter() - started
     report("mine", 1, 1, f"{len(records)} questions with hard negatives")
     rng = random.Random(settings.seed)
@@ -314,9 +319,15 @@ def _train(
 
         pairs = sum(len(record["positive"]) + len(record["negative"]) for record in records)
         report("label", 0, pairs, f"scoring {pairs} pairs with the teacher {settings.teacher}")
-        likelihood_ranker = _likelihood_teacher(settings)
-        likelihood = likelihood_ranker is not None
-        teacher: Any = settings.teacher if likelihood_ranker is None else likelihood_ranker
+        teacher: Any = settings.teacher
+        cosines: Callable[[list[tuple[str, str]]], list[float]] | None = None
+        if hybrid:
+            teacher = _hybrid_teacher(records, encoder, dict(zip(corpus_texts, corpus_vectors, strict=True)))
+            cosines = teacher.dense_scores
+        else:
+            likelihood_ranker = _likelihood_teacher(settings)
+            if likelihood_ranker is not None:
+                teacher, cosines = likelihood_ranker, _student_cosines(model_path, settings)
         records, dropped["false_negative"] = label_with_teacher(
             records,
             teacher,
@@ -328,8 +339,9 @@ def _train(
         dropped["no_negative"] = len(train_questions) - len(records)
         timings["label"] = time.perf_counter() - started
         loss = "margin_mse"
-        if likelihood and records:
-            records = _calibrate(records, model_path, settings)
+        if cosines is not None and records:  # scores that are no probabilities: put into the student's units
+            records = _calibrate(records, cosines)
+    del encoder
     if len(records) < 2:
         raise ValueError(
             f"only {len(records)} training question(s) kept a hard negative; give more passages or widen rank_range"
@@ -404,31 +416,67 @@ def _likelihood_teacher(settings: AdaptSettings) -> Any:
     return LLMRanker.from_pretrained(settings.teacher, device=settings.device)
 
 
-def _calibrate(
-    records: list[dict[str, Any]], model_path: str, settings: AdaptSettings
-) -> list[dict[str, Any]]:
-    """Teacher scores in the student's units: log-likelihood margins (nats per token) and cosine margins have no
-    common scale, so the teacher's scores are multiplied by the starting model's mean absolute (positive -
-    negative) margin over the teacher's, on these records. margin_mse then keeps the student's typical margin and
-    moves each pair's towards the teacher's judgement of it, instead of stretching or squeezing them all."""
+def _hybrid_teacher(records: list[dict[str, Any]], encoder: Any, known: Mapping[str, Any]) -> Any:
+    """The hybrid teacher over the records' passages (positives as trained on, and negatives), each passage's
+    vector taken from the corpus encoding when it is a corpus text, else encoded."""
     import numpy as np
 
-    from retrievals_rag.models.embedding import AutoModelForEmbedding
+    from retrievals_rag.retrieval.hybrid_scorer import HybridPairScorer
 
-    encoder = AutoModelForEmbedding.from_pretrained(model_path, max_length=settings.max_length)
-    texts = sorted({text for record in records for text in (*record["positive"], *record["negative"])})
-    index = {text: row for row, text in enumerate(texts)}
-    passages = encoder.encode(texts, normalize_embeddings=True, show_progress_bar=False)
-    questions = encoder.encode(
-        [record["query"] for record in records], normalize_embeddings=True, show_progress_bar=False
+    pool = list(
+        dict.fromkeys(text for record in records for text in (*record["positive"], *record["negative"]))
     )
+    unknown = [text for text in pool if text not in known]
+    fresh = (
+        dict(zip(unknown, encoder.encode_corpus(unknown, show_progress_bar=False), strict=True))
+        if unknown
+        else {}
+    )
+    vectors = np.stack([known[text] if text in known else fresh[text] for text in pool])
+    return HybridPairScorer(encoder, pool, passage_embeddings=vectors)
+
+
+def _student_cosines(
+    model_path: str, settings: AdaptSettings
+) -> Callable[[list[tuple[str, str]]], list[float]]:
+    """The starting model's cosine of (question, passage) pairs, for :func:`_calibrate`."""
+
+    def cosines(pairs: list[tuple[str, str]]) -> list[float]:
+        import numpy as np
+
+        from retrievals_rag.models.embedding import AutoModelForEmbedding
+
+        encoder = AutoModelForEmbedding.from_pretrained(model_path, max_length=settings.max_length)
+        texts = list(dict.fromkeys(text for _, text in pairs))
+        questions = list(dict.fromkeys(question for question, _ in pairs))
+        passages = encoder.encode(texts, normalize_embeddings=True, show_progress_bar=False)
+        asked = encoder.encode(questions, normalize_embeddings=True, show_progress_bar=False)
+        row = {text: index for index, text in enumerate(texts)}
+        question_row = {question: index for index, question in enumerate(questions)}
+        return [float(np.dot(asked[question_row[question]], passages[row[text]])) for question, text in pairs]
+
+    return cosines
+
+
+def _calibrate(
+    records: list[dict[str, Any]], cosines: Callable[[list[tuple[str, str]]], list[float]]
+) -> list[dict[str, Any]]:
+    """Teacher scores in the student's units: log-likelihood or RRF margins and cosine margins have no common
+    scale, so the teacher's scores are multiplied by the starting model's mean absolute (positive - negative)
+    margin over the teacher's, on these records (``cosines`` gives the starting model's score of each pair).
+    margin_mse then keeps the student's typical margin and moves each pair's towards the teacher's judgement of
+    it, instead of stretching or squeezing them all."""
+    import numpy as np
+
+    pairs = [
+        (record["query"], text) for record in records for text in (*record["positive"], *record["negative"])
+    ]
+    scores = iter(cosines(pairs))
     student, teacher = [], []
-    for row, record in enumerate(records):
-        scores = (
-            passages[[index[text] for text in (*record["positive"], *record["negative"])]] @ questions[row]
-        )
-        positives = len(record["positive"])
-        student.append(float(np.mean(scores[:positives]) - np.mean(scores[positives:])))
+    for record in records:
+        positive = [next(scores) for _ in record["positive"]]
+        negative = [next(scores) for _ in record["negative"]]
+        student.append(float(np.mean(positive) - np.mean(negative)))
         teacher.append(float(np.mean(record["positive_scores"]) - np.mean(record["negative_scores"])))
     typical_teacher = float(np.mean(np.abs(teacher)))
     scale = float(np.mean(np.abs(student))) / typical_teacher if typical_teacher > 0 else 1.0

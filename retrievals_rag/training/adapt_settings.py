@@ -19,6 +19,7 @@ from retrievals_rag.llm.query_likelihood import QUERY_LIKELIHOOD
 
 __all__ = [
     "ADAPT_REPORT_FILE",
+    "HYBRID_TEACHER",
     "MIN_PASSAGES",
     "QUERY_LIKELIHOOD_TEACHER",
     "AdaptProgress",
@@ -30,6 +31,9 @@ __all__ = [
 Stage = Literal["generate", "mine", "label", "train", "evaluate", "save"]
 QUERY_LIKELIHOOD_TEACHER = QUERY_LIKELIHOOD
 """The ``teacher`` that is no folder: the chat model's likelihood of the question given the passage."""
+HYBRID_TEACHER = "hybrid"
+"""The ``teacher`` that is no model beyond the embedder: BM25 fused with the starting embedder by RRF, over the
+training passages (:class:`~retrievals_rag.retrieval.hybrid_scorer.HybridPairScorer`)."""
 ADAPT_REPORT_FILE = "adapt_report.json"
 _POSITIVE_INTEGERS = (
     "max_passages questions_per_passage num_negatives train_group_size batch_size query_max_length max_length "
@@ -91,13 +95,16 @@ class AdaptSettings:
         metadata={"help": "a reranker folder of ours (cross-encoder, LLM ranker or ColBERT) whose scores are the "
                   "pseudo-labels, trained with margin_mse; or query-likelihood: the chat model (the packaged "
                   "SmolLM2, or --chat-model) scores how likely each passage makes the question (UPR, no training "
-                  "needed; slow on a CPU: about 1 pair/s per core), its margins rescaled to the starting model's (default: none, InfoNCE)"},
+                  "needed; slow on a CPU: about 1 pair/s per core), its margins rescaled to the starting model's; or hybrid: "
+                  "BM25 fused with the starting embedder (RRF, as the engine's use_bm25) over the training passages, "
+                  "no model beyond the embedder, thousands of pairs/s, its margins rescaled likewise (default: none, "
+                  "InfoNCE)"},
     )  # fmt: skip
     false_negative_margin: float = field(
         default=0.0,
         metadata={"help": "with a teacher: a negative scored above the positive's score minus this (a folder's "
-                  "sigmoid scale, 0 to 1; query-likelihood: log-probability per token) is dropped as a likely "
-                  "false negative"},
+                  "sigmoid scale, 0 to 1; query-likelihood: log-probability per token; hybrid: RRF score, 2/61 for the "
+                  "first rank of both rankings) is dropped as a likely false negative"},
     )  # fmt: skip
     base_weight: float = field(
         default=0.0,

@@ -334,6 +334,43 @@ def test_the_query_likelihood_teacher_labels_in_the_student_s_units(
     assert np.mean(np.abs(record_teacher)) == pytest.approx(np.mean(np.abs(student_margins)), rel=1e-3)
 
 
+def test_the_hybrid_teacher_labels_with_the_fused_rank_in_the_student_s_units(
+    tmp_path: Path, tiny_bert_path: Path
+) -> None:
+    """``--teacher hybrid``: BM25 fused with the starting embedder over the training passages scores every pair,
+    negatives it ranks above their positive are dropped, and its RRF margins are rescaled to the student's."""
+    import numpy as np
+
+    from retrievals_rag.models.embedding import AutoModelForEmbedding
+    from retrievals_rag.retrieval.hybrid_scorer import HybridPairScorer
+
+    settings = dataclasses.replace(FAST, teacher="hybrid", num_negatives=2)
+    recorder = Recorder()
+    report = adapt_embedder(
+        scifact_passages(), tmp_path / "out", base_model=tiny_bert_path, settings=settings, progress=recorder
+    )
+
+    assert report.loss == "margin_mse" and report.train_questions >= 2
+    records = [
+        json.loads(line) for line in (tmp_path / "out/adapt_data/train.jsonl").read_text().splitlines()
+    ]
+    labelling = [(step.done, step.total) for step in recorder.reports if step.stage == "label"]
+    assert labelling[0][0] == 0 and labelling[-1][0] == labelling[-1][1] >= 3 * len(records)
+    student = AutoModelForEmbedding.from_pretrained(tiny_bert_path, max_length=64, device="cpu")
+    pool = list(dict.fromkeys(text for r in records for text in (*r["positive"], *r["negative"])))
+    scorer = HybridPairScorer(student, pool)
+    student_margins = []
+    for record in records:
+        scaled = [*record["positive_scores"], *record["negative_scores"]]
+        assert max(record["negative_scores"]) < min(record["positive_scores"])  # false negatives dropped
+        assert min(scaled) >= 0  # RRF scores, 0 for a passage neither ranking has
+        texts = [*record["positive"], *record["negative"]]
+        cosines = scorer.dense_scores([(record["query"], text) for text in texts])
+        student_margins.append(cosines[0] - float(np.mean(cosines[1:])))
+    record_teacher = [np.mean(r["positive_scores"]) - np.mean(r["negative_scores"]) for r in records]
+    assert np.mean(np.abs(record_teacher)) == pytest.approx(np.mean(np.abs(student_margins)), rel=1e-3)
+
+
 def test_a_teacher_that_is_an_embedder_is_refused(tmp_path: Path, tiny_bert_path: Path) -> None:
     from retrievals_rag.models.embedding import AutoModelForEmbedding
 
