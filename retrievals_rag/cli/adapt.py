@@ -17,7 +17,8 @@ from retrievals_rag.cli.common import report_time
 DESCRIPTION = """\
 Adapt an embedder to your documents without labels: questions are written for a sample of the passages (spans of
 the passage, its title or heading, the packaged SmolLM2, or an OpenAI-compatible endpoint), hard negatives are
-mined with the current embedder, a teacher reranker labels them when given (margin_mse; else InfoNCE), and the
+mined with the current embedder, a teacher labels them when given (a reranker folder, query-likelihood, or hybrid:
+BM25 fused with the embedder; margin_mse; else InfoNCE), and the
 embedder is fine-tuned and judged before / after on held-out questions. The corpus is a BEIR corpus.jsonl (or a BEIR folder), or files
 and folders of documents (PDF, text, Markdown, HTML, DOCX, CSV, JSON lines), split into chunks: the passages.
 

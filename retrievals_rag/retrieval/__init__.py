@@ -33,6 +33,7 @@ _LAZY_NAMES: dict[str, str] = {
     "Candidate": "retrievals_rag.retrieval.hybrid",
     "Hit": "retrievals_rag.retrieval.hybrid",
     "HybridSearch": "retrievals_rag.retrieval.hybrid",
+    "HybridPairScorer": "retrievals_rag.retrieval.hybrid_scorer",
 }
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "DenseIndex",
     "FaissIndex",
     "Hit",
+    "HybridPairScorer",
     "HybridSearch",
     "dense_search",
     "fuse_rankings",
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     from retrievals_rag.retrieval.faiss_index import FaissIndex
     from retrievals_rag.retrieval.fusion import fuse_rankings, interpolate_runs, reciprocal_rank_fusion
     from retrievals_rag.retrieval.hybrid import Candidate, Hit, HybridSearch
+    from retrievals_rag.retrieval.hybrid_scorer import HybridPairScorer
 
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES, globals(), __all__)

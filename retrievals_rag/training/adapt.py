@@ -11,11 +11,12 @@ Retrieval", with the generator and the teacher made optional):
 3. **mine**: hard negatives for each training question from the current embedder's ranking of the whole corpus
    (:func:`~retrievals_rag.retrieval.mining.mine_hard_negatives`; the passage a question was written for is its
    positive, and a passage with the same text is never a negative);
-4. **label**: with a ``teacher`` (a cross-encoder, LLM ranker or ColBERT folder of ours, or ``"query-likelihood"``:
-   the chat model's log-probability of the question given the passage, UPR), every (question,
+4. **label**: with a ``teacher`` (a cross-encoder, LLM ranker or ColBERT folder of ours; ``"query-likelihood"``:
+   the chat model's log-probability of the question given the passage, UPR; or ``"hybrid"``: the passage's
+   reciprocal-rank-fusion score when BM25 and the starting embedder rank the training passages), every (question,
    passage) pair is scored, negatives that the teacher scores within ``false_negative_margin`` of the positive
    (or above it) are dropped as likely false negatives, and training uses ``margin_mse`` on the teacher's
-   scores (query-likelihood's rescaled to the starting model's typical margin); without one, InfoNCE;
+   scores (query-likelihood's and hybrid's rescaled to the starting model's typical margin); without one, InfoNCE;
 5. **train** with :func:`~retrievals_rag.training.run.train_embedding`, which judges the starting and the trained
    model on the held-out questions, each retrieving from all the sampled passages;
 6. **save**: the model folder (what ``AutoModelForEmbedding.from_pretrained`` loads) with ``adapt_report.json``,
