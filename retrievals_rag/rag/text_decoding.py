@@ -117,6 +117,9 @@ def _universal_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
+_TURKISH_ENCODINGS = ("cp1254", "iso8859_9")
+
+
 def _best_guess(matches: list[Any]) -> Any:
     """charset-normalizer's best match, except that Windows-1252 wins a near tie.
 
@@ -125,10 +128,18 @@ def _best_guess(matches: list[Any]) -> Any:
     single-byte file of Western Europe or the Americas almost always is (a Latin-1 label means it on the web, per
     WHATWG); a Czech, Polish or Hungarian text in 1250 has letters that 1252 decodes to other ones, which
     costs it more than the margin, so it stays 1250.
+
+    A text that charset-normalizer reads as Turkish is decoded as Windows-1254 (or ISO 8859-9) when that is a
+    match as clean as the best: it ranks 1252 first for Turkish too, and 1252 turns ş ğ ı İ into þ ð ý Ý (the two
+    differ in only those six bytes, so nothing else can change).
     """
     if not matches:
         return None
     best = matches[0]
+    if best.languages[:1] == ["Turkish"]:
+        turkish = next((match for match in matches if match.encoding in _TURKISH_ENCODINGS), None)
+        if turkish is not None and turkish.chaos <= best.chaos + 0.01:
+            return turkish
     for match in matches:
         if (
             match.encoding == "cp1252"

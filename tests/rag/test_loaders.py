@@ -54,6 +54,14 @@ def test_plain_text_and_markdown() -> None:
                 ("A informação está disponível na seção de ações. Não há solução para o coração.", "cp1252"),
                 ("Příliš žluťoučký kůň úpěl ďábelské ódy. Děkuji za vaši pomoc, přátelé.", "cp1250"),
                 ("Zażółć gęślą jaźń. Wczoraj byłem w sklepie i kupiłem chleb dla córki.", "cp1250"),
+                # charset-normalizer alone reads Turkish as 1252: "baþkenti Ankara'dýr"
+                (
+                    "Türkiye'nin başkenti Ankara'dır. Işık, ağaç, değişiklik, İstanbul şehri güzeldir. "
+                    "Öğrenciler okula gidiyor.",
+                    "cp1254",
+                ),
+                ("Türkiye'nin başkenti Ankara'dır. Işık, ağaç ve değişiklik.", "iso8859_9"),
+                ("Það er gott að búa á Íslandi. Þú ert ýmislegt að gera þar í dag og á morgun.", "cp1252"),
             )
         ],
     ],
@@ -67,6 +75,9 @@ def test_plain_text_and_markdown() -> None:
         "cp1252-portuguese",
         "cp1250-czech",
         "cp1250-polish",
+        "cp1254-turkish",
+        "iso8859-9-turkish",
+        "cp1252-icelandic",
     ],
 )
 def test_encodings_are_detected(data: bytes, expected: str) -> None:
