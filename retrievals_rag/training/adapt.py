@@ -328,7 +328,7 @@ def _train(
         else:
             likelihood_ranker = _likelihood_teacher(settings)
             if likelihood_ranker is not None:
-                teacher, cosines = likelihood_ranker, _student_cosines(model_path, settings)
+                teacher, cosines = likelihood_ranker, _student_cosines(encoder)
         records, dropped["false_negative"] = label_with_teacher(
             records,
             teacher,
@@ -437,17 +437,12 @@ def _hybrid_teacher(records: list[dict[str, Any]], encoder: Any, known: Mapping[
     return HybridPairScorer(encoder, pool, passage_embeddings=vectors)
 
 
-def _student_cosines(
-    model_path: str, settings: AdaptSettings
-) -> Callable[[list[tuple[str, str]]], list[float]]:
+def _student_cosines(encoder: Any) -> Callable[[list[tuple[str, str]]], list[float]]:
     """The starting model's cosine of (question, passage) pairs, for :func:`_calibrate`."""
 
     def cosines(pairs: list[tuple[str, str]]) -> list[float]:
         import numpy as np
 
-        from retrievals_rag.models.embedding import AutoModelForEmbedding
-
-        encoder = AutoModelForEmbedding.from_pretrained(model_path, max_length=settings.max_length)
         texts = list(dict.fromkeys(text for _, text in pairs))
         questions = list(dict.fromkeys(question for question, _ in pairs))
         passages = encoder.encode(texts, normalize_embeddings=True, show_progress_bar=False)
